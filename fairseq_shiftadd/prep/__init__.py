@@ -1,0 +1,1 @@
+"""Data preparation: raw parallel text -> sentencepiece -> fairseq binary data (``data-bin``)."""

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: install everything into .venv, then run the test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow` for the slow end-to-end tests).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/install.sh"
+cd "$ROOT"
+exec "$VENV/bin/python" -m pytest "$@"

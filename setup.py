@@ -1,0 +1,44 @@
+"""fairseq-shiftadd: ShiftAddNAS (arXiv 2205.08119) as a fairseq plugin.
+
+fairseq itself is installed separately, from the community rebuild ``ve-fairseq==0.12.3`` with
+``--no-deps`` (its metadata asks for torchaudio, which would pull another torch): see README.md
+and ``scripts/install.sh``. Everything else fairseq needs is listed here.
+"""
+from setuptools import find_packages, setup
+
+FAIRSEQ_NEEDS = [
+    "hydra-core>=1.3.2",
+    "omegaconf>=2.3",
+    "bitarray",
+    "regex",
+    "sacrebleu>=2.0",
+    "scikit-learn",
+    "cython",
+    "cffi",
+    "tqdm",
+    "packaging",
+    "numpy",
+]
+
+setup(
+    name="fairseq-shiftadd",
+    version="0.1.0",
+    description="ShiftAddNAS hybrid multiplication/shift/add networks as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["fairseq_shiftadd", "fairseq_shiftadd.*"]),
+    include_package_data=True,
+    install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "matplotlib", *FAIRSEQ_NEEDS],
+    extras_require={
+        "test": ["pytest>=7"],
+        "gpu": ["triton>=3.0"],
+        "vision": ["torchvision"],
+    },
+    entry_points={
+        "console_scripts": [
+            "fairseq-shiftadd-prepare-multi30k = fairseq_shiftadd.prep.multi30k:main",
+            "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.checkpoints:main",
+        ],
+    },
+)
