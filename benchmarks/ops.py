@@ -1,0 +1,188 @@
+"""Operator benchmark: time and peak memory of each operator as a ratio to the torch layer of the same shape.
+
+Every row is measured in the same run as its baseline (``nn.Linear`` for linear layers, ``nn.Conv2d``
+for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), so ratios are
+comparable across machines even when absolute times are not. Peak memory is the growth of the
+process's peak resident set during one forward+backward (Linux ``/proc``; ``n/a`` elsewhere).
+
+    python benchmarks/ops.py            # representative NLP (and one vision) shapes
+    python benchmarks/ops.py --quick    # tiny shapes, a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear
+from fairseq_shiftadd.ops.lightconv import LightweightAdd, LightweightConv, LightweightShiftAdd
+from fairseq_shiftadd.ops.shift import ShiftConv2d, ShiftLinear
+
+
+@dataclass
+class Case:
+    """One operator on one input shape, and the torch baseline it is compared with."""
+
+    name: str
+    shape: str
+    make: Callable[[], nn.Module]
+    make_baseline: Callable[[], nn.Module]
+    make_input: Callable[[], Tensor]
+
+
+@dataclass
+class Measurement:
+    forward_ms: float
+    train_ms: float
+    peak_mib: Optional[float]
+
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(fn: Callable[[], None], repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+def measure(module: nn.Module, make_input: Callable[[], Tensor], repeat: int) -> Measurement:
+    """Median forward and forward+backward times (ms) and the peak-RSS growth (MiB) of one training step."""
+    x = make_input().requires_grad_(True)
+
+    def forward() -> None:
+        with torch.no_grad():
+            module(x)
+
+    def train_step() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        module(x).sum().backward()
+
+    forward_ms, train_ms = _timed(forward, repeat), _timed(train_step, repeat)
+    gc.collect()
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    peak = None
+    if _reset_peak():
+        before = _status_kib("VmRSS")
+        train_step()
+        after = _status_kib("VmHWM")
+        if before is not None and after is not None:
+            peak = max(after - before, 0) / 1024
+    return Measurement(forward_ms, train_ms, peak)
+
+
+def cases(quick: bool) -> List[Case]:
+    n, d, ffn = (64, 32, 64) if quick else (2048, 512, 2048)
+    t, b, k = (8, 2, 7) if quick else (32, 32, 31)
+    image, channels = (8, 8) if quick else (28, 64)
+    batch = 2 if quick else 8
+    linear_in = lambda: torch.randn(n, d)  # noqa: E731
+    seq_in = lambda: torch.randn(t, b, d)  # noqa: E731
+    image_in = lambda: torch.randn(batch, channels, image, image)  # noqa: E731
+    depthwise = lambda: _TimeMajorDepthwise(d, k)  # noqa: E731
+    conv = lambda: nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # noqa: E731
+    heads = 8 if d % 8 == 0 else 1
+    return [
+        Case("ShiftLinear (ps)", f"{n}x{d}->{ffn}", lambda: ShiftLinear(d, ffn), lambda: nn.Linear(d, ffn), linear_in),
+        Case("ShiftLinear (q)", f"{n}x{d}->{ffn}", lambda: ShiftLinear(d, ffn, mode="q"), lambda: nn.Linear(d, ffn),
+             linear_in),
+        Case("AddLinear", f"{n}x{d}->{ffn}", lambda: AddLinear(d, ffn), lambda: nn.Linear(d, ffn, bias=False),
+             linear_in),
+        Case("ShiftConv2d 3x3", f"{batch}x{channels}x{image}x{image}",
+             lambda: ShiftConv2d(channels, channels, 3, padding=1, bias=False), conv, image_in),
+        Case("AddConv2d 3x3", f"{batch}x{channels}x{image}x{image}",
+             lambda: AddConv2d(channels, channels, 3, padding=1), conv, image_in),
+        Case("AddConv2d 3x3 depthwise", f"{batch}x{channels}x{image}x{image}",
+             lambda: AddConv2d(channels, channels, 3, padding=1, groups=channels),
+             lambda: nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False), image_in),
+        Case("LightweightConv", f"T{t} B{b} C{d} K{k}", lambda: LightweightConv(d, k, heads), depthwise, seq_in),
+        Case("LightweightAdd", f"T{t} B{b} C{d} K{k}", lambda: LightweightAdd(d, k, heads), depthwise, seq_in),
+        Case("LightweightShiftAdd", f"T{t} B{b} C{d} K{k}", lambda: LightweightShiftAdd(d, k, heads), depthwise,
+             seq_in),
+    ]
+
+
+class _TimeMajorDepthwise(nn.Module):
+    """Baseline for the token mixers: a depthwise ``nn.Conv1d`` over time on T x B x C input."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x.permute(1, 2, 0)).permute(2, 0, 1)
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> str:
+    if value is None or base is None or base <= 0:
+        return "n/a"
+    return f"{value / base:.2f}x"
+
+
+def run(selected: Sequence[Case], repeat: int) -> List[List[str]]:
+    rows = []
+    for case in selected:
+        torch.manual_seed(0)
+        base = measure(case.make_baseline(), case.make_input, repeat)
+        ours = measure(case.make(), case.make_input, repeat)
+        peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
+        rows.append([
+            case.name, case.shape,
+            f"{ours.forward_ms:.2f}", _ratio(ours.forward_ms, base.forward_ms),
+            f"{ours.train_ms:.2f}", _ratio(ours.train_ms, base.train_ms),
+            peak, _ratio(ours.peak_mib, base.peak_mib),
+        ])
+        print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    header = ["operator", "shape", "fwd ms", "fwd vs torch", "fwd+bwd ms", "fwd+bwd vs torch", "peak MiB",
+              "peak vs torch"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; baseline: torch layer of the same shape")
+    print(" | ".join(header))
+    rows = run(cases(args.quick), args.repeat)
+    print("\nMarkdown:\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,448 @@
+"""Shift layers (DeepShift, Elhoushi et al., arXiv 1905.13298), as used by ShiftAddNAS (arXiv 2205.08119).
+
+Weights are signed powers of two, ``w = s * 2**p`` with ``s in {-1, 0, +1}`` and an integer exponent
+``p in [-(2**(b-1) - 2), 0]`` for ``b`` weight bits (``b = 5``: ``[-14, 0]``), so every product
+``x * w`` is a bit shift of ``x`` plus a sign change. Two parametrisations (:class:`ShiftMode`):
+
+* DeepShift-PS: trainable real exponent ``p`` and sign ``s``; the forward pass uses
+  ``clamp(round(p), p_min, 0)`` and ``clamp(round(s), -1, 1)``, the backward pass goes straight
+  through the rounding. The stored parameters themselves are clamped in place (the original
+  ShiftAddNAS code clamped only a view, so its exponents drifted out of range).
+* DeepShift-Q: a real weight ``w``, rounded to ``sign(w) * 2**clamp(round(log2|w|), p_min, 0)`` in the
+  forward pass (:func:`round_pow2_ste`), straight-through gradient to ``w``.
+
+Activations may be fixed point (``bits`` in total, ``frac_bits`` after the binary point): then
+``x * 2**p`` is exact, an arithmetic shift of the integer ``x * 2**frac_bits``.
+"""
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .counts import OpCounts
+from .kinds import OpKind
+from .quant import ActivationFakeQuant, QuantConfig, check_bits
+
+__all__ = [
+    "ShiftMode",
+    "exponent_range",
+    "round_ste",
+    "round_pow2_ste",
+    "fixed_point_ste",
+    "ShiftLinear",
+    "ShiftConv2d",
+]
+
+WEIGHT_BITS_RANGE = (2, 8)
+ACTIVATION_BITS_RANGE = (2, 32)
+_FLOAT_BITS = 32
+_Layer = TypeVar("_Layer", bound="_ShiftLayer")
+
+
+class ShiftMode(str, Enum):
+    """How a shift layer stores its weights: ``PS`` (exponent and sign) or ``Q`` (a real weight)."""
+
+    PS = "ps"
+    Q = "q"
+
+
+def exponent_range(weight_bits: int = 5) -> Tuple[int, int]:
+    """The exponents ``[-(2**(b-1) - 2), 0]`` that ``b = weight_bits`` bits encode (``b = 5``: ``(-14, 0)``).
+
+    Raises:
+        ValueError: ``weight_bits`` is not an integer in ``[2, 8]``.
+    """
+    check_bits("weight_bits", weight_bits, *WEIGHT_BITS_RANGE)
+    return -(2 ** (weight_bits - 1) - 2), 0
+
+
+def _straight_through(x: Tensor, value: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """``value`` in the forward pass (exactly); gradient ``1`` (or ``mask``) to ``x`` in the backward pass."""
+    passed = x - x.detach()
+    return value.detach() + (passed if mask is None else passed * mask)
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """``round(x)`` (half to even) with the straight-through gradient ``d/dx = 1``."""
+    return _straight_through(x, torch.round(x.detach()))
+
+
+def _pow2_parts(w: Tensor, exponent_min: int) -> Tuple[Tensor, Tensor]:
+    """``(sign(w), clamp(round(log2|w|), exponent_min, 0))``; an exact zero gets sign 0."""
+    return torch.sign(w), torch.round(torch.log2(w.abs())).clamp(exponent_min, 0)
+
+
+def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
+    """DeepShift-Q rounding: ``sign(w) * 2**clamp(round(log2|w|), p_min, 0)``, straight-through gradient.
+
+    ``p_min = -(2**(weight_bits-1) - 2)``. The rounding is in the log domain, so each result is within a
+    factor ``sqrt(2)`` of ``w`` unless clamped (``|w| > 1`` becomes 1, ``|w| < 2**(p_min - 1/2)``
+    becomes ``2**p_min``); an exact zero stays zero. Backward: ``dL/dw = dL/dw_q``.
+
+    Shape: any -> same.
+    """
+    exponent_min, _ = exponent_range(weight_bits)
+    sign, exponent = _pow2_parts(w.detach(), exponent_min)
+    return _straight_through(w, sign * torch.exp2(exponent))
+
+
+def _check_fixed_point(bits: int, frac_bits: int, prefix: str = "") -> None:
+    check_bits(f"{prefix}bits", bits, *ACTIVATION_BITS_RANGE)
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= bits:
+        raise ValueError(f"{prefix}frac_bits must be an integer in [0, {prefix}bits={bits}], got {frac_bits!r}")
+
+
+def fixed_point_ste(x: Tensor, bits: int, frac_bits: int) -> Tensor:
+    """Signed fixed point: ``clamp(round(x * 2**f), -2**(b-1), 2**(b-1) - 1) * 2**-f`` (b = bits, f = frac_bits).
+
+    Backward: clipped straight-through, gradient 1 where ``x`` lies in the representable range
+    ``[-2**(b-1-f), (2**(b-1) - 1) * 2**-f]``, 0 outside. Values are exact in float32 for ``b <= 24``.
+
+    Shape: any -> same.
+
+    Raises:
+        ValueError: ``bits`` not in ``[2, 32]`` or ``frac_bits`` not in ``[0, bits]``.
+    """
+    _check_fixed_point(bits, frac_bits)
+    step = 2.0**-frac_bits
+    low, high = -(2 ** (bits - 1)) * step, (2 ** (bits - 1) - 1) * step
+    x_detached = x.detach()
+    value = torch.clamp(torch.round(x_detached / step) * step, low, high)
+    inside = ((x_detached >= low) & (x_detached <= high)).to(x.dtype)
+    return _straight_through(x, value, inside)
+
+
+def _parse_mode(mode: str | ShiftMode) -> ShiftMode:
+    try:
+        return ShiftMode(mode)
+    except ValueError:
+        raise ValueError(f"mode must be one of {[m.value for m in ShiftMode]}, got {mode!r}") from None
+
+
+def _check_positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _pair(name: str, value: int | Sequence[int], minimum: int) -> Tuple[int, int]:
+    """``value`` as an (h, w) pair of integers ``>= minimum``, else a ValueError naming ``name``."""
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
+        raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+class _ShiftLayer(nn.Module):
+    """What :class:`ShiftLinear` and :class:`ShiftConv2d` share: weights, clamping, conversion, input quantisation.
+
+    Subclasses provide ``_check_input(shape, name)`` (validates an input shape; for ``op_counts`` it also
+    returns the number of output elements), ``_compute(x, weight)`` (the dense op) and
+    ``_float_config(layer)`` (constructor arguments of a float layer).
+    """
+
+    def __init__(
+        self,
+        weight_shape: Tuple[int, ...],
+        bias: bool,
+        mode: str | ShiftMode,
+        weight_bits: int,
+        activation_bits: Optional[int],
+        activation_frac_bits: Optional[int],
+        quant: Optional[QuantConfig],
+    ) -> None:
+        super().__init__()
+        self.mode = _parse_mode(mode)
+        self.weight_bits = weight_bits
+        self.exponent_min, self.exponent_max = exponent_range(weight_bits)
+        if activation_bits is None:
+            if activation_frac_bits is not None:
+                raise ValueError("activation_frac_bits is set but activation_bits is None")
+        else:
+            if activation_frac_bits is None:
+                activation_frac_bits = activation_bits // 2
+            _check_fixed_point(activation_bits, activation_frac_bits, prefix="activation_")
+            if quant is not None:
+                raise ValueError("activation_bits (fixed point) and quant (fake quantisation) are exclusive")
+        self.activation_bits = activation_bits
+        self.activation_frac_bits = activation_frac_bits
+        self.quant = quant
+        self.input_quant = ActivationFakeQuant(quant)
+        if self.mode is ShiftMode.PS:
+            self.exponent = nn.Parameter(torch.empty(weight_shape))
+            self.sign = nn.Parameter(torch.empty(weight_shape))
+        else:
+            self.latent_weight = nn.Parameter(torch.empty(weight_shape))
+        self.register_parameter("bias", nn.Parameter(torch.empty(weight_shape[0])) if bias else None)
+        self.reset_parameters()
+
+    @property
+    def operand_bits(self) -> int:
+        """Bit width of the activations the shifts act on (32 for float)."""
+        if self.quant is not None:
+            return self.quant.bits
+        return _FLOAT_BITS if self.activation_bits is None else self.activation_bits
+
+    def _weight_template(self) -> Tensor:
+        return self.exponent if self.mode is ShiftMode.PS else self.latent_weight
+
+    def reset_parameters(self) -> None:
+        """Initialise like the float layer (Kaiming-uniform weight, uniform bias), then convert the weight."""
+        weight = torch.empty_like(self._weight_template())
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        bias = None
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(weight[0].numel())
+            bias = torch.empty_like(self.bias).uniform_(-bound, bound)
+        self.load_float_weight(weight, bias)
+
+    @torch.no_grad()
+    def load_float_weight(self, weight: Tensor, bias: Optional[Tensor] = None) -> None:
+        """Set the parameters from a float weight (and bias).
+
+        PS: ``p = clamp(round(log2|w|), p_min, 0)``, ``s = sign(w)``; Q: the weight is copied.
+
+        Raises:
+            ValueError: ``weight`` has the wrong shape, or ``bias`` is given to a layer without bias.
+        """
+        template = self._weight_template()
+        if weight.shape != template.shape:
+            raise ValueError(f"weight must have shape {tuple(template.shape)}, got {tuple(weight.shape)}")
+        if self.mode is ShiftMode.PS:
+            sign, exponent = _pow2_parts(weight, self.exponent_min)
+            self.sign.copy_(sign)
+            self.exponent.copy_(exponent)
+        else:
+            self.latent_weight.copy_(weight)
+        if bias is not None:
+            if self.bias is None:
+                raise ValueError("bias was given but the layer has bias=False")
+            self.bias.copy_(bias)
+
+    @classmethod
+    def from_float(
+        cls: Type[_Layer], layer: nn.Module, mode: str | ShiftMode = "ps", weight_bits: int = 5, **kw: Any
+    ) -> _Layer:
+        """Convert a trained float layer (same geometry, device and dtype; weight via :meth:`load_float_weight`).
+
+        ``kw`` are further constructor options (``activation_bits``, ``quant``, ...).
+        """
+        module = cls(**cls._float_config(layer), mode=mode, weight_bits=weight_bits, **kw)
+        module.to(device=layer.weight.device, dtype=layer.weight.dtype)
+        module.load_float_weight(layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
+        return module
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """PS: clamp the stored exponent to ``[p_min, 0]`` and sign to ``[-1, 1]``, in place.
+
+        Q keeps its real weight unconstrained (its rounding is clamped).
+        """
+        if self.mode is ShiftMode.PS:
+            self.exponent.clamp_(self.exponent_min, self.exponent_max)
+            self.sign.clamp_(-1.0, 1.0)
+
+    @property
+    def weight(self) -> Tensor:
+        """The signed power-of-two weight ``s * 2**p`` that the forward pass uses.
+
+        PS backward (DeepShift-PS, straight through the rounding and clamping; ``g = dL/dw``):
+        ``dL/dp = g * w * ln 2`` (the derivative of ``2**p``) and ``dL/ds = g`` (the factor ``2**p`` is not
+        applied to the sign gradient, as DeepShift's unsymmetric product). Q: ``dL/dw_real = g``.
+        """
+        if self.mode is ShiftMode.Q:
+            return round_pow2_ste(self.latent_weight, self.weight_bits)
+        exponent = _straight_through(
+            self.exponent, torch.round(self.exponent.detach()).clamp(self.exponent_min, self.exponent_max)
+        )
+        sign = _straight_through(self.sign, torch.round(self.sign.detach()).clamp(-1.0, 1.0))
+        return sign.detach() * torch.exp2(exponent) + (sign - sign.detach())
+
+    def _quantize_input(self, x: Tensor) -> Tensor:
+        if self.activation_bits is not None:
+            return fixed_point_ste(x, self.activation_bits, self.activation_frac_bits)
+        return self.input_quant(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x.shape, "x")
+        self.clamp_()
+        return self._compute(self._quantize_input(x), self.weight)
+
+    def _shift_repr(self) -> str:
+        text = f"mode={self.mode.value}, weight_bits={self.weight_bits}"
+        if self.activation_bits is not None:
+            text += f", activation_bits={self.activation_bits}, activation_frac_bits={self.activation_frac_bits}"
+        if self.quant is not None:
+            text += f", quant_bits={self.quant.bits}"
+        return text
+
+
+class ShiftLinear(_ShiftLayer):
+    """Linear layer with signed power-of-two weights: ``y = q(x) @ (s * 2**p)^T + b``.
+
+    ``q`` is the identity, fixed point (``activation_bits``) or fake quantisation (``quant``; the weights
+    are already powers of two and are not re-quantised). Gradients: see :attr:`weight`.
+
+    Shape: x (*, in_features) -> y (*, out_features); weight, exponent, sign (out_features, in_features).
+
+    Args:
+        in_features: input width K.
+        out_features: output width M.
+        bias: add a float bias.
+        mode: ``"ps"`` (trainable exponent and sign) or ``"q"`` (real weight rounded to powers of two).
+        weight_bits: 2..8; exponents lie in ``[-(2**(weight_bits-1) - 2), 0]``.
+        activation_bits: if set, inputs are rounded to signed fixed point of this width (2..32).
+        activation_frac_bits: fractional bits of that fixed point (default ``activation_bits // 2``).
+        quant: fake-quantise the inputs for 8-bit training (exclusive with ``activation_bits``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        mode: str | ShiftMode = "ps",
+        weight_bits: int = 5,
+        activation_bits: Optional[int] = None,
+        activation_frac_bits: Optional[int] = None,
+        quant: Optional[QuantConfig] = None,
+    ) -> None:
+        weight_shape = (_check_positive("out_features", out_features), _check_positive("in_features", in_features))
+        super().__init__(weight_shape, bias, mode, weight_bits, activation_bits, activation_frac_bits, quant)
+        self.in_features = in_features
+        self.out_features = out_features
+
+    @staticmethod
+    def _float_config(layer: nn.Module) -> Dict[str, Any]:
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
+        return dict(in_features=layer.in_features, out_features=layer.out_features, bias=layer.bias is not None)
+
+    def _check_input(self, shape: Sequence[int], name: str) -> int:
+        """Validate ``(*, in_features)``; return the number of output elements."""
+        if len(shape) < 1 or shape[-1] != self.in_features:
+            raise ValueError(f"{name} must have shape (*, in_features={self.in_features}), got {tuple(shape)}")
+        return math.prod(shape[:-1]) * self.out_features
+
+    def _compute(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.linear(x, weight, self.bias)
+
+    def op_counts(self, input_shape: Sequence[int]) -> OpCounts:
+        """``N*M`` shift dot products of length K at :attr:`operand_bits` (N = rows of the input)."""
+        outputs = self._check_input(tuple(int(d) for d in input_shape), "input_shape")
+        return OpCounts.dot_products(
+            OpKind.SHIFT, self.operand_bits, outputs, self.in_features, bias=self.bias is not None
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            + self._shift_repr()
+        )
+
+
+class ShiftConv2d(_ShiftLayer):
+    """2-D convolution with signed power-of-two weights (zero padding), ``y = conv2d(q(x), s * 2**p) + b``.
+
+    Inputs are handled as in :class:`ShiftLinear`. Each output element is a shift dot product of length
+    ``(in_channels / groups) * kh * kw`` (a depthwise conv is costed per group, not as a dense one).
+
+    Shape: x (N, C_in, H, W) -> y (N, C_out, H_out, W_out) with
+    ``H_out = floor((H + 2*pad_h - dil_h*(kh - 1) - 1) / stride_h) + 1`` (likewise W);
+    weight, exponent, sign (C_out, C_in / groups, kh, kw).
+
+    Args:
+        in_channels, out_channels: channel counts (both divisible by ``groups``).
+        kernel_size, stride, padding, dilation: an int or an (h, w) pair each.
+        groups: number of channel groups.
+        bias, mode, weight_bits, activation_bits, activation_frac_bits, quant: as :class:`ShiftLinear`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Tuple[int, int],
+        stride: int | Tuple[int, int] = 1,
+        padding: int | Tuple[int, int] = 0,
+        dilation: int | Tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        mode: str | ShiftMode = "ps",
+        weight_bits: int = 5,
+        activation_bits: Optional[int] = None,
+        activation_frac_bits: Optional[int] = None,
+        quant: Optional[QuantConfig] = None,
+    ) -> None:
+        _check_positive("in_channels", in_channels)
+        _check_positive("out_channels", out_channels)
+        _check_positive("groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        kernel = _pair("kernel_size", kernel_size, 1)
+        geometry = (_pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1))
+        super().__init__(
+            (out_channels, in_channels // groups, *kernel),
+            bias, mode, weight_bits, activation_bits, activation_frac_bits, quant,
+        )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel
+        self.stride, self.padding, self.dilation = geometry
+        self.groups = groups
+
+    @staticmethod
+    def _float_config(layer: nn.Module) -> Dict[str, Any]:
+        if not isinstance(layer, nn.Conv2d):
+            raise TypeError(f"layer must be an nn.Conv2d, got {type(layer).__name__}")
+        if layer.padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros', got {layer.padding_mode!r}")
+        if isinstance(layer.padding, str):
+            raise ValueError(f"padding must be integers, got {layer.padding!r}")
+        return dict(
+            in_channels=layer.in_channels,
+            out_channels=layer.out_channels,
+            kernel_size=tuple(layer.kernel_size),
+            stride=tuple(layer.stride),
+            padding=tuple(layer.padding),
+            dilation=tuple(layer.dilation),
+            groups=layer.groups,
+            bias=layer.bias is not None,
+        )
+
+    def _check_input(self, shape: Sequence[int], name: str) -> int:
+        """Validate ``(N, in_channels, H, W)``; return the number of output elements."""
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name} must have shape (N, in_channels={self.in_channels}, H, W), got {tuple(shape)}"
+            )
+        geometry = zip(shape[2:], self.padding, self.dilation, self.kernel_size, self.stride)
+        out_size = [(size + 2 * pad - dil * (k - 1) - 1) // step + 1 for size, pad, dil, k, step in geometry]
+        if min(out_size) < 1:
+            raise ValueError(
+                f"{name} spatial size {tuple(shape[2:])} is too small for the kernel, padding and dilation"
+            )
+        return shape[0] * self.out_channels * out_size[0] * out_size[1]
+
+    def _compute(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def op_counts(self, input_shape: Sequence[int]) -> OpCounts:
+        """One shift dot product of length ``(C_in / groups) * kh * kw`` per output element."""
+        outputs = self._check_input(tuple(int(d) for d in input_shape), "input_shape")
+        length = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        return OpCounts.dot_products(OpKind.SHIFT, self.operand_bits, outputs, length, bias=self.bias is not None)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"bias={self.bias is not None}, " + self._shift_repr()
+        )
