@@ -34,6 +34,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from .counts import OpCounts
 from .kinds import OpKind
 from .quant import QuantConfig, RunningRange, fake_quant_symmetric
+from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
 
 __all__ = ["add_matmul", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
 
@@ -192,27 +193,13 @@ def add_matmul(
     if x.dtype != weight.dtype or not x.is_floating_point():
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
     _check_eta(eta)
-    return _AddMatmul.apply(x, weight, eta, _check_positive("memory_budget_bytes", memory_budget_bytes))
-
-
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return _AddMatmul.apply(x, weight, eta, positive_int("memory_budget_bytes", memory_budget_bytes))
 
 
 def _check_eta(eta: Optional[float]) -> Optional[float]:
     if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0):
         raise ValueError(f"eta must be None or a positive number, got {eta!r}")
     return eta
-
-
-def _pair(name: str, value: int | Sequence[int], minimum: int) -> Tuple[int, int]:
-    """``value`` as an (h, w) pair of integers ``>= minimum``, else a ValueError naming ``name``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
-        raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 class SharedScaleFakeQuant(nn.Module):
@@ -233,7 +220,7 @@ class SharedScaleFakeQuant(nn.Module):
         self.config = config
         self.range = RunningRange(config.momentum) if config is not None else None
 
-    def _max_abs(self, x: Tensor, weight: Tensor) -> Tensor:
+    def max_abs(self, x: Tensor, weight: Tensor) -> Tensor:
         """The grid's largest magnitude ``max(|low|, |high|, max|w|)`` (updates the running range)."""
         low, high = self.range(x)
         return torch.stack([low.abs(), high.abs(), weight.detach().abs().amax().to(low.dtype)]).amax()
@@ -241,7 +228,7 @@ class SharedScaleFakeQuant(nn.Module):
     def forward(self, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:
         if self.config is None:
             return x, weight
-        max_abs = self._max_abs(x, weight)
+        max_abs = self.max_abs(x, weight)
         bits = self.config.bits
         return fake_quant_symmetric(x, max_abs, bits), fake_quant_symmetric(weight, max_abs, bits)
 
@@ -266,7 +253,7 @@ class _AdderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.eta = _check_eta(eta)
-        self.memory_budget_bytes = _check_positive("memory_budget_bytes", memory_budget_bytes)
+        self.memory_budget_bytes = positive_int("memory_budget_bytes", memory_budget_bytes)
         self.quant = quant
         self.operand_quant = SharedScaleFakeQuant(quant)
         self.weight = nn.Parameter(torch.empty(weight_shape))
@@ -325,7 +312,7 @@ class AddLinear(_AdderLayer):
         quant: Optional[QuantConfig] = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     ) -> None:
-        shape = (_check_positive("out_features", out_features), _check_positive("in_features", in_features))
+        shape = (positive_int("out_features", out_features), positive_int("in_features", in_features))
         super().__init__(shape, bias, eta, quant, memory_budget_bytes)
         self.in_features = in_features
         self.out_features = out_features
@@ -351,7 +338,7 @@ class AddLinear(_AdderLayer):
         return f"in_features={self.in_features}, out_features={self.out_features}, " + self._adder_repr()
 
 
-class AddConv2d(_AdderLayer):
+class AddConv2d(Conv2dAttributes, _AdderLayer):
     """Adder 2-D convolution (zero padding): each output is ``-sum |patch - w[o]|`` over its receptive field.
 
     ``y[b, o, i, j] = -sum_{c, u, v} |x_pad[b, g*C_g + c, i*s_h + u*d_h, j*s_w + v*d_w] - w[o, c, u, v]| + b[o]``
@@ -385,41 +372,17 @@ class AddConv2d(_AdderLayer):
         quant: Optional[QuantConfig] = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     ) -> None:
-        _check_positive("in_channels", in_channels)
-        _check_positive("out_channels", out_channels)
-        _check_positive("groups", groups)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        kernel = _pair("kernel_size", kernel_size, 1)
-        geometry = (_pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1))
-        super().__init__((out_channels, in_channels // groups, *kernel), bias, eta, quant, memory_budget_bytes)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel
-        self.stride, self.padding, self.dilation = geometry
-        self.groups = groups
+        geometry = Conv2dGeometry.create(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        super().__init__(geometry.weight_shape, bias, eta, quant, memory_budget_bytes)
+        self.geometry = geometry
 
     @property
     def _dot_length(self) -> int:
-        return self.weight[0].numel()
-
-    def output_size(self, height: int, width: int) -> Tuple[int, int]:
-        """``(H_out, W_out)`` for an ``H x W`` input."""
-        return tuple(  # type: ignore[return-value]
-            (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
-            for size, k, stride, pad, dil in zip(
-                (height, width), self.kernel_size, self.stride, self.padding, self.dilation
-            )
-        )
+        return self.geometry.dot_length
 
     def _check_input(self, shape: Sequence[int], name: str) -> int:
         """Validate ``(N, in_channels, H, W)`` with a non-empty output; return the number of output elements."""
-        if len(shape) != 4 or shape[1] != self.in_channels:
-            raise ValueError(f"{name} must have shape (N, in_channels={self.in_channels}, H, W), got {tuple(shape)}")
-        out_h, out_w = self.output_size(shape[2], shape[3])
-        if out_h < 1 or out_w < 1:
-            raise ValueError(f"{name} spatial size {tuple(shape[2:])} is too small for the kernel {self.kernel_size}")
-        return shape[0] * self.out_channels * out_h * out_w
+        return self.geometry.check_input(shape, name)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .kinds import OpKind
 from .shift import exponent_range, round_pow2_ste
+from .validate import positive_int
 
 __all__ = [
     "SharingMode",
@@ -37,12 +38,6 @@ class SharingMode(str, Enum):
     NONE = "none"
     SHARED = "shared"
     HETEROGENEOUS = "heterogeneous"
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class PiecewiseLinearRemap(nn.Module):
@@ -73,7 +68,7 @@ class PiecewiseLinearRemap(nn.Module):
 
     def __init__(self, num_bins: int = 100) -> None:
         super().__init__()
-        self.num_bins = _check_positive_int("num_bins", num_bins)
+        self.num_bins = positive_int("num_bins", num_bins)
         self.log_scale = nn.Parameter(torch.zeros(num_bins))
 
     @property
@@ -215,7 +210,7 @@ class SharedWeight(nn.Module):
         super().__init__()
         if not isinstance(shape, (tuple, list)) or not shape:
             raise ValueError(f"shape must be a non-empty tuple of positive integers, got {shape!r}")
-        self.shape = tuple(_check_positive_int("shape", d) for d in shape)
+        self.shape = tuple(positive_int("shape", d) for d in shape)
         self.ops = tuple(_as_op("ops", op) for op in ops)
         if not self.ops or len(set(self.ops)) != len(self.ops):
             raise ValueError(f"ops must be a non-empty sequence of distinct op kinds, got {ops!r}")
@@ -225,7 +220,7 @@ class SharedWeight(nn.Module):
             raise ValueError(f"mode must be one of {[m.value for m in SharingMode]}, got {mode!r}") from None
         exponent_range(weight_bits)
         self.weight_bits = weight_bits
-        self.num_bins = _check_positive_int("num_bins", num_bins)
+        self.num_bins = positive_int("num_bins", num_bins)
 
         keys = [op.value for op in self.ops] if self.mode is SharingMode.NONE else ["shared"]
         self.weights = nn.ParameterDict({key: nn.Parameter(torch.empty(self.shape)) for key in keys})

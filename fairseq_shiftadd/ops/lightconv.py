@@ -41,6 +41,7 @@ from .counts import OpCounts
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, quantize_weight
 from .shift import ShiftLinear
+from .validate import positive_int
 
 __all__ = [
     "BUFFER_BATCH_DIM",
@@ -195,14 +196,11 @@ class LightweightMixer(nn.Module):
     ) -> None:
         super().__init__()
         self.padding = _parse_padding(padding)
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+        positive_int("channels", channels)
+        positive_int("num_heads", num_heads)
         if channels % num_heads:
             raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
+        positive_int("kernel_size", kernel_size)
         if self.padding is Padding.CENTRED and kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
         if not 0.0 <= weight_dropout < 1.0:

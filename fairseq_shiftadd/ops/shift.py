@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from .counts import OpCounts
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
+from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
 
 __all__ = [
     "ShiftMode",
@@ -122,20 +123,6 @@ def _parse_mode(mode: str | ShiftMode) -> ShiftMode:
         return ShiftMode(mode)
     except ValueError:
         raise ValueError(f"mode must be one of {[m.value for m in ShiftMode]}, got {mode!r}") from None
-
-
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _pair(name: str, value: int | Sequence[int], minimum: int) -> Tuple[int, int]:
-    """``value`` as an (h, w) pair of integers ``>= minimum``, else a ValueError naming ``name``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
-        raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 class _ShiftLayer(nn.Module):
@@ -312,7 +299,7 @@ class ShiftLinear(_ShiftLayer):
         activation_frac_bits: Optional[int] = None,
         quant: Optional[QuantConfig] = None,
     ) -> None:
-        weight_shape = (_check_positive("out_features", out_features), _check_positive("in_features", in_features))
+        weight_shape = (positive_int("out_features", out_features), positive_int("in_features", in_features))
         super().__init__(weight_shape, bias, mode, weight_bits, activation_bits, activation_frac_bits, quant)
         self.in_features = in_features
         self.out_features = out_features
@@ -346,7 +333,7 @@ class ShiftLinear(_ShiftLayer):
         )
 
 
-class ShiftConv2d(_ShiftLayer):
+class ShiftConv2d(Conv2dAttributes, _ShiftLayer):
     """2-D convolution with signed power-of-two weights (zero padding), ``y = conv2d(q(x), s * 2**p) + b``.
 
     Inputs are handled as in :class:`ShiftLinear`. Each output element is a shift dot product of length
@@ -379,24 +366,9 @@ class ShiftConv2d(_ShiftLayer):
         activation_frac_bits: Optional[int] = None,
         quant: Optional[QuantConfig] = None,
     ) -> None:
-        _check_positive("in_channels", in_channels)
-        _check_positive("out_channels", out_channels)
-        _check_positive("groups", groups)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
-        kernel = _pair("kernel_size", kernel_size, 1)
-        geometry = (_pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1))
-        super().__init__(
-            (out_channels, in_channels // groups, *kernel),
-            bias, mode, weight_bits, activation_bits, activation_frac_bits, quant,
-        )
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel
-        self.stride, self.padding, self.dilation = geometry
-        self.groups = groups
+        geometry = Conv2dGeometry.create(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        super().__init__(geometry.weight_shape, bias, mode, weight_bits, activation_bits, activation_frac_bits, quant)
+        self.geometry = geometry
 
     @staticmethod
     def _float_config(layer: nn.Module) -> Dict[str, Any]:
@@ -419,17 +391,7 @@ class ShiftConv2d(_ShiftLayer):
 
     def _check_input(self, shape: Sequence[int], name: str) -> int:
         """Validate ``(N, in_channels, H, W)``; return the number of output elements."""
-        if len(shape) != 4 or shape[1] != self.in_channels:
-            raise ValueError(
-                f"{name} must have shape (N, in_channels={self.in_channels}, H, W), got {tuple(shape)}"
-            )
-        geometry = zip(shape[2:], self.padding, self.dilation, self.kernel_size, self.stride)
-        out_size = [(size + 2 * pad - dil * (k - 1) - 1) // step + 1 for size, pad, dil, k, step in geometry]
-        if min(out_size) < 1:
-            raise ValueError(
-                f"{name} spatial size {tuple(shape[2:])} is too small for the kernel, padding and dilation"
-            )
-        return shape[0] * self.out_channels * out_size[0] * out_size[1]
+        return self.geometry.check_input(shape, name)
 
     def _compute(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -437,7 +399,7 @@ class ShiftConv2d(_ShiftLayer):
     def op_counts(self, input_shape: Sequence[int]) -> OpCounts:
         """One shift dot product of length ``(C_in / groups) * kh * kw`` per output element."""
         outputs = self._check_input(tuple(int(d) for d in input_shape), "input_shape")
-        length = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        length = self.geometry.dot_length
         return OpCounts.dot_products(OpKind.SHIFT, self.operand_bits, outputs, length, bias=self.bias is not None)
 
     def extra_repr(self) -> str:
