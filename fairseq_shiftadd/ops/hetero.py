@@ -250,16 +250,27 @@ class SharedWeight(nn.Module):
             weight = remap(weight) if op is OpKind.ADD else remap(weight.detach())
         return round_pow2_ste(weight, self.weight_bits) if op is OpKind.SHIFT else weight
 
-    def regulariser(self, scale: Optional[float] = 2.0) -> Tensor:
+    def regulariser(self, scale: Optional[float] = None, max_samples: Optional[int] = 65536) -> Tensor:
         """:func:`laplace_regulariser` of ``T_add(w)`` in HETEROGENEOUS mode with an add candidate, else 0.
 
         NONE and SHARED modes are not regularised: in NONE the add weight is free and trains to its own
         (Laplacian) distribution, in SHARED pulling the one weight toward Laplace would distort the mult
         candidate, which is what the remap avoids. The paper weights this term by 10 in the loss.
+
+        ``scale=None`` (default) fits the Laplace scale to the weights, so only the *shape* of the
+        distribution is penalised; the paper's fixed Laplace(0, 2) is far from the scale of Transformer
+        weights (|w| ~ 0.05) and would drive ``T`` to inflate the add weights. ``max_samples``: the
+        distance is estimated on that many uniformly drawn elements (torch's RNG) when the weight is
+        larger, so the cost per update stays bounded (the sort dominates); None uses every element.
         """
         if OpKind.ADD.value not in self.remaps:
             return self._stored(self.ops[0]).new_zeros(())
-        return laplace_regulariser(self.weight_for(OpKind.ADD), scale)
+        weight = self._stored(OpKind.ADD)
+        values = weight.reshape(-1)
+        if max_samples is not None and values.numel() > positive_int("max_samples", max_samples):
+            values = values[torch.randint(values.numel(), (max_samples,), device=values.device)]
+        remap = self.remaps[OpKind.ADD.value]
+        return laplace_regulariser(remap(values, remap.bounds(weight)), scale)
 
     def num_parameters(self) -> int:
         """Stored scalars: weights and remap slopes."""

@@ -312,14 +312,26 @@ def test_slicing_commutes_with_the_remap():
 def test_regulariser_of_heterogeneous_add_weights():
     module = SharedWeight((32, 16), ALL_OPS, "heterogeneous")
     randomise_remaps(module)
-    loss = module.regulariser()
-    assert_close(loss, laplace_regulariser(module.weight_for(OpKind.ADD), 2.0))
+    loss = module.regulariser()  # default: fitted scale (shape only), every element (32 x 16 < max_samples)
+    assert_close(loss, laplace_regulariser(module.weight_for(OpKind.ADD), None))
+    assert_close(module.regulariser(scale=2.0), laplace_regulariser(module.weight_for(OpKind.ADD), 2.0))
     loss.backward()
     assert float(module.remaps["add"].log_scale.grad.abs().sum()) > 0
     assert float(module.weights["shared"].grad.abs().sum()) > 0
     assert module.remaps["shift"].log_scale.grad is None
     no_add = SharedWeight((32, 16), (OpKind.MULT, OpKind.SHIFT), "heterogeneous")
     assert no_add.regulariser().item() == 0.0
+
+
+def test_regulariser_subsamples_large_weights():
+    module = SharedWeight((300, 300), ALL_OPS, "heterogeneous")
+    full = laplace_regulariser(module.weight_for(OpKind.ADD), None)
+    torch.manual_seed(0)
+    estimate = module.regulariser(max_samples=20000)
+    assert abs(float(estimate) - float(full)) < 0.1 * float(full)
+    estimate.backward()
+    touched = int((module.weights["shared"].grad != 0).sum())
+    assert 0 < touched <= 20000
 
 
 def test_custom_init_is_applied_to_every_weight():
