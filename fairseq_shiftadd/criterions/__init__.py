@@ -1,0 +1,1 @@
+"""Criterions of the plugin (registered in :mod:`fairseq_shiftadd.registry`)."""

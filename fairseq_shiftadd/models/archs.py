@@ -1,0 +1,42 @@
+"""Named architectures of the supernet (registered in :mod:`fairseq_shiftadd.registry`).
+
+Each fills only the fields absent from the command line, then chains to :func:`supernet_base`; every other
+field keeps its :class:`~fairseq_shiftadd.models.supernet.SupernetConfig` default.
+"""
+from __future__ import annotations
+
+from argparse import Namespace
+
+__all__ = ["supernet_base", "supernet_wmt14_en_de", "supernet_wmt14_en_fr", "supernet_hat_wmt14", "supernet_tiny"]
+
+
+def supernet_base(args: Namespace) -> None:
+    """The paper's recipe: all embeddings shared, dropout 0.3, attention dropout 0.1."""
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+    args.dropout = getattr(args, "dropout", 0.3)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+
+
+def supernet_wmt14_en_de(args: Namespace) -> None:
+    """WMT14 En-De space (method section 2): embed 1024, FFN 4096, 6 + 6 layers, 16 heads, Q/K/V 512."""
+    args.space = getattr(args, "space", "wmt14_en_de")
+    supernet_base(args)
+
+
+def supernet_wmt14_en_fr(args: Namespace) -> None:
+    """WMT14 En-Fr space: as En-De with decoder FFN widths up to 3072."""
+    args.space = getattr(args, "space", "wmt14_en_fr")
+    supernet_base(args)
+
+
+def supernet_hat_wmt14(args: Namespace) -> None:
+    """HAT's WMT space (attention only, multiplicative FFNs), for comparison."""
+    args.space = getattr(args, "space", "hat_wmt14")
+    supernet_base(args)
+
+
+def supernet_tiny(args: Namespace) -> None:
+    """The ``tiny`` space (every block type and FFN op, embed <= 128) for CPU tests and demos; dropout 0.1."""
+    args.space = getattr(args, "space", "tiny")
+    args.dropout = getattr(args, "dropout", 0.1)
+    supernet_base(args)

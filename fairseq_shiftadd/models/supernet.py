@@ -1,0 +1,374 @@
+"""The ShiftAddNAS translation supernet (arXiv 2205.08119) and the encoder/decoder it shares with subnets.
+
+:class:`ShiftAddEncoder` and :class:`ShiftAddDecoder` stack :mod:`.layers` over shared token embeddings
+(scaled by ``sqrt(d)``, front-sliced to the sampled width ``d``), sinusoidal positions computed at ``d``,
+dropout ``p * d / d_max`` (HAT) and a decoder output projection tied to the decoder embeddings. Layers
+beyond the subnet's depth are skipped. Both read the :class:`~fairseq_shiftadd.space.SubnetConfig` that the
+model root hands them (the sequence generator calls them separately); nothing below holds ``active_*`` state.
+
+:class:`ShiftAddSupernet` allocates every candidate of a :class:`~fairseq_shiftadd.space.SearchSpace` at
+its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.blocks`), and runs the subnet
+given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
+from fairseq.modules import SinusoidalPositionalEmbedding
+from torch import Tensor, nn
+
+from ..ops.elastic import scale_dropout
+from ..ops.hetero import SharedWeight, SharingMode
+from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
+from .blocks import IncrementalState
+from .layers import DecoderLayer, EncoderLayer, LayerCandidates
+
+__all__ = [
+    "ModelConfig",
+    "SupernetConfig",
+    "load_subnet",
+    "SinusoidalPositions",
+    "ShiftAddEncoder",
+    "ShiftAddDecoder",
+    "build_encoder_decoder",
+    "ShiftAddSupernet",
+]
+
+EncoderOut = Dict[str, List[Tensor]]
+
+
+@dataclass
+class ModelConfig(FairseqDataclass):
+    """Fields shared by the supernet and the standalone subnet."""
+
+    space: str = field(
+        default="wmt14_en_de", metadata={"help": f"search space name, one of {', '.join(SPACES)}"}
+    )
+    dropout: float = field(default=0.3, metadata={"help": "dropout probability (supernet: scaled by d / d_max)"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
+    activation_dropout: float = field(
+        default=0.0, metadata={"help": "dropout after the FFN ReLU (supernet: scaled by d / d_max)"}
+    )
+    weight_dropout: float = field(
+        default=0.03, metadata={"help": "DropConnect probability on the lightweight conv / add kernels"}
+    )
+    share_all_embeddings: bool = field(
+        default=True, metadata={"help": "one embedding matrix for source, target and output (needs one dictionary)"}
+    )
+    max_source_positions: int = field(default=1024, metadata={"help": "max number of source tokens"})
+    max_target_positions: int = field(default=1024, metadata={"help": "max number of target tokens"})
+
+
+SHARING_CHOICES = ChoiceEnum([m.value for m in SharingMode])
+
+
+@dataclass
+class SupernetConfig(ModelConfig):
+    """Configuration of :class:`ShiftAddSupernet`."""
+
+    sharing: SHARING_CHOICES = field(  # type: ignore[valid-type]
+        default="heterogeneous",
+        metadata={"help": "weight sharing between the candidates of a layer: none | shared | heterogeneous"},
+    )
+    subnet: Optional[str] = field(
+        default=None,
+        metadata={"help": "subnet to activate after building (.json/.yaml path or inline JSON); default: largest"},
+    )
+
+
+def load_subnet(spec: str) -> SubnetConfig:
+    """A :class:`SubnetConfig` from inline JSON (starting with ``{``) or a ``.json``/``.yaml``/``.yml`` path."""
+    text = spec.strip()
+    return SubnetConfig.from_json(text) if text.startswith("{") else SubnetConfig.load(Path(text))
+
+
+class SinusoidalPositions(nn.Module):
+    """Sinusoidal positions (fairseq's tensor2tensor variant) computed at the sampled width ``d``.
+
+    Positions count non-pad tokens from ``padding_idx + 1`` (fairseq's ``make_positions``); in incremental
+    decoding the last position is ``padding_idx + t``. Tables are cached per width, device and dtype; they
+    are not parameters.
+
+    Shape: tokens ``(B, T)`` -> ``(B, T, d)``.
+    """
+
+    def __init__(self, padding_idx: int, max_positions: int) -> None:
+        super().__init__()
+        self.padding_idx = padding_idx
+        self.max_positions = max_positions
+        self._tables: Dict[Tuple[int, torch.device, torch.dtype], Tensor] = {}
+
+    def _table(self, dim: int, like: Tensor) -> Tensor:
+        key = (dim, like.device, like.dtype)
+        if key not in self._tables:
+            num = self.max_positions + self.padding_idx + 1
+            table = SinusoidalPositionalEmbedding.get_embedding(num, dim, self.padding_idx)
+            self._tables[key] = table.to(device=like.device, dtype=like.dtype)
+        return self._tables[key]
+
+    def forward(self, tokens: Tensor, dim: int, like: Tensor, incremental: bool = False) -> Tensor:
+        table = self._table(dim, like)
+        if incremental:
+            position = self.padding_idx + tokens.size(1)
+            return table[position].expand(tokens.size(0), 1, dim)
+        return table[utils.make_positions(tokens, self.padding_idx)]
+
+
+class _Embedded(nn.Module):
+    """Token embedding (front-sliced, ``* sqrt(d)``) plus positions, then dropout: the input of both stacks."""
+
+    def __init__(self, embed_tokens: nn.Embedding, max_positions: int) -> None:
+        super().__init__()
+        self.embed_tokens = embed_tokens
+        self.padding_idx = embed_tokens.padding_idx
+        self.positions = SinusoidalPositions(self.padding_idx, max_positions)
+
+    def embed(self, tokens: Tensor, dim: int, dropout: float, positions_of: Optional[Tensor] = None) -> Tensor:
+        """``dropout(sqrt(d) E[tokens, :d] + P_d)`` as ``(T, B, d)``.
+
+        ``positions_of``: incremental decoding, the whole prefix whose last position ``tokens`` are at.
+        """
+        x = math.sqrt(dim) * F.embedding(tokens, self.embed_tokens.weight[:, :dim], self.padding_idx)
+        if positions_of is None:
+            x = x + self.positions(tokens, dim, x)
+        else:
+            x = x + self.positions(positions_of, dim, x, incremental=True)
+        return F.dropout(x, p=dropout, training=self.training).transpose(0, 1)
+
+
+class _Dropouts:
+    """The dropout probabilities of one stack, scaled with the sampled width (HAT): ``p * d / d_max``."""
+
+    def __init__(self, cfg: ModelConfig, max_dim: int) -> None:
+        self.dropout, self.activation_dropout, self.max_dim = cfg.dropout, cfg.activation_dropout, max_dim
+
+    def at(self, dim: int) -> Tuple[float, float]:
+        return tuple(scale_dropout(p, dim, self.max_dim) for p in (self.dropout, self.activation_dropout))
+
+
+class ShiftAddEncoder(FairseqEncoder):
+    """Encoder stack: embeddings, then :class:`EncoderLayer` s as the subnet's ``encoder`` layers say.
+
+    Returns fairseq's encoder-out dict: ``encoder_out`` ``[(S, B, d)]``, ``encoder_padding_mask``
+    ``[(B, S)]``, ``encoder_states`` (every run layer's output, for the encoder-decoder spans), ``src_lengths``.
+
+    Args:
+        cfg: model configuration (dropouts, positions).
+        dictionary: source dictionary.
+        embed_tokens: the (possibly shared) embedding, at least ``max_dim`` wide.
+        layers: candidates of each layer.
+        sharing: weight sharing between candidates.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        dictionary: Any,
+        embed_tokens: nn.Embedding,
+        layers: Sequence[LayerCandidates],
+        sharing: SharingMode | str,
+    ) -> None:
+        super().__init__(dictionary)
+        self.subnet: Optional[SubnetConfig] = None  # set by the model root
+        self.max_dim = max(c.max_embed_dim for c in layers)
+        self.embedding = _Embedded(embed_tokens, cfg.max_source_positions)
+        self.dropouts = _Dropouts(cfg, self.max_dim)
+        self.max_source_positions = cfg.max_source_positions
+        self.layers = nn.ModuleList(
+            EncoderLayer(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers
+        )
+
+    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **unused: Any) -> EncoderOut:
+        sub = _active(self.subnet)
+        dim = sub.encoder_embed_dim
+        dropout, activation_dropout = self.dropouts.at(dim)
+        padding_mask = src_tokens.eq(self.embedding.padding_idx)
+        x = self.embedding.embed(src_tokens, dim, dropout)
+        x = x.masked_fill(padding_mask.t().unsqueeze(-1), 0.0)
+        states = []
+        for layer, cfg in zip(self.layers, sub.encoder):
+            x = layer(x, cfg, padding_mask, dropout, activation_dropout)
+            states.append(x)
+        return {
+            "encoder_out": [x],
+            "encoder_padding_mask": [padding_mask],
+            "encoder_states": states,
+            "src_lengths": [] if src_lengths is None else [src_lengths],
+        }
+
+    def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+        """Select ``new_order`` along the batch axis (1 for ``(S, B, d)`` tensors, 0 otherwise)."""
+        batch_axis = {"encoder_out": 1, "encoder_states": 1, "encoder_padding_mask": 0, "src_lengths": 0}
+        return {
+            key: [t.index_select(batch_axis[key], new_order) for t in tensors] for key, tensors in encoder_out.items()
+        }
+
+    def max_positions(self) -> int:
+        return self.max_source_positions
+
+
+class ShiftAddDecoder(FairseqIncrementalDecoder):
+    """Decoder stack: embeddings, :class:`DecoderLayer` s up to the subnet's depth, tied output projection.
+
+    ``logits = x E[:, :d]^T`` with ``E`` the decoder's input embedding. Incremental decoding (fairseq's
+    ``incremental_state``) runs only the last token; every block type keeps its own cache
+    (:mod:`.blocks`), reordered by :meth:`reorder_incremental_state_scripting`.
+
+    Args: as :class:`ShiftAddEncoder` (target dictionary).
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        dictionary: Any,
+        embed_tokens: nn.Embedding,
+        layers: Sequence[LayerCandidates],
+        sharing: SharingMode | str,
+    ) -> None:
+        super().__init__(dictionary)
+        self.subnet: Optional[SubnetConfig] = None  # set by the model root
+        self.max_dim = max(c.max_embed_dim for c in layers)
+        self.embedding = _Embedded(embed_tokens, cfg.max_target_positions)
+        self.dropouts = _Dropouts(cfg, self.max_dim)
+        self.max_target_positions = cfg.max_target_positions
+        self.layers = nn.ModuleList(
+            DecoderLayer(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers
+        )
+
+    def forward(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: Optional[EncoderOut] = None,
+        incremental_state: Optional[IncrementalState] = None,
+        features_only: bool = False,
+        **unused: Any,
+    ) -> Tuple[Tensor, Dict[str, Any]]:
+        x, extra = self.extract_features(prev_output_tokens, encoder_out, incremental_state)
+        return (x if features_only else self.output_layer(x)), extra
+
+    def extract_features(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: Optional[EncoderOut] = None,
+        incremental_state: Optional[IncrementalState] = None,
+        **unused: Any,
+    ) -> Tuple[Tensor, Dict[str, Any]]:
+        """Decoder features ``(B, T, d)`` and ``{"attn": [None], "inner_states": [...]}``."""
+        if encoder_out is None:
+            raise ValueError("encoder_out is required (the decoder attends to the encoder)")
+        sub = _active(self.subnet)
+        dim = sub.decoder_embed_dim
+        dropout, activation_dropout = self.dropouts.at(dim)
+        if incremental_state is None:
+            x = self.embedding.embed(prev_output_tokens, dim, dropout)
+        else:
+            x = self.embedding.embed(prev_output_tokens[:, -1:], dim, dropout, positions_of=prev_output_tokens)
+        states, padding_mask = encoder_out["encoder_states"], encoder_out["encoder_padding_mask"]
+        padding_mask = padding_mask[0] if padding_mask else None
+        inner_states = [x]
+        for layer, cfg in zip(self.layers, sub.decoder):
+            x = layer(x, cfg, states, padding_mask, dropout, activation_dropout, incremental_state)
+            inner_states.append(x)
+        return x.transpose(0, 1), {"attn": [None], "inner_states": inner_states}
+
+    def output_layer(self, features: Tensor, **unused: Any) -> Tensor:
+        """Tied projection to the vocabulary: ``features E[:, :d]^T``."""
+        return F.linear(features, self.embedding.embed_tokens.weight[:, : features.size(-1)])
+
+    def max_positions(self) -> int:
+        return self.max_target_positions
+
+
+def _active(subnet: Optional[SubnetConfig]) -> SubnetConfig:
+    if subnet is None:
+        raise RuntimeError("no subnet is set: call set_subnet on the model first")
+    return subnet
+
+
+def _embedding(dictionary: Any, dim: int) -> nn.Embedding:
+    """``N(0, dim^-1/2)`` token embedding with a zero padding row (fairseq's transformer)."""
+    embed = nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
+    nn.init.normal_(embed.weight, mean=0.0, std=dim**-0.5)
+    nn.init.constant_(embed.weight[dictionary.pad()], 0.0)
+    return embed
+
+
+def build_encoder_decoder(
+    cfg: ModelConfig,
+    task: Any,
+    encoder_layers: Sequence[LayerCandidates],
+    decoder_layers: Sequence[LayerCandidates],
+    sharing: SharingMode | str,
+) -> Tuple[ShiftAddEncoder, ShiftAddDecoder]:
+    """The encoder and decoder over ``task``'s dictionaries (one shared embedding with ``share_all_embeddings``).
+
+    Raises:
+        ValueError: ``share_all_embeddings`` with different source and target dictionaries.
+    """
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    encoder_dim = max(c.max_embed_dim for c in encoder_layers)
+    decoder_dim = max(c.max_embed_dim for c in decoder_layers)
+    if cfg.share_all_embeddings:
+        if src_dict != tgt_dict:
+            raise ValueError("share_all_embeddings requires a joined dictionary (source == target)")
+        encoder_embed = decoder_embed = _embedding(src_dict, max(encoder_dim, decoder_dim))
+    else:
+        encoder_embed, decoder_embed = _embedding(src_dict, encoder_dim), _embedding(tgt_dict, decoder_dim)
+    encoder = ShiftAddEncoder(cfg, src_dict, encoder_embed, encoder_layers, sharing)
+    decoder = ShiftAddDecoder(cfg, tgt_dict, decoder_embed, decoder_layers, sharing)
+    return encoder, decoder
+
+
+class ShiftAddSupernet(FairseqEncoderDecoderModel):
+    """Weight-sharing supernet over a search space; runs one subnet at a time (:meth:`set_subnet`).
+
+    Args:
+        encoder, decoder: stacks allocated for every candidate of ``space``.
+        space: the search space.
+    """
+
+    def __init__(self, encoder: ShiftAddEncoder, decoder: ShiftAddDecoder, space: SearchSpace) -> None:
+        super().__init__(encoder, decoder)
+        self.space = space
+        self._subnet: Optional[SubnetConfig] = None
+
+    @classmethod
+    def build_model(cls, cfg: SupernetConfig, task: Any) -> "ShiftAddSupernet":
+        return cls.from_space(cfg, task, get_space(cfg.space))
+
+    @classmethod
+    def from_space(cls, cfg: SupernetConfig, task: Any, space: SearchSpace) -> "ShiftAddSupernet":
+        """The supernet over ``space`` (any :class:`SearchSpace`; ``cfg.space`` is not read)."""
+        encoder_layers = [LayerCandidates.of_space(space, "encoder", i) for i in range(space.max_encoder_layers)]
+        decoder_layers = [LayerCandidates.of_space(space, "decoder", i) for i in range(space.max_decoder_layers)]
+        sharing = SharingMode(str(cfg.sharing))
+        encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, sharing)
+        model = cls(encoder, decoder, space)
+        model.set_subnet(load_subnet(cfg.subnet) if cfg.subnet else largest(space))
+        return model
+
+    @property
+    def subnet(self) -> SubnetConfig:
+        """The active subnet."""
+        return _active(self._subnet)
+
+    def set_subnet(self, sub: SubnetConfig) -> None:
+        """Activate ``sub`` (for the encoder and the decoder).
+
+        Raises:
+            ValueError: ``sub`` is not in the space (the message names the field).
+        """
+        check(self.space, sub)
+        self._subnet = self.encoder.subnet = self.decoder.subnet = sub
+
+    def sharing_regulariser(self) -> Tensor:
+        """Sum of the :meth:`SharedWeight.regulariser` of every slot (non-zero only in heterogeneous mode)."""
+        terms = [m.regulariser() for m in self.modules() if isinstance(m, SharedWeight)]
+        return torch.stack(terms).sum()

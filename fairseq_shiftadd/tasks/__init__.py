@@ -1,0 +1,1 @@
+"""Tasks of the plugin (registered in :mod:`fairseq_shiftadd.registry`)."""

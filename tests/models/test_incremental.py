@@ -1,0 +1,94 @@
+"""Incremental (step-by-step) decoding equals the full forward, for every decoder block type and span."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.space import LayerConfig, SubnetConfig
+
+DECODER_BLOCKS = [b for b in BlockType if b.has_attention]
+TOL = dict(rtol=1e-5, atol=1e-4)
+
+
+def _subnet(space, block: BlockType, span: int) -> SubnetConfig:
+    """Two decoder layers of ``block`` attending with ``span``; a lightweight_shiftadd + two-branch encoder."""
+    encoder = tuple(
+        LayerConfig(b, 256, 2, OpKind.ADD)
+        for b in (BlockType.LIGHTWEIGHT_SHIFTADD, BlockType.ATTENTION_LIGHTWEIGHT_ADD, BlockType.ATTENTION)
+    )
+    decoder = (
+        LayerConfig(block, 512, 4, OpKind.SHIFT, cross_heads=2, enc_dec_span=span),
+        LayerConfig(block, 256, 2, OpKind.MULT, cross_heads=4, enc_dec_span=span),
+    )
+    return SubnetConfig(encoder_embed_dim=64, decoder_embed_dim=128, encoder=encoder, decoder=decoder)
+
+
+def _models(builders, task, sub):
+    supernet = builders.supernet(task, builders.spans, "heterogeneous", seed=5)
+    supernet.set_subnet(sub)
+    return {"supernet": supernet, "standalone": builders.standalone(task, builders.spans, sub, supernet)}
+
+
+def _stepwise(model, encoder_out, prev, state, start=0):
+    """Logits of positions ``start..T-1`` fed one token at a time into ``state``."""
+    return torch.cat(
+        [model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)[0] for t in range(start, prev.size(1))],
+        dim=1,
+    )
+
+
+@pytest.mark.parametrize("span", [-1, 1, 2])
+@pytest.mark.parametrize("block", DECODER_BLOCKS, ids=lambda b: b.value)
+def test_incremental_equals_full(builders, task, block, span):
+    sub = _subnet(builders.spans, block, span)
+    src, lengths, prev = builders.token_batch(task, seed=7)
+    prev = prev.masked_fill(prev.eq(task.target_dictionary.pad()), task.target_dictionary.eos())  # no pads
+    for name, model in _models(builders, task, sub).items():
+        with torch.no_grad():
+            encoder_out = model.encoder(src, lengths)
+            full = model.decoder(prev, encoder_out)[0]
+            assert_close(_stepwise(model, encoder_out, prev, {}), full, **TOL, msg=name)
+
+
+@pytest.mark.parametrize("block", DECODER_BLOCKS, ids=lambda b: b.value)
+def test_reordered_state_equals_permuted_batch(builders, task, block):
+    """Beam-search reordering (with repeats) then more steps == decoding the reordered batch from scratch."""
+    sub = _subnet(builders.spans, block, 2)
+    src, lengths, prev = builders.token_batch(task, seed=8)
+    prev = prev.masked_fill(prev.eq(task.target_dictionary.pad()), task.target_dictionary.eos())
+    new_order = torch.tensor([2, 0, 0, 3])
+    split = 3
+    for name, model in _models(builders, task, sub).items():
+        with torch.no_grad():
+            encoder_out = model.encoder(src, lengths)
+            state: dict = {}
+            _stepwise(model, encoder_out, prev[:, :split], state)
+            model.decoder.reorder_incremental_state_scripting(state, new_order)
+            encoder_out = model.encoder.reorder_encoder_out(encoder_out, new_order)
+            resumed = _stepwise(model, encoder_out, prev[new_order], state, start=split)
+            expected = model.decoder(prev[new_order], model.encoder(src[new_order], lengths[new_order]))[0]
+            assert_close(resumed, expected[:, split:], **TOL, msg=name)
+
+
+def test_state_is_per_module_and_subnet_sized(builders, task):
+    """Each attention / lightweight module keeps its own cache, sized by the running subnet."""
+    sub = _subnet(builders.spans, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD, 2)
+    supernet = _models(builders, task, sub)["supernet"]
+    src, lengths, prev = builders.token_batch(task, seed=9)
+    state: dict = {}
+    with torch.no_grad():
+        supernet.decoder(prev[:, :2], supernet.encoder(src, lengths), incremental_state=state)
+    shapes = sorted(tuple(t.shape) for buffer in state.values() for t in buffer.values())
+    B, S = src.shape
+    kernel = builders.spans.kernel_sizes
+    # per decoder layer: self-attention (half width, qkv/2 over 2 steps), lightweight window, cross attention (3 S)
+    expected = []
+    for i, layer in enumerate(sub.decoder):
+        heads = layer.num_heads
+        qkv_half = builders.spans.qkv_dim // 2
+        expected += [(B, heads, 1, qkv_half // heads)] * 2  # incremental call with one new token
+        expected += [(B, sub.decoder_embed_dim // 2, kernel[i] - 1)]
+        expected += [(B, layer.cross_heads, 3 * S, builders.spans.qkv_dim // layer.cross_heads)] * 2
+    assert shapes == sorted(expected)

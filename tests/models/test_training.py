@@ -1,0 +1,51 @@
+"""Training-mode behaviour: gradients reach exactly the active candidates; dropout scales with width."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fairseq_shiftadd.ops.hetero import SharingMode
+from fairseq_shiftadd.space import smallest
+
+
+def _loss(model, batch):
+    src, lengths, prev = batch
+    logits = model(src, lengths, prev)[0]
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), prev.roll(-1, 1).flatten())
+
+
+@pytest.mark.parametrize("sharing", [m.value for m in SharingMode])
+def test_gradients_finite_and_only_for_active_candidates(builders, task, sharing):
+    space = builders.tiny
+    model = builders.supernet(task, space, sharing).train()
+    for i, sub in enumerate(builders.covering_subnets(space, 4, seed=21) + [smallest(space)]):
+        model.set_subnet(sub)
+        model.zero_grad(set_to_none=True)
+        _loss(model, builders.token_batch(task, seed=i)).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        assert all(torch.isfinite(g).all() for g in grads.values())
+        layer = sub.encoder[0]
+        ffn_keys = {n.split(".")[5] for n in grads if n.startswith("encoder.layers.0.ffn.fc1.")}
+        assert ffn_keys == ({layer.ffn_op.value} if sharing == "none" else {"shared"})
+        if sharing == "none":  # candidates of other block types get no gradient
+            users = {n.split(".")[6] for n in grads if n.startswith("encoder.layers.0.mixer.") and "weights" in n}
+            assert users == {layer.block.value}
+        if len(sub.decoder) < len(model.decoder.layers):  # skipped layers get no gradient
+            assert not any(n.startswith(f"decoder.layers.{len(sub.decoder)}.") for n in grads)
+
+
+def test_regulariser_only_in_heterogeneous_mode(builders, task):
+    for sharing in ("none", "shared"):
+        assert builders.supernet(task, builders.tiny, sharing).sharing_regulariser().item() == 0.0
+    value = builders.supernet(task, builders.tiny, "heterogeneous").sharing_regulariser()
+    assert value.item() > 0.0 and value.requires_grad
+
+
+def test_dropout_scales_with_width(builders, task):
+    model = builders.supernet(task, builders.tiny, "shared", dropout=0.3, activation_dropout=0.2)
+    assert model.encoder.dropouts.at(64) == (0.3 * 64 / 128, 0.2 * 64 / 128)
+    standalone = builders.standalone(task, builders.tiny, builders.covering_subnets(builders.tiny, 1)[0])
+    dim = standalone.subnet.decoder_embed_dim
+    assert math.isclose(standalone.decoder.dropouts.at(dim)[0], 0.3)
