@@ -39,6 +39,7 @@ setup(
         "console_scripts": [
             "fairseq-shiftadd-prepare-multi30k = fairseq_shiftadd.prep.multi30k:main",
             "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.checkpoints:main",
+            "fairseq-shiftadd-extract-subnet = fairseq_shiftadd.extract:main",
         ],
     },
 )

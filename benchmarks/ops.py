@@ -2,8 +2,9 @@
 
 Every row is measured in the same run as its baseline (``nn.Linear`` for linear layers, ``nn.Conv2d``
 for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), so ratios are
-comparable across machines even when absolute times are not. Peak memory is the growth of the
-process's peak resident set during one forward+backward (Linux ``/proc``; ``n/a`` elsewhere).
+comparable across machines even when absolute times are not. Peak memory is the growth of the peak
+resident set during one forward+backward, measured in a fresh process per operator (Linux ``/proc``;
+``n/a`` elsewhere).
 
     python benchmarks/ops.py            # representative NLP (and one vision) shapes
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -53,15 +55,6 @@ def _status_kib(field: str) -> Optional[int]:
     return None
 
 
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _timed(fn: Callable[[], None], repeat: int) -> float:
     fn()  # warm-up
     times = []
@@ -72,30 +65,41 @@ def _timed(fn: Callable[[], None], repeat: int) -> float:
     return 1000 * sorted(times)[len(times) // 2]
 
 
-def measure(module: nn.Module, make_input: Callable[[], Tensor], repeat: int) -> Measurement:
-    """Median forward and forward+backward times (ms) and the peak-RSS growth (MiB) of one training step."""
-    x = make_input().requires_grad_(True)
+def _train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        module(x).sum().backward()
+
+    return step
+
+
+def _peak_mib(quick: bool, index: int, baseline: bool) -> Optional[float]:
+    """In a fresh process: peak-RSS growth (MiB) of one forward+backward of case ``index`` (or its baseline)."""
+    torch.manual_seed(0)
+    case = cases(quick)[index]
+    module = case.make_baseline() if baseline else case.make()
+    x = case.make_input().requires_grad_(True)
+    gc.collect()
+    before = _status_kib("VmRSS")
+    _train_step(module, x)()
+    after = _status_kib("VmHWM")
+    return None if before is None or after is None else max(after - before, 0) / 1024
+
+
+def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int) -> Measurement:
+    """Median forward and forward+backward times (ms), and the peak memory of one training step (MiB)."""
+    torch.manual_seed(0)
+    module = case.make_baseline() if baseline else case.make()
+    x = case.make_input().requires_grad_(True)
 
     def forward() -> None:
         with torch.no_grad():
             module(x)
 
-    def train_step() -> None:
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        module(x).sum().backward()
-
-    forward_ms, train_ms = _timed(forward, repeat), _timed(train_step, repeat)
-    gc.collect()
-    module.zero_grad(set_to_none=True)
-    x.grad = None
-    peak = None
-    if _reset_peak():
-        before = _status_kib("VmRSS")
-        train_step()
-        after = _status_kib("VmHWM")
-        if before is not None and after is not None:
-            peak = max(after - before, 0) / 1024
+    forward_ms, train_ms = _timed(forward, repeat), _timed(_train_step(module, x), repeat)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        peak = pool.apply(_peak_mib, (quick, index, baseline))
     return Measurement(forward_ms, train_ms, peak)
 
 
@@ -147,12 +151,11 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
     return f"{value / base:.2f}x"
 
 
-def run(selected: Sequence[Case], repeat: int) -> List[List[str]]:
+def run(quick: bool, repeat: int) -> List[List[str]]:
     rows = []
-    for case in selected:
-        torch.manual_seed(0)
-        base = measure(case.make_baseline(), case.make_input, repeat)
-        ours = measure(case.make(), case.make_input, repeat)
+    for index, case in enumerate(cases(quick)):
+        base = measure(case, index, quick, True, repeat)
+        ours = measure(case, index, quick, False, repeat)
         peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
         rows.append([
             case.name, case.shape,
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "peak vs torch"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; baseline: torch layer of the same shape")
     print(" | ".join(header))
-    rows = run(cases(args.quick), args.repeat)
+    rows = run(args.quick, args.repeat)
     print("\nMarkdown:\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -151,6 +151,11 @@ class WeightSlot(nn.ModuleDict):
             raise ValueError(f"user must be one of {sorted(self.users)}, got {user!r}")
         return self.users[user]
 
+    def storage(self, user: str) -> SharedWeight:
+        """The :class:`SharedWeight` that ``user`` reads."""
+        self._user(user)
+        return self[self.key_of[user]].weight
+
     def weight(self, user: str) -> Tuple[Tensor, Optional[Tensor]]:
         """The full-size weight and bias that ``user`` computes with (before slicing)."""
         op = self._user(user).op
@@ -218,7 +223,8 @@ class ElasticAttention(nn.Module):
 
     ``y = concat_h softmax(q_h k_h^T / sqrt(hd) + mask) v_h  W_o[:d, :qkv]^T + b_o`` with ``q = x W_q[:qkv, :d]^T
     + b_q`` and ``k, v`` likewise from the key input (width ``d_k``); ``hd = qkv / heads``. ``qkv`` is fixed per
-    user (the full ``qkv_dim`` for plain attention, ``qkv_dim / 2`` in a two-branch block).
+    user (the full ``qkv_dim`` for plain attention, ``qkv_dim / 2`` in a two-branch block). The attention itself
+    is :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels; dropout on the probabilities).
 
     Incremental decoding (fairseq ``incremental_state``): self-attention appends the new key/value to a cache
     ``(B, H, t, hd)``; with ``static_kv`` (encoder-decoder) the key/value are computed on the first step and
@@ -257,8 +263,7 @@ class ElasticAttention(nn.Module):
         if qkv % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide the Q/K/V width {qkv}")
         T, B, width = query.shape
-        head_dim = qkv // num_heads
-        q = _split_heads(self.q.linear(query, user, qkv), num_heads) * head_dim**-0.5
+        q = _split_heads(self.q.linear(query, user, qkv), num_heads)
         cache = self._get_input_buffer(incremental_state) if incremental_state is not None else {}
         if static_kv and "key" in cache:
             k, v = cache["key"], cache["value"]
@@ -269,16 +274,14 @@ class ElasticAttention(nn.Module):
                 k, v = torch.cat([cache["key"], k], dim=2), torch.cat([cache["value"], v], dim=2)
         if incremental_state is not None:
             self._set_input_buffer(incremental_state, {"key": k, "value": v})
-        scores = torch.matmul(q, k.transpose(2, 3))  # (B, H, T, S)
-        if causal and incremental_state is None:
-            future = torch.ones(T, k.size(2), dtype=torch.bool, device=query.device).triu(1)
-            scores = scores.masked_fill(future, float("-inf"))
-        if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-        probs = F.dropout(probs, p=self.dropout, training=self.training)
-        context = torch.matmul(probs, v).permute(2, 0, 1, 3).reshape(T, B, qkv)
-        return self.out.linear(context, user, width)
+        causal = causal and incremental_state is None  # one new query sees the whole cache
+        keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+        if causal and keep is not None:
+            keep = keep & torch.ones(T, k.size(2), dtype=torch.bool, device=query.device).tril()
+            causal = False
+        dropout = self.dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout, is_causal=causal)
+        return self.out.linear(context.permute(2, 0, 1, 3).reshape(T, B, qkv), user, width)
 
     def export(self, user: str, query_dim: int, key_dim: int) -> Dict[str, Tensor]:
         """State dict of the standalone attention of ``user`` at these widths."""

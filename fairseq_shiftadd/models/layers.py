@@ -15,16 +15,24 @@ subnet allocates one candidate at the subnet's exact sizes (:meth:`LayerCandidat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.hetero import SharingMode
+from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
-from .blocks import ElasticAttention, ElasticFFN, ElasticLayerNorm, IncrementalState, TokenMixer, merge_states
+from .blocks import (
+    ElasticAttention,
+    ElasticFFN,
+    ElasticLayerNorm,
+    IncrementalState,
+    TokenMixer,
+    WeightSlot,
+    merge_states,
+)
 
 __all__ = ["LayerCandidates", "EncoderLayer", "DecoderLayer"]
 
@@ -133,6 +141,20 @@ class _Layer(nn.Module):
     def _feed_forward(self, x: Tensor, cfg: LayerConfig, dropout: float, activation_dropout: float) -> Tensor:
         y = self.ffn(x, cfg.ffn_op, cfg.ffn_dim, activation_dropout)
         return self.ffn_norm(x + F.dropout(y, p=dropout, training=self.training))
+
+    def add_weights(self, cfg: LayerConfig) -> List[SharedWeight]:
+        """The stored weights that candidate ``cfg`` reads with the ``add`` op.
+
+        Those of an add FFN (``fc1``, ``fc2``) and of an adder lightweight mixer (its kernel): the slots of the
+        mixer and the FFN whose user is ``cfg``'s block type / FFN op (users are named so) and whose op is add.
+        """
+        active = ((self.mixer, cfg.block.value), (self.ffn, cfg.ffn_op.value))
+        return [
+            slot.storage(user)
+            for module, user in active
+            for slot in module.modules()
+            if isinstance(slot, WeightSlot) and user in slot.users and slot.users[user].op is OpKind.ADD
+        ]
 
     def export(self, cfg: LayerConfig, dim: int) -> Dict[str, Tensor]:
         """State dict of the standalone layer ``cfg`` at model width ``dim`` (weights as computed here)."""

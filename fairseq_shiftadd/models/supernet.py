@@ -24,8 +24,8 @@ from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIn
 from fairseq.modules import SinusoidalPositionalEmbedding
 from torch import Tensor, nn
 
-from ..ops.elastic import scale_dropout
-from ..ops.hetero import SharedWeight, SharingMode
+from ..ops.elastic import scale_dropout, slice_linear
+from ..ops.hetero import SharingMode
 from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
@@ -135,7 +135,8 @@ class _Embedded(nn.Module):
 
         ``positions_of``: incremental decoding, the whole prefix whose last position ``tokens`` are at.
         """
-        x = math.sqrt(dim) * F.embedding(tokens, self.embed_tokens.weight[:, :dim], self.padding_idx)
+        weight, _ = slice_linear(self.embed_tokens.weight, None, self.embed_tokens.num_embeddings, dim)
+        x = math.sqrt(dim) * F.embedding(tokens, weight, self.padding_idx)
         if positions_of is None:
             x = x + self.positions(tokens, dim, x)
         else:
@@ -280,7 +281,8 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
 
     def output_layer(self, features: Tensor, **unused: Any) -> Tensor:
         """Tied projection to the vocabulary: ``features E[:, :d]^T``."""
-        return F.linear(features, self.embedding.embed_tokens.weight[:, : features.size(-1)])
+        embed = self.embedding.embed_tokens
+        return F.linear(features, slice_linear(embed.weight, None, embed.num_embeddings, features.size(-1))[0])
 
     def max_positions(self) -> int:
         return self.max_target_positions
@@ -369,6 +371,20 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         self._subnet = self.encoder.subnet = self.decoder.subnet = sub
 
     def sharing_regulariser(self) -> Tensor:
-        """Sum of the :meth:`SharedWeight.regulariser` of every slot (non-zero only in heterogeneous mode)."""
-        terms = [m.regulariser() for m in self.modules() if isinstance(m, SharedWeight)]
-        return torch.stack(terms).sum()
+        """Sum of the sharing regularisers of the weights that the *active* subnet reads with ``add``.
+
+        Each term is :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`, so the sum is non-zero only
+        in heterogeneous mode and for a subnet with an add FFN or an adder lightweight mixer (the weights of
+        :meth:`~.layers.EncoderLayer.add_weights`). A slot's ``T_add`` is thus pulled toward Laplace in the
+        updates that train its add candidate: the term costs what the subnet uses (nothing without add
+        candidates), and inactive slots, layers beyond the depth included, get no gradient from it.
+        """
+        sub = self.subnet
+        stacks = ((self.encoder.layers, sub.encoder), (self.decoder.layers, sub.decoder))
+        terms = [
+            weight.regulariser()
+            for layers, cfgs in stacks
+            for layer, cfg in zip(layers, cfgs)
+            for weight in layer.add_weights(cfg)
+        ]
+        return torch.stack(terms).sum() if terms else self.encoder.embedding.embed_tokens.weight.new_zeros(())

@@ -4,7 +4,8 @@ ShiftAddNAS (arXiv 2205.08119) trains its NLP supernet as HAT (arXiv 2005.14187)
 of width ``out x in`` uses the *front* slice ``W[:out, :in]`` of the largest layer's weight (and ``b[:out]``),
 a sampled LayerNorm of width ``d`` its first ``d`` affine parameters, and dropout shrinks with the width,
 ``p * d / d_max``. These rules are pure functions so that the supernet's forward pass and the export of a
-standalone subnet share one implementation. Slices are views: gradients flow into the full tensors.
+standalone subnet share one implementation. Slices are views (the tensor itself when nothing is cut):
+gradients flow into the full tensors.
 """
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def _check_vector(name: str, vector: Optional[Tensor], length: int) -> None:
         raise ValueError(f"{name} must have shape ({length},), got {tuple(vector.shape)}")
 
 
+def _front(tensor: Tensor, *sizes: int) -> Tensor:
+    """``tensor[:sizes[0], :sizes[1], ...]``, or ``tensor`` itself when that is the whole tensor.
+
+    Returning the parameter itself (not a full-size view) spares autograd a ``SliceBackward``, which would
+    copy the gradient into a fresh zero tensor of the full shape: the largest subnet slices nothing.
+    """
+    if tuple(tensor.shape[: len(sizes)]) == sizes:
+        return tensor
+    return tensor[tuple(slice(0, n) for n in sizes)]
+
+
 def slice_linear(
     weight: Tensor, bias: Optional[Tensor], out_dim: int, in_dim: int
 ) -> Tuple[Tensor, Optional[Tensor]]:
@@ -48,7 +60,7 @@ def slice_linear(
     _check_vector("bias", bias, max_out)
     _check_width("out_dim", out_dim, max_out)
     _check_width("in_dim", in_dim, max_in)
-    return weight[:out_dim, :in_dim], (None if bias is None else bias[:out_dim])
+    return _front(weight, out_dim, in_dim), (None if bias is None else _front(bias, out_dim))
 
 
 def slice_layer_norm(
@@ -71,7 +83,7 @@ def slice_layer_norm(
     _check_vector("weight", weight, max_dim)
     _check_vector("bias", bias, max_dim)
     _check_width("dim", dim, max_dim)
-    return (None if weight is None else weight[:dim]), (None if bias is None else bias[:dim])
+    return (None if weight is None else _front(weight, dim)), (None if bias is None else _front(bias, dim))
 
 
 def scale_dropout(p: float, dim: int, max_dim: int) -> float:

@@ -9,6 +9,7 @@ compares distributions, not softmax-normalised positions against a fresh random 
 """
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
 from typing import Callable, Optional, Sequence, Tuple
@@ -98,10 +99,15 @@ class PiecewiseLinearRemap(nn.Module):
         return f"num_bins={self.num_bins}"
 
 
+@functools.lru_cache(maxsize=64)
 def _laplace_quantiles(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Quantiles of Laplace(0, 1) at the midpoints ``p_i = (i + 1/2) / n``: ``-sign(p - 1/2) ln(1 - 2|p - 1/2|)``."""
-    centred = (torch.arange(n, dtype=torch.float64, device=device) + 0.5) / n - 0.5
-    return (-torch.sign(centred) * torch.log1p(-2.0 * centred.abs())).to(dtype)
+    """Quantiles of Laplace(0, 1) at the midpoints ``p_i = (i + 1/2) / n``: ``-sign(p - 1/2) ln(1 - 2|p - 1/2|)``.
+
+    Constants, cached per ``(n, dtype, device)`` (every update asks for the same few sizes); read-only.
+    """
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, whatever mode the first call ran in
+        centred = (torch.arange(n, dtype=torch.float64, device=device) + 0.5) / n - 0.5
+        return (-torch.sign(centred) * torch.log1p(-2.0 * centred.abs())).to(dtype)
 
 
 def laplace_regulariser(values: Tensor, scale: Optional[float] = 2.0) -> Tensor:

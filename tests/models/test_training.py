@@ -1,13 +1,16 @@
 """Training-mode behaviour: gradients reach exactly the active candidates; dropout scales with width."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
+from torch.testing import assert_close
 
 from fairseq_shiftadd.ops.hetero import SharingMode
-from fairseq_shiftadd.space import smallest
+from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.space import largest, smallest
 
 
 def _loss(model, batch):
@@ -37,10 +40,43 @@ def test_gradients_finite_and_only_for_active_candidates(builders, task, sharing
 
 
 def test_regulariser_only_in_heterogeneous_mode(builders, task):
+    with_add = largest(builders.tiny, ffn_op=OpKind.ADD)
     for sharing in ("none", "shared"):
-        assert builders.supernet(task, builders.tiny, sharing).sharing_regulariser().item() == 0.0
-    value = builders.supernet(task, builders.tiny, "heterogeneous").sharing_regulariser()
+        model = builders.supernet(task, builders.tiny, sharing)
+        model.set_subnet(with_add)
+        assert model.sharing_regulariser().item() == 0.0
+    model = builders.supernet(task, builders.tiny, "heterogeneous")
+    model.set_subnet(with_add)
+    value = model.sharing_regulariser()
     assert value.item() > 0.0 and value.requires_grad
+
+
+def test_regulariser_acts_on_the_add_weights_of_the_active_subnet_only(builders, task):
+    space = builders.tiny
+    model = builders.supernet(task, space, "heterogeneous")
+    transformer = largest(space, block=BlockType.ATTENTION, ffn_op=OpKind.MULT)
+    model.set_subnet(transformer)
+    assert model.sharing_regulariser().item() == 0.0  # no add candidate: nothing to regularise
+    encoder = (dataclasses.replace(transformer.encoder[0], block=BlockType.LIGHTWEIGHT_SHIFTADD),
+               dataclasses.replace(transformer.encoder[1], ffn_op=OpKind.ADD))
+    model.set_subnet(dataclasses.replace(transformer, encoder=encoder))
+    value = model.sharing_regulariser()
+    expected = [
+        model.encoder.layers[0].mixer.lightweight.kernel["shared"].weight,
+        model.encoder.layers[1].ffn.fc1["shared"].weight,
+        model.encoder.layers[1].ffn.fc2["shared"].weight,
+    ]
+    assert_close(value, sum(w.regulariser() for w in expected))  # slots <= max_samples: no sampling, exact
+    value.backward()
+    remapped = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert remapped == {
+        "encoder.layers.0.mixer.lightweight.kernel.shared.weight.weights.shared",
+        "encoder.layers.0.mixer.lightweight.kernel.shared.weight.remaps.add.log_scale",
+        "encoder.layers.1.ffn.fc1.shared.weight.weights.shared",
+        "encoder.layers.1.ffn.fc1.shared.weight.remaps.add.log_scale",
+        "encoder.layers.1.ffn.fc2.shared.weight.weights.shared",
+        "encoder.layers.1.ffn.fc2.shared.weight.remaps.add.log_scale",
+    }
 
 
 def test_dropout_scales_with_width(builders, task):

@@ -24,6 +24,14 @@ def test_slice_linear_is_front_slice_view_with_gradient_to_full_weight():
     assert torch.equal(bias.grad, torch.tensor([2.0, 2, 2, 2, 0, 0]))
 
 
+def test_full_slices_are_the_tensors_themselves():
+    weight, bias = torch.randn(6, 5, 3), torch.randn(6)
+    w, b = slice_linear(weight, bias, out_dim=6, in_dim=5)
+    assert w is weight and b is bias  # no SliceBackward copying the gradient into a zero tensor
+    assert all(t is bias for t in slice_layer_norm(bias, bias, 6))
+    assert slice_linear(weight, bias, out_dim=6, in_dim=4)[1] is bias
+
+
 def test_slice_linear_matches_a_small_linear_layer():
     big = nn.Linear(8, 10)
     w, b = slice_linear(big.weight, big.bias, out_dim=7, in_dim=5)
