@@ -32,6 +32,6 @@ echo "== 3/3 translate test2016 (beam 5) and score with sacreBLEU"
 for SUBNET in largest smallest; do
   printf '%-9s ' "$SUBNET"
   fairseq-generate "$DATA" --user-dir fairseq_shiftadd --task shiftadd_translation --subnet "$SUBNET" \
-    --path "$WORK/supernet/checkpoint_best.pt" --gen-subset test --beam 5 --batch-size 128 \
+    --path "$WORK/supernet/checkpoint_best.pt" --gen-subset test --beam 5 --batch-size 128 --max-len-a 1.2 --max-len-b 10 \
     --remove-bpe sentencepiece --scoring sacrebleu 2>/dev/null | tail -n 1
 done
