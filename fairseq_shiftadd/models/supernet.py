@@ -154,6 +154,24 @@ class _Dropouts:
         return tuple(scale_dropout(p, dim, self.max_dim) for p in (self.dropout, self.activation_dropout))
 
 
+def _init_stack(
+    stack: nn.Module,
+    cfg: ModelConfig,
+    embed_tokens: nn.Embedding,
+    layers: Sequence[LayerCandidates],
+    sharing: SharingMode | str,
+    layer_cls: type,
+    max_positions: int,
+) -> None:
+    """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set."""
+    stack.subnet = None  # set by the model root
+    stack.max_dim = max(c.max_embed_dim for c in layers)
+    stack.embedding = _Embedded(embed_tokens, max_positions)
+    stack.dropouts = _Dropouts(cfg, stack.max_dim)
+    stack.max_positions_ = max_positions
+    stack.layers = nn.ModuleList(layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers)
+
+
 class ShiftAddEncoder(FairseqEncoder):
     """Encoder stack: embeddings, then :class:`EncoderLayer` s as the subnet's ``encoder`` layers say.
 
@@ -177,14 +195,7 @@ class ShiftAddEncoder(FairseqEncoder):
         sharing: SharingMode | str,
     ) -> None:
         super().__init__(dictionary)
-        self.subnet: Optional[SubnetConfig] = None  # set by the model root
-        self.max_dim = max(c.max_embed_dim for c in layers)
-        self.embedding = _Embedded(embed_tokens, cfg.max_source_positions)
-        self.dropouts = _Dropouts(cfg, self.max_dim)
-        self.max_source_positions = cfg.max_source_positions
-        self.layers = nn.ModuleList(
-            EncoderLayer(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers
-        )
+        _init_stack(self, cfg, embed_tokens, layers, sharing, EncoderLayer, cfg.max_source_positions)
 
     def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **unused: Any) -> EncoderOut:
         sub = _active(self.subnet)
@@ -212,7 +223,7 @@ class ShiftAddEncoder(FairseqEncoder):
         }
 
     def max_positions(self) -> int:
-        return self.max_source_positions
+        return self.max_positions_
 
 
 class ShiftAddDecoder(FairseqIncrementalDecoder):
@@ -234,14 +245,7 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
         sharing: SharingMode | str,
     ) -> None:
         super().__init__(dictionary)
-        self.subnet: Optional[SubnetConfig] = None  # set by the model root
-        self.max_dim = max(c.max_embed_dim for c in layers)
-        self.embedding = _Embedded(embed_tokens, cfg.max_target_positions)
-        self.dropouts = _Dropouts(cfg, self.max_dim)
-        self.max_target_positions = cfg.max_target_positions
-        self.layers = nn.ModuleList(
-            DecoderLayer(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers
-        )
+        _init_stack(self, cfg, embed_tokens, layers, sharing, DecoderLayer, cfg.max_target_positions)
 
     def forward(
         self,
@@ -285,7 +289,7 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
         return F.linear(features, slice_linear(embed.weight, None, embed.num_embeddings, features.size(-1))[0])
 
     def max_positions(self) -> int:
-        return self.max_target_positions
+        return self.max_positions_
 
 
 def _active(subnet: Optional[SubnetConfig]) -> SubnetConfig:
