@@ -444,6 +444,24 @@ SPACES: Dict[str, SearchSpace] = {
             kernel_sizes=(),
             qkv_dim=512,
         ),
+        SearchSpace(  # HAT's IWSLT14 De-En widths (arXiv 2005.14187) with every block type and FFN operator
+            name="iwslt14_de_en",
+            encoder_embed_dims=(640, 512),
+            decoder_embed_dims=(640, 512),
+            encoder_ffn_dims=(2048, 1024, 512),
+            decoder_ffn_dims=(2048, 1024, 512),
+            encoder_heads=(4, 2),
+            decoder_self_heads=(4, 2),
+            decoder_cross_heads=(4, 2),
+            encoder_layers=(6,),
+            decoder_layers=(1, 2, 3, 4, 5, 6),
+            enc_dec_spans=(-1, 1, 2),
+            encoder_blocks=tuple(BlockType),
+            decoder_blocks=tuple(b for b in BlockType if b.has_attention),
+            ffn_ops=(OpKind.MULT, OpKind.SHIFT, OpKind.ADD),
+            kernel_sizes=(3, 7, 15, 31, 31, 31),
+            qkv_dim=512,
+        ),
         SearchSpace(  # every block type and FFN operator at sizes a 2-core CPU trains in minutes
             name="tiny",
             encoder_embed_dims=(128, 64),
@@ -465,7 +483,8 @@ SPACES: Dict[str, SearchSpace] = {
     )
 }
 """The shipped spaces by name: ``wmt14_en_de`` and ``wmt14_en_fr`` (the paper's, plus FFN operators),
-``hat_wmt14`` (HAT's) and ``tiny`` (for CPU tests and demos)."""
+``hat_wmt14`` (HAT's), ``iwslt14_de_en`` (HAT's IWSLT widths with this project's operators) and ``tiny``
+(for CPU tests and demos)."""
 
 
 def get_space(name: str) -> SearchSpace:

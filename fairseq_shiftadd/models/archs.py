@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-__all__ = ["supernet_base", "supernet_wmt14_en_de", "supernet_wmt14_en_fr", "supernet_hat_wmt14", "supernet_tiny"]
+__all__ = ["supernet_base", "supernet_wmt14_en_de", "supernet_wmt14_en_fr", "supernet_hat_wmt14", "supernet_iwslt14_de_en", "supernet_tiny"]
 
 
 def supernet_base(args: Namespace) -> None:
@@ -32,6 +32,12 @@ def supernet_wmt14_en_fr(args: Namespace) -> None:
 def supernet_hat_wmt14(args: Namespace) -> None:
     """HAT's WMT space (attention only, multiplicative FFNs), for comparison."""
     args.space = getattr(args, "space", "hat_wmt14")
+    supernet_base(args)
+
+
+def supernet_iwslt14_de_en(args: Namespace) -> None:
+    """IWSLT14 De-En space: HAT's widths (embed 640/512, FFN <= 2048, 4/2 heads), every block type and FFN op."""
+    args.space = getattr(args, "space", "iwslt14_de_en")
     supernet_base(args)
 
 
