@@ -1,0 +1,125 @@
+"""Resumable downloads and archive member extraction for the data preparation scripts.
+
+A download streams into ``<file>.part`` and is renamed to ``<file>`` once complete, so a present file is
+always whole; an interrupted download resumes from the ``.part`` file with an HTTP ``Range`` request (or
+starts over where the server ignores ranges). A file placed by hand at ``<file>`` is used as it is.
+Extracted members are written atomically (:func:`.steps.atomic_output`).
+"""
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, Sequence
+
+from tqdm import tqdm
+
+from .steps import atomic_output
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DownloadError", "download", "extract_members", "fetch_members"]
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded; the message names the URL and where to place the file by hand."""
+
+
+def _failure(url: str, dest: Path, reason: object) -> DownloadError:
+    return DownloadError(
+        f"could not download {url} ({reason}). Without internet access, download it elsewhere and place it "
+        f"at {dest}; a partial download in {dest}.part resumes on the next run"
+    )
+
+
+def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` unless ``dest`` exists, resuming from ``dest.part``.
+
+    Raises:
+        DownloadError: on a network or HTTP error, or a body shorter than its ``Content-Length``.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        logger.info("%s exists: download skipped", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            if offset and getattr(response, "status", None) != 206:
+                logger.info("%s ignores byte ranges: restarting the download", url)
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = None if length is None else offset + int(length)
+            with open(part, "ab" if offset else "wb") as f, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=None
+            ) as bar:
+                while chunk := response.read(_CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # the range starts at the end: the .part file is complete
+            os.replace(part, dest)
+            return dest
+        raise _failure(url, dest, e) from e
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
+        raise _failure(url, dest, e) from e
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _failure(url, dest, f"received {size} of {total} bytes")
+    os.replace(part, dest)
+    logger.info("downloaded %s -> %s (%d bytes)", url, dest, size)
+    return dest
+
+
+def _member_name(name: str) -> str:
+    return name[2:] if name.startswith("./") else name
+
+
+def extract_members(archive: Path, members: Sequence[str], dest: Path) -> Dict[str, Path]:
+    """Extract ``members`` (paths inside the tar ``archive``) to ``dest/<member>`` in one pass.
+
+    Members already extracted are skipped. Returns ``{member: path}``.
+
+    Raises:
+        FileNotFoundError: when the archive lacks one of ``members`` (the message lists what it holds).
+    """
+    paths = {m: Path(dest) / m for m in members}
+    todo = {m for m, p in paths.items() if not p.exists()}
+    if not todo:
+        return paths
+    seen = []
+    with tarfile.open(archive, "r|*") as tar:
+        for info in tar:
+            name = _member_name(info.name)
+            seen.append(name)
+            if name not in todo or not info.isfile():
+                continue
+            with atomic_output(paths[name]) as tmp, open(tmp, "wb") as f:
+                shutil.copyfileobj(tar.extractfile(info), f, _CHUNK)
+            todo.discard(name)
+            logger.info("extracted %s from %s", name, archive)
+            if not todo:
+                break
+    if todo:
+        raise FileNotFoundError(
+            f"{archive} lacks {sorted(todo)}; it holds {seen[:20]}{' ...' if len(seen) > 20 else ''}"
+        )
+    return paths
+
+
+def fetch_members(url: str, archive: Path, members: Sequence[str], dest: Path) -> Dict[str, Path]:
+    """Download ``url`` to ``archive`` (unless every member is already extracted) and extract ``members``."""
+    paths = {m: Path(dest) / m for m in members}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    return extract_members(download(url, archive), members, dest)
