@@ -1,0 +1,22 @@
+"""Evolutionary search of ShiftAddNAS subnets (arXiv 2205.08119, method.md section 4).
+
+:mod:`.evolution` (the engine, no fairseq), :mod:`.constraints`, :mod:`.pareto` (NSGA-II tools),
+:mod:`.state` (resumable JSON state), :mod:`.costs` (cost metrics), :mod:`.fitness` (validation loss / BLEU
+with inherited weights, fairseq), :mod:`.distributed` (candidates across ranks), :mod:`.report` (YAML, CSV,
+plot), :mod:`.cli` (``fairseq-shiftadd-search``).
+"""
+from .constraints import Constraint, parse_constraint, satisfies
+from .evolution import FITNESS_SENSE, EvolutionarySearch, EvolutionConfig, SearchResult
+from .state import Candidate, SearchState
+
+__all__ = [
+    "Constraint",
+    "parse_constraint",
+    "satisfies",
+    "EvolutionConfig",
+    "EvolutionarySearch",
+    "SearchResult",
+    "FITNESS_SENSE",
+    "Candidate",
+    "SearchState",
+]

@@ -1,0 +1,114 @@
+"""Candidate evaluation across ``torch.distributed`` ranks.
+
+Every rank runs the same evolution (same seed, same code path); only the expensive steps are shared:
+
+* :func:`split_batch` wraps a batch fitness so that rank ``r`` evaluates the subnets ``r, r + W, r + 2W, ...``
+  of each batch and ``all_gather_object`` hands every rank all results, in the batch's order;
+* :func:`from_rank0` wraps a non-deterministic function (measured latency) so that rank 0 computes it and
+  broadcasts the value, keeping every rank's evolution identical.
+
+:func:`launch` starts the ranks: under ``torchrun`` (``WORLD_SIZE``/``RANK`` in the environment) it joins the
+group with ``env://``; with ``world_size > 1`` it spawns the processes itself (TCP on localhost); with one
+process it just calls the function. Backend: NCCL when running on CUDA, gloo on CPU. (fairseq's own
+``call_main`` spawns one process per GPU and cannot run CPU ranks.)
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, List, Sequence, Tuple, TypeVar
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+__all__ = ["rank_and_world", "split_batch", "from_rank0", "launch"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def rank_and_world() -> Tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def split_batch(fn: Callable[[Sequence[T]], Sequence[R]]) -> Callable[[Sequence[T]], List[R]]:
+    """``fn`` on a batch, its items split across ranks (strided), results gathered on every rank in order.
+
+    Every rank must call the wrapper with the same batch.
+    """
+
+    def distributed(items: Sequence[T]) -> List[R]:
+        rank, world = rank_and_world()
+        if world == 1:
+            return list(fn(items))
+        mine = list(fn(list(items[rank::world])))
+        gathered: List[Any] = [None] * world
+        dist.all_gather_object(gathered, mine)
+        out: List[Any] = [None] * len(items)
+        for r, values in enumerate(gathered):
+            out[r::world] = values
+        return out
+
+    return distributed
+
+
+def from_rank0(fn: Callable[[T], R]) -> Callable[[T], R]:
+    """``fn`` computed on rank 0 and broadcast to every rank (every rank must call it with the same argument)."""
+
+    def broadcast(arg: T) -> R:
+        rank, world = rank_and_world()
+        if world == 1:
+            return fn(arg)
+        box: List[Any] = [fn(arg) if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    return broadcast
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _backend(cpu: bool) -> str:
+    return "gloo" if cpu or not torch.cuda.is_available() else "nccl"
+
+
+def _run_rank(fn: Callable[..., None], args: Tuple[Any, ...], cpu: bool, **init: Any) -> None:
+    dist.init_process_group(_backend(cpu), **init)
+    if _backend(cpu) == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", dist.get_rank())) % torch.cuda.device_count())
+    try:
+        fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawned(rank: int, world_size: int, port: int, fn: Callable[..., None], args: Tuple[Any, ...],
+             cpu: bool) -> None:
+    _run_rank(fn, args, cpu, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+
+
+def launch(fn: Callable[..., None], args: Tuple[Any, ...], world_size: int = 1, cpu: bool = False) -> None:
+    """Call ``fn(*args)`` on every rank (see the module docstring).
+
+    Args:
+        fn: a picklable (module-level) function.
+        args: its arguments (picklable).
+        world_size: processes to spawn when not under ``torchrun``.
+        cpu: use gloo even if CUDA is available.
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size={world_size} must be >= 1")
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        _run_rank(fn, args, cpu, init_method="env://")
+    elif world_size > 1:
+        mp.spawn(_spawned, args=(world_size, _free_port(), fn, args, cpu), nprocs=world_size, join=True)
+    else:
+        fn(*args)

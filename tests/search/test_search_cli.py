@@ -1,0 +1,127 @@
+"""``fairseq-shiftadd-search`` end to end on a tiny supernet trained on Multi30k (CPU): constraints met,
+outputs, Pareto mode, BLEU fitness, resume, and 2 gloo processes giving the result of 1.
+
+The session fixture prepares the data and trains the supernet (about 2 minutes on a busy 2-core machine); the
+constrained search runs by default, the other end-to-end runs are ``slow``."""
+import csv
+import json
+import random
+import re
+import statistics
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+from fairseq.data import Dictionary
+
+from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.search.pareto import dominates
+from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample
+
+TINY = get_space("tiny")
+SMALL = ["--population", "12", "--parents", "4", "--mutations", "4", "--crossovers", "4"]
+
+
+@pytest.fixture
+def search(run_cli, multi30k_en_de: Path, tiny_supernet: Path) -> Callable[..., str]:
+    """``search(out_dir, *extra_args)``: the search CLI on the tiny supernet, small population, 64 sentences."""
+
+    def run(out: Path, *extra: str) -> str:
+        return run_cli(
+            "fairseq-shiftadd-search", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path",
+            str(tiny_supernet), "--save-dir", str(out), "--cpu", "--batch-size", "32", "--max-valid-sentences", "64",
+            "--seed", "3", *SMALL, *extra,
+        )
+
+    return run
+
+
+def _rows(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_search(a: Path, b: Path) -> None:
+    """Same candidates in the same order with the same metrics and best subnet; the losses may differ by float32
+    noise (a subnet's validation loss varies by ~1e-7 relative with the process's memory layout)."""
+    rows_a, rows_b = _rows(a / "candidates.csv"), _rows(b / "candidates.csv")
+    assert [{k: v for k, v in r.items() if k != "loss"} for r in rows_a] == \
+        [{k: v for k, v in r.items() if k != "loss"} for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b):
+        assert (ra["loss"] == rb["loss"] == "") or float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-6)
+    assert SubnetConfig.load(a / "best.yaml") == SubnetConfig.load(b / "best.yaml")
+
+
+def _cost_model(data: Path) -> CostModel:
+    vocab = len(Dictionary.load(str(data / "dict.de.txt")))
+    return CostModel(TINY, "45nm", Workload(vocab_size=vocab))
+
+
+def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: Path) -> None:
+    cm = _cost_model(multi30k_en_de)
+    energy = statistics.median(cm.metrics(sample(TINY, random.Random(i)))["energy_mj"] for i in range(200))
+    params = cm.metrics(largest(TINY))["params"] * 0.9
+    log = search(tmp_path, "--generations", "3",
+                  "--constraint", f"energy_mj<={energy}", "--constraint", f"params<{params}")
+    best = SubnetConfig.load(tmp_path / "best.yaml")
+    metrics = cm.metrics(best)
+    assert metrics["energy_mj"] <= energy and metrics["params"] < params
+    rows = _rows(tmp_path / "candidates.csv")
+    evaluated = [r for r in rows if r["loss"]]
+    assert any(r["feasible"] == "0" for r in rows)  # the constraints did reject proposals
+    assert all(r["feasible"] == "1" for r in evaluated)
+    losses = [float(r["loss"]) for r in evaluated]
+    assert len(set(losses)) > 1 and all(0 < v < 20 for v in losses)
+    best_row = min(evaluated, key=lambda r: float(r["loss"]))
+    assert SubnetConfig.from_json(best_row["subnet"]) == best
+    assert (tmp_path / "search.png").stat().st_size > 0 and (tmp_path / "state.json").is_file()
+    assert re.search(rf"{len(evaluated)} evaluations .* candidates/min", log)
+
+
+@pytest.mark.slow
+def test_multi_objective_front(search, multi30k_en_de: Path, tmp_path: Path) -> None:
+    search(tmp_path, "--generations", "2", "--multi-objective", "energy_mj")
+    front = _rows(tmp_path / "front.csv")
+    assert len(front) >= 2
+    evaluated = [r for r in _rows(tmp_path / "candidates.csv") if r["loss"]]
+    points = [(float(r["loss"]), float(r["energy_mj"])) for r in evaluated]
+    for row in front:
+        SubnetConfig.load(tmp_path / row["file"])  # ready for retraining
+        point = (float(row["loss"]), float(row["energy_mj"]))
+        assert point in points and not any(dominates(p, point) for p in points)
+    assert not (tmp_path / "best.yaml").exists()
+
+
+@pytest.mark.slow
+def test_bleu_fitness(run_cli, multi30k_en_de: Path, tiny_supernet: Path, tmp_path: Path) -> None:
+    run_cli(
+        "fairseq-shiftadd-search", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path",
+        str(tiny_supernet), "--save-dir", str(tmp_path), "--cpu", "--batch-size", "16", "--max-valid-sentences",
+        "16", "--objective", "bleu", "--beam", "1", "--max-len-b", "20", "--post-process", "sentencepiece",
+        "--population", "3", "--parents", "1", "--mutations", "1", "--crossovers", "1", "--generations", "1",
+    )
+    bleu = [float(r["bleu"]) for r in _rows(tmp_path / "candidates.csv")]
+    assert len(bleu) == 3 and all(0 <= b <= 100 for b in bleu)
+
+
+@pytest.mark.slow
+def test_resume_continues_to_the_uninterrupted_result(search, tmp_path: Path) -> None:
+    search(tmp_path / "full", "--generations", "2")
+    search(tmp_path / "resumed", "--generations", "1")  # "killed" after one
+    state = json.loads((tmp_path / "resumed" / "state.json").read_text())
+    assert state["generation"] == 1
+    log = search(tmp_path / "resumed", "--generations", "2")
+    assert "resuming" in log
+    first = len([c for c in state["candidates"] if c["fitness"] is not None])
+    total = len([r for r in _rows(tmp_path / "resumed" / "candidates.csv") if r["loss"]])
+    assert re.search(rf"{total} evaluations \({total - first} in this run", log)
+    assert_same_search(tmp_path / "resumed", tmp_path / "full")
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_result_of_one(search, multi30k_en_de: Path, tmp_path: Path) -> None:
+    search(tmp_path / "one", "--generations", "2")
+    log = search(tmp_path / "two", "--generations", "2",
+                  "--distributed-world-size", "2")
+    assert "2 ranks" in log
+    assert_same_search(tmp_path / "two", tmp_path / "one")

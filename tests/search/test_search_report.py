@@ -1,0 +1,43 @@
+"""Search outputs from a fake-fitness search: best.yaml / front files load as subnets, CSV rows, plot."""
+import csv
+from pathlib import Path
+
+from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, parse_constraint
+from fairseq_shiftadd.search.report import write_report
+from fairseq_shiftadd.space import SubnetConfig, get_space
+
+from test_search_engine import SMALL, CountingFitness, fake_metrics
+
+TINY = get_space("tiny")
+
+
+def _run(pareto: tuple, constraints=()):
+    config = EvolutionConfig(**SMALL, pareto_metrics=pareto)
+    return EvolutionarySearch(TINY, config, CountingFitness(), fake_metrics, constraints, progress=False).run()
+
+
+def test_single_objective_outputs(tmp_path: Path) -> None:
+    constraint = parse_constraint("energy_mj<=4", ["energy_mj"])
+    result = _run((), [constraint])
+    paths = write_report(tmp_path, result, "loss", False, "energy_mj", [constraint])
+    assert paths == [tmp_path / "best.yaml"]
+    assert SubnetConfig.load(paths[0]) == result.best[0].subnet
+    with open(tmp_path / "candidates.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(result.candidates)
+    assert sum(1 for r in rows if r["loss"]) == result.evaluations
+    assert {r["feasible"] for r in rows if not r["loss"]} <= {"0"}
+    assert [SubnetConfig.from_json(r["subnet"]) for r in rows] == [c.subnet for c in result.candidates]
+    assert (tmp_path / "search.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_pareto_outputs_replace_an_older_front(tmp_path: Path) -> None:
+    (tmp_path / "front").mkdir()
+    (tmp_path / "front" / "99.yaml").write_text("stale")
+    result = _run(("energy_mj",))
+    paths = write_report(tmp_path, result, "loss", True, "energy_mj")
+    assert sorted(tmp_path.glob("front/*.yaml")) == paths and len(paths) == len(result.best)
+    assert [SubnetConfig.load(p) for p in paths] == [c.subnet for c in result.best]
+    with open(tmp_path / "front.csv", newline="") as f:
+        assert [r["file"] for r in csv.DictReader(f)] == [f"front/{i:02d}.yaml" for i in range(len(paths))]
