@@ -29,7 +29,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["fairseq_shiftadd", "fairseq_shiftadd.*"]),
     include_package_data=True,
-    install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "matplotlib", *FAIRSEQ_NEEDS],
+    package_data={"fairseq_shiftadd.cost": ["profiles/*.yaml"]},
+    install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "sacremoses", "matplotlib", *FAIRSEQ_NEEDS],
     extras_require={
         "test": ["pytest>=7"],
         "gpu": ["triton>=3.0"],
@@ -38,8 +39,15 @@ setup(
     entry_points={
         "console_scripts": [
             "fairseq-shiftadd-prepare-multi30k = fairseq_shiftadd.prep.multi30k:main",
+            "fairseq-shiftadd-prepare-wmt14 = fairseq_shiftadd.prep.wmt14:main",
+            "fairseq-shiftadd-prepare-iwslt14 = fairseq_shiftadd.prep.iwslt14:main",
             "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.checkpoints:main",
             "fairseq-shiftadd-extract-subnet = fairseq_shiftadd.extract:main",
+            "fairseq-shiftadd-search = fairseq_shiftadd.search.cli:main",
+            "fairseq-shiftadd-score = fairseq_shiftadd.scoring:main",
+            "fairseq-shiftadd-latency-dataset = fairseq_shiftadd.cost.latency_cli:dataset_main",
+            "fairseq-shiftadd-train-latency-predictor = fairseq_shiftadd.cost.latency_cli:train_main",
+            "fairseq-shiftadd-cost = fairseq_shiftadd.cost.cli:main",
         ],
     },
 )

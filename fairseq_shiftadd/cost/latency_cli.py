@@ -1,0 +1,102 @@
+"""Console scripts for measured latency (HAT's protocol) and the latency predictor trained on it.
+
+    fairseq-shiftadd-latency-dataset --space tiny --samples 200 --out lat.csv [--device cpu|cuda] [--beam 4]
+        [--threads N] [--seed S] [--vocab-size V] [--runs R] [--warmup W] [--clock wall|cpu]
+    fairseq-shiftadd-train-latency-predictor --data lat.csv --space tiny --out pred.pt [--epochs E] [--seed S]
+
+The first measures sampled subnets on this machine (resuming a killed run, see
+:func:`~.measure.collect_latency_dataset`); the second trains :class:`~.predictor.LatencyPredictor` on
+that CSV and prints its held-out error (test-split MAPE and Kendall tau).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..space import SPACES, get_space
+
+__all__ = ["dataset_main", "train_main"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def dataset_main(argv: Optional[Sequence[str]] = None) -> None:
+    """``fairseq-shiftadd-latency-dataset``: measure sampled subnets into a CSV."""
+    from .measure import CLOCKS, DEFAULT_VOCAB_SIZE, collect_latency_dataset
+
+    parser = argparse.ArgumentParser(description="Measure the latency of sampled subnets (HAT's protocol) into a CSV.")
+    parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space")
+    parser.add_argument("--samples", type=_positive, required=True, help="distinct subnets to measure (in all)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write; an existing one is resumed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--beam", type=_positive, default=1, help="beam rows in the decoder (default: 1)")
+    parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subnet sampler (default: 0)")
+    parser.add_argument("--src-len", type=_positive, default=30, help="source tokens (default: 30)")
+    parser.add_argument("--tgt-len", type=_positive, default=30, help="decoder steps (default: 30)")
+    parser.add_argument("--warmup", type=_non_negative, default=5, help="untimed runs (default: 5)")
+    parser.add_argument("--runs", type=_positive, default=20, help="timed runs, 10-90%% trimmed (default: 20)")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="wall (HAT's latency, default) or cpu (CPU time of one thread: --device cpu --threads 1, "
+        "for a shared, busy machine)",
+    )
+    parser.add_argument(
+        "--vocab-size", type=_positive, default=DEFAULT_VOCAB_SIZE,
+        help=f"dictionary size: the output projection's width (default: {DEFAULT_VOCAB_SIZE}, WMT14 En-De)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        records = collect_latency_dataset(
+            get_space(args.space), args.samples, args.out, args.device, args.seed, src_len=args.src_len,
+            tgt_len=args.tgt_len, beam=args.beam, warmup=args.warmup, runs=args.runs, clock=args.clock,
+            vocab_size=args.vocab_size,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    totals = sorted(r.measurement.total_ms for r in records)
+    print(f"{args.out}: {len(records)} subnets on {records[0].device}; total latency "
+          f"{totals[0]:.2f} .. {totals[-1]:.2f} ms (median {totals[len(totals) // 2]:.2f} ms)")
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> None:
+    """``fairseq-shiftadd-train-latency-predictor``: train a predictor and print its held-out error."""
+    from .predictor import TARGETS, TRANSFORMS, train_predictor
+
+    parser = argparse.ArgumentParser(description="Train a latency predictor on a measured latency CSV.")
+    parser.add_argument("--data", type=Path, required=True, help="CSV of fairseq-shiftadd-latency-dataset")
+    parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space of the CSV")
+    parser.add_argument("--out", type=Path, required=True, help="predictor file to write (.pt)")
+    parser.add_argument("--epochs", type=_positive, default=300, help="training epochs (default: 300)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the initialisation")
+    parser.add_argument("--target", choices=TARGETS, default="total_ms", help="latency to predict")
+    parser.add_argument("--transform", choices=TRANSFORMS, default="log", help="regress log or raw latency")
+    args = parser.parse_args(argv)
+    try:
+        predictor, report = train_predictor(
+            args.data, get_space(args.space), epochs=args.epochs, seed=args.seed, target=args.target,
+            transform=args.transform,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    predictor.save(args.out)
+    print(f"{args.out}: {report}")
