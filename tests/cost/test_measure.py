@@ -23,13 +23,7 @@ TINY = get_space("tiny")
 FAST = dict(src_len=4, tgt_len=3, warmup=0, runs=1, vocab_size=20)  # protocol shortened for tests
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is as fast and does not fight the other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(

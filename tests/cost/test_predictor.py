@@ -24,13 +24,7 @@ from fairseq_shiftadd.space import encode, get_space, largest, sample, smallest
 TINY = get_space("tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is as fast and does not fight the other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_latency(features: List[float]) -> float:
