@@ -59,7 +59,7 @@ def dataset_main(argv: Optional[Sequence[str]] = None) -> None:
     )
     parser.add_argument(
         "--vocab-size", type=_positive, default=DEFAULT_VOCAB_SIZE,
-        help=f"dictionary size: the output projection's width (default: {DEFAULT_VOCAB_SIZE}, WMT14 En-De)",
+        help=f"dictionary size: the output projection's width (default: {DEFAULT_VOCAB_SIZE}, as the cost model)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

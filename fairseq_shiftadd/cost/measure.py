@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..space import SearchSpace, SubnetConfig, check, sample
+from .workload import Workload
 
 if TYPE_CHECKING:
     from ..models.subnet import ShiftAddTransformer
@@ -52,8 +53,8 @@ __all__ = [
     "collect_latency_dataset",
 ]
 
-# WMT14 En-De joined BPE dictionary size (HAT's setting): the decoder's output projection is part of its cost.
-DEFAULT_VOCAB_SIZE = 32768
+# The cost model's default dictionary (WMT14 En-De scale): the decoder's output projection is part of the cost.
+DEFAULT_VOCAB_SIZE = Workload().vocab_size
 
 
 @dataclass(frozen=True)
