@@ -27,6 +27,7 @@ ARCHS = {
     "shiftadd_supernet_wmt14_en_fr": ("shiftadd_supernet", archs.supernet_wmt14_en_fr),
     "shiftadd_supernet_hat_wmt14": ("shiftadd_supernet", archs.supernet_hat_wmt14),
     "shiftadd_supernet_iwslt14_de_en": ("shiftadd_supernet", archs.supernet_iwslt14_de_en),
+    "shiftadd_supernet_demo": ("shiftadd_supernet", archs.supernet_demo),
     "shiftadd_supernet_tiny": ("shiftadd_supernet", archs.supernet_tiny),
 }
 CRITERIONS = {

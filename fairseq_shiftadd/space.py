@@ -462,6 +462,24 @@ SPACES: Dict[str, SearchSpace] = {
             kernel_sizes=(3, 7, 15, 31, 31, 31),
             qkv_dim=512,
         ),
+        SearchSpace(  # the CPU demo (scripts/demo.sh): the baseline's widths and depths; operators searched
+            name="demo",
+            encoder_embed_dims=(128,),
+            decoder_embed_dims=(128,),
+            encoder_ffn_dims=(512,),
+            decoder_ffn_dims=(512,),
+            encoder_heads=(4,),
+            decoder_self_heads=(4,),
+            decoder_cross_heads=(4,),
+            encoder_layers=(2,),
+            decoder_layers=(2,),
+            enc_dec_spans=(-1,),
+            encoder_blocks=(BlockType.ATTENTION, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
+            decoder_blocks=(BlockType.ATTENTION, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
+            ffn_ops=(OpKind.MULT, OpKind.SHIFT),
+            kernel_sizes=(3, 7),
+            qkv_dim=128,
+        ),
         SearchSpace(  # every block type and FFN operator at sizes a 2-core CPU trains in minutes
             name="tiny",
             encoder_embed_dims=(128, 64),
@@ -483,8 +501,10 @@ SPACES: Dict[str, SearchSpace] = {
     )
 }
 """The shipped spaces by name: ``wmt14_en_de`` and ``wmt14_en_fr`` (the paper's, plus FFN operators),
-``hat_wmt14`` (HAT's), ``iwslt14_de_en`` (HAT's IWSLT widths with this project's operators) and ``tiny``
-(for CPU tests and demos)."""
+``hat_wmt14`` (HAT's), ``iwslt14_de_en`` (HAT's IWSLT widths with this project's operators), ``demo`` (the
+CPU demo's: the widths and depths of its Transformer baseline, which is its largest subnet, with the token mixer
+(attention or attention+lightweight_conv) and the FFN operator (mult or shift) searched per layer; adder mixers and
+FFNs are left out, as they learn too slowly for a 12-minute training) and ``tiny`` (for CPU tests)."""
 
 
 def get_space(name: str) -> SearchSpace:

@@ -1,37 +1,126 @@
 #!/usr/bin/env bash
-# The main job, on real data and a CPU: install, prepare Multi30k En-De, train the tiny hybrid
-# supernet (one sampled subnet per update), then translate test2016 with its largest and smallest
-# subnets and score them with sacreBLEU.
-#   bash scripts/demo.sh                     # defaults below
-#   MAX_UPDATE=300 bash scripts/demo.sh      # a shorter run
-# Re-running resumes: prepared data is kept and training continues from its last checkpoint.
+# The CPU demo (one command, a fresh 2-core machine, about 20 minutes): the whole ShiftAddNAS pipeline on
+# Multi30k En-De.
+#   1. install, prepare Multi30k (sentencepiece 8k, fairseq binary)
+#   2. train the hybrid supernet of the `demo` space (2 threads)
+#   3. evolutionary search under an energy constraint (45 nm profile), fitness = inherited validation loss (2 ranks)
+#   4. retrain the winner from scratch || train a plain Transformer baseline: same recipe, same wall-clock budget,
+#      one thread each, side by side
+#   5. decode test2016 (beam 5) || and report: sacreBLEU, tokenized BLEU, energy, measured latency, parameters,
+#      mult/add/shift counts (WORK/report/results.md) and the search front with both models (WORK/report/front.png)
+# Budgets and flags: examples/multi30k_en_de/ (demo.env: minutes per stage; *.args: the flags of each stage).
+#   bash scripts/demo.sh
+#   SUPERNET_MINUTES=1 TRAIN_MINUTES=2 SEARCH_FLAGS="--generations 1 --max-valid-sentences 100" \
+#     WORK=/tmp/demo-smoke bash scripts/demo.sh                                      # a quick smoke run
+# Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS, TRAIN_FLAGS (both trainings); e.g. budgets in updates, which
+# do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
+# Re-running resumes: finished stages are skipped; an interrupted training continues from its last checkpoint
+# within what is left of its budget; the search continues from its state.json.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
+RECIPE="$ROOT/examples/multi30k_en_de"
+# shellcheck source=/dev/null
+source "$RECIPE/demo.env"
 WORK="${WORK:-$ROOT/work/demo}"
-MAX_UPDATE="${MAX_UPDATE:-600}"
 MULTI30K_DIR="${MULTI30K_DIR:-$ROOT/../shared/data/multi30k}"
+mkdir -p "$WORK"
 
-echo "== 1/3 prepare Multi30k En-De (sentencepiece 8k, fairseq binary) in $WORK/data"
-DATA="$(fairseq-shiftadd-prepare-multi30k --src-dir "$MULTI30K_DIR" --out "$WORK/data" --pair en-de \
+flags() {  # the flags of an .args file: one or more per line, '#' comments and blank lines skipped
+  grep -v '^\s*#' "$RECIPE/$1" | grep -v '^\s*$' | xargs -n1
+}
+
+stage() {
+  printf '== [%02d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
+}
+
+progress() {  # fairseq-train log on stdin -> one short line per logged update, validation and the end
+  local name="$1" line
+  while IFS= read -r line; do  # (not awk: mawk reads a pipe in blocks, which would hold the lines back)
+    if [[ $line == *train_inner* && $line =~ \ loss=([0-9.]+).*num_updates=([0-9]+).*\ wall=([0-9]+) ]]; then
+      printf '  [%s] update %s  train loss %s  %d:%02d\n' "$name" "${BASH_REMATCH[2]}" "${BASH_REMATCH[1]}" \
+        $((BASH_REMATCH[3] / 60)) $((BASH_REMATCH[3] % 60))
+    elif [[ $line == *"valid on"* && $line =~ \|\ loss\ ([0-9.]+) ]]; then
+      printf '  [%s] validation loss %s\n' "$name" "${BASH_REMATCH[1]}"
+    elif [[ $line == *"done training"* || $line == *Traceback* || $line == *Error* ]]; then
+      printf '  [%s] %s\n' "$name" "${line##*| }"
+    fi
+  done
+}
+
+train() {  # train NAME THREADS MINUTES ARGS_FILE [extra flags]: fairseq-train in WORK/NAME within a wall-clock budget
+  local name="$1" threads="$2" minutes="$3" args="$4"
+  shift 4
+  local dir="$WORK/$name"
+  if [ -f "$dir/done" ]; then
+    echo "  [$name] trained earlier: skipped"
+    return
+  fi
+  mkdir -p "$dir"
+  mapfile -t FLAGS < <(flags "$args")
+  OMP_NUM_THREADS="$threads" fairseq-train "$DATA" "${FLAGS[@]}" "$@" \
+    --stop-time-hours "$(awk -v m="$minutes" 'BEGIN { print m / 60 }')" --save-dir "$dir" \
+    --log-format simple --log-interval 25 --num-workers 0 --seed 1 2>&1 | tee -a "$dir/train.log" | progress "$name"
+  touch "$dir/done"
+}
+
+decode() {  # decode NAME: test2016 with WORK/NAME/checkpoint_best.pt into WORK/NAME/test.gen
+  local name="$1" out="$WORK/$1/test.gen"
+  if [ -f "$out" ]; then
+    echo "  [$name] decoded earlier: skipped"
+    return
+  fi
+  mapfile -t FLAGS < <(flags generate.args)
+  OMP_NUM_THREADS=1 fairseq-generate "$DATA" "${FLAGS[@]}" --path "$WORK/$name/checkpoint_best.pt" \
+    > "$out.partial" 2> "$WORK/$name/generate.log"
+  mv "$out.partial" "$out"
+  echo "  [$name] $(tail -n 1 "$out")"
+}
+
+stage "1/5 prepare Multi30k En-De (sentencepiece 8k) in $WORK/data"
+PREPARED="$WORK/data"
+DATA="$(fairseq-shiftadd-prepare-multi30k --src-dir "$MULTI30K_DIR" --out "$PREPARED" --pair en-de \
   --vocab-size 8000 2>/dev/null | tail -n 1)"
 
-echo "== 2/3 train the tiny hybrid supernet for $MAX_UPDATE updates ($WORK/supernet)"
-fairseq-train "$DATA" --user-dir fairseq_shiftadd \
-  --task shiftadd_translation --arch shiftadd_supernet_tiny --sharing heterogeneous \
-  --criterion shiftadd_label_smoothed_cross_entropy --label-smoothing 0.1 \
-  --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200 \
-  --dropout 0.1 --max-tokens 4096 --max-update "$MAX_UPDATE" \
-  --validate-interval-updates 200 --save-interval-updates 200 --keep-interval-updates 1 --no-epoch-checkpoints \
-  --save-dir "$WORK/supernet" --log-format simple --log-interval 100 --num-workers 0 --seed 1 \
-  2>&1 | grep -E "valid on|num. shared model params|done training" || true
+stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (2 threads)"
+# shellcheck disable=SC2086
+train supernet 2 "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
 
-echo "== 3/3 translate test2016 (beam 5) and score with sacreBLEU"
-for SUBNET in largest smallest; do
-  printf '%-9s ' "$SUBNET"
-  fairseq-generate "$DATA" --user-dir fairseq_shiftadd --task shiftadd_translation --subnet "$SUBNET" \
-    --path "$WORK/supernet/checkpoint_best.pt" --gen-subset test --beam 5 --batch-size 128 --max-len-a 1.2 --max-len-b 10 \
-    --remove-bpe sentencepiece --scoring sacrebleu 2>/dev/null | tail -n 1
-done
+stage "3/5 search the supernet under an energy constraint ($SEARCH_RANKS ranks)"
+if [ ! -f "$WORK/search/best.yaml" ]; then
+  mapfile -t FLAGS < <(flags search.args)
+  OMP_NUM_THREADS=1 fairseq-shiftadd-search "$DATA" "${FLAGS[@]}" --path "$WORK/supernet/checkpoint_best.pt" \
+    --save-dir "$WORK/search" --cpu --distributed-world-size "$SEARCH_RANKS" ${SEARCH_FLAGS:-} 2> >(tee -a "$WORK/search.log" >&2) \
+    | tee -a "$WORK/search.log"
+else
+  echo "  searched earlier: skipped"
+fi
+sed -n '/^#/p' "$WORK/search/best.yaml"
+
+stage "4/5 retrain the searched subnet || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
+# shellcheck disable=SC2086
+train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WORK/search/best.yaml" ${TRAIN_FLAGS:-} &
+HYBRID=$!
+# shellcheck disable=SC2086
+train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
+BASELINE=$!
+wait "$HYBRID"
+wait "$BASELINE"
+
+stage "5/5 decode test2016 (beam 5) and report"
+decode hybrid &
+HYBRID=$!
+decode baseline &
+BASELINE=$!
+wait "$HYBRID"
+wait "$BASELINE"
+OMP_NUM_THREADS=1 python -m fairseq_shiftadd.demo_report --space demo --data "$DATA" \
+  --reference "$PREPARED/raw/test.de" --target-lang de \
+  --model hybrid "$WORK/search/best.yaml" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
+  --model baseline largest "$WORK/baseline" "$WORK/baseline/test.gen" \
+  --candidates "$WORK/search/candidates.csv" --supernet "$WORK/supernet/checkpoint_best.pt" \
+  --max-valid-sentences "$(flags search.args | grep -A1 -x -- --max-valid-sentences | tail -n 1)" \
+  --out "$WORK/report" 2> "$WORK/report.log"
+stage "done: $WORK/report/results.md, $WORK/report/front.png"

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-__all__ = ["supernet_base", "supernet_wmt14_en_de", "supernet_wmt14_en_fr", "supernet_hat_wmt14", "supernet_iwslt14_de_en", "supernet_tiny"]
+__all__ = [
+    "supernet_base",
+    "supernet_wmt14_en_de",
+    "supernet_wmt14_en_fr",
+    "supernet_hat_wmt14",
+    "supernet_iwslt14_de_en",
+    "supernet_demo",
+    "supernet_tiny",
+]
 
 
 def supernet_base(args: Namespace) -> None:
@@ -38,6 +46,18 @@ def supernet_hat_wmt14(args: Namespace) -> None:
 def supernet_iwslt14_de_en(args: Namespace) -> None:
     """IWSLT14 De-En space: HAT's widths (embed 640/512, FFN <= 2048, 4/2 heads), every block type and FFN op."""
     args.space = getattr(args, "space", "iwslt14_de_en")
+    supernet_base(args)
+
+
+def supernet_demo(args: Namespace) -> None:
+    """The ``demo`` space (embed 128, FFN 512, 2 + 2 layers; token mixer and FFN operator searched) of the CPU demo.
+
+    Dropout 0.1 and no attention or kernel dropout: the demo trains for minutes, far from overfitting.
+    """
+    args.space = getattr(args, "space", "demo")
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.0)
+    args.weight_dropout = getattr(args, "weight_dropout", 0.0)
     supernet_base(args)
 
 

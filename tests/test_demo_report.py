@@ -1,0 +1,192 @@
+"""The CPU demo's report (fairseq_shiftadd.demo_report) and its recipe files (examples/multi30k_en_de)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from fairseq_shiftadd import demo_report
+from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.space import check, get_space, largest, sample, smallest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "examples" / "multi30k_en_de"
+DEMO = get_space("demo")
+
+
+def _args_flags(name: str) -> list:
+    lines = [line for line in (RECIPE / name).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return shlex.split(" ".join(lines))
+
+
+def test_demo_space_largest_is_the_baseline_transformer_shape():
+    """The baseline (fairseq transformer, embed 128, 2 + 2 layers, FFN 512, 4 heads) is the demo space's largest."""
+    flags = _args_flags("baseline.args")
+    value = {flags[i]: flags[i + 1] for i in range(len(flags) - 1) if flags[i].startswith("--")}
+    big = largest(DEMO)
+    assert int(value["--encoder-embed-dim"]) == big.encoder_embed_dim == big.decoder_embed_dim
+    assert int(value["--encoder-layers"]) == len(big.encoder) and int(value["--decoder-layers"]) == len(big.decoder)
+    for layer in big.encoder + big.decoder:
+        assert (layer.block, layer.ffn_op) == (BlockType.ATTENTION, OpKind.MULT)
+        assert layer.ffn_dim == int(value["--encoder-ffn-embed-dim"])
+        assert layer.num_heads == int(value["--encoder-attention-heads"])
+
+
+def test_demo_space_has_cheaper_hybrids_than_the_baseline():
+    cost = CostModel(DEMO, "45nm", Workload(vocab_size=8008))
+    bound = float(next(f for f in _args_flags("search.args") if f.startswith("energy_mj<=")).split("<=")[1])
+    baseline = cost.metrics(largest(DEMO))["energy_mj"]
+    assert baseline > bound
+    rng = random.Random(0)
+    feasible = [s for s in (sample(DEMO, rng) for _ in range(200)) if cost.metrics(s)["energy_mj"] <= bound]
+    assert feasible and all(any(layer.ffn_op is OpKind.SHIFT for layer in s.decoder) for s in feasible)
+
+
+@pytest.mark.parametrize("name", ["supernet.args", "subnet.args", "baseline.args", "gpu_supernet.args", "gpu_subnet.args"])
+def test_recipe_args_parse_with_fairseq(name):
+    """Every training recipe parses with fairseq-train's own parser (the registered arch, space and flags)."""
+    from fairseq import options
+
+    import fairseq_shiftadd.registry  # noqa: F401
+
+    flags = _args_flags(name)
+    argv = ["DATA", *flags] + (["--subnet", "{}"] if "shiftadd_transformer" in flags else [])
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    assert args.arch == flags[flags.index("--arch") + 1]
+    if "--space" in flags or "shiftadd_supernet_demo" in flags:
+        get_space(args.space)
+
+
+def test_cpu_recipes_share_the_training_recipe():
+    """The retrained hybrid and the baseline differ only in the model: same optimiser, schedule, batch, dropout."""
+    model_flags = {"--arch", "--space", "--user-dir", "--weight-dropout"}  # weight dropout: lightweight kernels only
+
+    def recipe(name):
+        flags = _args_flags(name)
+        pairs = {flags[i]: flags[i + 1] for i in range(len(flags) - 1) if flags[i].startswith("--") and not flags[i + 1].startswith("--")}
+        return {k: v for k, v in pairs.items() if k not in model_flags and "embed" not in k and "layers" not in k and "heads" not in k}
+
+    assert recipe("subnet.args") == recipe("baseline.args")
+
+
+def test_describe_names_every_layer():
+    sub = sample(DEMO, random.Random(3))
+    text = demo_report.describe(sub)
+    enc, dec = text.split(" | ")
+    assert enc.count("/") == len(sub.encoder) and dec.count("/") == len(sub.decoder)
+    assert f"{sub.decoder[0].block.value}/{sub.decoder[0].ffn_op.value}{sub.decoder[0].ffn_dim}" in dec
+
+
+def test_resolve_subnet(tmp_path):
+    assert demo_report.resolve_subnet(DEMO, "largest") == largest(DEMO)
+    assert demo_report.resolve_subnet(DEMO, "smallest") == smallest(DEMO)
+    sub = sample(DEMO, random.Random(1))
+    sub.save(tmp_path / "s.yaml")
+    assert demo_report.resolve_subnet(DEMO, str(tmp_path / "s.yaml")) == sub
+    assert demo_report.resolve_subnet(DEMO, sub.to_json()) == sub
+
+
+def _write_candidates(path: Path, subs, energies, fitnesses) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "generation", "feasible", "loss", "energy_mj", "params", "subnet"])
+        for i, (s, e, l) in enumerate(zip(subs, energies, fitnesses)):
+            w.writerow([i, 0, int(l is not None), "" if l is None else l, e, 1000, json.dumps(s.to_dict())])
+
+
+def test_read_candidates_and_plot(tmp_path):
+    rng = random.Random(0)
+    subs = [sample(DEMO, rng) for _ in range(6)]
+    energies = [10.0, 11.0, 12.0, 13.0, 14.0, 25.0]
+    losses = [5.0, 4.0, 4.5, 3.5, 3.6, None]
+    _write_candidates(tmp_path / "candidates.csv", subs, energies, losses)
+    candidates = demo_report.read_candidates(tmp_path / "candidates.csv")
+    assert [c.subnet for c in candidates] == subs
+    assert [c.energy_mj for c in candidates] == energies and [c.fitness for c in candidates] == losses
+    demo_report.plot_front(tmp_path / "front.png", candidates, {"hybrid": (13.0, 3.5, 22.0), "baseline": (22.8, 3.4, 21.0)})
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "front.png.partial").exists()
+
+
+def test_read_candidates_rejects_other_csv(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="energy_mj"):
+        demo_report.read_candidates(tmp_path / "x.csv")
+
+
+def test_training_progress_reads_checkpoint_last(tmp_path):
+    torch.save({"extra_state": {"previous_training_time": 123.5}, "optimizer_history": [{"num_updates": 7}]},
+               tmp_path / "checkpoint_last.pt")
+    assert demo_report.training_progress(tmp_path) == (123.5, 7)
+    with pytest.raises(FileNotFoundError, match="checkpoint_last.pt"):
+        demo_report.training_progress(tmp_path / "missing")
+
+
+def test_format_table_has_a_row_per_model_and_every_column():
+    rows = [
+        demo_report.ModelResult(name=n, subnet=demo_report.describe(largest(DEMO)), sacrebleu=b, sacrebleu_signature="sig",
+                                tokenized_bleu=b + 1, energy_mj=e, latency_ms=30.0, params=1_950_720, mults=59_440_000,
+                                adds=59_150_000, shifts=0, train_s=720.4, updates=450)
+        for n, b, e in (("hybrid", 23.1, 18.2), ("baseline", 22.5, 22.8))
+    ]
+    table = demo_report.format_table(rows, Workload(vocab_size=8008), "45nm")
+    lines = table.splitlines()
+    assert lines[0].count("|") == len(demo_report.COLUMNS) + 1
+    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 18.20 |") and "| 720 | 450 |" in lines[2]
+    assert lines[3].startswith("| baseline | 22.50")
+    assert "1.95M" in lines[2] and "sig" in table
+
+
+def test_demo_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(REPO / "scripts" / "demo.sh")], check=True)
+    subprocess.run(["bash", "-n", str(RECIPE / "gpu.sh")], check=True)
+
+
+@pytest.mark.slow
+def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
+    """Two tiny standalone models trained for a few updates, decoded, reported (table, JSON, plot)."""
+    data = str(multi30k_en_de)  # the prepared data-bin; raw/ beside it
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    tiny = DEMO
+    subs = {"hybrid": sample(tiny, random.Random(5)), "baseline": largest(tiny)}
+    for name, sub in subs.items():
+        check(tiny, sub)
+        sub.save(tmp_path / f"{name}.yaml")
+        subprocess.run(
+            ["fairseq-train", data, "--user-dir", "fairseq_shiftadd", "--task", "translation", "--arch",
+             "shiftadd_transformer", "--space", "demo", "--subnet", str(tmp_path / f"{name}.yaml"),
+             "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--max-update", "3",
+             "--save-dir", str(tmp_path / name), "--no-epoch-checkpoints", "--num-workers", "0",
+             "--max-valid-steps", "2", "--no-progress-bar"],
+            check=True, cwd=REPO, env=env, capture_output=True,
+        )
+        with open(tmp_path / f"{name}.gen", "w") as out:
+            subprocess.run(
+                ["fairseq-generate", data, "--user-dir", "fairseq_shiftadd", "--path", str(tmp_path / name / "checkpoint_best.pt"),
+                 "--gen-subset", "test", "--beam", "1", "--batch-size", "256", "--max-len-b", "5",
+                 "--remove-bpe", "sentencepiece"],
+                check=True, cwd=REPO, env=env, stdout=out, stderr=subprocess.DEVNULL,
+            )
+    _write_candidates(tmp_path / "candidates.csv", [subs["hybrid"]], [18.0], [7.5])
+    demo_report.main([
+        "--space", "demo", "--data", data, "--reference", str(multi30k_en_de.parent / "raw" / "test.de"), "--target-lang", "de",
+        "--model", "hybrid", str(tmp_path / "hybrid.yaml"), str(tmp_path / "hybrid"), str(tmp_path / "hybrid.gen"),
+        "--model", "baseline", "largest", str(tmp_path / "baseline"), str(tmp_path / "baseline.gen"),
+        "--candidates", str(tmp_path / "candidates.csv"), "--out", str(tmp_path / "report"),
+    ])
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert [r["name"] for r in results] == ["hybrid", "baseline"]
+    cost = CostModel(DEMO, "45nm", Workload(vocab_size=len(open(Path(data) / "dict.de.txt").readlines()) + 4))
+    for r, sub in zip(results, subs.values()):
+        assert r["energy_mj"] == pytest.approx(cost.metrics(sub)["energy_mj"])
+        assert r["updates"] == 3 and r["latency_ms"] > 0 and 0 <= r["sacrebleu"] <= 100
+    assert (tmp_path / "report" / "front.png").is_file()
+    assert (tmp_path / "report" / "results.md").read_text().count("\n| ") == 2
