@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .constraints import Constraint
 from .domain import Config, SearchDomain
 from .pareto import nsga2_select, pareto_front
-from .state import Candidate, GenerationStats, SearchState, fingerprint_diff
+from .state import Candidate, GenerationStats, SearchState, refuse_other_settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ __all__ = [
     "EvolutionarySearch",
     "BatchFitness",
     "MetricsFn",
+    "search_fingerprint",
 ]
 
 BatchFitness = Callable[[Sequence[Config]], Sequence[float]]
@@ -154,6 +155,24 @@ class SearchResult:
         return sum(s.feasible for s in self.stats) / draws if draws else 1.0
 
 
+def search_fingerprint(
+    config: EvolutionConfig,
+    constraints: Sequence[Constraint],
+    settings: Mapping[str, Any],
+    space: Optional[Mapping[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The resume fingerprint (normalised through JSON, as it is read back): the configuration but for the
+    number of generations, the constraints, the caller's ``settings`` and, if given, the space's definition."""
+    data: Dict[str, Any] = {
+        "config": config.fingerprint(),
+        "constraints": [str(c) for c in constraints],
+        "settings": dict(settings),
+    }
+    if space is not None:
+        data["space"] = space
+    return json.loads(json.dumps(data))
+
+
 def _rejection_budget(draws: int, feasible: int, cap: int) -> int:
     """Draws that find a feasible proposal with :data:`SUCCESS_PROBABILITY` at the Laplace estimate of the
     acceptance rate, ``p = (feasible + 1) / (draws + 2)``: ``ceil(log(1 - P) / log(1 - p))``, at most ``cap``."""
@@ -212,13 +231,7 @@ class EvolutionarySearch:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _fingerprint(self) -> Dict[str, Any]:
-        """The resume fingerprint, normalised through JSON (as it is read back)."""
-        return json.loads(json.dumps({
-            "config": self.config.fingerprint(),
-            "space": self.domain.to_dict(),
-            "constraints": [str(c) for c in self.constraints],
-            "settings": self.settings,
-        }))
+        return search_fingerprint(self.config, self.constraints, self.settings, self.domain.to_dict())
 
     def _metrics(self, sub: Config) -> Tuple[Dict[str, float], bool]:
         """The metrics of ``sub``, stage by stage, stopping after the first stage that violates a constraint."""
@@ -358,12 +371,8 @@ class EvolutionarySearch:
         if self.state_path is None or not self.state_path.is_file():
             return None
         state = SearchState.load(self.state_path, self.domain.config_from_dict)
-        diff = fingerprint_diff(state.fingerprint, self._fingerprint())
-        if diff:
-            raise ValueError(
-                f"{self.state_path} was written by a search with other settings ({'; '.join(diff)}): "
-                f"use the same settings, another output directory, or restart from scratch"
-            )
+        refuse_other_settings(self.state_path, state.fingerprint, self._fingerprint(),
+                              "use the same settings, another state path, or delete it to start over")
         self.candidates = state.candidates
         self._index = {c.subnet: i for i, c in enumerate(self.candidates)}
         self._acceptance = state.acceptance

@@ -17,7 +17,15 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
 from .files import atomic_write_text
 
-__all__ = ["Candidate", "GenerationStats", "SearchState", "ConfigParser", "fingerprint_diff"]
+__all__ = [
+    "Candidate",
+    "GenerationStats",
+    "SearchState",
+    "ConfigParser",
+    "fingerprint_diff",
+    "read_fingerprint",
+    "refuse_other_settings",
+]
 
 ConfigParser = Callable[[Mapping[str, Any]], Hashable]
 """Reads a configuration back from its ``to_dict()`` form (a :class:`~.domain.SearchDomain`'s ``config_from_dict``)."""
@@ -145,15 +153,7 @@ class SearchState:
         Raises:
             ValueError: the file is not a search state of this version.
         """
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not a search state ({err})") from None
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"{path}: not a search state of version {STATE_VERSION} (written by another version of "
-                f"fairseq-shiftadd-search?): use another output directory or --restart"
-            )
+        data = _read(path)
         version, internal, gauss = data["rng_state"]
         return cls(
             fingerprint=data["fingerprint"],
@@ -165,6 +165,24 @@ class SearchState:
             stats=[GenerationStats(**s) for s in data["stats"]],
             acceptance={kind: list(counts) for kind, counts in data["acceptance"].items()},
         )
+
+
+def _read(path: Union[str, Path]) -> Dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a search state ({err})") from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise ValueError(
+            f"{path}: not a search state of version {STATE_VERSION} (written by another version of "
+            f"fairseq-shiftadd-search?): use another output directory or start over"
+        )
+    return data
+
+
+def read_fingerprint(path: Union[str, Path]) -> Dict[str, Any]:
+    """The fingerprint saved in a state file (``ValueError`` as :meth:`SearchState.load`)."""
+    return _read(path)["fingerprint"]
 
 
 def _flatten(value: Any, prefix: str, out: Dict[str, Any]) -> Dict[str, Any]:
@@ -193,3 +211,15 @@ def fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str
         for name in names
         if flat_old.get(name, _UNSET) != flat_new.get(name, _UNSET)
     ]
+
+
+def refuse_other_settings(path: Union[str, Path], saved: Mapping[str, Any], current: Mapping[str, Any],
+                          advice: str) -> None:
+    """Compare ``current`` (all or some of a fingerprint's top-level keys) with the ``saved`` fingerprint.
+
+    Raises:
+        ValueError: one line naming every difference (:func:`fingerprint_diff`), then ``advice``.
+    """
+    diff = fingerprint_diff({k: saved[k] for k in current if k in saved}, current)
+    if diff:
+        raise ValueError(f"{path} was written by a search with other settings ({'; '.join(diff)}): {advice}")
