@@ -14,11 +14,13 @@ One generation, as in the paper (population 125 = 25 parents + 50 mutations + 50
 Constraints. Every member of a population (the initial random one too) meets the constraints. A proposal
 is first rejection-sampled (the paper's rule) within an adaptive budget: the number of draws that finds a
 feasible one with 99 % probability at the acceptance rate observed so far for that kind of proposal
-(Laplace estimate ``(feasible + 1) / (draws + 2)``), at most ``max_draws``. When the budget runs out (a
-tight constraint), a *repair walk* starts from the least violating draw: up to ``max_draws`` mutations,
-each kept when its violation (:meth:`~.constraints.Constraint.violation`, summed; constraints not yet
-evaluated count first) is no larger, until one is feasible (a deviation from the paper, which only
-rejection-samples; the walk's subnets lean toward the constraint's boundary). Metrics come in stages,
+(Laplace estimate ``(feasible + 1) / (draws + 2)``), at most ``max_draws``, and at most the draws a repair
+walk has needed on average so far. When the budget runs out (a tight constraint), a *repair walk* starts
+from the least violating draw: up to ``max_draws`` mutations, each kept when its violation
+(:meth:`~.constraints.Constraint.violation`, summed; constraints not yet evaluated count first) is no
+larger, until one is feasible; a failed walk is retried once after ``max_draws`` more draws, then the search
+stops. This deviates from the paper, which only rejection-samples: repaired subnets lean toward the
+constraint's boundary, and the tighter the constraint, the larger their share. Metrics come in stages,
 cheapest first (e.g. the cost model, then a latency predictor, then a measured latency); a stage runs only
 if every constraint on the earlier stages' metrics holds. Each generation logs its draws and acceptance rate.
 
@@ -64,6 +66,9 @@ MetricsFn = Callable[[Config], Mapping[str, float]]
 FITNESS_SENSE: Dict[str, float] = {"loss": 1.0, "bleu": -1.0}
 """Sign that turns each fitness into a quantity to minimise (loss is minimised, BLEU maximised)."""
 
+MIN_REPAIR_PROB = 0.01
+"""Smallest mutation probability of a repair walk's steps."""
+
 SUCCESS_PROBABILITY = 0.99
 """The adaptive rejection budget finds a feasible proposal with this probability at the observed acceptance."""
 
@@ -79,8 +84,8 @@ class EvolutionConfig:
         mutation_prob: probability that a mutation redraws each gene.
         generations: evaluated populations (iterations).
         seed: seed of the search's ``random.Random``.
-        max_draws: cap of the adaptive rejection budget per proposal, and of the repair walk's steps (see the
-            module docstring); the search gives up when a repair walk fails.
+        max_draws: cap of the adaptive rejection budget per proposal, and of a repair walk's steps (see the
+            module docstring); the search gives up when a proposal's second repair walk fails.
         fitness: ``"loss"`` (minimised) or ``"bleu"`` (maximised).
         pareto_metrics: cost metrics minimised jointly with the fitness; non-empty selects the multi-objective
             (NSGA-II) mode, whose result is the Pareto front.
@@ -279,38 +284,65 @@ class EvolutionarySearch:
 
     # -- the three steps ------------------------------------------------------------------------
     def _propose(self, kind: str, draw: Callable[[], Config], rng: random.Random, generation: int) -> Config:
-        """A feasible proposal: rejection sampling within the adaptive budget, then a repair walk."""
+        """A feasible proposal: rejection sampling within the adaptive budget, then a repair walk from the least
+        violating draw; if the walk fails, once more with the full budget (``max_draws``) of draws.
+
+        Raises:
+            RuntimeError: both attempts failed (naming the constraints and the closest metric values).
+        """
         counts = self._acceptance.setdefault(kind, [0, 0])
         budget = _rejection_budget(counts[0], counts[1], self.config.max_draws)
-        closest: Optional[Candidate] = None
-        for _ in range(budget):
-            record = self._candidate(draw(), generation)
+        walked, repaired = self._acceptance.get("repair", (0, 0))
+        if repaired:  # no longer than a repair walk has taken on average
+            budget = min(budget, math.ceil(walked / repaired))
+        drawn = 0
+        for budget in (budget, self.config.max_draws):
+            closest: Optional[Candidate] = None
+            for _ in range(budget):
+                record = self._candidate(draw(), generation)
+                counts[0] += 1
+                if record.feasible:
+                    counts[1] += 1
+                    return record.subnet
+                if closest is None or self._violation(record) < self._violation(closest):
+                    closest = record
+            drawn += budget
+            assert closest is not None
+            closest = self._repair(closest, rng, generation)
+            if closest.feasible:
+                return closest.subnet
+        values = ", ".join(f"{k.metric}={closest.metrics[k.metric]:.6g}" for k in self.constraints
+                           if k.metric in closest.metrics)
+        raise RuntimeError(
+            f"no subnet of space {self.domain.name!r} met the constraints ({', '.join(map(str, self.constraints))}): "
+            f"{drawn} draws and two repair walks of {self.config.max_draws} mutations failed (closest: {values}); "
+            f"loosen the constraints or raise max_draws"
+        )
+
+    def _repair(self, start: Candidate, rng: random.Random, generation: int) -> Candidate:
+        """Walk from ``start`` by mutations that do not increase its violation, until one is feasible (returned) or
+        ``max_draws`` steps are spent (the walk's end is returned).
+
+        The mutation probability adapts by the 1/5 success rule of evolution strategies (Rechenberg): x1.5
+        after a step that lowers the violation, x1.5**-0.25 after one that does not, within
+        [:data:`MIN_REPAIR_PROB`, ``mutation_prob``]: near the boundary, steps shrink to a gene or two.
+        """
+        current, violation = start, self._violation(start)
+        prob = self.config.mutation_prob
+        counts = self._acceptance.setdefault("repair", [0, 0])
+        for _ in range(self.config.max_draws):
+            record = self._candidate(self.domain.mutate(current.subnet, rng, prob), generation)
             counts[0] += 1
             if record.feasible:
                 counts[1] += 1
-                return record.subnet
-            if closest is None or self._violation(record) < self._violation(closest):
-                closest = record
-        assert closest is not None
-        return self._repair(closest, budget, rng, generation)
-
-    def _repair(self, start: Candidate, drawn: int, rng: random.Random, generation: int) -> Config:
-        """Walk from ``start`` by mutations that do not increase its violation until one is feasible."""
-        current, violation = start, self._violation(start)
-        for _ in range(self.config.max_draws):
-            record = self._candidate(self.domain.mutate(current.subnet, rng, self.config.mutation_prob), generation)
-            if record.feasible:
                 self._stats.repaired += 1
-                return record.subnet
-            if self._violation(record) <= violation:
-                current, violation = record, self._violation(record)
-        closest = ", ".join(f"{k.metric}={current.metrics[k.metric]:.6g}" for k in self.constraints
-                            if k.metric in current.metrics)
-        raise RuntimeError(
-            f"no subnet of space {self.domain.name!r} met the constraints ({', '.join(map(str, self.constraints))}): "
-            f"{drawn} draws and a repair walk of {self.config.max_draws} mutations failed (closest: {closest}); "
-            f"loosen the constraints or raise max_draws"
-        )
+                return record
+            step = self._violation(record)
+            improved = step < violation
+            prob = min(self.config.mutation_prob, max(MIN_REPAIR_PROB, prob * (1.5 if improved else 1.5 ** -0.25)))
+            if step <= violation:
+                current, violation = record, step
+        return current
 
     def _breed(self, parents: List[Config], rng: random.Random, generation: int) -> List[Config]:
         cfg = self.config

@@ -250,21 +250,22 @@ def test_tight_constraint_fills_every_generation_by_repair() -> None:
     adaptive budget, then the repair walk, seed a feasible generation 0 and keep every generation feasible."""
     tight = parse_constraint("energy_mj<=2.2", ["energy_mj"])
     uniform = [fake_metrics(sample(TINY, random.Random(i)))["energy_mj"] <= 2.2 for i in range(4000)]
-    assert 0 < sum(uniform) / len(uniform) < 0.02
+    assert 0 < sum(uniform) / len(uniform) < 0.01
     result = _search(constraints=[tight], max_draws=60).run()
     for population in result.populations:
         assert len(population) == SMALL["population"]
         assert all(result.candidates[i].metrics["energy_mj"] <= 2.2 for i in population)
     first = result.stats[0]
     assert first.repaired > 0 and first.feasible >= SMALL["population"]
-    assert first.draws < SMALL["population"] * 60 * 2  # neither budget was exhausted for every member
+    rate = sum(uniform) / len(uniform)
+    assert first.draws < SMALL["population"] / rate  # fewer than pure rejection sampling needs on average
     assert result.acceptance == sum(s.feasible for s in result.stats) / sum(s.draws for s in result.stats)
 
 
 def test_infeasible_constraints_fail_clearly() -> None:
     impossible = parse_constraint("energy_mj<0", ["energy_mj"])
-    with pytest.raises(RuntimeError, match=r"met the constraints \(energy_mj<0\): .* repair walk of 50 mutations "
-                                           r"failed \(closest: energy_mj="):
+    with pytest.raises(RuntimeError, match=r"met the constraints \(energy_mj<0\): \d+ draws and two repair walks of "
+                                           r"50 mutations failed \(closest: energy_mj="):
         _search(constraints=[impossible], max_draws=50).run()
 
 
