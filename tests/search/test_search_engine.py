@@ -1,7 +1,6 @@
 """The evolutionary search engine with a fake fitness (no fairseq): constraints, elitism, Pareto, cache,
 determinism, resume, non-finite fitness, tie-safe selection, staged metrics, the adaptive rejection budget
 and the repair walk."""
-import json
 import math
 import random
 from pathlib import Path
@@ -12,8 +11,8 @@ import pytest
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.evolution import _rejection_budget
-from fairseq_shiftadd.search.state import SearchState, fingerprint_diff
 from fairseq_shiftadd.search.pareto import dominates, nsga2_select, non_dominated_sort, pareto_front
+from fairseq_shiftadd.search.state import SearchState, fingerprint_diff
 from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample, smallest
 
 TINY = get_space("tiny")
