@@ -15,7 +15,7 @@ last ``attended_encoder_layers(span)`` encoder layers, concatenated along time).
 
 Functions: :func:`check` validates a subnet against a space, :func:`sample` draws every gene uniformly,
 :func:`mutate` and :func:`crossover` are the evolutionary operators (HAT's), :func:`largest` and
-:func:`smallest` give the extreme subnets, :func:`encode` the latency-predictor features, and
+:func:`smallest` give the extreme all-attention, mult-FFN subnets, :func:`encode` the latency-predictor features, and
 :func:`subnet_seed` the per-update seed that makes every rank draw the same subnet::
 
     sub = sample(space, random.Random(subnet_seed(seed, update_num)))
@@ -594,6 +594,11 @@ def sample(space: SearchSpace, rng: random.Random) -> SubnetConfig:
     return SubnetConfig(**dims, **layers)
 
 
+def _preferred(allowed: Tuple[Any, ...], preferred: Any) -> Any:
+    """``preferred`` when the space allows it, else the space's first choice."""
+    return preferred if preferred in allowed else allowed[0]
+
+
 def _extreme(
     space: SearchSpace,
     pick: Callable[[Sequence[int]], int],
@@ -606,13 +611,15 @@ def _extreme(
     else:
         decoder_arg = "decoder_block"
     chosen = {
-        "encoder": {"block": space.encoder_blocks[0] if block is None else block},
-        "decoder": {"block": space.decoder_blocks[0] if decoder_block is None else decoder_block},
+        "encoder": {"block": _preferred(space.encoder_blocks, BlockType.ATTENTION) if block is None else block},
+        "decoder": {
+            "block": _preferred(space.decoder_blocks, BlockType.ATTENTION) if decoder_block is None else decoder_block
+        },
     }
     _check_value("block", chosen["encoder"]["block"], space.encoder_blocks)
     _check_value(decoder_arg, chosen["decoder"]["block"], space.decoder_blocks)
     for side in _SIDES:
-        chosen[side]["ffn_op"] = space.ffn_ops[0] if ffn_op is None else ffn_op
+        chosen[side]["ffn_op"] = _preferred(space.ffn_ops, OpKind.MULT) if ffn_op is None else ffn_op
     _check_value("ffn_op", chosen["encoder"]["ffn_op"], space.ffn_ops)
 
     def gene(side: str, name: str, allowed: Tuple[Any, ...]) -> Any:
@@ -634,11 +641,19 @@ def largest(
 ) -> SubnetConfig:
     """The widest and deepest subnet: max embed, FFN, heads, depth and span, in every layer.
 
+    By default every layer is a Transformer layer, ``attention`` with a ``mult`` FFN (for ``wmt14_en_de`` the
+    Transformer-big-like net: embed 1024, FFN 4096, 16 heads, 6 + 6 layers), so that what the task validates,
+    sandwich-trains and distils from as "largest" is the multiplicative net users expect. A space without
+    attention (or mult) on a side falls back to that side's first block type (first FFN op).
+
     Args:
-        block: token mixer of every layer (default: the space's first encoder and first decoder block).
+        block: token mixer of every layer (default: ``attention``, see above).
         decoder_block: token mixer of the decoder layers, overriding ``block`` there (needed when
             ``block`` is an encoder-only type).
-        ffn_op: FFN operator of every layer (default: the space's first).
+        ffn_op: FFN operator of every layer (default: ``mult``, see above).
+
+    Raises:
+        ValueError: a given ``block`` / ``decoder_block`` / ``ffn_op`` is not in the space (naming it).
     """
     return _extreme(space, max, block, decoder_block, ffn_op)
 
@@ -652,7 +667,7 @@ def smallest(
 ) -> SubnetConfig:
     """The narrowest and shallowest subnet: min embed, FFN, heads, depth and span.
 
-    Arguments as :func:`largest`.
+    By default all-``attention`` with ``mult`` FFNs, as :func:`largest`; arguments as :func:`largest`.
     """
     return _extreme(space, min, block, decoder_block, ffn_op)
 

@@ -364,15 +364,35 @@ def test_largest_and_smallest(name):
     for layer in big.decoder:
         assert (layer.num_heads, layer.cross_heads) == (space.max_decoder_self_heads, space.max_decoder_cross_heads)
         assert layer.enc_dec_span == max(space.enc_dec_spans)
-        assert layer.block is space.decoder_blocks[0]
     for layer in small.decoder:
         assert (layer.ffn_dim, layer.cross_heads, layer.enc_dec_span) == (
             min(space.decoder_ffn_dims),
             min(space.decoder_cross_heads),
             -1,
         )
-    for layer in big.encoder + small.encoder:
-        assert layer.block is space.encoder_blocks[0] and layer.ffn_op is space.ffn_ops[0]
+    for layer in big.encoder + small.encoder + big.decoder + small.decoder:  # every shipped space has both
+        assert layer.block is BlockType.ATTENTION and layer.ffn_op is OpKind.MULT
+
+
+def test_largest_of_wmt14_en_de_is_transformer_big_like():
+    big = largest(WMT)
+    assert (big.encoder_embed_dim, big.decoder_embed_dim) == (1024, 1024)
+    assert (len(big.encoder), len(big.decoder)) == (6, 6)
+    assert {(l.block, l.ffn_op, l.ffn_dim, l.num_heads) for l in big.encoder + big.decoder} == {
+        (BlockType.ATTENTION, OpKind.MULT, 4096, 16)
+    }
+    assert WMT.encoder_blocks[0] is not BlockType.ATTENTION  # the rule, not the order of the choices, decides
+
+
+def test_extremes_fall_back_to_the_first_choice_without_attention_or_mult():
+    space = dataclasses.replace(
+        TINY, name="no_plain", encoder_blocks=(BlockType.LIGHTWEIGHT_ADD, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
+        decoder_blocks=(BlockType.ATTENTION_LIGHTWEIGHT_CONV,), ffn_ops=(OpKind.SHIFT, OpKind.ADD),
+    )
+    for sub in (largest(space), smallest(space)):
+        assert {l.block for l in sub.encoder} == {BlockType.LIGHTWEIGHT_ADD}
+        assert {l.block for l in sub.decoder} == {BlockType.ATTENTION_LIGHTWEIGHT_CONV}
+        assert {l.ffn_op for l in sub.encoder + sub.decoder} == {OpKind.SHIFT}
 
 
 def test_largest_block_choice():
