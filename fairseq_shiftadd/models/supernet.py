@@ -2,7 +2,8 @@
 
 :class:`ShiftAddEncoder` and :class:`ShiftAddDecoder` stack :mod:`.layers` over shared token embeddings
 (scaled by ``sqrt(d)``, front-sliced to the sampled width ``d``), sinusoidal positions computed at ``d``,
-dropout ``p * d / d_max`` (HAT) and a decoder output projection tied to the decoder embeddings. Layers
+dropout ``p * d / d_ref`` (HAT; ``d_ref`` = the space's largest width of the side, in the supernet and, by
+default, in a retrained standalone subnet too) and a decoder output projection tied to the decoder embeddings. Layers
 beyond the subnet's depth are skipped. Both read the :class:`~fairseq_shiftadd.space.SubnetConfig` that the
 model root hands them (the sequence generator calls them separately); nothing below holds ``active_*`` state.
 
@@ -145,13 +146,14 @@ class _Embedded(nn.Module):
 
 
 class _Dropouts:
-    """The dropout probabilities of one stack, scaled with the sampled width (HAT): ``p * d / d_max``."""
+    """The dropout probabilities of one stack, scaled with the width (HAT): ``p * d / reference_dim``."""
 
-    def __init__(self, cfg: ModelConfig, max_dim: int) -> None:
-        self.dropout, self.activation_dropout, self.max_dim = cfg.dropout, cfg.activation_dropout, max_dim
+    def __init__(self, cfg: ModelConfig, reference_dim: int) -> None:
+        self.dropout, self.activation_dropout = cfg.dropout, cfg.activation_dropout
+        self.reference_dim = reference_dim
 
     def at(self, dim: int) -> Tuple[float, float]:
-        return tuple(scale_dropout(p, dim, self.max_dim) for p in (self.dropout, self.activation_dropout))
+        return tuple(scale_dropout(p, dim, self.reference_dim) for p in (self.dropout, self.activation_dropout))
 
 
 def _init_stack(
@@ -162,12 +164,19 @@ def _init_stack(
     sharing: SharingMode | str,
     layer_cls: type,
     max_positions: int,
+    dropout_width: Optional[int],
 ) -> None:
-    """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set."""
+    """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set.
+
+    Raises:
+        ValueError: ``dropout_width`` is smaller than the stack's width.
+    """
     stack.subnet = None  # set by the model root
     stack.max_dim = max(c.max_embed_dim for c in layers)
+    if dropout_width is not None and dropout_width < stack.max_dim:
+        raise ValueError(f"dropout width {dropout_width} must be >= the model width {stack.max_dim}")
     stack.embedding = _Embedded(embed_tokens, max_positions)
-    stack.dropouts = _Dropouts(cfg, stack.max_dim)
+    stack.dropouts = _Dropouts(cfg, stack.max_dim if dropout_width is None else dropout_width)
     stack.max_positions_ = max_positions
     stack.layers = nn.ModuleList(layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers)
 
@@ -184,6 +193,7 @@ class ShiftAddEncoder(FairseqEncoder):
         embed_tokens: the (possibly shared) embedding, at least ``max_dim`` wide.
         layers: candidates of each layer.
         sharing: weight sharing between candidates.
+        dropout_width: ``d_ref`` of the dropout ``p * d / d_ref`` (default: the largest width of ``layers``).
     """
 
     def __init__(
@@ -193,9 +203,10 @@ class ShiftAddEncoder(FairseqEncoder):
         embed_tokens: nn.Embedding,
         layers: Sequence[LayerCandidates],
         sharing: SharingMode | str,
+        dropout_width: Optional[int] = None,
     ) -> None:
         super().__init__(dictionary)
-        _init_stack(self, cfg, embed_tokens, layers, sharing, EncoderLayer, cfg.max_source_positions)
+        _init_stack(self, cfg, embed_tokens, layers, sharing, EncoderLayer, cfg.max_source_positions, dropout_width)
 
     def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **unused: Any) -> EncoderOut:
         sub = _active(self.subnet)
@@ -243,9 +254,10 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
         embed_tokens: nn.Embedding,
         layers: Sequence[LayerCandidates],
         sharing: SharingMode | str,
+        dropout_width: Optional[int] = None,
     ) -> None:
         super().__init__(dictionary)
-        _init_stack(self, cfg, embed_tokens, layers, sharing, DecoderLayer, cfg.max_target_positions)
+        _init_stack(self, cfg, embed_tokens, layers, sharing, DecoderLayer, cfg.max_target_positions, dropout_width)
 
     def forward(
         self,
@@ -312,11 +324,15 @@ def build_encoder_decoder(
     encoder_layers: Sequence[LayerCandidates],
     decoder_layers: Sequence[LayerCandidates],
     sharing: SharingMode | str,
+    dropout_widths: Tuple[Optional[int], Optional[int]] = (None, None),
 ) -> Tuple[ShiftAddEncoder, ShiftAddDecoder]:
     """The encoder and decoder over ``task``'s dictionaries (one shared embedding with ``share_all_embeddings``).
 
+    ``dropout_widths``: the encoder's and the decoder's ``d_ref`` (``None``: the stack's largest width).
+
     Raises:
-        ValueError: ``share_all_embeddings`` with different source and target dictionaries.
+        ValueError: ``share_all_embeddings`` with different source and target dictionaries, or a dropout
+            width below its stack's width.
     """
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     encoder_dim = max(c.max_embed_dim for c in encoder_layers)
@@ -327,8 +343,8 @@ def build_encoder_decoder(
         encoder_embed = decoder_embed = _embedding(src_dict, max(encoder_dim, decoder_dim))
     else:
         encoder_embed, decoder_embed = _embedding(src_dict, encoder_dim), _embedding(tgt_dict, decoder_dim)
-    encoder = ShiftAddEncoder(cfg, src_dict, encoder_embed, encoder_layers, sharing)
-    decoder = ShiftAddDecoder(cfg, tgt_dict, decoder_embed, decoder_layers, sharing)
+    encoder = ShiftAddEncoder(cfg, src_dict, encoder_embed, encoder_layers, sharing, dropout_widths[0])
+    decoder = ShiftAddDecoder(cfg, tgt_dict, decoder_embed, decoder_layers, sharing, dropout_widths[1])
     return encoder, decoder
 
 
