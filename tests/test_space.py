@@ -531,3 +531,38 @@ def test_encode_values():
     encoder_layer = [0, 0, 0, 0, 0, 1, 0] + [0, 1, 0]  # attention+lightweight_add, shift
     decoder_layer = [0, 0, 1, 0] + [0, 1, 0]
     assert encode(TINY, sub) == numeric + encoder_layer * 2 + decoder_layer + [0] * 7
+
+
+# ---------------------------------------------------------------------------------------------- block details
+
+
+def test_block_detail_defaults_are_this_projects():
+    two_branch = BlockType.ATTENTION_LIGHTWEIGHT_ADD
+    assert WMT.attention_qkv_dim(BlockType.ATTENTION) == 512 and WMT.attention_qkv_dim(two_branch) == 256
+    assert WMT.kernel_heads(BlockType.LIGHTWEIGHT_CONV, 8) == 8 and WMT.kernel_heads(two_branch, 4) == 4
+    assert WMT.mixer_width(two_branch, 1024) == 512 and WMT.mixer_width(BlockType.LIGHTWEIGHT_ADD, 1024) == 1024
+
+
+def test_original_block_details():
+    original = dataclasses.replace(WMT, two_branch_qkv_dim=512, lightweight_kernel_heads=16, two_branch_kernel_heads=4)
+    two_branch = BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD
+    assert original.attention_qkv_dim(two_branch) == 512 and original.attention_qkv_dim(BlockType.ATTENTION) == 512
+    assert original.kernel_heads(BlockType.LIGHTWEIGHT_SHIFTADD, 8) == 16 and original.kernel_heads(two_branch, 16) == 4
+    assert SearchSpace.from_dict(original.to_dict()) == original
+    old = {k: v for k, v in WMT.to_dict().items() if k not in ("two_branch_qkv_dim", "lightweight_kernel_heads",
+                                                                "two_branch_kernel_heads")}
+    assert SearchSpace.from_dict(old) == WMT  # a space saved before these fields loads with the defaults
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(two_branch_qkv_dim=-1), "two_branch_qkv_dim=-1 must be 0 (the default) or positive"),
+        (dict(two_branch_qkv_dim=100), "two_branch_qkv_dim=100 not divisible by encoder_heads value 16"),
+        (dict(two_branch_kernel_heads=3), "two_branch_kernel_heads=3 does not divide the 512 channels of "
+                                          "'attention+lightweight_conv' at encoder_embed_dims value 1024"),
+    ],
+)
+def test_block_details_are_validated(changes, message):
+    with raises(message):
+        dataclasses.replace(WMT, **changes)

@@ -18,8 +18,9 @@ Blocks (method section 1):
   (:mod:`~fairseq_shiftadd.ops.lightconv`; incremental steps use the same primitive, never a product for adder
   blocks).
 * :class:`TokenMixer`: the block types of one layer; ``attention+X`` splits the channels in halves, the first
-  through attention (width ``d / 2``, Q/K/V width ``qkv / 2``), the second through ``X`` (width ``d / 2``),
-  and concatenates.
+  through attention (width ``d / 2``, Q/K/V width ``two_branch_qkv_dim``, default ``qkv / 2``), the second
+  through ``X`` (width ``d / 2``), and concatenates. The lightweight kernel has the layer's head count as rows
+  unless the space fixes it (``lightweight_kernel_heads``, ``two_branch_kernel_heads``: the original's 16 / 4).
 * :class:`ElasticFFN`: ``fc2(dropout(relu(fc1(x))))`` with ``fc1: d -> ffn_dim``, ``fc2: ffn_dim -> d`` computed
   by multiplication, by shifts (signed power-of-two weights) or by additions (negative L1,
   ``y = -sum_k |x_k - w_k| + b``). The adder output is large and negative (``-K`` times a typical
@@ -62,6 +63,7 @@ from ..ops.elastic import slice_layer_norm, slice_linear
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..ops.lightconv import Padding, causal_mix_step, lightweight_mix
+from ..space import SearchSpace
 
 __all__ = [
     "ADD_ETA",
@@ -407,13 +409,15 @@ class TokenMixer(nn.Module):
 
     ``attention``: :class:`ElasticAttention` at width ``d``, Q/K/V width ``qkv_dim``; ``lightweight_*``:
     :class:`LightweightBranch` at width ``d``; ``attention+lightweight_*``: ``concat(attention(x[:, :d/2]),
-    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``qkv_dim / 2``. Users are named by block type.
+    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``space.attention_qkv_dim(block)`` (default
+    ``qkv_dim / 2``). The lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows. Users are named
+    by block type.
 
     Args:
         blocks: the candidate block types.
         max_dim: allocated width ``d_max``.
-        qkv_dim: Q/K/V width of plain attention.
-        max_heads: most heads (kernel rows).
+        space: the search space (``qkv_dim`` and the block details).
+        max_heads: most self-attention heads.
         kernel_size: lightweight kernel size (ignored without lightweight candidates).
         causal: decoder (causal attention and kernel) or encoder (centred kernel).
         sharing: weight sharing between the candidates.
@@ -427,7 +431,7 @@ class TokenMixer(nn.Module):
         self,
         blocks: Sequence[BlockType],
         max_dim: int,
-        qkv_dim: int,
+        space: SearchSpace,
         max_heads: int,
         kernel_size: Optional[int],
         causal: bool,
@@ -438,20 +442,21 @@ class TokenMixer(nn.Module):
         super().__init__()
         self.blocks = tuple(BlockType(b) for b in blocks)
         self.causal = causal
-
-        def width(block: BlockType, full: int) -> int:
-            return full if block.lightweight_part is None or not block.has_attention else full // 2
-
+        self.space = space
+        width = space.mixer_width
         attention_users = {
-            b.value: (width(b, max_dim), width(b, max_dim), width(b, qkv_dim)) for b in self.blocks if b.has_attention
+            b.value: (width(b, max_dim), width(b, max_dim), space.attention_qkv_dim(b))
+            for b in self.blocks
+            if b.has_attention
         }
         light_users = {b.value: (b.lightweight_part, width(b, max_dim)) for b in self.blocks if b.lightweight_part}
+        kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
         self.attention = ElasticAttention(attention_users, sharing, attention_dropout) if attention_users else None
         if light_users and kernel_size is None:
             raise ValueError("kernel_size is required for lightweight blocks")
         padding = Padding.CAUSAL if causal else Padding.CENTRED
         self.lightweight = (
-            LightweightBranch(light_users, max_heads, kernel_size, padding, sharing, weight_dropout)
+            LightweightBranch(light_users, kernel_rows, kernel_size, padding, sharing, weight_dropout)
             if light_users
             else None
         )
@@ -466,28 +471,29 @@ class TokenMixer(nn.Module):
     ) -> Tensor:
         if block not in self.blocks:
             raise ValueError(f"block must be one of {[b.value for b in self.blocks]}, got {BlockType(block).value!r}")
-        common = dict(user=block.value, num_heads=num_heads, incremental_state=incremental_state)
+        common = dict(user=block.value, incremental_state=incremental_state)
+        kernel_heads = self.space.kernel_heads(block, num_heads)
         if block.lightweight_part is None:
-            return self.attention(x, x, key_padding_mask=padding_mask, causal=self.causal, **common)
+            return self.attention(x, x, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common)
         if not block.has_attention:
-            return self.lightweight(x, padding_mask=padding_mask, **common)
+            return self.lightweight(x, num_heads=kernel_heads, padding_mask=padding_mask, **common)
         a, b = x.chunk(2, dim=-1)
         return torch.cat(
             [
-                self.attention(a, a, key_padding_mask=padding_mask, causal=self.causal, **common),
-                self.lightweight(b, padding_mask=padding_mask, **common),
+                self.attention(a, a, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common),
+                self.lightweight(b, num_heads=kernel_heads, padding_mask=padding_mask, **common),
             ],
             dim=-1,
         )
 
     def export(self, block: BlockType, dim: int, num_heads: int) -> Dict[str, Tensor]:
         """State dict of the standalone mixer of ``block`` at width ``dim``."""
-        half = dim // 2 if block.has_attention and block.lightweight_part else dim
+        half = self.space.mixer_width(block, dim)
         states = {}
         if block.has_attention:
             states["attention"] = self.attention.export(block.value, half, half)
         if block.lightweight_part:
-            states["lightweight"] = self.lightweight.export(block.value, half, num_heads)
+            states["lightweight"] = self.lightweight.export(block.value, half, self.space.kernel_heads(block, num_heads))
         return merge_states(states)
 
 

@@ -48,8 +48,9 @@ class LayerCandidates:
         ffn_ops: candidate FFN ops.
         max_embed_dim: largest model width of the layer's side.
         max_ffn_dim: largest FFN width.
-        max_heads: most self-attention / lightweight heads (rows of the lightweight kernel).
-        qkv_dim: Q/K/V width of plain attention (``qkv_dim / 2`` in two-branch blocks).
+        max_heads: most self-attention heads of the layer.
+        space: the search space, whose block details (:meth:`~fairseq_shiftadd.space.SearchSpace.attention_qkv_dim`,
+            :meth:`~fairseq_shiftadd.space.SearchSpace.kernel_heads`) shape the mixers.
         kernel_size: lightweight kernel size (``None`` without lightweight candidates).
         max_encoder_embed_dim: decoder layers: largest width of the attended encoder outputs.
     """
@@ -59,7 +60,7 @@ class LayerCandidates:
     max_embed_dim: int
     max_ffn_dim: int
     max_heads: int
-    qkv_dim: int
+    space: SearchSpace
     kernel_size: Optional[int] = None
     max_encoder_embed_dim: Optional[int] = None
 
@@ -74,7 +75,7 @@ class LayerCandidates:
             max_embed_dim=space.max_encoder_embed_dim if encoder else space.max_decoder_embed_dim,
             max_ffn_dim=space.max_encoder_ffn_dim if encoder else space.max_decoder_ffn_dim,
             max_heads=space.max_encoder_heads if encoder else space.max_decoder_self_heads,
-            qkv_dim=space.qkv_dim,
+            space=space,
             kernel_size=_kernel_size(space, blocks, index),
             max_encoder_embed_dim=None if encoder else space.max_encoder_embed_dim,
         )
@@ -90,7 +91,7 @@ class LayerCandidates:
             max_embed_dim=sub.encoder_embed_dim if encoder else sub.decoder_embed_dim,
             max_ffn_dim=layer.ffn_dim,
             max_heads=layer.num_heads,
-            qkv_dim=space.qkv_dim,
+            space=space,
             kernel_size=_kernel_size(space, (layer.block,), index),
             max_encoder_embed_dim=None if encoder else sub.encoder_embed_dim,
         )
@@ -120,7 +121,7 @@ class _Layer(nn.Module):
         super().__init__()
         self.candidates = cand
         self.mixer = TokenMixer(
-            cand.blocks, cand.max_embed_dim, cand.qkv_dim, cand.max_heads, cand.kernel_size, causal, sharing,
+            cand.blocks, cand.max_embed_dim, cand.space, cand.max_heads, cand.kernel_size, causal, sharing,
             attention_dropout, weight_dropout,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
@@ -205,7 +206,7 @@ class DecoderLayer(_Layer):
         super().__init__(cand, True, sharing, attention_dropout, weight_dropout)
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
-        dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.qkv_dim)
+        dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.space.qkv_dim)
         self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, attention_dropout)
         self.cross_norm = ElasticLayerNorm(cand.max_embed_dim)
 

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ..ops.hetero import SharingMode
-from ..space import SearchSpace, SubnetConfig, check, get_space
+from ..space import SearchSpace, SubnetConfig, check
 from .blocks import merge_states
 from .layers import LayerCandidates
 from .supernet import (
@@ -39,6 +39,7 @@ from .supernet import (
     ShiftAddSupernet,
     build_encoder_decoder,
     load_subnet,
+    model_space,
 )
 
 __all__ = ["SubnetModelConfig", "ShiftAddTransformer", "dropout_widths", "extract_subnet_state"]
@@ -85,7 +86,7 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         if not cfg.subnet:
             raise ValueError("subnet is required: a .json/.yaml path or inline JSON of a SubnetConfig")
         sub = load_subnet(cfg.subnet)
-        space = get_space(cfg.space)
+        space = model_space(cfg)
         _store(cfg, "subnet", sub.to_json())
         check(space, sub)
         for name, width in zip(("encoder_dropout_width", "decoder_dropout_width"), dropout_widths(cfg, space, sub)):
@@ -96,7 +97,7 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
     def from_subnet(
         cls, cfg: SubnetModelConfig, task: Any, space: SearchSpace, sub: SubnetConfig
     ) -> "ShiftAddTransformer":
-        """The standalone ``sub`` of ``space`` (``cfg.space`` and ``cfg.subnet`` are not read).
+        """The standalone ``sub`` of ``space`` (``cfg.space``, ``cfg.subnet`` and the block details are not read).
 
         Raises:
             ValueError: ``sub`` is not in ``space`` (naming the field), or a dropout width is invalid.

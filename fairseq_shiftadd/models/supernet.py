@@ -12,6 +12,7 @@ its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.bloc
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 __all__ = [
     "ModelConfig",
     "SupernetConfig",
+    "model_space",
     "load_subnet",
     "SinusoidalPositions",
     "ShiftAddEncoder",
@@ -65,6 +67,21 @@ class ModelConfig(FairseqDataclass):
     )
     max_source_positions: int = field(default=1024, metadata={"help": "max number of source tokens"})
     max_target_positions: int = field(default=1024, metadata={"help": "max number of target tokens"})
+    two_branch_qkv_dim: int = field(
+        default=0,
+        metadata={"help": "Q/K/V width of the attention branch of attention+X blocks (0: the space's qkv_dim / 2, "
+                          "256 for wmt14_en_de; the original ShiftAddNAS code used 512)"},
+    )
+    lightweight_kernel_heads: int = field(
+        default=0,
+        metadata={"help": "kernel rows of standalone lightweight_* blocks (0: the layer's sampled heads; "
+                          "the original used 16)"},
+    )
+    two_branch_kernel_heads: int = field(
+        default=0,
+        metadata={"help": "kernel rows of the lightweight branch of attention+X blocks (0: the layer's sampled "
+                          "heads; the original used 4)"},
+    )
 
 
 SHARING_CHOICES = ChoiceEnum([m.value for m in SharingMode])
@@ -82,6 +99,16 @@ class SupernetConfig(ModelConfig):
         default=None,
         metadata={"help": "subnet to activate after building (.json/.yaml path or inline JSON); default: largest"},
     )
+
+
+def model_space(cfg: ModelConfig) -> SearchSpace:
+    """The space ``cfg.space`` with the block details of ``cfg`` (two-branch Q/K/V width, kernel heads).
+
+    Raises:
+        ValueError: an unknown space, or block details the space's widths and heads do not allow (naming the field).
+    """
+    details = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads")
+    return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in details})
 
 
 def load_subnet(spec: str) -> SubnetConfig:
@@ -363,11 +390,11 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg: SupernetConfig, task: Any) -> "ShiftAddSupernet":
-        return cls.from_space(cfg, task, get_space(cfg.space))
+        return cls.from_space(cfg, task, model_space(cfg))
 
     @classmethod
     def from_space(cls, cfg: SupernetConfig, task: Any, space: SearchSpace) -> "ShiftAddSupernet":
-        """The supernet over ``space`` (any :class:`SearchSpace`; ``cfg.space`` is not read)."""
+        """The supernet over ``space`` (any :class:`SearchSpace`; ``cfg.space`` and the block details are not read)."""
         encoder_layers = [LayerCandidates.of_space(space, "encoder", i) for i in range(space.max_encoder_layers)]
         decoder_layers = [LayerCandidates.of_space(space, "decoder", i) for i in range(space.max_decoder_layers)]
         sharing = SharingMode(str(cfg.sharing))
