@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig, model_space
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import LayerConfig, SubnetConfig, sample
+from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample
 
 ORIGINAL = dict(two_branch_qkv_dim=128, lightweight_kernel_heads=16, two_branch_kernel_heads=4)  # tiny: qkv 128
 TOL = dict(rtol=1e-5, atol=1e-4)
@@ -98,3 +100,18 @@ def test_details_the_widths_do_not_allow_are_refused(task):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", lightweight_kernel_heads=3), task)
     with pytest.raises(ValueError, match=r"two_branch_qkv_dim=6 not divisible by encoder_heads value 4"):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", two_branch_qkv_dim=6), task)
+
+
+def test_cost_model_counts_the_original_details(task):
+    """Parameters of the cost model equal the standalone model's, and the wider Q/K/V costs more energy."""
+    tiny = get_space("tiny")
+    original = _original(tiny)
+    workload = Workload(vocab_size=len(task.source_dictionary))
+    rng = random.Random(0)
+    for _ in range(4):
+        sub = sample(original, rng)
+        model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space="tiny"), task, original, sub)
+        assert CostModel(original, workload=workload).metrics(sub)["params"] == sum(p.numel() for p in model.parameters())
+    sub = _sub((BlockType.ATTENTION_LIGHTWEIGHT_CONV,) * 2)
+    energy = {s.name: CostModel(s, workload=workload).metrics(sub)["energy_mj"] for s in (tiny, original)}
+    assert energy[original.name] > energy[tiny.name]
