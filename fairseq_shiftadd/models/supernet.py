@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
+from ..ops.shift import ShiftMode
 from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
@@ -47,6 +48,9 @@ __all__ = [
 EncoderOut = Dict[str, List[Tensor]]
 
 
+SHIFT_WEIGHTS_CHOICES = ChoiceEnum([m.value for m in ShiftMode])
+
+
 @dataclass
 class ModelConfig(FairseqDataclass):
     """Fields shared by the supernet and the standalone subnet."""
@@ -54,10 +58,10 @@ class ModelConfig(FairseqDataclass):
     space: str = field(
         default="wmt14_en_de", metadata={"help": f"search space name, one of {', '.join(SPACES)}"}
     )
-    dropout: float = field(default=0.3, metadata={"help": "dropout probability (supernet: scaled by d / d_max)"})
+    dropout: float = field(default=0.3, metadata={"help": "dropout probability, scaled by d / d_ref (d_ref: the space's largest width)"})
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
     activation_dropout: float = field(
-        default=0.0, metadata={"help": "dropout after the FFN ReLU (supernet: scaled by d / d_max)"}
+        default=0.0, metadata={"help": "dropout after the FFN ReLU, scaled by d / d_ref"}
     )
     weight_dropout: float = field(
         default=0.03, metadata={"help": "DropConnect probability on the lightweight conv / add kernels"}
@@ -81,6 +85,12 @@ class ModelConfig(FairseqDataclass):
         default=0,
         metadata={"help": "kernel rows of the lightweight branch of attention+X blocks (0: the layer's sampled "
                           "heads; the original used 4)"},
+    )
+    shift_weights: SHIFT_WEIGHTS_CHOICES = field(  # type: ignore[valid-type]
+        default="q",
+        metadata={"help": "shift layers: q = DeepShift-Q (a real weight rounded to a signed power of two; the "
+                          "default, shares weights) | ps = DeepShift-PS (trained exponent and ternary sign, as the "
+                          "original; needs --sharing none in a supernet)"},
     )
 
 
@@ -205,7 +215,9 @@ def _init_stack(
     stack.embedding = _Embedded(embed_tokens, max_positions)
     stack.dropouts = _Dropouts(cfg, stack.max_dim if dropout_width is None else dropout_width)
     stack.max_positions_ = max_positions
-    stack.layers = nn.ModuleList(layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers)
+    stack.layers = nn.ModuleList(
+        layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout, str(cfg.shift_weights)) for c in layers
+    )
 
 
 class ShiftAddEncoder(FairseqEncoder):
@@ -398,6 +410,11 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         encoder_layers = [LayerCandidates.of_space(space, "encoder", i) for i in range(space.max_encoder_layers)]
         decoder_layers = [LayerCandidates.of_space(space, "decoder", i) for i in range(space.max_decoder_layers)]
         sharing = SharingMode(str(cfg.sharing))
+        if ShiftMode(str(cfg.shift_weights)) is ShiftMode.PS and sharing is not SharingMode.NONE:
+            raise ValueError(
+                f"--shift-weights ps needs --sharing none (DeepShift-PS keeps its own exponent and sign per "
+                f"candidate), got --sharing {sharing.value}"
+            )
         encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, sharing)
         model = cls(encoder, decoder, space)
         model.set_subnet(load_subnet(cfg.subnet) if cfg.subnet else largest(space))

@@ -1,7 +1,8 @@
-"""The original ShiftAddNAS block details as options: two-branch Q/K/V width, fixed lightweight kernel heads.
+"""The original ShiftAddNAS block details as options: two-branch Q/K/V width, kernel heads, DeepShift-PS.
 
-Defaults (this project): ``attention+X`` attends at ``qkv_dim / 2`` and lightweight kernels have the layer's head
-count as rows. The original: ``qkv_dim`` in ``attention+X``, 16 kernel rows standalone and 4 in ``attention+X``.
+Defaults (this project): ``attention+X`` attends at ``qkv_dim / 2``, lightweight kernels have the layer's head
+count as rows, shift layers are DeepShift-Q. The original: ``qkv_dim`` in ``attention+X``, 16 kernel rows
+standalone and 4 in ``attention+X``, DeepShift-PS (trained exponent and ternary sign).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import torch
 from torch.testing import assert_close
 
 from fairseq_shiftadd.cost import CostModel, Workload
-from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig
+from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig, model_space
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample
+from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, largest, sample
 
 ORIGINAL = dict(two_branch_qkv_dim=128, lightweight_kernel_heads=16, two_branch_kernel_heads=4)  # tiny: qkv 128
 TOL = dict(rtol=1e-5, atol=1e-4)
@@ -115,3 +116,49 @@ def test_cost_model_counts_the_original_details(task):
     sub = _sub((BlockType.ATTENTION_LIGHTWEIGHT_CONV,) * 2)
     energy = {s.name: CostModel(s, workload=workload).metrics(sub)["energy_mj"] for s in (tiny, original)}
     assert energy[original.name] > energy[tiny.name]
+
+
+# ---------------------------------------------------------------------------------------------- DeepShift-PS
+
+
+def _ps_standalone(task, space, sub, supernet):
+    model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space=space.name, shift_weights="ps"), task, space, sub)
+    model.load_state_dict(extract_subnet_state(supernet, sub))
+    return model.eval()
+
+
+def test_ps_shift_weights_are_trained_exponents_and_ternary_signs(builders, task):
+    space = builders.spans
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps")
+    ffn = supernet.encoder.layers[0].ffn.fc1
+    names = {n for n, _ in ffn.named_parameters()}
+    assert {"shift.weight.exponent", "shift.weight.sign"} <= names and "shift.weight.weights.shift" not in names
+    weight = ffn.weight("shift")[0]
+    nonzero = weight[weight != 0]
+    assert torch.equal(nonzero.abs().log2(), nonzero.abs().log2().round())  # signed powers of two, or 0
+    ffn["shift"].weight.sign.data[0, 0] = 0.2  # rounds to a zero sign: DeepShift-PS weights may be 0
+    assert ffn.weight("shift")[0][0, 0] == 0
+
+
+def test_ps_supernet_equals_standalone(builders, task):
+    space = builders.spans
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps")
+    for i, sub in enumerate(builders.covering_subnets(space, 4, seed=2)):
+        supernet.set_subnet(sub)
+        batch = builders.token_batch(task, seed=i)
+        assert_close(_ps_standalone(task, space, sub, supernet)(*batch)[0], supernet(*batch)[0], **TOL)
+
+
+def test_ps_gradients_reach_exponent_and_sign(builders, task):
+    space = builders.tiny
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps").train()
+    sub = largest(space, ffn_op=OpKind.SHIFT)
+    supernet.set_subnet(sub)
+    supernet(*builders.token_batch(task, seed=0))[0].square().mean().backward()
+    slot = supernet.encoder.layers[0].ffn.fc1["shift"].weight
+    assert slot.exponent.grad.abs().sum() > 0 and slot.sign.grad.abs().sum() > 0
+
+
+def test_ps_needs_no_sharing(task):
+    with pytest.raises(ValueError, match="--shift-weights ps needs --sharing none"):
+        ShiftAddSupernet.build_model(SupernetConfig(space="tiny", sharing="heterogeneous", shift_weights="ps"), task)
