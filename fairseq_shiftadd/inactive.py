@@ -4,8 +4,9 @@ A supernet update trains one sampled subnet (ShiftAddNAS, arXiv 2205.08119; HAT,
 candidates it did not run must not move. In one process they get no gradient (``grad is None``) and fairseq's
 optimizers skip them. Several paths, however, fill missing gradients with zeros before the step: fairseq's
 ``legacy_ddp`` all-reduce, and ``--fp16``'s copy of the fp16 gradients into the fp32 master weights. Adam then
-updates a candidate from its stale momentum and decays its moments (measured: 6.7e-3 of drift after a
-candidate's 5 active steps, which moved it 5e-3), and weight decay shrinks it. HAT has the same flaw.
+updates a candidate from its stale momentum and decays its moments, and weight decay shrinks it (measured by
+``benchmarks/inactive_drift.py``: a candidate that moved 5.0e-3 in 5 active updates moves 3.4e-3 more in the next
+5 inactive ones). HAT has the same flaw.
 
 :class:`InactiveParameterGuard` records, after the backward passes of an update and before any all-reduce, which
 model parameters received a gradient (the ones the subnet touched: every rank draws the same subnet, so the

@@ -15,7 +15,7 @@ subnet allocates one candidate at the subnet's exact sizes (:meth:`LayerCandidat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -109,21 +109,31 @@ def _kernel_size(space: SearchSpace, blocks: Sequence[BlockType], index: int) ->
 
 
 class _Layer(nn.Module):
-    """What encoder and decoder layers share: token mixer, FFN, their two post-norms."""
+    """What encoder and decoder layers share: token mixer, FFN, their two post-norms.
+
+    Args:
+        cand: the layer's candidates and allocated sizes.
+        sharing: weight sharing between the candidates.
+        attention_dropout: dropout on attention probabilities.
+        weight_dropout: DropConnect on lightweight kernels.
+        shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
+    """
+
+    causal: bool  # decoder layers: causal attention and kernels
 
     def __init__(
         self,
         cand: LayerCandidates,
-        causal: bool,
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
-        shift_weights: ShiftMode | str,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.candidates = cand
+        self.attention_dropout = attention_dropout
         self.mixer = TokenMixer(
-            cand.blocks, cand.max_embed_dim, cand.space, cand.max_heads, cand.kernel_size, causal, sharing,
+            cand.blocks, cand.max_embed_dim, cand.space, cand.max_heads, cand.kernel_size, self.causal, sharing,
             attention_dropout, weight_dropout, shift_weights,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
@@ -172,25 +182,12 @@ class _Layer(nn.Module):
 class EncoderLayer(_Layer):
     """Encoder layer: mixer then FFN, each ``x = norm(x + dropout(f(x)))``; centred lightweight kernels.
 
-    Args:
-        cand: the layer's candidates and allocated sizes.
-        sharing: weight sharing between the candidates.
-        attention_dropout: dropout on attention probabilities.
-        weight_dropout: DropConnect on lightweight kernels.
-        shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
+    Args: as ``_Layer`` (``cand``, ``sharing``, ``attention_dropout``, ``weight_dropout``, ``shift_weights``).
 
     Shape: x ``(T, B, d)``, padding_mask ``(B, T)`` (``True`` = pad) -> ``(T, B, d)``.
     """
 
-    def __init__(
-        self,
-        cand: LayerCandidates,
-        sharing: SharingMode | str,
-        attention_dropout: float,
-        weight_dropout: float,
-        shift_weights: ShiftMode | str = ShiftMode.Q,
-    ) -> None:
-        super().__init__(cand, False, sharing, attention_dropout, weight_dropout, shift_weights)
+    causal = False
 
     def forward(
         self, x: Tensor, cfg: LayerConfig, padding_mask: Optional[Tensor], dropout: float, activation_dropout: float
@@ -206,21 +203,19 @@ class DecoderLayer(_Layer):
 
     Shape: x ``(T, B, d)``; encoder_states: per encoder layer ``(S, B, d_enc)``; encoder_padding_mask
     ``(B, S)`` -> ``(T, B, d)``. Incremental decoding: ``T = 1`` with a shared ``incremental_state``.
+
+    Raises:
+        ValueError: ``cand.max_encoder_embed_dim`` is missing.
     """
 
-    def __init__(
-        self,
-        cand: LayerCandidates,
-        sharing: SharingMode | str,
-        attention_dropout: float,
-        weight_dropout: float,
-        shift_weights: ShiftMode | str = ShiftMode.Q,
-    ) -> None:
-        super().__init__(cand, True, sharing, attention_dropout, weight_dropout, shift_weights)
+    causal = True
+
+    def __init__(self, cand: LayerCandidates, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cand, *args, **kwargs)
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
         dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.space.qkv_dim)
-        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, attention_dropout)
+        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, self.attention_dropout)
         self.cross_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def forward(
