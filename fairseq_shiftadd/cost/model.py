@@ -1,8 +1,23 @@
 """The hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119): energy, analytical latency, counts.
 
 ``CostModel(space, profile, workload).metrics(sub)`` returns the :data:`METRICS` of one subnet; ``report(sub)``
-the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts`, the
-energy in :mod:`.energy`, the latency in :mod:`.analytical`.
+the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts` (under the
+workload's accounting, :mod:`.workload`), the energy in :mod:`.energy`, the latency in :mod:`.analytical`.
+
+**Fixed energy** (:meth:`CostModel.fixed_energy_mj`): the part of a subnet's energy that no per-layer gene
+can change, at the subnet's size (its encoder and decoder embedding widths and its depths, which scale
+everything). Per component of the subnet, the minimum of that component's energy over every value its genes
+may take in the space, summed:
+
+* the embedding, the output projection and the layers' post-norms: their whole energy (no per-layer gene
+  shapes them);
+* a token mixer: the minimum over the side's block types and head counts;
+* a decoder layer's encoder-decoder attention: the minimum over cross head counts and spans;
+* an FFN: the minimum over the FFN operators and the side's FFN widths.
+
+``fixed_energy_mj / energy_mj`` is the share that the per-layer search (operators, widths, heads, spans)
+cannot remove; the rest is what it can trade. Under the streaming accounting the embedding and the output
+projection (and each decoder weight streamed at every step) make this share large.
 
 Speed: a subnet's cost is a sum over its layers, and a layer's over its components (token mixer, encoder-
 decoder attention, FFN, norms), each of which depends on a handful of genes only. Component summaries are
@@ -28,7 +43,7 @@ from .counts import (
     encoder_stream,
     ffn_parts,
     layer_norms_part,
-    output_projection_part,
+    output_projection_parts,
     token_mixer_parts,
 )
 from .energy import ENERGY_COMPONENTS, PJ_PER_MJ, part_energy_pj
@@ -83,13 +98,20 @@ class CostReport:
     """The full cost breakdown of one subnet: parts per layer, then totals by op, level, layer and group.
 
     ``layers`` maps a layer name (``"embedding"``, ``"encoder.0"`` ... ``"decoder.5"``,
-    ``"output_projection"``) to its parts.
+    ``"output_projection"`` under the streaming accounting) to its parts. ``fixed_energy_mj`` is
+    :meth:`CostModel.fixed_energy_mj` (see the module docstring).
     """
 
     sub: SubnetConfig
     workload: Workload
     profile: HardwareProfile
     layers: Mapping[str, Tuple[PartCost, ...]]
+    fixed_energy_mj: float
+
+    @property
+    def fixed_energy_share(self) -> float:
+        """``fixed_energy_mj / energy_mj``: the share of the energy no per-layer gene can change."""
+        return self.fixed_energy_mj / self.energy_mj
 
     @property
     def parts(self) -> List[Tuple[str, PartCost]]:
@@ -152,6 +174,8 @@ class CostReport:
             "workload": dict(vars(self.workload)),
             "profile": self.profile.name,
             "metrics": self.metrics(),
+            "fixed_energy_mj": self.fixed_energy_mj,
+            "fixed_energy_share": self.fixed_energy_share,
             "ops": self.ops.to_dict(),
             "traffic_bytes": {level: bits / 8 for level, bits in self.traffic_bits.items()},
             "energy_mj_by_component": {k: v / PJ_PER_MJ for k, v in self.energy_pj_by_component.items()},
@@ -177,10 +201,8 @@ class CostReport:
     def table(self) -> str:
         """A readable summary: one row per layer, then energy by component and the metrics."""
         acc = self.profile.accelerator
-        wl = self.workload
         lines = [
-            f"profile {self.profile.name}, {wl.bits}-bit, src {wl.src_len} + tgt {wl.tgt_len} tokens, beam {wl.beam}, "
-            f"vocab {wl.vocab_size}",
+            f"profile {self.profile.name}, {self.workload.describe()}",
             f"{'layer':<18}{'mults':>14}{'adds':>14}{'shifts':>14}{'params':>13}{'DRAM MB':>10}{'energy mJ':>11}"
             f"{'lat. ms':>10}",
         ]
@@ -203,6 +225,10 @@ class CostReport:
             f"params {int(metrics['params']):,}, mults {int(metrics['mults']):,}, adds {int(metrics['adds']):,}, "
             f"shifts {int(metrics['shifts']):,}"
         )
+        lines.append(
+            f"fixed energy (no per-layer gene can change it at this size): {self.fixed_energy_mj:.3f} mJ = "
+            f"{100 * self.fixed_energy_share:.1f} % of the total"
+        )
         return "\n".join(lines)
 
 
@@ -224,7 +250,7 @@ class CostModel:
         profile: a shipped profile name (:func:`~.profile.shipped_profiles`), a YAML path or a
             :class:`~.profile.HardwareProfile`.
         workload: what one costed inference is (default :class:`~.workload.Workload()`: 30 + 30 tokens,
-            beam 1, 32-bit, 32000 words).
+            beam 1, 32-bit, 32000 words, streaming accounting).
         latency_predictor: ``None``, an object with ``predict(subs) -> List[float]`` (ms), or the path of a
             saved :class:`~.predictor.LatencyPredictor`; adds ``"predicted_latency_ms"`` to the metrics.
 
@@ -246,6 +272,7 @@ class CostModel:
         self.latency_predictor = _load_predictor(latency_predictor, space)
         self._components: Dict[Tuple[Any, ...], Tuple[Tuple[PartCost, ...], _Summary]] = {}
         self._layers: Dict[Tuple[Any, ...], _Summary] = {}
+        self._fixed_layers: Dict[Tuple[Any, ...], float] = {}
         self._checked: Set[Tuple[Any, ...]] = set()  # genes validated against the space (see _check)
 
     # -- caches ----------------------------------------------------------------------------------
@@ -274,7 +301,7 @@ class CostModel:
         if kind == "embedding":
             return (embedding_part(key[1], key[2], wl),)
         if kind == "output":
-            return (output_projection_part(key[1], wl),)
+            return output_projection_parts(key[1], wl)
         if kind == "cross":
             _, heads, layers, dim, encoder_dim = key
             return cross_attention_parts(dim, encoder_dim, qkv, heads, layers, wl)
@@ -341,7 +368,49 @@ class CostModel:
             check(self.space, sub)
             self._checked.update(genes)
 
+    def _layer_alternatives(self, key: _LayerKey) -> List[_LayerKey]:
+        """Every layer key the space allows at this layer's index and widths (all per-layer genes varied)."""
+        (decoder, *_), index, dim, encoder_dim = key
+        space = self.space
+        ops = [op._value_ for op in space.ffn_ops]
+        if not decoder:
+            return [((False, b._value_, h, op, f, None, None), index, dim, encoder_dim)
+                    for b in space.encoder_blocks for h in space.encoder_heads for op in ops
+                    for f in space.encoder_ffn_dims]
+        return [((True, b._value_, h, op, f, ch, span), index, dim, encoder_dim)
+                for b in space.decoder_blocks for h in space.decoder_self_heads for op in ops
+                for f in space.decoder_ffn_dims for ch in space.decoder_cross_heads for span in space.enc_dec_spans]
+
+    def _fixed_layer_pj(self, key: _LayerKey) -> float:
+        """A layer's fixed energy (pJ): per component, the minimum over the layer's alternatives."""
+        (decoder, *_), index, dim, encoder_dim = key
+        cache_key = (decoder, index, dim, encoder_dim)
+        fixed = self._fixed_layers.get(cache_key)
+        if fixed is None:
+            minima: Dict[int, float] = {}  # component position -> minimum energy
+            for alternative in self._layer_alternatives(key):
+                for position, component in enumerate(self._component_keys(alternative)):
+                    energy = self._component(component)[1][0]
+                    minima[position] = min(energy, minima.get(position, energy))
+            fixed = self._fixed_layers[cache_key] = sum(minima.values())
+        return fixed
+
     # -- public API --------------------------------------------------------------------------------
+
+    def fixed_energy_mj(self, sub: SubnetConfig) -> float:
+        """The energy of ``sub`` (mJ) that no per-layer gene can change at its size (module docstring).
+
+        Raises:
+            ValueError: ``sub`` is not in the space.
+        """
+        if not isinstance(sub, SubnetConfig):
+            check(self.space, sub)
+        layer_keys = self._layer_keys(sub)
+        self._check(sub, layer_keys)
+        enc, dec = sub.encoder_embed_dim, sub.decoder_embed_dim
+        fixed = self._component(("embedding", enc, dec))[1][0] + self._component(("output", dec))[1][0]
+        fixed += sum(self._fixed_layer_pj(key) for key in layer_keys)
+        return fixed / PJ_PER_MJ
 
     def _base_metrics(self, sub: SubnetConfig) -> Dict[str, float]:
         if not isinstance(sub, SubnetConfig):
@@ -388,5 +457,7 @@ class CostModel:
         for key in layer_keys:
             name = f"{'decoder' if key[0][0] else 'encoder'}.{key[1]}"
             layers[name] = tuple(cost for k in self._component_keys(key) for cost in self._component(k)[0])
-        layers["output_projection"] = self._component(("output", dec))[0]
-        return CostReport(sub, self.workload, self.profile, layers)
+        output = self._component(("output", dec))[0]
+        if output:
+            layers["output_projection"] = output
+        return CostReport(sub, self.workload, self.profile, layers, self.fixed_energy_mj(sub))
