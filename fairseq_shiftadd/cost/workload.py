@@ -11,6 +11,10 @@ HAT's latency protocol and ShiftAddNAS's energy simulation (arXiv 2205.08119) co
   embedding and no output projection; cross-attention keys and values are computed once. Operators are still
   costed as they compute (none of the original simulator's shortcuts: see :mod:`.counts`).
 
+Deliberate deviation from the method: ``streaming`` is the default because it is what a deployed model pays
+when ``fairseq-generate`` decodes it step by step (weights of an Eyeriss-class accelerator do not stay on chip
+across steps); the paper's numbers are reproduced with ``accounting="original"`` (``benchmarks/energy_anchors.py``).
+
 :class:`Workload` holds those settings; the cost model keys its caches on it, so it is a frozen (hashable)
 dataclass. :func:`workload_header` / :func:`read_workload_header` record a workload and a profile in the
 comment header of a subnet file (the search's ``best.yaml``), so the cost CLI reproduces its numbers.
