@@ -26,6 +26,7 @@ cached tuples (tens of thousands of subnets per second).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
@@ -74,6 +75,8 @@ _Summary = Tuple[float, float, float, float, float, float]
 _Genes = Tuple[Any, ...]
 # A layer: (genes, index, dim, encoder_dim); index and dims place the genes in the subnet.
 _LayerKey = Tuple[_Genes, int, int, int]
+# Component kind -> the positions in _Genes it depends on (see CostModel._component_keys).
+_COMPONENT_GENES: Dict[str, Tuple[int, ...]] = {"mixer": (1, 2), "cross": (5, 6), "ffn": (3, 4), "norms": ()}
 
 
 @dataclass(frozen=True)
@@ -368,31 +371,35 @@ class CostModel:
             check(self.space, sub)
             self._checked.update(genes)
 
-    def _layer_alternatives(self, key: _LayerKey) -> List[_LayerKey]:
-        """Every layer key the space allows at this layer's index and widths (all per-layer genes varied)."""
-        (decoder, *_), index, dim, encoder_dim = key
+    def _gene_choices(self, decoder: bool) -> Tuple[Tuple[Any, ...], ...]:
+        """The space's values of each position of a layer's genes (:data:`_Genes`) on one side."""
         space = self.space
-        ops = [op._value_ for op in space.ffn_ops]
+        ops = tuple(op._value_ for op in space.ffn_ops)
         if not decoder:
-            return [((False, b._value_, h, op, f, None, None), index, dim, encoder_dim)
-                    for b in space.encoder_blocks for h in space.encoder_heads for op in ops
-                    for f in space.encoder_ffn_dims]
-        return [((True, b._value_, h, op, f, ch, span), index, dim, encoder_dim)
-                for b in space.decoder_blocks for h in space.decoder_self_heads for op in ops
-                for f in space.decoder_ffn_dims for ch in space.decoder_cross_heads for span in space.enc_dec_spans]
+            return ((False,), tuple(b._value_ for b in space.encoder_blocks), space.encoder_heads, ops,
+                    space.encoder_ffn_dims, (None,), (None,))
+        return ((True,), tuple(b._value_ for b in space.decoder_blocks), space.decoder_self_heads, ops,
+                space.decoder_ffn_dims, space.decoder_cross_heads, space.enc_dec_spans)
 
     def _fixed_layer_pj(self, key: _LayerKey) -> float:
-        """A layer's fixed energy (pJ): per component, the minimum over the layer's alternatives."""
-        (decoder, *_), index, dim, encoder_dim = key
-        cache_key = (decoder, index, dim, encoder_dim)
+        """A layer's fixed energy (pJ): each component at its cheapest over the genes it depends on."""
+        genes, index, dim, encoder_dim = key
+        cache_key = (genes[0], index, dim, encoder_dim)
         fixed = self._fixed_layers.get(cache_key)
         if fixed is None:
-            minima: Dict[int, float] = {}  # component position -> minimum energy
-            for alternative in self._layer_alternatives(key):
-                for position, component in enumerate(self._component_keys(alternative)):
-                    energy = self._component(component)[1][0]
-                    minima[position] = min(energy, minima.get(position, energy))
-            fixed = self._fixed_layers[cache_key] = sum(minima.values())
+            choices = self._gene_choices(genes[0])
+            fixed = 0.0
+            for position, component in enumerate(self._component_keys(key)):
+                varied = _COMPONENT_GENES[component[0]]
+                energies = []
+                for values in itertools.product(*(choices[i] for i in varied)):
+                    alternative = list(genes)
+                    for i, value in zip(varied, values):
+                        alternative[i] = value
+                    keys = self._component_keys((tuple(alternative), index, dim, encoder_dim))
+                    energies.append(self._component(keys[position])[1][0])
+                fixed += min(energies)
+            self._fixed_layers[cache_key] = fixed
         return fixed
 
     # -- public API --------------------------------------------------------------------------------
