@@ -24,6 +24,7 @@ from ..cost import workload_header
 from .constraints import Constraint, parse_constraint
 from .costs import MEASURED, SEARCH_METRICS, add_cost_args, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch
+from .domain import TranslationDomain
 from .evolution import EvolutionConfig, EvolutionarySearch
 from .fitness import OBJECTIVES, ValidationFitness
 from .report import write_report
@@ -105,7 +106,7 @@ def _search(args: argparse.Namespace) -> None:
     metrics = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
     out_dir = Path(args.save_dir)
     search = EvolutionarySearch(
-        fitness.space, config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
+        TranslationDomain(fitness.space), config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
         constraints, state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0,
     )
     start = time.perf_counter()
