@@ -4,7 +4,8 @@ For every model (a fairseq-train save directory, the subnet of the search space 
 the report gives: detokenized sacreBLEU and tokenized compound-split BLEU (:mod:`.scoring`); energy of one
 sentence on a hardware profile under both accountings (:class:`.cost.CostModel`, a 30-token source:
 ``streaming``, 30 decoding steps at the decoding beam ``--beam``, the output projection included; and the
-paper's ``original``, one teacher-forced pass with weights fetched once) and the parameter and mult/add/shift
+paper's ``original``, one teacher-forced pass with weights fetched once), the share of each that no per-layer
+gene of the space can change (:meth:`.cost.CostModel.fixed_energy_mj`), and the parameter and mult/add/shift
 counts (streaming); latency of ``checkpoint_best.pt`` measured on this machine
 (:func:`.cost.measure.time_model`, HAT's protocol on the streaming workload); and the training time and updates
 recorded in ``checkpoint_last.pt``. A plain
@@ -51,6 +52,8 @@ COLUMNS = {  # result field -> table header
     "tokenized_bleu": "tok. BLEU",
     "energy_streaming_mj": "energy, streaming (mJ/sent)",
     "energy_original_mj": "energy, original (mJ/sent)",
+    "fixed_share_streaming": "fixed share, streaming",
+    "fixed_share_original": "fixed share, original",
     "latency_ms": "latency (ms)",
     "params": "params",
     "mults": "mults",
@@ -82,6 +85,8 @@ class ModelResult:
     tokenized_bleu: float
     energy_streaming_mj: float
     energy_original_mj: float
+    fixed_share_streaming: float
+    fixed_share_original: float
     latency_ms: float
     params: int
     mults: int
@@ -163,7 +168,10 @@ def evaluate_model(spec: ModelSpec, cost_models: Dict[str, CostModel], reference
     return ModelResult(
         name=spec.name, subnet=describe(spec.subnet), sacrebleu=scores.sacrebleu,
         sacrebleu_signature=scores.sacrebleu_signature, tokenized_bleu=scores.tokenized_bleu,
-        energy_streaming_mj=metrics["energy_mj"], energy_original_mj=original["energy_mj"], latency_ms=latency,
+        energy_streaming_mj=metrics["energy_mj"], energy_original_mj=original["energy_mj"],
+        fixed_share_streaming=cost_models["streaming"].fixed_energy_mj(spec.subnet) / metrics["energy_mj"],
+        fixed_share_original=cost_models["original"].fixed_energy_mj(spec.subnet) / original["energy_mj"],
+        latency_ms=latency,
         params=int(metrics["params"]), mults=int(metrics["mults"]), adds=int(metrics["adds"]), shifts=int(metrics["shifts"]),
         train_s=seconds, updates=updates,
     )
@@ -186,6 +194,8 @@ def read_candidates(path: Path) -> List[Candidate]:
 def _fmt(field: str, value: object) -> str:
     if field in ("params", "mults", "adds", "shifts"):
         return f"{value / 1e6:.2f}M"  # type: ignore[operator]
+    if field.startswith("fixed_share"):
+        return f"{100 * value:.0f} %"  # type: ignore[operator]
     if isinstance(value, float):
         return f"{value:.0f}" if field == "train_s" else f"{value:.2f}"
     return str(value)
@@ -205,7 +215,8 @@ def format_table(results: Sequence[ModelResult], workloads: Dict[str, Workload],
     lines.append(
         f"Energy of one sentence ({profile} profile) under each accounting: "
         + "; ".join(f"{accounting}: {workload.describe()}" for accounting, workload in workloads.items())
-        + f". Mults/adds/shifts: streaming. Latency measured on this machine on the streaming workload "
+        + ". Fixed share: the share of that energy no per-layer gene of the space can change at the model's size. "
+        "Mults/adds/shifts: streaming. Latency measured on this machine on the streaming workload "
         f"({streaming.tgt_len} steps, beam {streaming.beam}; mean of the 10-90 % trimmed runs). "
         f"BLEU on the test set, beam search as decoded."
     )
