@@ -6,7 +6,8 @@ sentence on a hardware profile under both accountings (:class:`.cost.CostModel`,
 ``streaming``, 30 decoding steps at the decoding beam ``--beam``, the output projection included; and the
 paper's ``original``, one teacher-forced pass with weights fetched once), the share of each that no per-layer
 gene of the space can change (:meth:`.cost.CostModel.fixed_energy_mj`), and the parameter and mult/add/shift
-counts (streaming); latency of ``checkpoint_best.pt`` measured on this machine
+counts (streaming), all at the model's arithmetic width (its checkpoint's ``quant_bits``, 32 for a float
+model); latency of ``checkpoint_best.pt`` measured on this machine
 (:func:`.cost.measure.time_model`, HAT's protocol on the streaming workload); and the training time and updates
 recorded in ``checkpoint_last.pt``. A plain
 fairseq ``transformer`` counts as the space's subnet of the same shape (``largest`` of the ``demo`` space:
@@ -31,9 +32,9 @@ import csv
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -50,6 +51,7 @@ COLUMNS = {  # result field -> table header
     "name": "model",
     "sacrebleu": "sacreBLEU",
     "tokenized_bleu": "tok. BLEU",
+    "bits": "bits",
     "energy_streaming_mj": "energy, streaming (mJ/sent)",
     "energy_original_mj": "energy, original (mJ/sent)",
     "fixed_share_streaming": "fixed share, streaming",
@@ -83,6 +85,7 @@ class ModelResult:
     sacrebleu: float
     sacrebleu_signature: str
     tokenized_bleu: float
+    bits: int
     energy_streaming_mj: float
     energy_original_mj: float
     fixed_share_streaming: float
@@ -149,30 +152,44 @@ def training_progress(save_dir: Path) -> tuple:
     return float(state["extra_state"]["previous_training_time"]), int(state["optimizer_history"][-1]["num_updates"])
 
 
+def checkpoint_quant_bits(checkpoint: Path) -> Optional[int]:
+    """The ``quant_bits`` of a checkpoint's model config (``None``: a float model, or a model without the field)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = (state.get("cfg") or {}).get("model")
+    if isinstance(model, Mapping):
+        return model.get("quant_bits")
+    return getattr(model, "quant_bits", None)  # a legacy architecture's argparse Namespace, or None
+
+
 def evaluate_model(spec: ModelSpec, cost_models: Dict[str, CostModel], references: Sequence[str], target_lang: str,
                    data: str, threads: int) -> ModelResult:
     """Scores, costs, measured latency and training time of one model (see the module docstring).
 
     Args:
-        cost_models: accounting (each of :data:`~.cost.ACCOUNTINGS`) -> its cost model.
+        cost_models: accounting (each of :data:`~.cost.ACCOUNTINGS`) -> its cost model; a model trained with
+            ``quant_bits`` is costed at that width instead of the cost model's.
     """
     checkpoint = spec.save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"model {spec.name!r}: checkpoint not found: {checkpoint}")
     hypotheses = read_generate_output(spec.generate_output, expected=len(references))
     scores = score(hypotheses, references, target_lang)
+    bits = checkpoint_quant_bits(checkpoint) or 32
+    cost_models = {a: m if m.workload.bits == bits else CostModel(m.space, m.profile, replace(m.workload, bits=bits))
+                   for a, m in cost_models.items()}
     metrics = cost_models["streaming"].metrics(spec.subnet)
     original = cost_models["original"].metrics(spec.subnet)
     latency = measure_checkpoint_latency(checkpoint, data, cost_models["streaming"].workload, threads)
     seconds, updates = training_progress(spec.save_dir)
     return ModelResult(
         name=spec.name, subnet=describe(spec.subnet), sacrebleu=scores.sacrebleu,
-        sacrebleu_signature=scores.sacrebleu_signature, tokenized_bleu=scores.tokenized_bleu,
+        sacrebleu_signature=scores.sacrebleu_signature, tokenized_bleu=scores.tokenized_bleu, bits=bits,
         energy_streaming_mj=metrics["energy_mj"], energy_original_mj=original["energy_mj"],
         fixed_share_streaming=cost_models["streaming"].fixed_energy_mj(spec.subnet) / metrics["energy_mj"],
         fixed_share_original=cost_models["original"].fixed_energy_mj(spec.subnet) / original["energy_mj"],
         latency_ms=latency,
-        params=int(metrics["params"]), mults=int(metrics["mults"]), adds=int(metrics["adds"]), shifts=int(metrics["shifts"]),
+        params=int(metrics["params"]), mults=int(metrics["mults"]), adds=int(metrics["adds"]),
+        shifts=int(metrics["shifts"]),
         train_s=seconds, updates=updates,
     )
 
@@ -215,7 +232,7 @@ def format_table(results: Sequence[ModelResult], workloads: Dict[str, Workload],
     lines.append(
         f"Energy of one sentence ({profile} profile) under each accounting: "
         + "; ".join(f"{accounting}: {workload.describe()}" for accounting, workload in workloads.items())
-        + ". Fixed share: the share of that energy no per-layer gene of the space can change at the model's size. "
+        + " (a model trained with --quant-bits: at its own bits, column bits). Fixed share: the share of that energy no per-layer gene of the space can change at the model's size. "
         "Mults/adds/shifts: streaming. Latency measured on this machine on the streaming workload "
         f"({streaming.tgt_len} steps, beam {streaming.beam}; mean of the 10-90 % trimmed runs). "
         f"BLEU on the test set, beam search as decoded."

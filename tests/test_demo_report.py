@@ -141,10 +141,20 @@ def test_training_progress_reads_checkpoint_last(tmp_path):
         demo_report.training_progress(tmp_path / "missing")
 
 
+def test_checkpoint_quant_bits(tmp_path):
+    """An 8-bit model is costed at 8 bits; float models (no field, a legacy Namespace, None) at 32."""
+    from argparse import Namespace
+
+    for model_cfg, expected in (({"quant_bits": 8}, 8), ({"quant_bits": None}, None), ({}, None),
+                                (Namespace(arch="transformer"), None), (Namespace(quant_bits=8), 8)):
+        torch.save({"cfg": {"model": model_cfg}}, tmp_path / "c.pt")
+        assert demo_report.checkpoint_quant_bits(tmp_path / "c.pt") == expected
+
+
 def test_format_table_has_a_row_per_model_and_every_column():
     rows = [
         demo_report.ModelResult(name=n, subnet=demo_report.describe(largest(DEMO)), sacrebleu=b, sacrebleu_signature="sig",
-                                tokenized_bleu=b + 1, energy_streaming_mj=e, energy_original_mj=e / 10,
+                                tokenized_bleu=b + 1, bits=32, energy_streaming_mj=e, energy_original_mj=e / 10,
                                 fixed_share_streaming=0.6, fixed_share_original=0.4, latency_ms=30.0,
                                 params=1_950_720, mults=59_440_000, adds=59_150_000, shifts=0, train_s=720.4,
                                 updates=450)
@@ -155,7 +165,7 @@ def test_format_table_has_a_row_per_model_and_every_column():
     lines = table.splitlines()
     assert lines[0].count("|") == len(demo_report.COLUMNS) + 1
     assert "energy, streaming" in lines[0] and "energy, original" in lines[0]
-    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 18.20 | 1.82 | 60 % | 40 % |") and "| 720 | 450 |" in lines[2]
+    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 32 | 18.20 | 1.82 | 60 % | 40 % |") and "| 720 | 450 |" in lines[2]
     assert lines[3].startswith("| baseline | 22.50")
     assert "1.95M" in lines[2] and "sig" in table
     assert "streaming: streaming accounting" in table and "beam 5" in table
@@ -211,6 +221,7 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
         assert r["energy_streaming_mj"] == pytest.approx(streaming.metrics(sub)["energy_mj"])
         assert r["energy_original_mj"] == pytest.approx(original.metrics(sub)["energy_mj"])
         assert r["fixed_share_original"] == pytest.approx(original.fixed_energy_mj(sub) / r["energy_original_mj"])
+        assert r["bits"] == 32
         assert 0 < r["fixed_share_streaming"] <= 1
         assert r["updates"] == 3 and r["latency_ms"] > 0 and 0 <= r["sacrebleu"] <= 100
     assert (tmp_path / "report" / "front.png").is_file()
