@@ -40,6 +40,7 @@ import yaml
 from .ops.kinds import BlockType, OpKind
 
 __all__ = [
+    "BLOCK_DETAILS",
     "LayerConfig",
     "SubnetConfig",
     "SearchSpace",
@@ -58,7 +59,8 @@ __all__ = [
 
 _SPAN_LAYERS = {-1: 1, 1: 2, 2: 3}
 _SIDES = ("encoder", "decoder")
-_BLOCK_DETAILS = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads")
+BLOCK_DETAILS = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads")
+"""The :class:`SearchSpace` fields that are block details, not genes (the models' flags of the same names)."""
 _KERNEL_HEADS_FIELD = {False: "lightweight_kernel_heads", True: "two_branch_kernel_heads"}  # by has_attention
 
 _T = TypeVar("_T", bound="_Serialisable")
@@ -323,7 +325,7 @@ class SearchSpace(_Serialisable):
         where = f"SearchSpace {self.name!r}:"
         if not self.name:
             raise ValueError(f"{where} name must be non-empty")
-        not_choices = ("name", "kernel_sizes", "qkv_dim") + _BLOCK_DETAILS
+        not_choices = ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
         choice_fields = [f.name for f in dataclasses.fields(self) if f.name not in not_choices]
         for name in choice_fields:
             values = getattr(self, name)
@@ -336,7 +338,7 @@ class SearchSpace(_Serialisable):
                 raise ValueError(f"{where} {name}={_fmt_values(getattr(self, name))} must be positive")
         if self.qkv_dim <= 0:
             raise ValueError(f"{where} qkv_dim={self.qkv_dim} must be positive")
-        for name in _BLOCK_DETAILS:
+        for name in BLOCK_DETAILS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{where} {name}={getattr(self, name)} must be 0 (the default) or positive")
         for field_name in ("encoder_heads", "decoder_self_heads", "decoder_cross_heads"):

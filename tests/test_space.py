@@ -14,6 +14,7 @@ import pytest
 import fairseq_shiftadd
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import (
+    BLOCK_DETAILS,
     SPACES,
     LayerConfig,
     SearchSpace,
@@ -549,8 +550,7 @@ def test_original_block_details():
     assert original.attention_qkv_dim(two_branch) == 512 and original.attention_qkv_dim(BlockType.ATTENTION) == 512
     assert original.kernel_heads(BlockType.LIGHTWEIGHT_SHIFTADD, 8) == 16 and original.kernel_heads(two_branch, 16) == 4
     assert SearchSpace.from_dict(original.to_dict()) == original
-    old = {k: v for k, v in WMT.to_dict().items() if k not in ("two_branch_qkv_dim", "lightweight_kernel_heads",
-                                                                "two_branch_kernel_heads")}
+    old = {k: v for k, v in WMT.to_dict().items() if k not in BLOCK_DETAILS}
     assert SearchSpace.from_dict(old) == WMT  # a space saved before these fields loads with the defaults
 
 

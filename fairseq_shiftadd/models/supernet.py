@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
 from ..ops.shift import ShiftMode
-from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
+from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
@@ -58,7 +58,9 @@ class ModelConfig(FairseqDataclass):
     space: str = field(
         default="wmt14_en_de", metadata={"help": f"search space name, one of {', '.join(SPACES)}"}
     )
-    dropout: float = field(default=0.3, metadata={"help": "dropout probability, scaled by d / d_ref (d_ref: the space's largest width)"})
+    dropout: float = field(
+        default=0.3, metadata={"help": "dropout probability, scaled by d / d_ref (d_ref: the space's largest width)"}
+    )
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
     activation_dropout: float = field(
         default=0.0, metadata={"help": "dropout after the FFN ReLU, scaled by d / d_ref"}
@@ -117,8 +119,7 @@ def model_space(cfg: ModelConfig) -> SearchSpace:
     Raises:
         ValueError: an unknown space, or block details the space's widths and heads do not allow (naming the field).
     """
-    details = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads")
-    return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in details})
+    return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in BLOCK_DETAILS})
 
 
 def load_subnet(spec: str) -> SubnetConfig:
@@ -203,15 +204,9 @@ def _init_stack(
     max_positions: int,
     dropout_width: Optional[int],
 ) -> None:
-    """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set.
-
-    Raises:
-        ValueError: ``dropout_width`` is smaller than the stack's width.
-    """
+    """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set."""
     stack.subnet = None  # set by the model root
     stack.max_dim = max(c.max_embed_dim for c in layers)
-    if dropout_width is not None and dropout_width < stack.max_dim:
-        raise ValueError(f"dropout width {dropout_width} must be >= the model width {stack.max_dim}")
     stack.embedding = _Embedded(embed_tokens, max_positions)
     stack.dropouts = _Dropouts(cfg, stack.max_dim if dropout_width is None else dropout_width)
     stack.max_positions_ = max_positions
@@ -370,8 +365,7 @@ def build_encoder_decoder(
     ``dropout_widths``: the encoder's and the decoder's ``d_ref`` (``None``: the stack's largest width).
 
     Raises:
-        ValueError: ``share_all_embeddings`` with different source and target dictionaries, or a dropout
-            width below its stack's width.
+        ValueError: ``share_all_embeddings`` with different source and target dictionaries.
     """
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     encoder_dim = max(c.max_embed_dim for c in encoder_layers)
