@@ -30,9 +30,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from fairseq import options
 
-from ..cost import BIT_WIDTHS, HardwareProfile, Workload, load_profile
+from ..cost import HardwareProfile, load_profile, workload_header
 from .constraints import Constraint, parse_constraint
-from .costs import MEASURED, SEARCH_METRICS, check_metric_sources, cost_metrics
+from .costs import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
 from .domain import TranslationDomain
 from .evolution import EvolutionConfig, EvolutionarySearch, search_fingerprint
@@ -63,13 +63,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                             f"metrics: {', '.join(SEARCH_METRICS)}")
     group.add_argument("--constraint", action="append", default=[], metavar="METRIC<=BOUND",
                        help="hardware constraint, e.g. 'energy_mj<=2.5' (operators <=, <, >=, >); repeatable")
-    group.add_argument("--hardware-profile", default="45nm", help="cost-model profile: shipped name or YAML path")
-    group.add_argument("--latency-predictor", default=None, help="saved latency predictor (predicted_latency_ms)")
-    group.add_argument("--cost-src-len", type=_positive_int, default=30, help="source tokens of the costed sentence")
-    group.add_argument("--cost-tgt-len", type=_positive_int, default=30, help="decoding steps of the costed sentence")
-    group.add_argument("--cost-beam", type=_positive_int, default=1, help="beam of the costed sentence")
-    group.add_argument("--cost-bits", type=int, choices=BIT_WIDTHS, default=32,
-                       help="arithmetic width of the costed sentence (must be a width of the profile)")
+    add_cost_args(group)
     group.add_argument("--population", type=int, default=defaults.population, help="population size")
     group.add_argument("--parents", type=int, default=defaults.parents, help="parents kept per generation")
     group.add_argument("--mutations", type=int, default=defaults.mutations, help="mutants per generation")
@@ -133,7 +127,8 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
         profile = load_profile(args.hardware_profile)
     except ValueError as err:
         raise ValueError(f"--hardware-profile: {err}") from None
-    if args.cost_bits not in profile.bit_widths:
+    search_workload(args)  # the --cost-* values (the data's vocabulary and the supernet's bits come later)
+    if args.cost_bits is not None and args.cost_bits not in profile.bit_widths:
         raise ValueError(f"--cost-bits {args.cost_bits} not in --hardware-profile {profile.name!r}'s widths "
                          f"{profile.bit_widths}")
     if args.latency_predictor is not None:
@@ -167,8 +162,9 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
         post_process=args.post_process, device=device, progress=rank == 0,
     )
     needed = list(dict.fromkeys([c.metric for c in constraints] + pareto))
-    workload = Workload(src_len=args.cost_src_len, tgt_len=args.cost_tgt_len, beam=args.cost_beam,
-                        bits=args.cost_bits, vocab_size=len(fitness.task.target_dictionary))
+    workload = search_workload(args, len(fitness.task.target_dictionary),
+                               getattr(fitness.model_cfg, "quant_bits", None))
+    logger.info("costed sentence: %s, profile %s", workload.describe(), args.hardware_profile)
     stages = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
     if MEASURED in needed:
         stages[-1] = from_rank0(stages[-1])
@@ -183,7 +179,8 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     if rank != 0:
         return
     x_metric = pareto[0] if pareto else (constraints[0].metric if constraints else "energy_mj")
-    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints)
+    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints,
+                         cost_record=workload_header(workload, args.hardware_profile))
     for path, best in zip(paths, result.best):
         summary = ", ".join(f"{k} {v:.6g}" for k, v in best.metrics.items())
         logger.info("%s: %s %.4f, %s", path, args.objective, best.fitness, summary)

@@ -3,7 +3,7 @@
 A resumed search must share them (the engine refuses a state written with other settings, naming each
 difference). :data:`FINGERPRINT_OPTIONS` is the one list of such command-line options: adding an option to the
 fingerprint is adding its ``dest`` there (an option absent from the parser counts as ``None``, so an option
-added by a later change, such as ``--accounting``, is covered before and after it exists). Files are named
+can be listed before it exists). Files are named
 by their resolved path and identified by the SHA-256 of their content, streamed once:
 
 * ``--path``: the supernet checkpoint;
@@ -21,18 +21,22 @@ import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
+from .costs import COST_OPTIONS
+
 __all__ = ["FINGERPRINT_OPTIONS", "file_sha256", "search_settings"]
 
 FINGERPRINT_OPTIONS = (
     # fitness: what is evaluated, on which sentences, how
     "objective", "valid_subset", "max_valid_sentences", "max_valid_steps", "max_tokens", "batch_size",
-    # BLEU fitness: decoding
+    # BLEU fitness: decoding (--beam is also the default cost beam)
     "beam", "lenpen", "unkpen", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size", "post_process",
     # metrics: workload, accounting, profile, predictor
-    "cost_src_len", "cost_tgt_len", "cost_beam", "cost_bits", "accounting", "hardware_profile", "latency_predictor",
+    *COST_OPTIONS,
 )
 """``argparse`` destinations of the options a resumed search must share (besides the search's own
-hyperparameters, constraints and space, which the engine fingerprints itself)."""
+hyperparameters, constraints and space, which the engine fingerprints itself). The cost options are
+:data:`~.costs.COST_OPTIONS` (their owner); the supernet's ``quant_bits`` (the default ``--cost-bits``) is
+covered by the checkpoint's content."""
 
 _CHUNK = 1 << 20
 

@@ -13,6 +13,7 @@ from fairseq import options
 from fairseq_shiftadd.cost import load_profile
 from fairseq_shiftadd.search import EvolutionarySearch, TranslationDomain
 from fairseq_shiftadd.search.cli import _settings, get_parser, main
+from fairseq_shiftadd.search.costs import COST_OPTIONS
 from fairseq_shiftadd.search.fingerprint import FINGERPRINT_OPTIONS, file_sha256, search_settings
 from fairseq_shiftadd.search.report import OUTPUTS
 from fairseq_shiftadd.space import get_space
@@ -59,12 +60,18 @@ def test_bad_options_fail_before_loading(setup, extra: List[str], message: str) 
     assert not out.exists()  # nothing written, no rank started
 
 
-@pytest.mark.parametrize("flag", ["--cost-tgt-len", "--cost-beam", "--max-valid-sentences"])
-def test_non_positive_workload_values_are_argument_errors(setup, flag: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_:
+@pytest.mark.parametrize("flag, field", [("--cost-tgt-len", "tgt_len"), ("--cost-beam", "beam")])
+def test_non_positive_workload_values_fail_before_loading(setup, flag: str, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^--cost-\* options: Workload.{field} must be a positive integer, got 0$"):
         main(setup[3] + [flag, "0"])
+    assert not setup[2].exists()
+
+
+def test_non_positive_sentence_limit_is_an_argument_error(setup, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(setup[3] + ["--max-valid-sentences", "0"])
     assert exit_.value.code == 2
-    assert f"argument {flag}: must be a positive integer, got 0" in capsys.readouterr().err
+    assert "argument --max-valid-sentences: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def _args(argv: List[str]) -> argparse.Namespace:
@@ -85,19 +92,19 @@ def _write_state(argv: List[str]) -> Path:
 def test_settings_cover_every_fingerprint_option_and_file_content(setup) -> None:
     data, checkpoint, _, argv = setup
     settings = search_settings(_args(argv + ["--max-valid-sentences", "20"]), load_profile("45nm").source)
-    assert set(FINGERPRINT_OPTIONS) <= set(settings) and settings["accounting"] is None  # before --accounting exists
+    assert set(COST_OPTIONS) <= set(FINGERPRINT_OPTIONS) and set(FINGERPRINT_OPTIONS) <= set(settings)
+    assert settings["cost_accounting"] == "streaming" and settings["beam"] == 5
     assert settings["max_valid_sentences"] == 20
     assert settings["path"] == {"file": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint)}
     assert [f["file"] for f in settings["data"]] == sorted(str(p.resolve()) for p in data.iterdir())
     assert settings["hardware_profile"]["name"] == "45nm" and len(settings["hardware_profile"]["sha256"]) == 64
-    later = argparse.Namespace(**vars(_args(argv)), accounting="original")  # once the option exists
-    assert search_settings(later, load_profile("45nm").source)["accounting"] == "original"
 
 
 CHANGES = [
     (["--max-valid-sentences", "20"], ["settings.max_valid_sentences: 64 -> 20"]),
     (["--cost-tgt-len", "40", "--hardware-profile", "PROFILE"],
      ["settings.cost_tgt_len: 30 -> 40", 'settings.hardware_profile.name: "45nm" -> "PROFILE"']),
+    (["--cost-accounting", "original"], ['settings.cost_accounting: "streaming" -> "original"']),
     (["--objective", "bleu", "--beam", "4"],
      ['settings.objective: "loss" -> "bleu"', "settings.beam: 5 -> 4", 'config.fitness: "loss" -> "bleu"']),
     (["--constraint", "energy_mj<=3"], ["constraints: [] -> [\"energy_mj<=3\"]"]),
