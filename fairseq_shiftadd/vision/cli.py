@@ -79,14 +79,13 @@ def _data_and_space(args: argparse.Namespace, space: Optional[VisionSpace] = Non
     """Load the dataset and fit the space's input size, channels and classes to it (one-line errors)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    space = space or get_space(args.space)
-    size = getattr(args, "image_size", None) or space.image_size
-    data = load_dataset(args.dataset, args.data_dir, size, space.in_channels)
-    fitted = space.with_input(image_size=getattr(args, "image_size", None) or data.image_size,
-                              in_channels=data.in_channels, num_classes=data.num_classes)
-    if fitted.image_size != data.image_size:
-        raise ValueError(f"dataset {data.name!r} has {data.image_size} px images; --image-size={fitted.image_size} "
+    requested = getattr(args, "image_size", None)
+    space = (space or get_space(args.space)).with_input(image_size=requested)  # validated before loading
+    data = load_dataset(args.dataset, args.data_dir, space.image_size, space.in_channels)
+    if requested is not None and data.image_size != requested:
+        raise ValueError(f"dataset {data.name!r} has {data.image_size} px images; --image-size={requested} "
                          f"needs a folder dataset (which is resized)")
+    fitted = space.with_input(image_size=data.image_size, in_channels=data.in_channels, num_classes=data.num_classes)
     return data, fitted
 
 
@@ -123,7 +122,9 @@ def _train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = VisionSupernet(space, args.sharing)
     meta = {"kind": "supernet", "space": space.to_dict(), "sharing": args.sharing, "dataset": args.dataset}
-    fit(model, supernet_loss(config), data, config, args.save_dir, meta, progress=not args.no_progress)
+    probe = SupernetFitness(model, data.train, data.valid)  # the largest subnet, BatchNorm recalibrated
+    fit(model, supernet_loss(config), data, config, args.save_dir, meta, valid_fn=lambda m: probe.evaluate(
+        largest(space)), progress=not args.no_progress)
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> None:

@@ -32,9 +32,10 @@ from ..cost.workload import Workload
 from ..ops.counts import OpCounts
 from ..ops.kinds import OpKind
 from .blocks import needs_projection
-from .space import VisionBlock, VisionSpace, VisionSubnet, check, mid_channels
+from .space import BlockConfig, StageConfig, VisionBlock, VisionSpace, VisionSubnet, check, mid_channels
 
-__all__ = ["VISION_METRICS", "conv_part", "attention_parts", "norm_part", "subnet_parts", "VisionCostModel"]
+__all__ = ["VISION_METRICS", "conv_part", "attention_parts", "norm_part", "subnet_parts", "as_multiplicative",
+           "VisionCostModel"]
 
 VISION_METRICS: Dict[str, str] = {
     "energy_mj": "energy of one image (mJ): operations plus DRAM, global-buffer, NoC and RF traffic",
@@ -43,6 +44,7 @@ VISION_METRICS: Dict[str, str] = {
     "mults": "multiplications of one image (all bit widths)",
     "adds": "additions and subtractions of one image (all bit widths)",
     "shifts": "bit shifts of one image (all bit widths)",
+    "conv_energy_ratio": "energy_mj / energy_mj of the same widths and depths with every shift and add block as conv",
 }
 """Metric name -> one-line description (what :meth:`VisionCostModel.metrics` returns)."""
 
@@ -126,6 +128,13 @@ def subnet_parts(space: VisionSpace, sub: VisionSubnet, wl: Workload) -> List[Pa
     return parts
 
 
+def as_multiplicative(sub: VisionSubnet) -> VisionSubnet:
+    """``sub`` with every shift and add block replaced by a conv block (widths, depths, expansions kept)."""
+    return VisionSubnet(tuple(
+        StageConfig(s.width, tuple(BlockConfig(VisionBlock.CONV if b.block in (VisionBlock.SHIFT, VisionBlock.ADD)
+                                               else b.block, b.expansion) for b in s.blocks)) for s in sub.stages))
+
+
 @dataclass
 class VisionCostModel:
     """Cost metrics (:data:`VISION_METRICS`) of vision subnets under a hardware profile.
@@ -150,16 +159,14 @@ class VisionCostModel:
         self.profile.check_bits(self.bits)
         self.workload = Workload(bits=self.bits, shift_weight_bits=self.shift_weight_bits)
 
-    def energy_pj_by_part(self, sub: VisionSubnet) -> Dict[str, float]:
-        """Energy of every part (pJ)."""
-        return {p.name: sum(part_energy_pj(p, self.profile).values()) for p in subnet_parts(self.space, sub,
-                                                                                           self.workload)}
+    def _energy_pj(self, parts: List[Part]) -> float:
+        return sum(sum(part_energy_pj(p, self.profile).values()) for p in parts)
 
     def metrics(self, sub: VisionSubnet) -> Dict[str, float]:
         """:data:`VISION_METRICS` of ``sub`` for one image."""
         parts = subnet_parts(self.space, sub, self.workload)
         ops = OpCounts.total_of(p.ops for p in parts)
-        energy = sum(sum(part_energy_pj(p, self.profile).values()) for p in parts)
+        energy = self._energy_pj(parts)
         cycles = sum(part_cycles(p, self.profile.accelerator) for p in parts)
         return {
             "energy_mj": energy / PJ_PER_MJ,
@@ -168,4 +175,6 @@ class VisionCostModel:
             "mults": float(ops.count(OpKind.MULT)),
             "adds": float(ops.count(OpKind.ADD)),
             "shifts": float(ops.count(OpKind.SHIFT)),
+            "conv_energy_ratio": energy / self._energy_pj(subnet_parts(self.space, as_multiplicative(sub),
+                                                                        self.workload)),
         }
