@@ -43,6 +43,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
                        help="digits (sklearn, bundled), cifar (python pickles) or folder (ImageFolder layout)")
     group.add_argument("--data-dir", default=None, help="directory of the cifar or folder dataset")
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    group.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 
 
 def _add_space_args(parser: argparse.ArgumentParser) -> None:
@@ -122,9 +123,9 @@ def _train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = VisionSupernet(space, args.sharing)
     meta = {"kind": "supernet", "space": space.to_dict(), "sharing": args.sharing, "dataset": args.dataset}
-    probe = SupernetFitness(model, data.train, data.valid)  # the largest subnet, BatchNorm recalibrated
+    probe = SupernetFitness(model, data.train, data.valid, device=args.device)  # largest subnet, BN recalibrated
     fit(model, supernet_loss(config), data, config, args.save_dir, meta, valid_fn=lambda m: probe.evaluate(
-        largest(space)), progress=not args.no_progress)
+        largest(space)), progress=not args.no_progress, device=args.device)
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> None:
@@ -153,7 +154,7 @@ def search_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_supernet(path: str) -> VisionSupernet:
+def load_supernet(path: str, device: str = "cpu") -> VisionSupernet:
     """The supernet of a ``fairseq-shiftadd-vision-train`` checkpoint (eval mode).
 
     Raises:
@@ -165,11 +166,11 @@ def load_supernet(path: str) -> VisionSupernet:
         raise ValueError(f"{path} is not a vision supernet checkpoint (kind={run.get('kind')!r})")
     model = VisionSupernet(VisionSpace.from_dict(run["space"]), run["sharing"])
     model.load_state_dict(payload["model"])
-    return model.eval()
+    return model.to(device).eval()
 
 
 def _search(args: argparse.Namespace) -> None:
-    supernet = load_supernet(args.supernet)
+    supernet = load_supernet(args.supernet, args.device)
     data, _ = _data_and_space(args, supernet.space)
     metrics = tuple(VISION_METRICS)
     constraints = [parse_constraint(c, metrics) for c in args.constraint]
@@ -180,7 +181,7 @@ def _search(args: argparse.Namespace) -> None:
     config = EvolutionConfig(population=args.population, parents=args.parents, mutations=args.mutations,
                              crossovers=args.crossovers, mutation_prob=args.mutation_prob,
                              generations=args.generations, seed=args.seed, pareto_metrics=pareto)
-    fitness = SupernetFitness(supernet, data.train, data.valid, args.calibration_batches)
+    fitness = SupernetFitness(supernet, data.train, data.valid, args.calibration_batches, device=args.device)
     cost = VisionCostModel(supernet.space, args.hardware_profile, args.cost_bits)
     result = run_search(supernet, fitness, cost, config, constraints, Path(args.save_dir),
                         x_metric=pareto[0] if pareto else "energy_mj", progress=not args.no_progress)
@@ -214,23 +215,24 @@ def resolve_subnet(spec: str, space: VisionSpace) -> VisionSubnet:
 
 
 def _retrain(args: argparse.Namespace) -> Dict[str, object]:
-    supernet = load_supernet(args.init_from) if args.init_from else None
+    supernet = load_supernet(args.init_from, args.device) if args.init_from else None
     data, space = _data_and_space(args, supernet.space if supernet else None)
     subnet = resolve_subnet(args.subnet, space)
     config = _train_config(args)
     torch.manual_seed(args.seed)
     if supernet is not None:
         supernet.set_subnet(subnet)
-        recalibrate_batchnorm(supernet, data.train.images[:1024].split(128))
+        recalibrate_batchnorm(supernet, data.train.images[:1024].to(args.device).split(128))
         model = extract_subnet(supernet, subnet, args.shift_mode)
     else:
         model = VisionNet(space, subnet, args.shift_mode)
     meta = {"kind": "subnet", "space": space.to_dict(), "subnet": subnet.to_dict(), "shift_mode": args.shift_mode,
             "dataset": args.dataset, "init_from": args.init_from}
-    history = fit(model, classifier_loss(config), data, config, args.save_dir, meta, progress=not args.no_progress)
+    history = fit(model, classifier_loss(config), data, config, args.save_dir, meta, progress=not args.no_progress,
+                  device=args.device)
     best = load_checkpoint(Path(args.save_dir) / "checkpoint_best.pt")
     model.load_state_dict(best["model"])
-    test = evaluate(model.eval(), data.test)
+    test = evaluate(model.eval(), data.test, device=args.device)
     results = {"subnet": subnet.to_dict(), "describe": subnet.describe(), "best_epoch": best["epoch"],
                "valid_accuracy": max(h["valid_accuracy"] for h in history), "test_accuracy": test["accuracy"],
                "test_loss": test["loss"], "seed": args.seed,

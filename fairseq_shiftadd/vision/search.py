@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
+import torch
 from torch import Tensor
 
 from ..search.constraints import Constraint
@@ -64,19 +65,20 @@ class SupernetFitness:
         valid: the validation split.
         calibration_batches: recalibration batches per subnet.
         batch_size: images per batch.
+        device: where the supernet lives (batches are moved there).
     """
 
     def __init__(self, supernet: VisionSupernet, train: ImageSplit, valid: ImageSplit,
-                 calibration_batches: int = 8, batch_size: int = 128) -> None:
-        self.supernet, self.valid, self.batch_size = supernet, valid, batch_size
-        images = train.images[: calibration_batches * batch_size]
+                 calibration_batches: int = 8, batch_size: int = 128, device: str | torch.device = "cpu") -> None:
+        self.supernet, self.valid, self.batch_size, self.device = supernet, valid, batch_size, device
+        images = train.images[: calibration_batches * batch_size].to(device)
         self.calibration: List[Tensor] = list(images.split(batch_size))
 
     def evaluate(self, subnet: VisionSubnet) -> Dict[str, float]:
         """``loss`` and ``accuracy`` of ``subnet`` on the validation split."""
         self.supernet.set_subnet(subnet)
         recalibrate_batchnorm(self.supernet, self.calibration)
-        return evaluate(self.supernet, self.valid, self.batch_size)
+        return evaluate(self.supernet, self.valid, self.batch_size, self.device)
 
     def __call__(self, subnets: Sequence[VisionSubnet]) -> List[float]:
         return [self.evaluate(s)["loss"] for s in subnets]

@@ -112,11 +112,12 @@ def _augment(x: Tensor, config: TrainConfig, generator: torch.Generator) -> Tens
 
 
 @torch.no_grad()
-def evaluate(forward: Callable[[Tensor], Tensor], split: ImageSplit, batch_size: int = 256) -> Dict[str, float]:
-    """Mean cross-entropy ``loss`` and ``accuracy`` (fraction) of ``forward`` on ``split``."""
+def evaluate(forward: Callable[[Tensor], Tensor], split: ImageSplit, batch_size: int = 256,
+             device: str | torch.device = "cpu") -> Dict[str, float]:
+    """Mean cross-entropy ``loss`` and ``accuracy`` (fraction) of ``forward`` on ``split`` (batches on ``device``)."""
     total_loss, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
-        x, y = split.images[start: start + batch_size], split.labels[start: start + batch_size]
+        x, y = split.images[start: start + batch_size].to(device), split.labels[start: start + batch_size].to(device)
         logits = forward(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -175,16 +176,17 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
 
 def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig, save_dir: str | Path,
         meta: Dict[str, Any], valid_fn: Optional[Callable[[nn.Module], Dict[str, float]]] = None,
-        progress: bool = True) -> List[Dict[str, float]]:
+        progress: bool = True, device: str | torch.device = "cpu") -> List[Dict[str, float]]:
     """Train ``model`` (resuming from ``save_dir/checkpoint_last.pt`` if present); returns the per-epoch history.
 
     ``meta`` (JSON-able: space, subnet, sharing, ...) is stored in every checkpoint with the config, so a
     checkpoint rebuilds its model alone. ``valid_fn(model)`` returns the validation metrics (default: the
-    model's own loss and accuracy on ``data.valid``, eval mode).
+    model's own loss and accuracy on ``data.valid``, eval mode). The model and every batch go to ``device``.
     """
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     last, best = save_dir / "checkpoint_last.pt", save_dir / "checkpoint_best.pt"
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total, warmup = config.epochs * steps_per_epoch, max(1, int(config.warmup_epochs * steps_per_epoch))
@@ -198,7 +200,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
         logger.info("resuming %s after epoch %d", last, start_epoch)
-    valid_fn = valid_fn or (lambda m: evaluate(lambda x: m.eval()(x), data.valid))
+    valid_fn = valid_fn or (lambda m: evaluate(lambda x: m.eval()(x), data.valid, device=device))
     best_accuracy = max((h["valid_accuracy"] for h in history), default=-1.0)
     for epoch in range(start_epoch, config.epochs):
         model.train()
@@ -206,6 +208,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
         bar = tqdm(train_batches(data.train, config, epoch), total=steps_per_epoch, disable=not progress,
                    desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for step, (x, y) in enumerate(bar):
+            x, y = x.to(device), y.to(device)
             update = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(update, total, warmup, config.lr)
