@@ -39,6 +39,9 @@ __all__ = [
     "ElasticBatchNorm",
     "StaticBlock",
     "needs_projection",
+    "block_norms",
+    "candidate_ops",
+    "attention_slots",
 ]
 
 Layer = Callable[[Tensor], Tensor]

@@ -70,6 +70,15 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _training_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the data, space and training options (train and retrain)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    _add_data_args(parser)
+    _add_space_args(parser)
+    _add_train_args(parser)
+    return parser
+
+
 def _train_config(args: argparse.Namespace, **extra: object) -> TrainConfig:
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
@@ -103,11 +112,7 @@ def _run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPa
 
 # -- train the supernet ------------------------------------------------------------------------------------------
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairseq-shiftadd-vision-train",
-                                     description="Train a vision supernet (one sampled subnet per update).")
-    _add_data_args(parser)
-    _add_space_args(parser)
-    _add_train_args(parser)
+    parser = _training_parser("fairseq-shiftadd-vision-train", "Train a vision supernet (one sampled subnet per update).")
     group = parser.add_argument_group("supernet")
     group.add_argument("--sharing", choices=("none", "shared", "heterogeneous"), default="heterogeneous",
                        help="weight sharing between the conv / shift / add candidates of a layer")
@@ -195,11 +200,8 @@ def search_main(argv: Optional[Sequence[str]] = None) -> None:
 
 # -- retrain / fine-tune ----------------------------------------------------------------------------------------
 def retrain_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairseq-shiftadd-vision-retrain",
-                                     description="Train one subnet as a standalone network, then test it once.")
-    _add_data_args(parser)
-    _add_space_args(parser)
-    _add_train_args(parser)
+    parser = _training_parser("fairseq-shiftadd-vision-retrain",
+                              "Train one subnet as a standalone network, then test it once.")
     parser.add_argument("--subnet", required=True,
                         help="the subnet: a .yaml/.json file (e.g. search/best.yaml), inline JSON, largest or smallest")
     parser.add_argument("--init-from", default=None, help="fine-tune: start from this supernet's weights")
