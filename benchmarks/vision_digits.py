@@ -63,7 +63,7 @@ def fixed_models(searched: VisionSubnet) -> Dict[str, VisionSubnet]:
 
 
 def run_seed(seed: int, out: Path) -> Dict[str, Dict[str, float]]:
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     root = out / f"seed{seed}"
     s = ["--seed", str(seed)]
     cli.train_main(["--save-dir", str(root / "supernet"), "--epochs", str(SUPERNET_EPOCHS), *TRAIN, *s])
@@ -77,7 +77,7 @@ def run_seed(seed: int, out: Path) -> Dict[str, Dict[str, float]]:
         cli.retrain_main(["--subnet", json.dumps(subnet.to_dict()), "--save-dir", str(save_dir),
                           "--epochs", str(RETRAIN_EPOCHS), *TRAIN, *s])
         results[name] = json.loads((save_dir / "results.json").read_text())
-    results["seconds"] = time.time() - started
+    results["seconds"], results["cpu_seconds"] = time.time() - started, time.process_time() - cpu_started
     return results
 
 
@@ -87,7 +87,7 @@ def _mean_std(values: List[float]) -> str:
 
 
 def table(per_seed: Dict[int, Dict]) -> str:
-    names = [n for n in next(iter(per_seed.values())) if n != "seconds"]
+    names = [n for n in next(iter(per_seed.values())) if n not in ("seconds", "cpu_seconds")]
     lines = ["| model | test accuracy (%) | energy (mJ / image) | vs all-conv energy | params | blocks (seed "
              f"{min(per_seed)}) |", "|---|---|---|---|---|---|"]
     for name in names:
@@ -96,8 +96,10 @@ def table(per_seed: Dict[int, Dict]) -> str:
         ratio = [r[name]["energy_mj"] / r["all-conv"]["energy_mj"] for r in per_seed.values()]
         params = [r[name]["params"] for r in per_seed.values()]
         lines.append(f"| {name} | {_mean_std(acc)} | {_mean_std(energy)} | {_mean_std(ratio)} | "
-                     f"{_mean_std(params)} | {per_seed[min(per_seed)][name]['describe']} |")
-    seconds = ", ".join(f"seed {k}: {v['seconds'] / 60:.1f} min" for k, v in per_seed.items())
+                     f"{_mean_std(params)} | {per_seed[min(per_seed)][name]['describe'].replace(' | ', ' / ')} |")
+    seconds = ", ".join(f"seed {k}: {v['seconds'] / 60:.1f} min" + (f" ({v['cpu_seconds'] / 60:.1f} min CPU)"
+                                                                     if "cpu_seconds" in v else "")
+                        for k, v in per_seed.items())
     return "\n".join(lines) + f"\n\nSeeds {sorted(per_seed)}; mean ± sample std. Wall time: {seconds}.\n"
 
 
