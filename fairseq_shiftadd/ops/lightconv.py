@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adder import SharedScaleFakeQuant, add_matmul
+from .adder import GradNorm, SharedScaleFakeQuant, add_matmul
 from .counts import OpCounts
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, quantize_weight
@@ -93,12 +93,18 @@ def padding_sizes(kernel_size: int, padding: Union[str, Padding]) -> Tuple[int, 
     return left, kernel_size - 1 - left
 
 
-def mix_windows(windows: Tensor, kernel: Tensor, op: OpKind, eta: Optional[float] = None) -> Tensor:
+def mix_windows(
+    windows: Tensor,
+    kernel: Tensor,
+    op: OpKind,
+    eta: Optional[float] = None,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
+) -> Tensor:
     """The mixing primitive on unfolded windows, without bias (functional core of :class:`LightweightMixer`).
 
     ``y[t, b, c] = sum_j op(windows[b, c, t, j], kernel[h(c), j])`` with ``op`` a product (``MULT``, true
-    gradients) or ``-|a - w|`` (``ADD``, AdderNet surrogate gradients and adaptive scale ``eta`` through
-    :func:`~.adder.add_matmul`). The windows are regrouped as ``(H, B * C/H * T, K)`` so that the adder's
+    gradients) or ``-|a - w|`` (``ADD``, AdderNet surrogate gradients and adaptive scale ``eta`` with target
+    norm ``grad_norm`` through :func:`~.adder.add_matmul`). The windows are regrouped as ``(H, B * C/H * T, K)`` so that the adder's
     weight gradient sees the ``(H, K)`` kernel itself.
 
     Shape: windows ``(B, C, T, K)``, kernel ``(H, K)`` with ``H`` dividing ``C`` -> ``(T, B, C)``.
@@ -109,12 +115,17 @@ def mix_windows(windows: Tensor, kernel: Tensor, op: OpKind, eta: Optional[float
     if op is OpKind.MULT:
         out = torch.bmm(rows, kernel.unsqueeze(-1))
     else:
-        out = add_matmul(rows, kernel.unsqueeze(1), eta=eta)
+        out = add_matmul(rows, kernel.unsqueeze(1), eta=eta, grad_norm=grad_norm)
     return out.view(H, B, C // H, T).permute(3, 1, 0, 2).reshape(T, B, C)
 
 
 def lightweight_mix(
-    x: Tensor, kernel: Tensor, op: OpKind, padding: Union[str, Padding], eta: Optional[float] = None
+    x: Tensor,
+    kernel: Tensor,
+    op: OpKind,
+    padding: Union[str, Padding],
+    eta: Optional[float] = None,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
 ) -> Tensor:
     """Mix a whole sequence with an external (already normalised) kernel; zero padding at the borders.
 
@@ -125,11 +136,16 @@ def lightweight_mix(
     """
     kernel_size = kernel.size(1)
     seq = F.pad(x.permute(1, 2, 0), padding_sizes(kernel_size, padding))
-    return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta)
+    return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
 
 
 def causal_mix_step(
-    x: Tensor, kernel: Tensor, op: OpKind, buffer: Optional[Tensor], eta: Optional[float] = None
+    x: Tensor,
+    kernel: Tensor,
+    op: OpKind,
+    buffer: Optional[Tensor],
+    eta: Optional[float] = None,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
 ) -> Tuple[Tensor, Tensor]:
     """One incremental step of the causal :func:`lightweight_mix` (same kernel, same primitive).
 
@@ -142,7 +158,7 @@ def causal_mix_step(
     if buffer is None:
         buffer = x.new_zeros(x.size(1), x.size(2), kernel_size - 1)
     window = torch.cat([buffer, x.permute(1, 2, 0)], dim=2)
-    return mix_windows(window.unsqueeze(2), kernel, op, eta), window[:, :, 1:]
+    return mix_windows(window.unsqueeze(2), kernel, op, eta, grad_norm), window[:, :, 1:]
 
 
 class LightweightMixer(nn.Module):
