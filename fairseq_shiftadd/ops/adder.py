@@ -46,6 +46,7 @@ moments. A zero output gradient gives a zero weight gradient under both rules (n
 """
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
 from typing import Iterator, Optional, Sequence, Tuple
@@ -57,6 +58,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .counts import OpCounts
 from .kernels import cpu_adder
+from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, RunningRange, fake_quant_symmetric
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
@@ -192,20 +194,28 @@ def _input_grad(grad: Tensor, x: Tensor, weight: Tensor, max_bytes: int) -> Tens
 def _weight_grad(
     grad: Tensor, x: Tensor, weight: Tensor, centre: Tensor, eta: Optional[float], grad_norm: GradNorm
 ) -> Tensor:
-    """``dw = g^T x - w * sum_n g`` (two matmuls; x, w centred by ``centre``), then scaled (:class:`GradNorm`).
-
-    ``dw <- target / ||dw||_2 * dw`` is evaluated as ``(dw / ||dw||) * target`` (norms in at least float32), so no
-    factor overflows: a zero ``dw`` stays zero (AdderNet's ``eta * sqrt(numel) / ||dw||`` with the norm
-    clamped to the dtype's tiny value overflowed to ``inf``, and ``0 * inf`` gave NaN).
-    """
+    """``dw = g^T x - w * sum_n g`` (two matmuls; x, w centred by ``centre``), then :func:`scale_weight_grad`."""
     grad_sum = grad.sum(dim=1)[:, :, None]  # (G, M, 1)
     product_grad = torch.matmul(grad.transpose(1, 2), x)  # (g^T x) with x centred
     dw = product_grad - weight * grad_sum
+    if eta is None or grad_norm is not GradNorm.MULT:
+        return scale_weight_grad(dw, None, eta, grad_norm)
+    return scale_weight_grad(dw, product_grad.add_(grad_sum * centre), eta, grad_norm)  # g^T x, x uncentred
+
+
+def scale_weight_grad(dw: Tensor, product: Optional[Tensor], eta: Optional[float], grad_norm: GradNorm) -> Tensor:
+    """AdderNet's adaptive scaling ``dw <- target / ||dw||_2 * dw`` (in place; :class:`GradNorm` sets ``target``).
+
+    ``product`` is ``g^T x`` (uncentred x), read by ``GradNorm.MULT`` only. ``eta=None``: ``dw`` unchanged.
+    The scaling is evaluated as ``(dw / ||dw||) * target`` (norms in at least float32), so no factor
+    overflows: a zero ``dw`` stays zero (AdderNet's ``eta * sqrt(numel) / ||dw||`` with the norm clamped to the
+    dtype's tiny value overflowed to ``inf``, and ``0 * inf`` gave NaN).
+    """
     if eta is None:
         return dw
     norm_dtype = torch.promote_types(dw.dtype, torch.float32)  # no overflow in float16 / bfloat16
-    if grad_norm is GradNorm.MULT:  # g^T x of the uncentred x = g^T (x - c) + (sum_n g) c
-        target = eta * torch.linalg.vector_norm(product_grad.add_(grad_sum * centre), dtype=norm_dtype)
+    if grad_norm is GradNorm.MULT:
+        target = eta * torch.linalg.vector_norm(product, dtype=norm_dtype)
     else:
         target = eta * math.sqrt(dw.numel())
     norm = torch.linalg.vector_norm(dw, dtype=norm_dtype).clamp_min(torch.finfo(norm_dtype).tiny)
@@ -504,12 +514,22 @@ class AddConv2d(Conv2dAttributes, _AdderLayer):
         batch, _, height, width = x.shape
         out_h, out_w = self.output_size(height, width)
         x, weight = self.operand_quant(x, self.weight)
+        if self.groups == self.in_channels == self.out_channels and depthwise_supported(x, weight):
+            y = self._depthwise_fast(x, weight)  # direct CPU kernel; the unfold path below is its reference
+            return y if self.bias is None else y + self.bias[:, None, None]
         patches = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, C_in*kh*kw, L)
         groups, length = self.groups, self._dot_length
         patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
         y = self._add_matmul(patches, weight.reshape(groups, -1, length))  # (G, N*L, C_out/G)
         y = y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
         return y if self.bias is None else y + self.bias[:, None, None]
+
+    def _depthwise_fast(self, x: Tensor, weight: Tensor) -> Tensor:
+        """Depthwise case on CPU by :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same formulas, no unfold)."""
+        (pad_h, pad_w), scale = self.padding, functools.partial(scale_weight_grad, eta=self.eta,
+                                                                grad_norm=GradNorm.ADDERNET)
+        return depthwise_add_conv(F.pad(x, (pad_w, pad_w, pad_h, pad_h)), weight[:, 0], self.stride, self.dilation,
+                                  scale)
 
     def extra_repr(self) -> str:
         return (

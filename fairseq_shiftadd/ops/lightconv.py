@@ -29,6 +29,7 @@ reorders it with ``buffer.index_select(BUFFER_BATCH_DIM, new_order)``.
 """
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from typing import Optional, Sequence, Tuple, Union
 
@@ -36,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adder import GradNorm, SharedScaleFakeQuant, add_matmul
+from .adder import GradNorm, SharedScaleFakeQuant, add_matmul, scale_weight_grad
 from .counts import OpCounts
+from .kernels import cpu_adder
+from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, quantize_weight
 from .shift import ShiftLinear
@@ -119,6 +122,33 @@ def mix_windows(
     return out.view(H, B, C // H, T).permute(3, 1, 0, 2).reshape(T, B, C)
 
 
+def mix_sequence(
+    seq: Tensor,
+    kernel: Tensor,
+    op: OpKind,
+    eta: Optional[float] = None,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
+) -> Tensor:
+    """:func:`mix_windows` over every ``K``-window of an already padded sequence, on a fast path where one exists.
+
+    ``MULT``: a depthwise ``conv1d`` with each head's kernel repeated for its channels (any device; true
+    gradients). ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
+    formulas and gradients, no unfolded windows). Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``,
+    :func:`mix_windows` on ``seq.unfold`` (the reference).
+
+    Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
+    """
+    channels, (heads, kernel_size) = seq.size(1), kernel.shape
+    if op is OpKind.MULT and cpu_adder.enabled():
+        weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
+        return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
+    if op is OpKind.ADD and depthwise_supported(seq, kernel):
+        scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm))
+        out = depthwise_add_conv(seq.unsqueeze(2), kernel.unsqueeze(1), (1, 1), (1, 1), scale)
+        return out.squeeze(2).permute(2, 0, 1).contiguous()
+    return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
+
+
 def lightweight_mix(
     x: Tensor,
     kernel: Tensor,
@@ -134,9 +164,8 @@ def lightweight_mix(
 
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
-    kernel_size = kernel.size(1)
-    seq = F.pad(x.permute(1, 2, 0), padding_sizes(kernel_size, padding))
-    return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
+    seq = F.pad(x.permute(1, 2, 0), padding_sizes(kernel.size(1), padding))
+    return mix_sequence(seq, kernel, op, eta, grad_norm)
 
 
 def causal_mix_step(
@@ -279,7 +308,9 @@ class LightweightMixer(nn.Module):
 
     def _mix(self, windows: Tensor, kernel: Tensor) -> Tensor:
         """Apply the primitive to windows ``(B, C, T', K)`` and kernel ``(H, K)``; returns ``(T', B, C)``."""
-        out = mix_windows(windows, kernel, self.op, self.eta)
+        return self._add_bias(mix_windows(windows, kernel, self.op, self.eta))
+
+    def _add_bias(self, out: Tensor) -> Tensor:
         return out if self.bias is None else out + self.bias
 
     def _check_input(self, x: Tensor) -> None:
@@ -312,8 +343,7 @@ class LightweightMixer(nn.Module):
                 f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
         seq, kernel = self._operands(x, padding_mask)
-        seq = F.pad(seq, (self.left_padding, self.right_padding))
-        return self._mix(seq.unfold(2, self.kernel_size, 1), kernel)
+        return self._add_bias(mix_sequence(F.pad(seq, (self.left_padding, self.right_padding)), kernel, self.op, self.eta))
 
     def initial_buffer(self, batch_size: int, like: Tensor) -> Tensor:
         """Buffer before the first step: the left border zeros, ``(B, C, left_padding)``, ``like``'s dtype."""

@@ -5,5 +5,9 @@ path runs only where it supports the inputs (device, dtype, a successful build).
 reference`` turns every fast path off.
 
 * :mod:`.cpu_adder` — the adder layer's forward and input gradient on CPU (``cpu_adder.cpp``, built at first
-  use by :mod:`.build`).
+  use by :mod:`.build`), inside :func:`~fairseq_shiftadd.ops.adder.add_matmul`;
+* :mod:`.cpu_depthwise` — the direct depthwise adder convolution on CPU (``cpu_depthwise.cpp``), used by
+  depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` and the lightweight add mixers
+  (:func:`~fairseq_shiftadd.ops.lightconv.mix_sequence`);
+* :mod:`.weight_cache` — the shift layers' inference weight, cached per parameter version.
 """

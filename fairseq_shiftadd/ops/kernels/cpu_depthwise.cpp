@@ -1,0 +1,134 @@
+// Direct depthwise adder convolution on CPU (AdderNet, arXiv 1912.13200): no unfolded patches.
+//
+// Compiled at first use by cpu_depthwise.py (see build.py) and called through ctypes; plain C ABI.
+// Input xp (B, C, Hp, Wp) is already zero-padded (padded zeros take part in the distance); channel c reads
+// the weight plane w[c / cpw] (kh, kw) (cpw channels per weight: 1 for a depthwise conv, C/H for the
+// lightweight mixers' head-shared kernels). With o = (i * sh + u * dh, j * sw + v * dw):
+//   forward:        y[b, c, i, j]   = -sum_{u, v} |xp[b, c, o] - w[u, v]|
+//   input gradient: dxp[b, c, o]   += g[b, c, i, j] * clamp(w[u, v] - xp[b, c, o], -1, 1)   (summed over i, j, u, v)
+//   weight product: p[c, u, v]      = sum_{b, i, j} g[b, c, i, j] * xp[b, c, o]             (the g^T x of dw)
+// The innermost loop runs along j (contiguous for stride 1), one (b, c) plane (or one channel) per task.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+struct Geometry {
+  int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw;
+};
+
+template <typename T>
+void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
+  const int64_t planes = s.batch * s.channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    T* out = y + plane * s.ho * s.wo;
+    for (int64_t i = 0; i < s.ho; ++i) {
+      T* row = out + i * s.wo;
+      std::fill(row, row + s.wo, T(0));
+      for (int64_t u = 0; u < s.kh; ++u) {
+        const T* xr = x + (i * s.sh + u * s.dh) * s.wp;
+        for (int64_t v = 0; v < s.kw; ++v) {
+          const T wv = wc[u * s.kw + v];
+          const T* xv = xr + v * s.dw;
+#pragma omp simd
+          for (int64_t j = 0; j < s.wo; ++j) {
+            const T d = xv[j * s.sw] - wv;
+            row[j] -= d < T(0) ? -d : d;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, int threads) {
+  const int64_t planes = s.batch * s.channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    const T* gp = g + plane * s.ho * s.wo;
+    T* dx = dxp + plane * s.hp * s.wp;
+    std::fill(dx, dx + s.hp * s.wp, T(0));
+    for (int64_t i = 0; i < s.ho; ++i) {
+      const T* gr = gp + i * s.wo;
+      for (int64_t u = 0; u < s.kh; ++u) {
+        const int64_t offset = (i * s.sh + u * s.dh) * s.wp;
+        for (int64_t v = 0; v < s.kw; ++v) {
+          const T wv = wc[u * s.kw + v];
+          const T* xv = x + offset + v * s.dw;
+          T* dv = dx + offset + v * s.dw;
+#pragma omp simd
+          for (int64_t j = 0; j < s.wo; ++j) {
+            const T d = wv - xv[j * s.sw];
+            dv[j * s.sw] += gr[j] * std::min(std::max(d, T(-1)), T(1));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int threads) {
+  const int64_t taps = s.kh * s.kw;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < s.channels; ++c) {
+    std::vector<T> sums(taps, T(0));
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t plane = b * s.channels + c;
+      const T* x = xp + plane * s.hp * s.wp;
+      const T* gp = g + plane * s.ho * s.wo;
+      for (int64_t i = 0; i < s.ho; ++i) {
+        const T* gr = gp + i * s.wo;
+        for (int64_t u = 0; u < s.kh; ++u) {
+          const T* xr = x + (i * s.sh + u * s.dh) * s.wp;
+          for (int64_t v = 0; v < s.kw; ++v) {
+            const T* xv = xr + v * s.dw;
+            T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < s.wo; ++j) acc += gr[j] * xv[j * s.sw];
+            sums[u * s.kw + v] += acc;
+          }
+        }
+      }
+    }
+    std::copy(sums.begin(), sums.end(), p + c * taps);
+  }
+}
+
+}  // namespace
+
+#define SHIFTADD_GEOMETRY_ARGS                                                                                   \
+  int64_t batch, int64_t channels, int64_t hp, int64_t wp, int64_t ho, int64_t wo, int64_t kh, int64_t kw,       \
+      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t cpw, int threads
+#define SHIFTADD_GEOMETRY Geometry{batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw}
+
+extern "C" {
+void shiftadd_depthwise_forward_float(const float* xp, const float* w, float* y, SHIFTADD_GEOMETRY_ARGS) {
+  forward<float>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_forward_double(const double* xp, const double* w, double* y, SHIFTADD_GEOMETRY_ARGS) {
+  forward<double>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_input_grad_float(const float* g, const float* xp, const float* w, float* dxp,
+                                         SHIFTADD_GEOMETRY_ARGS) {
+  input_grad<float>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_input_grad_double(const double* g, const double* xp, const double* w, double* dxp,
+                                          SHIFTADD_GEOMETRY_ARGS) {
+  input_grad<double>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_weight_product_float(const float* g, const float* xp, float* p, SHIFTADD_GEOMETRY_ARGS) {
+  weight_product<float>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_weight_product_double(const double* g, const double* xp, double* p,
+                                              SHIFTADD_GEOMETRY_ARGS) {
+  weight_product<double>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+}
+}
