@@ -514,22 +514,40 @@ class AddConv2d(Conv2dAttributes, _AdderLayer):
         batch, _, height, width = x.shape
         out_h, out_w = self.output_size(height, width)
         x, weight = self.operand_quant(x, self.weight)
-        if self.groups == self.in_channels == self.out_channels and depthwise_supported(x, weight):
-            y = self._depthwise_fast(x, weight)  # direct CPU kernel; the unfold path below is its reference
+        y = self._fast_forward(x, weight)  # CPU kernels; the unfold path below is their reference and fallback
+        if y is not None:
             return y if self.bias is None else y + self.bias[:, None, None]
         patches = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, C_in*kh*kw, L)
         groups, length = self.groups, self._dot_length
         patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
         y = self._add_matmul(patches, weight.reshape(groups, -1, length))  # (G, N*L, C_out/G)
-        y = y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
+        y = self._to_image(y, batch, out_h, out_w)
         return y if self.bias is None else y + self.bias[:, None, None]
 
-    def _depthwise_fast(self, x: Tensor, weight: Tensor) -> Tensor:
-        """Depthwise case on CPU by :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same formulas, no unfold)."""
-        (pad_h, pad_w), scale = self.padding, functools.partial(scale_weight_grad, eta=self.eta,
-                                                                grad_norm=GradNorm.ADDERNET)
-        return depthwise_add_conv(F.pad(x, (pad_w, pad_w, pad_h, pad_h)), weight[:, 0], self.stride, self.dilation,
-                                  scale)
+    def _fast_forward(self, x: Tensor, weight: Tensor) -> Optional[Tensor]:
+        """The output (no bias) by a CPU kernel with no unfolded patches, or None where none applies.
+
+        Depthwise: :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (forward and backward). Otherwise, without
+        autograd only: :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col; training keeps the patches,
+        which both gradients read).
+        """
+        pad_h, pad_w = self.padding
+        if self.groups == self.in_channels == self.out_channels and depthwise_supported(x, weight):
+            scale = functools.partial(scale_weight_grad, eta=self.eta, grad_norm=GradNorm.ADDERNET)
+            xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+            return depthwise_add_conv(xp, weight[:, 0], self.stride, self.dilation, scale)
+        training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        if training or not cpu_adder.cpu_supported(x, weight):
+            return None
+        out_h, out_w = self.output_size(x.shape[2], x.shape[3])
+        xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+        y = cpu_adder.conv_neg_l1(xp, weight.reshape(self.groups, -1, self._dot_length), self.kernel_size,
+                                  self.stride, self.dilation, (out_h, out_w))  # (G, N*L, C_out/G)
+        return self._to_image(y, x.shape[0], out_h, out_w)
+
+    def _to_image(self, y: Tensor, batch: int, out_h: int, out_w: int) -> Tensor:
+        """``(G, N * Ho * Wo, C_out / G) -> (N, C_out, Ho, Wo)``."""
+        return y.view(self.groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
     def extra_repr(self) -> str:
         return (

@@ -138,3 +138,26 @@ def test_build_is_cached_per_machine(monkeypatch, tmp_path):
         assert built[0].stat().st_mtime_ns == stamp
     finally:
         build.load_library.cache_clear()
+
+
+CONVS = {
+    "dense": dict(in_channels=5, out_channels=37, kernel_size=3, padding=1),
+    "grouped_strided_dilated": dict(in_channels=6, out_channels=34, kernel_size=(3, 2), stride=(2, 1),
+                                    padding=(1, 2), dilation=(2, 1), groups=2),
+    "few_out": dict(in_channels=4, out_channels=3, kernel_size=2, stride=(1, 3)),
+}
+
+
+@pytest.mark.parametrize("geometry", CONVS.values(), ids=list(CONVS))
+@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
+def test_add_conv2d_inference_by_implicit_im2col_matches_reference(kernels_built, monkeypatch, geometry, dtype):
+    torch.manual_seed(3)
+    layer = AddConv2d(**geometry, bias=True).to(dtype)
+    x = torch.randn(2, geometry["in_channels"], 9, 11, dtype=dtype) + 2.0  # an offset the centring must undo
+    with torch.no_grad():
+        monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+        fast = layer(x)
+        monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference")
+        slow = layer(x)
+    tolerance = dict(rtol=1e-9, atol=1e-9) if dtype is F64 else dict(rtol=1e-5, atol=1e-4)
+    assert_close(fast, slow, **tolerance)

@@ -39,9 +39,45 @@ constexpr int NC = 96;       // rows of x per forward task
 constexpr int KS = 32;       // terms per partial sum of the forward
 constexpr int NB_VECS = 4;   // vectors of rows per task of the few-weight-rows kernels
 
-template <typename T, int MODE, int ROWS>
-inline void forward_micro(const T* x, int64_t ldx, const T* panel, int64_t k_len, T* out, int64_t ldo,
-                          int64_t cols, bool first) {
+// Row readers of the forward: x[i, k] of the rows a micro-kernel works on, from a (k0-offset) origin.
+template <typename T>
+struct DenseRows {  // rows of a contiguous (N, K) matrix
+  const T* x;
+  int64_t ldx;
+  T at(int i, int64_t k) const { return x[i * ldx + k]; }
+};
+
+template <typename T>
+struct PatchRows {  // implicit im2col: x[n, k] = xp[base[n] + offset[k]] - centre[k]
+  const T* xp;
+  const int64_t* base;
+  const int64_t* offset;
+  const T* centre;
+  T at(int i, int64_t k) const { return xp[base[i] + offset[k]] - centre[k]; }
+};
+
+template <typename T>
+struct DenseSource {  // x: (G, N, K) contiguous
+  const T* x;
+  int64_t n, k;
+  DenseRows<T> rows(int64_t g, int64_t r, int64_t k0) const { return {x + (g * n + r) * k + k0, k}; }
+};
+
+template <typename T>
+struct PatchSource {  // xp: padded (B, C, Hp, Wp); group g reads channels from g * group_stride; centre (G, K)
+  const T* xp;
+  const int64_t* base;
+  const int64_t* offset;
+  const T* centre;
+  int64_t group_stride, k;
+  PatchRows<T> rows(int64_t g, int64_t r, int64_t k0) const {
+    return {xp + g * group_stride, base + r, offset + k0, centre + g * k + k0};
+  }
+};
+
+template <typename T, int MODE, int ROWS, typename Rows>
+inline void forward_micro(const Rows& x, const T* panel, int64_t k_len, T* out, int64_t ldo, int64_t cols,
+                          bool first) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
   constexpr int MR = MR_VECS * L;
@@ -56,7 +92,7 @@ inline void forward_micro(const T* x, int64_t ldx, const T* panel, int64_t k_len
       V w[MR_VECS];
       for (int j = 0; j < MR_VECS; ++j) __builtin_memcpy(&w[j], panel + k * MR + j * L, sizeof(V));
       for (int i = 0; i < ROWS; ++i) {
-        const V xb = x[i * ldx + k] - V{};
+        const V xb = x.at(i, k) - V{};
         if (MODE == 0) {
           for (int j = 0; j < MR_VECS; ++j) part[i][j] += vmax(xb, w[j]);
         } else {
@@ -80,29 +116,29 @@ inline void forward_micro(const T* x, int64_t ldx, const T* panel, int64_t k_len
   }
 }
 
-template <typename T, int MODE>
-inline void forward_rows(int rows, const T* x, int64_t ldx, const T* panel, int64_t k_len, T* out, int64_t ldo,
-                         int64_t cols, bool first) {
+template <typename T, int MODE, typename Rows>
+inline void forward_rows(int rows, const Rows& x, const T* panel, int64_t k_len, T* out, int64_t ldo, int64_t cols,
+                         bool first) {
   switch (rows) {
-    case 6: forward_micro<T, MODE, 6>(x, ldx, panel, k_len, out, ldo, cols, first); break;
-    case 5: forward_micro<T, MODE, 5>(x, ldx, panel, k_len, out, ldo, cols, first); break;
-    case 4: forward_micro<T, MODE, 4>(x, ldx, panel, k_len, out, ldo, cols, first); break;
-    case 3: forward_micro<T, MODE, 3>(x, ldx, panel, k_len, out, ldo, cols, first); break;
-    case 2: forward_micro<T, MODE, 2>(x, ldx, panel, k_len, out, ldo, cols, first); break;
-    default: forward_micro<T, MODE, 1>(x, ldx, panel, k_len, out, ldo, cols, first); break;
+    case 6: forward_micro<T, MODE, 6>(x, panel, k_len, out, ldo, cols, first); break;
+    case 5: forward_micro<T, MODE, 5>(x, panel, k_len, out, ldo, cols, first); break;
+    case 4: forward_micro<T, MODE, 4>(x, panel, k_len, out, ldo, cols, first); break;
+    case 3: forward_micro<T, MODE, 3>(x, panel, k_len, out, ldo, cols, first); break;
+    case 2: forward_micro<T, MODE, 2>(x, panel, k_len, out, ldo, cols, first); break;
+    default: forward_micro<T, MODE, 1>(x, panel, k_len, out, ldo, cols, first); break;
   }
 }
 
-// x: (G, N, K) contiguous; packed: (G, P, K, MR) with P = ceil(M / MR); out: (G, N, M) contiguous.
-template <typename T, int MODE>
-void forward(const T* x, const T* packed, T* out, int64_t groups, int64_t n, int64_t m, int64_t k, int threads) {
+// x: a row source (DenseSource, PatchSource); packed: (G, P, K, MR) with P = ceil(M / MR); out: (G, N, M).
+template <typename T, int MODE, typename Source>
+void forward(const Source& x, const T* packed, T* out, int64_t groups, int64_t n, int64_t m, int64_t k,
+             int threads) {
   constexpr int MR = MR_VECS * Vec<T>::lanes;
   const int64_t panels = (m + MR - 1) / MR, chunks = (n + NC - 1) / NC;
   const int64_t tasks = groups * panels * chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t task = 0; task < tasks; ++task) {
     const int64_t g = task / (panels * chunks), p = (task / chunks) % panels, c = task % chunks;
-    const T* xg = x + g * n * k;
     const T* panel = packed + (g * panels + p) * k * MR;
     T* og = out + g * n * m + p * MR;
     const int64_t cols = std::min<int64_t>(MR, m - p * MR);
@@ -111,7 +147,7 @@ void forward(const T* x, const T* packed, T* out, int64_t groups, int64_t n, int
       const int64_t k_len = std::min<int64_t>(KC, k - k0);
       for (int64_t r = c * NC; r < row_end; r += NR) {
         const int rows = static_cast<int>(std::min<int64_t>(NR, row_end - r));
-        forward_rows<T, MODE>(rows, xg + r * k + k0, k, panel + k0 * MR, k_len, og + r * m, m, cols, k0 == 0);
+        forward_rows<T, MODE>(rows, x.rows(g, r, k0), panel + k0 * MR, k_len, og + r * m, m, cols, k0 == 0);
       }
     }
   }
@@ -245,13 +281,15 @@ int shiftadd_nb_double() { return NB_VECS * Vec<double>::lanes; }
 
 void shiftadd_forward_float(const float* x, const float* packed, float* out, int64_t g, int64_t n, int64_t m,
                             int64_t k, int centred, int threads) {
-  if (centred) forward<float, 1>(x, packed, out, g, n, m, k, threads);
-  else forward<float, 0>(x, packed, out, g, n, m, k, threads);
+  const DenseSource<float> source{x, n, k};
+  if (centred) forward<float, 1>(source, packed, out, g, n, m, k, threads);
+  else forward<float, 0>(source, packed, out, g, n, m, k, threads);
 }
 void shiftadd_forward_double(const double* x, const double* packed, double* out, int64_t g, int64_t n, int64_t m,
                              int64_t k, int centred, int threads) {
-  if (centred) forward<double, 1>(x, packed, out, g, n, m, k, threads);
-  else forward<double, 0>(x, packed, out, g, n, m, k, threads);
+  const DenseSource<double> source{x, n, k};
+  if (centred) forward<double, 1>(source, packed, out, g, n, m, k, threads);
+  else forward<double, 0>(source, packed, out, g, n, m, k, threads);
 }
 void shiftadd_input_grad_float(const float* grad, const float* x, const float* w, float* dx, int64_t g, int64_t n,
                                int64_t m, int64_t kp, int threads) {
@@ -278,5 +316,18 @@ void shiftadd_input_grad_few_float(const float* gt, const float* xt, const float
 void shiftadd_input_grad_few_double(const double* gt, const double* xt, const double* w, double* dxt, int64_t g,
                                     int64_t np, int64_t m, int64_t k, int threads) {
   input_grad_few<double>(gt, xt, w, dxt, g, np, m, k, threads);
+}
+// Plain forward of a (grouped) convolution by implicit im2col: row n of group g reads xp[g * group_stride +
+// base[n] + offset[k]] - centre[g, k]; no unfolded patches.
+void shiftadd_conv_forward_float(const float* xp, const int64_t* base, const int64_t* offset, const float* centre,
+                                 const float* packed, float* out, int64_t g, int64_t n, int64_t m, int64_t k,
+                                 int64_t group_stride, int threads) {
+  forward<float, 0>(PatchSource<float>{xp, base, offset, centre, group_stride, k}, packed, out, g, n, m, k, threads);
+}
+void shiftadd_conv_forward_double(const double* xp, const int64_t* base, const int64_t* offset, const double* centre,
+                                  const double* packed, double* out, int64_t g, int64_t n, int64_t m, int64_t k,
+                                  int64_t group_stride, int threads) {
+  forward<double, 0>(PatchSource<double>{xp, base, offset, centre, group_stride, k}, packed, out, g, n, m, k,
+                     threads);
 }
 }

@@ -5,6 +5,8 @@ contracts of the reference functions in :mod:`fairseq_shiftadd.ops.adder`, which
 the fallback:
 
 * :func:`neg_l1` — ``y[g, n, m] = -sum_k |x - w|``, or with ``centred`` that minus its mean over ``m``;
+* :func:`conv_neg_l1` — the plain forward of a grouped convolution by implicit im2col (inference: no
+  unfolded patches);
 * :func:`input_grad` — ``dx[g, n, k] = sum_m g[g, n, m] * clamp(w[g, m, k] - x[g, n, k], -1, 1)``.
 
 Two kernels each, chosen by the number of weight rows ``M``. Many rows: an ``NR x MR`` block of outputs in
@@ -26,7 +28,7 @@ import ctypes
 import functools
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,13 +36,15 @@ from torch import Tensor
 
 from .build import load_library
 
-__all__ = ["enabled", "cpu_supported", "neg_l1", "input_grad"]
+__all__ = ["enabled", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
 
 _SOURCE = Path(__file__).with_name("cpu_adder.cpp")
 _KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
+Pair = Tuple[int, int]
 _SIGNATURES = {  # C function -> number of tensor arguments, then int64 sizes, then ints (mode, threads)
     "forward": (3, 4, 2), "input_grad": (4, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
+    "conv_forward": (6, 5, 1),
 }
 
 
@@ -115,17 +119,62 @@ def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
     if not centred:  # as the reference: x and w centred by the weights' column means (against cancellation)
         centre = weight.mean(dim=1, keepdim=True)
         x, weight = x - centre, weight - centre
-    width = _block("mr", dtype)
-    panels = -(-cols // width)
-    packed = F.pad(weight, (0, 0, 0, panels * width - cols)).view(groups, panels, width, length)
-    packed = packed.transpose(2, 3).contiguous()  # (G, P, K, MR): a panel's K x MR block is contiguous
     x = x.contiguous()
     total = x.new_empty(groups, rows, cols)
-    _call("forward", dtype, x, packed, total, groups, rows, cols, length, int(centred))
+    _call("forward", dtype, x, _packed(weight), total, groups, rows, cols, length, int(centred))
     if centred:
         total.mul_(2.0).add_(weight.sum(dim=-1)[:, None, :])
         return total.sub_(total.mean(dim=-1, keepdim=True)).to(out_dtype)
     total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
+    return total.to(out_dtype)
+
+
+def _packed(weight: Tensor) -> Tensor:
+    """``(G, M, K) -> (G, P, K, MR)``, rows zero-padded to ``P`` panels: a panel's ``K x MR`` block is contiguous."""
+    (groups, cols, length), width = weight.shape, _block("mr", weight.dtype)
+    panels = -(-cols // width)
+    packed = F.pad(weight, (0, 0, 0, panels * width - cols)).view(groups, panels, width, length)
+    return packed.transpose(2, 3).contiguous()
+
+
+def conv_neg_l1(
+    xp: Tensor, weight: Tensor, kernel_size: Pair, stride: Pair, dilation: Pair, out_size: Pair
+) -> Tensor:
+    """Plain ``-sum_k |patch[g, n, k] - w[g, m, k]|`` of a grouped convolution by implicit im2col (no autograd).
+
+    The patches (as ``F.unfold`` orders them: channel, then kernel row, then column) are read in place from
+    the zero-padded input; as in :func:`neg_l1` they and the weights are centred by the weights' column means
+    (in the kernel), and ``sum_k`` of the centred patches is a box filter (``conv2d`` with ones).
+
+    Shape: xp (B, C, Hp, Wp), weight (G, M, K = C/G * kh * kw) -> (G, B * Ho * Wo, M), in xp's dtype.
+    """
+    out_dtype, dtype = xp.dtype, _compute_dtype(xp.dtype)
+    xp, weight = xp.to(dtype).contiguous(), weight.to(dtype)
+    (batch, channels, height, width), (groups, cols, length) = xp.shape, weight.shape
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_size
+    per_group = channels // groups
+    plane = height * width
+
+    def grid(*axes: Tuple[int, int]) -> Tensor:  # sum of arange(size) * step over the axes, flattened
+        total = torch.zeros((), dtype=torch.int64)
+        for axis, (size, step) in enumerate(axes):
+            shape = [1] * len(axes)
+            shape[axis] = size
+            total = total + (torch.arange(size) * step).view(shape)
+        return total.reshape(-1).contiguous()
+
+    offset = grid((per_group, plane), (kh, dh * width), (kw, dw))
+    base = grid((batch, channels * plane), (ho, sh * width), (wo, sw))
+    centre = weight.mean(dim=1)  # (G, K)
+    weight = weight - centre[:, None, :]
+    rows = batch * ho * wo
+    total = xp.new_empty(groups, rows, cols)
+    _call("conv_forward", dtype, xp, base, offset, centre.contiguous(), _packed(weight), total, groups, rows, cols,
+          length, per_group * plane)
+    ones = xp.new_ones(groups, per_group, kh, kw)
+    patch_sums = F.conv2d(xp, ones, stride=(sh, sw), dilation=(dh, dw), groups=groups)  # (B, G, Ho, Wo)
+    patch_sums = patch_sums.permute(1, 0, 2, 3).reshape(groups, rows) - centre.sum(dim=-1, keepdim=True)
+    total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(patch_sums[:, :, None])
     return total.to(out_dtype)
 
 
