@@ -18,8 +18,10 @@ struct Geometry {
   int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw;
 };
 
-template <typename T>
+// UNIT: column stride 1, known at compile time (contiguous vector loads and stores along j).
+template <typename T, bool UNIT>
 void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
   const int64_t planes = s.batch * s.channels;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
@@ -36,7 +38,7 @@ void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
           const T* xv = xr + v * s.dw;
 #pragma omp simd
           for (int64_t j = 0; j < s.wo; ++j) {
-            const T d = xv[j * s.sw] - wv;
+            const T d = xv[j * sw] - wv;
             row[j] -= d < T(0) ? -d : d;
           }
         }
@@ -45,8 +47,9 @@ void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
   }
 }
 
-template <typename T>
+template <typename T, bool UNIT>
 void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
   const int64_t planes = s.batch * s.channels;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
@@ -65,8 +68,8 @@ void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, 
           T* dv = dx + offset + v * s.dw;
 #pragma omp simd
           for (int64_t j = 0; j < s.wo; ++j) {
-            const T d = wv - xv[j * s.sw];
-            dv[j * s.sw] += gr[j] * std::min(std::max(d, T(-1)), T(1));
+            const T d = wv - xv[j * sw];
+            dv[j * sw] += gr[j] * std::min(std::max(d, T(-1)), T(1));
           }
         }
       }
@@ -74,12 +77,13 @@ void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, 
   }
 }
 
-template <typename T>
+template <typename T, bool UNIT>
 void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
   const int64_t taps = s.kh * s.kw;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t c = 0; c < s.channels; ++c) {
-    std::vector<T> sums(taps, T(0));
+    std::vector<T> sums(taps * s.wo, T(0));  // per tap, per output column: one horizontal sum at the end
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t plane = b * s.channels + c;
       const T* x = xp + plane * s.hp * s.wp;
@@ -90,15 +94,18 @@ void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int thread
           const T* xr = x + (i * s.sh + u * s.dh) * s.wp;
           for (int64_t v = 0; v < s.kw; ++v) {
             const T* xv = xr + v * s.dw;
-            T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-            for (int64_t j = 0; j < s.wo; ++j) acc += gr[j] * xv[j * s.sw];
-            sums[u * s.kw + v] += acc;
+            T* sum = sums.data() + (u * s.kw + v) * s.wo;
+#pragma omp simd
+            for (int64_t j = 0; j < s.wo; ++j) sum[j] += gr[j] * xv[j * sw];
           }
         }
       }
     }
-    std::copy(sums.begin(), sums.end(), p + c * taps);
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      T total = T(0);
+      for (int64_t j = 0; j < s.wo; ++j) total += sums[tap * s.wo + j];
+      p[c * taps + tap] = total;
+    }
   }
 }
 
@@ -111,24 +118,30 @@ void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int thread
 
 extern "C" {
 void shiftadd_depthwise_forward_float(const float* xp, const float* w, float* y, SHIFTADD_GEOMETRY_ARGS) {
-  forward<float>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) forward<float, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else forward<float, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
 }
 void shiftadd_depthwise_forward_double(const double* xp, const double* w, double* y, SHIFTADD_GEOMETRY_ARGS) {
-  forward<double>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) forward<double, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else forward<double, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
 }
 void shiftadd_depthwise_input_grad_float(const float* g, const float* xp, const float* w, float* dxp,
                                          SHIFTADD_GEOMETRY_ARGS) {
-  input_grad<float>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) input_grad<float, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else input_grad<float, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
 }
 void shiftadd_depthwise_input_grad_double(const double* g, const double* xp, const double* w, double* dxp,
                                           SHIFTADD_GEOMETRY_ARGS) {
-  input_grad<double>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) input_grad<double, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else input_grad<double, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
 }
 void shiftadd_depthwise_weight_product_float(const float* g, const float* xp, float* p, SHIFTADD_GEOMETRY_ARGS) {
-  weight_product<float>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) weight_product<float, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else weight_product<float, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
 }
 void shiftadd_depthwise_weight_product_double(const double* g, const double* xp, double* p,
                                               SHIFTADD_GEOMETRY_ARGS) {
-  weight_product<double>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  if (sw == 1) weight_product<double, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else weight_product<double, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
 }
 }
