@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .counts import OpCounts
-from .kernels import cpu_adder
+from .kernels import cpu_adder, dispatch
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, RunningRange, fake_quant_symmetric
@@ -237,9 +237,8 @@ class _AddMatmul(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.eta, ctx.max_bytes, ctx.centre_outputs, ctx.grad_norm = eta, max_bytes, centre_outputs, grad_norm
-        if cpu_adder.cpu_supported(x, weight):  # fast path (ops/kernels); this function is its reference
-            return cpu_adder.neg_l1(x, weight, centre_outputs)
-        return (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
+        fast = dispatch.neg_l1(x, weight, centre_outputs)  # ops/kernels; this function is their reference
+        return fast if fast is not None else (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
 
     @staticmethod
     @once_differentiable
@@ -251,10 +250,9 @@ class _AddMatmul(torch.autograd.Function):
             grad = grad - grad.mean(dim=-1, keepdim=True)
         grad = grad.contiguous()
         dx = dw = None
-        if ctx.needs_input_grad[0] and cpu_adder.cpu_supported(grad, x, weight):
-            dx = cpu_adder.input_grad(grad, x, weight)
-        elif ctx.needs_input_grad[0]:
-            dx = _input_grad(grad, x, weight, ctx.max_bytes)
+        if ctx.needs_input_grad[0]:
+            dx = dispatch.input_grad(grad, x, weight)
+            dx = dx if dx is not None else _input_grad(grad, x, weight, ctx.max_bytes)
         if ctx.needs_input_grad[1]:
             dw = _weight_grad(grad, x, weight, centre, ctx.eta, ctx.grad_norm)
         return dx, dw, None, None, None, None
@@ -286,10 +284,11 @@ def add_matmul(
     ``memory_budget_bytes`` (at least one K-long row); the result does not depend on the tiling beyond
     float rounding of the sums.
 
-    Fast path: on CPU the compiled kernels of :mod:`.kernels.cpu_adder` compute the forward pass and ``dx``
-    (same formulas, float32 or float64 accumulation, temporaries ``O(NK + MK + NM)``, so the budget is not
-    needed) whenever they build; this tiled code is their reference and fallback
-    (``FAIRSEQ_SHIFTADD_KERNELS=reference`` forces it).
+    Fast paths (:mod:`.kernels.dispatch`): the forward pass and ``dx`` run on the Triton kernels for CUDA
+    tensors when Triton is installed, on the compiled kernels of :mod:`.kernels.cpu_adder` on CPU when they
+    build (same formulas, at least float32 accumulation, temporaries ``O(NK + MK + NM)``, so the budget is
+    not needed); this tiled code is their reference and fallback (``FAIRSEQ_SHIFTADD_KERNELS=reference``
+    forces it).
 
     Shape: x (G, N, K), weight (G, M, K) -> y (G, N, M).
 
