@@ -122,6 +122,9 @@ def mix_windows(
     return out.view(H, B, C // H, T).permute(3, 1, 0, 2).reshape(T, B, C)
 
 
+_BAND_MAX_LENGTH = 128  # band-matrix product up to this length (measured crossover on CPU: 128-256)
+
+
 def mix_sequence(
     seq: Tensor,
     kernel: Tensor,
@@ -131,15 +134,24 @@ def mix_sequence(
 ) -> Tensor:
     """:func:`mix_windows` over every ``K``-window of an already padded sequence, on a fast path where one exists.
 
-    ``MULT``: a depthwise ``conv1d`` with each head's kernel repeated for its channels (any device; true
-    gradients). ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
+    ``MULT`` (any device; true gradients): in training for ``T <= 128``, fairseq's band-matrix product (one
+    batched matmul with the ``(H, T, T + K - 1)`` band of the kernel; torch's depthwise ``conv1d`` backward is
+    slower there, measured on CPU), else a depthwise ``conv1d`` with each head's kernel repeated for its
+    channels. ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
     formulas and gradients, no unfolded windows). Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``,
     :func:`mix_windows` on ``seq.unfold`` (the reference).
 
     Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
-    channels, (heads, kernel_size) = seq.size(1), kernel.shape
+    (batch, channels, padded), (heads, kernel_size) = seq.shape, kernel.shape
+    length = padded - kernel_size + 1
     if op is OpKind.MULT and cpu_adder.enabled():
+        if torch.is_grad_enabled() and length <= _BAND_MAX_LENGTH:
+            band = kernel.new_zeros(heads, length, padded)  # band[h, t, t + j] = kernel[h, j]
+            band.as_strided((heads, length, kernel_size), (length * padded, padded + 1, 1)).copy_(
+                kernel[:, None, :].expand(heads, length, kernel_size))
+            out = torch.matmul(seq.reshape(batch, heads, channels // heads, padded), band.transpose(1, 2))
+            return out.view(batch, channels, length).permute(2, 0, 1).contiguous()
         weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
         return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
     if op is OpKind.ADD and depthwise_supported(seq, kernel):
