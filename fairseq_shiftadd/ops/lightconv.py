@@ -134,10 +134,10 @@ def mix_sequence(
 ) -> Tensor:
     """:func:`mix_windows` over every ``K``-window of an already padded sequence, on a fast path where one exists.
 
-    ``MULT`` (any device; true gradients): in training for ``T <= 128``, fairseq's band-matrix product (one
-    batched matmul with the ``(H, T, T + K - 1)`` band of the kernel; torch's depthwise ``conv1d`` backward is
-    slower there, measured on CPU), else a depthwise ``conv1d`` with each head's kernel repeated for its
-    channels. ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
+    ``MULT`` (any device; true gradients): for ``T <= 128``, fairseq's band-matrix product (one batched
+    matmul with the ``(H, T, T + K - 1)`` band of the kernel; measured on CPU, torch's depthwise ``conv1d``
+    is slower there, in training by 2-4x), else a depthwise ``conv1d`` with each head's kernel repeated for
+    its channels. ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
     formulas and gradients, no unfolded windows). Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``,
     :func:`mix_windows` on ``seq.unfold`` (the reference).
 
@@ -146,7 +146,7 @@ def mix_sequence(
     (batch, channels, padded), (heads, kernel_size) = seq.shape, kernel.shape
     length = padded - kernel_size + 1
     if op is OpKind.MULT and cpu_adder.enabled():
-        if torch.is_grad_enabled() and length <= _BAND_MAX_LENGTH:
+        if length <= _BAND_MAX_LENGTH:
             band = kernel.new_zeros(heads, length, padded)  # band[h, t, t + j] = kernel[h, j]
             band.as_strided((heads, length, kernel_size), (length * padded, padded + 1, 1)).copy_(
                 kernel[:, None, :].expand(heads, length, kernel_size))
