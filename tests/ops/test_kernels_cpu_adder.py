@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from _kernel_paths import layer_step, on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, add_matmul
 from fairseq_shiftadd.ops.kernels import build, cpu_adder
 
@@ -81,15 +82,7 @@ def test_add_conv2d_fast_path_matches_reference(kernels_built, monkeypatch, grou
     torch.manual_seed(2)
     layer = AddConv2d(6, 6, 3, padding=1, stride=(1, 2), groups=groups).double()
     x = torch.randn(3, 6, 7, 9, dtype=F64)
-    results = []
-    for reference in (False, True):
-        monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference" if reference else "")
-        layer.zero_grad()
-        xi = x.clone().requires_grad_()
-        y = layer(xi)
-        y.backward(torch.cos(y))
-        results.append((y, xi.grad, layer.weight.grad.clone()))
-    for a, b in zip(*results):
+    for a, b in zip(*on_both_paths(monkeypatch, lambda: layer_step(layer, x))):
         assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, GradNorm
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.kernels.cpu_depthwise import depthwise_supported
@@ -15,15 +16,6 @@ F64 = torch.float64
 def kernels_built():
     if not depthwise_supported(torch.zeros(1)):
         pytest.skip("the CPU kernels did not build here (no g++?): only the reference path runs")
-
-
-def _both_paths(monkeypatch, run):
-    """``run()`` (returning tensors) on the fast path, then on the reference path."""
-    results = []
-    for reference in (False, True):
-        monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference" if reference else "")
-        results.append(run())
-    return results
 
 
 GEOMETRIES = {
@@ -47,7 +39,7 @@ def test_depthwise_add_conv_matches_reference(kernels_built, monkeypatch, geomet
         y.backward(torch.sin(y))
         return y, xi.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
 
-    for fast, slow in zip(*_both_paths(monkeypatch, run)):
+    for fast, slow in zip(*on_both_paths(monkeypatch, run)):
         assert_close(fast, slow, rtol=1e-9, atol=1e-9)
 
 
@@ -66,7 +58,7 @@ def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, 
         return y, xi.grad, ki.grad
 
     tolerance = dict(rtol=1e-9, atol=1e-9) if dtype is F64 else dict(rtol=1e-5, atol=1e-5)
-    for fast, slow in zip(*_both_paths(monkeypatch, run)):
+    for fast, slow in zip(*on_both_paths(monkeypatch, run)):
         assert fast.dtype == dtype
         assert_close(fast, slow, **tolerance)
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from _kernel_paths import layer_step, on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, add_matmul
 from fairseq_shiftadd.ops.kernels import triton_adder
 
@@ -88,13 +89,5 @@ def test_add_conv2d_runs_on_triton_through_the_dense_kernel(interpreter, monkeyp
     torch.manual_seed(2)
     layer = AddConv2d(3, 5, 3, padding=1, stride=2)
     x = torch.randn(2, 3, 7, 6)
-    results = []
-    for reference in (False, True):
-        monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference" if reference else "")
-        layer.zero_grad()
-        xi = x.clone().requires_grad_()
-        y = layer(xi)
-        y.backward(torch.cos(y))
-        results.append((y, xi.grad, layer.weight.grad.clone()))
-    for a, b in zip(*results):
+    for a, b in zip(*on_both_paths(monkeypatch, lambda: layer_step(layer, x))):
         assert_close(a, b, rtol=1e-5, atol=1e-4)
