@@ -122,7 +122,7 @@ def mix_windows(
     return out.view(H, B, C // H, T).permute(3, 1, 0, 2).reshape(T, B, C)
 
 
-_BAND_MAX_LENGTH = 128  # band-matrix product up to this length (measured crossover on CPU: 128-256)
+_BAND_MAX_LENGTH = 128  # band_mix up to this length (measured crossover against conv1d on CPU: 128-256)
 
 
 def mix_sequence(
@@ -134,24 +134,15 @@ def mix_sequence(
 ) -> Tensor:
     """:func:`mix_windows` over every ``K``-window of an already padded sequence, on a fast path where one exists.
 
-    ``MULT`` (any device; true gradients): for ``T <= 128``, fairseq's band-matrix product (one batched
-    matmul with the ``(H, T, T + K - 1)`` band of the kernel; measured on CPU, torch's depthwise ``conv1d``
-    is slower there, in training by 2-4x), else a depthwise ``conv1d`` with each head's kernel repeated for
-    its channels. ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
+    ``MULT`` (any device; true gradients): a depthwise ``conv1d`` with each head's kernel repeated for its
+    channels (:func:`lightweight_mix` takes sequences up to 128 to the band-matrix product first). ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
     formulas and gradients, no unfolded windows). Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``,
     :func:`mix_windows` on ``seq.unfold`` (the reference).
 
     Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
-    (batch, channels, padded), (heads, kernel_size) = seq.shape, kernel.shape
-    length = padded - kernel_size + 1
+    channels, (heads, kernel_size) = seq.size(1), kernel.shape
     if op is OpKind.MULT and cpu_adder.enabled():
-        if length <= _BAND_MAX_LENGTH:
-            band = kernel.new_zeros(heads, length, padded)  # band[h, t, t + j] = kernel[h, j]
-            band.as_strided((heads, length, kernel_size), (length * padded, padded + 1, 1)).copy_(
-                kernel[:, None, :].expand(heads, length, kernel_size))
-            out = torch.matmul(seq.reshape(batch, heads, channels // heads, padded), band.transpose(1, 2))
-            return out.view(batch, channels, length).permute(2, 0, 1).contiguous()
         weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
         return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
     if op is OpKind.ADD and depthwise_supported(seq, kernel):
@@ -176,8 +167,29 @@ def lightweight_mix(
 
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
-    seq = F.pad(x.permute(1, 2, 0), padding_sizes(kernel.size(1), padding))
-    return mix_sequence(seq, kernel, op, eta, grad_norm)
+    left, right = padding_sizes(kernel.size(1), padding)
+    if op is OpKind.MULT and cpu_adder.enabled() and x.size(0) <= _BAND_MAX_LENGTH:
+        return band_mix(x, kernel, left)
+    return mix_sequence(F.pad(x.permute(1, 2, 0), (left, right)), kernel, op, eta, grad_norm)
+
+
+def band_mix(x: Tensor, kernel: Tensor, left: int) -> Tensor:
+    """The product mixer as fairseq's band-matrix product on the time-major layout (no padding, no transposes).
+
+    ``y[t, b, c] = sum_s band[h(c), t, s] x[s, b, c]`` with ``band[h, t, s] = kernel[h, s - t + left]`` (zero
+    outside ``[0, K)``), one batched matmul: ``O(T^2)`` per channel instead of ``O(T K)``, yet faster on CPU
+    for ``T <= 128`` (measured; torch's depthwise ``conv1d`` and its backward are slow there). True gradients.
+
+    Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
+    """
+    (length, batch, channels), (heads, kernel_size) = x.shape, kernel.shape
+    width = length + kernel_size - 1
+    shifted = kernel.new_zeros(heads, length, width)  # shifted[h, t, t + j] = kernel[h, j]
+    shifted.as_strided((heads, length, kernel_size), (length * width, width + 1, 1)).copy_(
+        kernel[:, None, :].expand(heads, length, kernel_size))
+    band = shifted[:, :, left:left + length]
+    out = torch.matmul(band, x.reshape(length, batch, heads, channels // heads).permute(1, 2, 0, 3))
+    return out.permute(2, 0, 1, 3).reshape(length, batch, channels)
 
 
 def causal_mix_step(
@@ -355,7 +367,7 @@ class LightweightMixer(nn.Module):
                 f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
         seq, kernel = self._operands(x, padding_mask)
-        return self._add_bias(mix_sequence(F.pad(seq, (self.left_padding, self.right_padding)), kernel, self.op, self.eta))
+        return self._add_bias(lightweight_mix(seq.permute(2, 0, 1), kernel, self.op, self.padding, self.eta))
 
     def initial_buffer(self, batch_size: int, like: Tensor) -> Tensor:
         """Buffer before the first step: the left border zeros, ``(B, C, left_padding)``, ``like``'s dtype."""
