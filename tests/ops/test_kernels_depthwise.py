@@ -22,6 +22,7 @@ GEOMETRIES = {
     "pad1": dict(kernel_size=3, padding=1),
     "stride_dilation": dict(kernel_size=(3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3)),
     "no_pad_5x5": dict(kernel_size=5, stride=(1, 3)),
+    "unit_stride_dilated": dict(kernel_size=(2, 3), padding=(1, 2), dilation=(3, 2)),  # the flat kernels
 }
 
 
