@@ -29,7 +29,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["fairseq_shiftadd", "fairseq_shiftadd.*"]),
     include_package_data=True,
-    package_data={"fairseq_shiftadd.cost": ["profiles/*.yaml"]},
+    # the CPU kernels' C++ sources, compiled at first use (g++ with OpenMP; the reference paths run without)
+    package_data={"fairseq_shiftadd.cost": ["profiles/*.yaml"], "fairseq_shiftadd.ops.kernels": ["*.cpp"]},
     install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "sacremoses", "matplotlib", *FAIRSEQ_NEEDS],
     extras_require={
         "test": ["pytest>=7"],

@@ -6,14 +6,21 @@ comparable across machines even when absolute times are not. Peak memory is the 
 resident set during one forward+backward, measured in a fresh process per operator (Linux ``/proc``;
 ``n/a`` elsewhere).
 
+The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference``
+forces the reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared.
+fairseq's own ``LightweightConv1dTBC`` (band-matrix and unfold paths) is measured against the same depthwise
+``Conv1d`` baseline as the mixers. On a shared machine prefer ``--best`` (minimum of the repetitions).
+
     python benchmarks/ops.py            # representative NLP (and one vision) shapes
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
+    python benchmarks/ops.py --best --repeat 7 --skip-memory --only Add   # best-of-7 times of the adder rows
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -55,14 +62,15 @@ def _status_kib(field: str) -> Optional[int]:
     return None
 
 
-def _timed(fn: Callable[[], None], repeat: int) -> float:
+def _timed(fn: Callable[[], None], repeat: int, best: bool) -> float:
+    """Median (or with ``best`` the minimum) time of ``fn`` in ms, after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * (min(times) if best else sorted(times)[len(times) // 2])
 
 
 def _train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
@@ -87,8 +95,9 @@ def _peak_mib(quick: bool, index: int, baseline: bool) -> Optional[float]:
     return None if before is None or after is None else max(after - before, 0) / 1024
 
 
-def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int) -> Measurement:
-    """Median forward and forward+backward times (ms), and the peak memory of one training step (MiB)."""
+def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, best: bool,
+            memory: bool) -> Measurement:
+    """Forward and forward+backward times (ms), and (``memory``) the peak memory of one training step (MiB)."""
     torch.manual_seed(0)
     module = case.make_baseline() if baseline else case.make()
     x = case.make_input().requires_grad_(True)
@@ -97,7 +106,9 @@ def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int) ->
         with torch.no_grad():
             module(x)
 
-    forward_ms, train_ms = _timed(forward, repeat), _timed(_train_step(module, x), repeat)
+    forward_ms, train_ms = _timed(forward, repeat, best), _timed(_train_step(module, x), repeat, best)
+    if not memory:
+        return Measurement(forward_ms, train_ms, None)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         peak = pool.apply(_peak_mib, (quick, index, baseline))
     return Measurement(forward_ms, train_ms, peak)
@@ -131,7 +142,25 @@ def cases(quick: bool) -> List[Case]:
         Case("LightweightAdd", f"T{t} B{b} C{d} K{k}", lambda: LightweightAdd(d, k, heads), depthwise, seq_in),
         Case("LightweightShiftAdd", f"T{t} B{b} C{d} K{k}", lambda: LightweightShiftAdd(d, k, heads), depthwise,
              seq_in),
+        Case("fairseq LightweightConv1dTBC (band)", f"T{t} B{b} C{d} K{k}",
+             lambda: _FairseqLightweight(d, k, heads, unfold=False), depthwise, seq_in),
+        Case("fairseq LightweightConv1dTBC (unfold)", f"T{t} B{b} C{d} K{k}",
+             lambda: _FairseqLightweight(d, k, heads, unfold=True), depthwise, seq_in),
     ]
+
+
+class _FairseqLightweight(nn.Module):
+    """fairseq's own lightweight conv (softmax-normalised head kernels, centred), on one of its two paths."""
+
+    def __init__(self, channels: int, kernel_size: int, heads: int, unfold: bool) -> None:
+        super().__init__()
+        from fairseq.modules import LightweightConv1dTBC  # only this row needs fairseq
+
+        self.conv = LightweightConv1dTBC(channels, kernel_size, kernel_size // 2, heads, weight_softmax=True)
+        self.unfold = unfold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x, unfold=self.unfold)
 
 
 class _TimeMajorDepthwise(nn.Module):
@@ -151,11 +180,13 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
     return f"{value / base:.2f}x"
 
 
-def run(quick: bool, repeat: int) -> List[List[str]]:
+def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only: str = "") -> List[List[str]]:
     rows = []
     for index, case in enumerate(cases(quick)):
-        base = measure(case, index, quick, True, repeat)
-        ours = measure(case, index, quick, False, repeat)
+        if only not in case.name:
+            continue
+        base = measure(case, index, quick, True, repeat, best, memory)
+        ours = measure(case, index, quick, False, repeat, best, memory)
         peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
         rows.append([
             case.name, case.shape,
@@ -172,14 +203,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--best", action="store_true", help="report the minimum of the repetitions, not the median")
+    parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory (faster)")
+    parser.add_argument("--only", default="", help="measure only the operators whose name contains this text")
+    parser.add_argument("--reference", action="store_true",
+                        help="use the reference PyTorch paths (FAIRSEQ_SHIFTADD_KERNELS=reference), not the kernels")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reference:
+        os.environ["FAIRSEQ_SHIFTADD_KERNELS"] = "reference"  # read at each call; inherited by the memory processes
     header = ["operator", "shape", "fwd ms", "fwd vs torch", "fwd+bwd ms", "fwd+bwd vs torch", "peak MiB",
               "peak vs torch"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; baseline: torch layer of the same shape")
+    paths = "reference paths" if args.reference else "fast paths where available"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {paths}, "
+          f"{'best' if args.best else 'median'} of {args.repeat}; baseline: torch layer of the same shape")
     print(" | ".join(header))
-    rows = run(args.quick, args.repeat)
+    rows = run(args.quick, args.repeat, args.best, not args.skip_memory, args.only)
     print("\nMarkdown:\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

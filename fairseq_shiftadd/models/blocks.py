@@ -26,7 +26,19 @@ Blocks (method section 1):
   ``y = -sum_k |x_k - w_k| + b``). The adder output is large and negative (``-K`` times a typical
   ``|x - w|``), so every add linear of the FFN is followed by a LayerNorm over its outputs (AdderNet follows
   add layers with BatchNorm); without it the ReLU after ``fc1`` zeroes everything. These norms belong to the
-  ``add`` FFN only (supernet and standalone alike).
+  ``add`` FFN only (supernet and standalone alike). Because of them the add linears compute their outputs
+  centred over ``m`` (:func:`~fairseq_shiftadd.ops.adder.add_matmul` with ``centre_outputs``), which differs from
+  ``-sum_k |x_k - w_k| + b`` by a per-row constant that the LayerNorm removes exactly: the FFN computes the same
+  function, without the float rounding of a 400-850 offset; and they read ``a W`` (:func:`add_weight_scale`).
+
+Adder gradients (every adder weight: FFN ``fc1`` / ``fc2`` and the adder mixers' kernels): AdderNet's surrogate
+gradients, rescaled to the norm of the gradient a multiplicative layer gets for the same input and output
+gradient, ``dw <- ||g^T x||_F / ||dw|| * dw`` (:data:`ADD_GRAD_NORM`, :data:`ADD_ETA`), instead of
+AdderNet's fixed ``0.2 * sqrt(numel(w))``. AdderNet's rule ignores the loss's scale: fairseq divides the summed
+loss's gradients by the token count, so at 4096 tokens an add candidate's step on a weight shared with a mult
+candidate (under the same Adam moments) was 0.066x the mult candidate's. The matched rule is linear in the
+output gradient (it follows the loss scale, fp16 loss scaling included) and gives an add step of the size a
+mult step would have in the same place.
 
 Weight sharing (:class:`WeightSlot`; ``W`` is a :class:`~fairseq_shiftadd.ops.hetero.SharedWeight`, so
 ``shift`` reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``).
@@ -50,6 +62,7 @@ one candidate per slot, at the subnet's exact sizes and ``sharing = none``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -58,7 +71,7 @@ import torch.nn.functional as F
 from fairseq.incremental_decoding_utils import with_incremental_state
 from torch import Tensor, nn
 
-from ..ops.adder import add_matmul
+from ..ops.adder import GradNorm, add_matmul
 from ..ops.elastic import slice_layer_norm, slice_linear
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
@@ -68,6 +81,8 @@ from ..space import SearchSpace
 
 __all__ = [
     "ADD_ETA",
+    "ADD_GRAD_NORM",
+    "add_weight_scale",
     "IncrementalState",
     "SlotUser",
     "WeightSlot",
@@ -79,11 +94,25 @@ __all__ = [
     "merge_states",
 ]
 
-ADD_ETA = 0.2
-"""Adaptive gradient scale of every adder weight (AdderNet's eta)."""
+ADD_ETA = 1.0
+"""Adaptive gradient scale of every adder weight: the norm of ``dw`` is ``ADD_ETA`` times the target of
+:data:`ADD_GRAD_NORM` (1: the multiplicative layer's gradient norm)."""
+
+ADD_GRAD_NORM = GradNorm.MULT
+"""Target norm of the adder weight gradients: a multiplicative layer's, ``||g^T x||_F`` (module docstring)."""
 
 IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
 _Init = Callable[[Tensor], None]
+
+
+def add_weight_scale(out_dim: int, in_dim: int) -> float:
+    """``alpha = sqrt((out_dim + in_dim) / 2)``: an add linear of these widths computes with ``alpha * W``.
+
+    ``1 / alpha`` is the RMS of a Xavier-uniform ``(out_dim, in_dim)`` weight, so ``alpha * W`` starts at unit
+    RMS, the scale of the LayerNorm-ed inputs (see :meth:`WeightSlot.linear`). Depends only on the sliced
+    widths, so a supernet and its standalone subnet agree.
+    """
+    return math.sqrt((out_dim + in_dim) / 2)
 
 
 def _xavier(weight: Tensor) -> None:
@@ -196,15 +225,39 @@ class WeightSlot(nn.ModuleDict):
     def linear(self, x: Tensor, user: str, out_dim: int) -> Tensor:
         """``x W[:out, :in]^T + b[:out]`` with the user's op; ``in = x.size(-1)``.
 
-        ``add``: ``y = -sum_k |x_k - W[m, k]| + b[m]`` (AdderNet surrogate gradients, adaptive scale
-        :data:`ADD_ETA`); ``shift``: ``W`` is already a signed power of two.
+        ``add``: ``y = -sum_k |x_k - a W[m, k]| + c(x) + b[m]`` with ``a = add_weight_scale(out, in)`` and
+        ``c(x) = mean_m' sum_k |x_k - a W[m', k]|`` (the rows of ``y - b`` have mean 0), for outputs that a
+        normalisation over ``m`` follows (the add FFN's LayerNorms):
+
+        * ``c(x)`` removes AdderNet's large row offset, which the normalisation removes anyway, before any
+          rounding (``centre_outputs`` of :func:`~fairseq_shiftadd.ops.adder.add_matmul`);
+        * ``a``: an adder output moves with ``x_k`` only where ``x_k`` lies within the spread of the weights
+          of column ``k`` (``d/dx_k |x_k - w| = sign``). With Xavier-scale weights (RMS ``1 / a``, 0.02-0.04)
+          against LayerNorm-ed inputs (RMS 1) the layer is nearly ``sum_k w_mk sign(x_k)``, whose
+          sensitivity to ``x`` exceeds its output spread 5-30 fold: measured, float32 rounding grew 10-30x
+          per add FFN, and an ``iwslt14_de_en`` subnet with add FFNs differed from its float64 evaluation
+          by 0.17 nats (KL per token) in float32. Reading ``a W`` (unit RMS at initialisation, the scale of
+          the inputs, as trained AdderNet weights) makes it well conditioned; the shared ``W`` the mult
+          candidates read is unchanged.
+        * gradients: AdderNet's surrogates, scaled to a multiplicative layer's norm (:data:`ADD_GRAD_NORM`)
+          with ``eta = ADD_ETA / a``, so that after the chain rule through ``a W`` the stored ``W`` gets
+          ``ADD_ETA * ||g^T x||_F``.
+
+        ``shift``: ``W`` is already a signed power of two.
 
         Shape: x ``(*, in)`` -> ``(*, out_dim)``.
         """
         weight, bias = slice_linear(*self.weight(user), out_dim, x.size(-1))
         if self._user(user).op is not OpKind.ADD:
             return F.linear(x, weight, bias)
-        y = add_matmul(x.reshape(1, -1, x.size(-1)), weight.unsqueeze(0), eta=ADD_ETA)
+        scale = add_weight_scale(out_dim, x.size(-1))
+        y = add_matmul(
+            x.reshape(1, -1, x.size(-1)),
+            weight.unsqueeze(0) * scale,
+            ADD_ETA / scale,
+            centre_outputs=True,
+            grad_norm=ADD_GRAD_NORM,
+        )
         y = y.view(*x.shape[:-1], out_dim)
         return y if bias is None else y + bias
 
@@ -408,12 +461,13 @@ class LightweightBranch(nn.Module):
         op = self.mixer_op(user)
         eta = ADD_ETA if op is OpKind.ADD else None
         if incremental_state is None:
-            mixed = lightweight_mix(h, kernel, op, self.padding, eta)
+            mixed = lightweight_mix(h, kernel, op, self.padding, eta, ADD_GRAD_NORM)
         else:
             if self.padding is not Padding.CAUSAL or h.size(0) != 1:
                 raise ValueError("incremental_state needs causal padding and one position, x (1, B, C)")
             buffer = self.get_incremental_state(incremental_state, "buffer")
-            mixed, window = causal_mix_step(h, kernel, op, None if buffer is None else buffer["window"], eta)
+            window = None if buffer is None else buffer["window"]
+            mixed, window = causal_mix_step(h, kernel, op, window, eta, ADD_GRAD_NORM)
             self.set_incremental_state(incremental_state, "buffer", {"window": window})
         return self.linear2.linear(mixed, user, width)
 
@@ -537,7 +591,9 @@ class ElasticFFN(nn.Module):
     ``fc1 = W1[:f, :d]``, ``fc2 = W2[:d, :f]`` (``f`` = the sampled FFN width, ``d`` = the input width); for
     ``add`` each linear is followed by a LayerNorm over its outputs (``fc1_add_norm`` of width ``f``,
     ``fc2_add_norm`` of width ``d``): ``fc(x) = LN(-||x - W||_1 + b)``; without them the add FFN diverged
-    (non-finite gradients within the first updates on Multi30k). Users are named by op.
+    (non-finite gradients within the first updates on Multi30k). The add linears compute ``-||x - a W_m||_1 + b_m`` centred
+    over ``m`` (equal after the LayerNorm) with ``a = add_weight_scale`` (see :meth:`WeightSlot.linear`). Users are
+    named by op.
 
     Args:
         ops: the candidate FFN ops.

@@ -31,7 +31,6 @@ from .blocks import (
     ElasticLayerNorm,
     IncrementalState,
     TokenMixer,
-    WeightSlot,
     merge_states,
 )
 
@@ -156,18 +155,16 @@ class _Layer(nn.Module):
         return self.ffn_norm(x + F.dropout(y, p=dropout, training=self.training))
 
     def add_weights(self, cfg: LayerConfig) -> List[SharedWeight]:
-        """The stored weights that candidate ``cfg`` reads with the ``add`` op.
+        """The stored weights that candidate ``cfg`` reads as add-linear weights: ``fc1``, ``fc2`` of an add FFN.
 
-        Those of an add FFN (``fc1``, ``fc2``) and of an adder lightweight mixer (its kernel): the slots of the
-        mixer and the FFN whose user is ``cfg``'s block type / FFN op (users are named so) and whose op is add.
+        The adder mixers' kernels are not among them: an adder mixer subtracts the softmax-normalised kernel
+        (non-negative, each row summing to 1), whose values cannot follow the zero-centred Laplace shape
+        that the sharing regulariser targets (AdderNet's trained add weights), and the logits before the
+        softmax are not what the adder reads; their ``T_add`` is trained by the task loss alone.
         """
-        active = ((self.mixer, cfg.block.value), (self.ffn, cfg.ffn_op.value))
-        return [
-            slot.storage(user)
-            for module, user in active
-            for slot in module.modules()
-            if isinstance(slot, WeightSlot) and user in slot.users and slot.users[user].op is OpKind.ADD
-        ]
+        if cfg.ffn_op is not OpKind.ADD:
+            return []
+        return [slot.storage(cfg.ffn_op.value) for slot in (self.ffn.fc1, self.ffn.fc2)]
 
     def export(self, cfg: LayerConfig, dim: int) -> Dict[str, Tensor]:
         """State dict of the standalone layer ``cfg`` at model width ``dim`` (weights as computed here)."""

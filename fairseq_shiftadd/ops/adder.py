@@ -20,10 +20,35 @@ scalar-speed kernel.
 
 Output magnitudes are large and negative (about ``-K`` times the typical ``|x - w|``): models follow
 adder layers with BatchNorm / LayerNorm; the layers themselves do not normalise.
+
+**Centred outputs** (``centre_outputs=True``, for an adder output that a normalisation over its outputs
+follows, as the LayerNorms of the models' add FFNs):
+``y'[n, m] = y[n, m] - mean_m' y[n, m'] = -||x[n] - w[m]||_1 + mean_m' ||x[n] - w[m']||_1``. The row mean
+(hundreds for LayerNorm-ed inputs of width 512) dominates ``y``; the variation between the outputs ``m``
+that the normalisation keeps is tens at most, so in float32 ``y`` keeps few of its digits and in bfloat16 /
+float16 none. ``y'`` is computed without forming that offset: per tile the terms
+``|x_k| - |x_k - w_k| = 2 (relu(x_k) - max(x_k, w_k)) + w_k`` (each bounded by ``|w_k|``), summed in at
+least float32, then the row mean subtracted, then rounded once to the input dtype. A normalisation over ``m``
+removes a per-row constant exactly, so ``norm(y' + b) == norm(y + b)``: the same layer output, which an
+integer accelerator (exact arithmetic) computes from ``y`` with AdderNet's ``2K - 1`` adds per output (the
+models' op counts). In floating point the centred form costs ``N * K`` more ``relu``, one more subtraction
+per tile element and ``O(N M)`` for the means. Backward: the exact chain rule through the centring,
+``g <- g - mean_m g`` (a no-op under a following normalisation, whose input gradient has zero row mean), then
+AdderNet's surrogates.
+
+**Weight-gradient scale** (:class:`GradNorm`): AdderNet's adaptive scaling fixes the norm of ``dw`` in every
+backward pass at ``eta * sqrt(numel(w))``, whatever the loss's scale. ``GradNorm.MULT`` instead sets it to
+``eta * ||g^T x||_F``, the norm of the weight gradient that a multiplicative layer ``x w^T`` receives for the
+same input and output gradient: linear in ``g``, so the add gradient scales with the loss as every other
+gradient does (fairseq's division by the token count, fp16 loss scaling), and an add candidate reading a
+weight shared with a mult candidate takes steps of the mult candidate's size under the optimizer's shared
+moments. A zero output gradient gives a zero weight gradient under both rules (never NaN).
 """
 from __future__ import annotations
 
+import functools
 import math
+from enum import Enum
 from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
@@ -32,11 +57,13 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .counts import OpCounts
+from .kernels import cpu_adder, dispatch
+from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, RunningRange, fake_quant_symmetric
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
 
-__all__ = ["add_matmul", "add_conv2d", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
+__all__ = ["GradNorm", "add_matmul", "add_conv2d", "scale_weight_grad", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # CPU tiling, whatever the budget (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3): a tile's
@@ -47,6 +74,18 @@ _WEIGHT_BLOCK_BYTES = 2**19
 _MANY_WEIGHT_ROWS = 8
 _FLOAT_BITS = 32
 _Tile = Tuple[slice, slice, slice, Tensor]
+
+
+class GradNorm(str, Enum):
+    """Norm that the adaptive scaling ``dw <- target / ||dw||_2 * dw`` gives the adder weight gradient.
+
+    ``ADDERNET``: ``target = eta * sqrt(numel(w))`` (AdderNet, arXiv 1912.13200); ``MULT``: ``target = eta *
+    ||g^T x||_F``, the norm of a multiplicative layer's weight gradient for the same input ``x`` and output
+    gradient ``g`` (linear in ``g``; see the module docstring).
+    """
+
+    ADDERNET = "addernet"
+    MULT = "mult"
 
 
 def _tiles(x: Tensor, weight: Tensor, max_bytes: int) -> Iterator[_Tile]:
@@ -109,6 +148,26 @@ def _neg_l1(x: Tensor, weight: Tensor, max_bytes: int) -> Tensor:
     return total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
 
 
+def _centred_l1(x: Tensor, weight: Tensor, max_bytes: int) -> Tensor:
+    """``-||x[g, n] - w[g, m]||_1`` minus its mean over ``m``, with no large intermediate (see the module).
+
+    ``|x| - |x - w| = 2 (relu(x) - max(x, w)) + w``: a tile is one ``maximum``, one subtraction from
+    ``relu(x)`` (per element, before summing, so no large terms cancel) and one sum over K in at least
+    float32; then ``2 * sum + sum_k w``, which differs from ``-||x - w||_1`` by the row constant ``||x||_1``,
+    and the row mean is removed. ``relu(x)`` and the weight row sums cost ``O((N + M) K)``.
+    """
+    x, weight = x.contiguous(), weight.contiguous()
+    positive = torch.relu(x)
+    accumulate = torch.promote_types(x.dtype, torch.float32)
+    total = x.new_empty(x.shape[0], x.shape[1], weight.shape[1], dtype=accumulate)
+    for g, n, m, scratch in _tiles(x, weight, max_bytes):
+        closer = torch.maximum(x[g, n, None, :], weight[g, None, m, :], out=scratch)
+        difference = torch.sub(positive[g, n, None, :], closer, out=scratch)
+        torch.sum(difference, dim=-1, dtype=accumulate, out=total[g, n, m])
+    total.mul_(2.0).add_(weight.sum(dim=-1, dtype=accumulate)[:, None, :])
+    return total.sub_(total.mean(dim=-1, keepdim=True)).to(x.dtype)
+
+
 def _input_grad(grad: Tensor, x: Tensor, weight: Tensor, max_bytes: int) -> Tensor:
     """``dx[g, n, k] = sum_m grad[g, n, m] * hardtanh(w[g, m, k] - x[g, n, k])`` (x, w contiguous).
 
@@ -132,47 +191,104 @@ def _input_grad(grad: Tensor, x: Tensor, weight: Tensor, max_bytes: int) -> Tens
     return total.sub_(x * grad.sum(dim=-1, keepdim=True)) if many else total
 
 
-def _weight_grad(grad: Tensor, x: Tensor, weight: Tensor, eta: Optional[float]) -> Tensor:
-    """``dw = g^T x - w * sum_n g`` (two matmuls; x, w centred), then ``eta * sqrt(numel(w)) / ||dw||_2 * dw``."""
-    dw = torch.matmul(grad.transpose(1, 2), x).sub_(weight * grad.sum(dim=1)[:, :, None])
-    if eta is not None:
-        dw.mul_(eta * math.sqrt(dw.numel()) / torch.linalg.vector_norm(dw).clamp_min(torch.finfo(dw.dtype).tiny))
-    return dw
+def _weight_grad(
+    grad: Tensor, x: Tensor, weight: Tensor, centre: Tensor, eta: Optional[float], grad_norm: GradNorm
+) -> Tensor:
+    """``dw = g^T x - w * sum_n g`` (two matmuls; x, w centred by ``centre``), then :func:`scale_weight_grad`."""
+    grad_sum = grad.sum(dim=1)[:, :, None]  # (G, M, 1)
+    product_grad = torch.matmul(grad.transpose(1, 2), x)  # (g^T x) with x centred
+    dw = product_grad - weight * grad_sum
+    if eta is None or grad_norm is not GradNorm.MULT:
+        return scale_weight_grad(dw, None, eta, grad_norm)
+    return scale_weight_grad(dw, product_grad.add_(grad_sum * centre), eta, grad_norm)  # g^T x, x uncentred
+
+
+def scale_weight_grad(dw: Tensor, product: Optional[Tensor], eta: Optional[float], grad_norm: GradNorm) -> Tensor:
+    """AdderNet's adaptive scaling ``dw <- target / ||dw||_2 * dw`` (in place; :class:`GradNorm` sets ``target``).
+
+    ``product`` is ``g^T x`` (uncentred x), read by ``GradNorm.MULT`` only. ``eta=None``: ``dw`` unchanged.
+    The scaling is evaluated as ``(dw / ||dw||) * target`` (norms in at least float32), so no factor
+    overflows: a zero ``dw`` stays zero (AdderNet's ``eta * sqrt(numel) / ||dw||`` with the norm clamped to the
+    dtype's tiny value overflowed to ``inf``, and ``0 * inf`` gave NaN).
+    """
+    if eta is None:
+        return dw
+    norm_dtype = torch.promote_types(dw.dtype, torch.float32)  # no overflow in float16 / bfloat16
+    if grad_norm is GradNorm.MULT:
+        target = eta * torch.linalg.vector_norm(product, dtype=norm_dtype)
+    else:
+        target = eta * math.sqrt(dw.numel())
+    norm = torch.linalg.vector_norm(dw, dtype=norm_dtype).clamp_min(torch.finfo(norm_dtype).tiny)
+    return dw.div_(norm).mul_(target)
 
 
 class _AddMatmul(torch.autograd.Function):
     """Autograd wrapper of the negative L1 "matmul" with AdderNet's surrogate backward."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, eta: Optional[float], max_bytes: int) -> Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor,
+        eta: Optional[float],
+        max_bytes: int,
+        centre_outputs: bool,
+        grad_norm: GradNorm,
+    ) -> Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.eta, ctx.max_bytes = eta, max_bytes
-        return _neg_l1(x, weight, max_bytes)
+        ctx.eta, ctx.max_bytes, ctx.centre_outputs, ctx.grad_norm = eta, max_bytes, centre_outputs, grad_norm
+        fast = dispatch.neg_l1(x, weight, centre_outputs)  # ops/kernels; this function is their reference
+        return fast if fast is not None else (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None]:
-        x, weight = _centred(*ctx.saved_tensors)  # for dw (and dx) against cancellation; O((N + M) K)
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None, None, None]:
+        raw_x, raw_weight = ctx.saved_tensors
+        centre = raw_weight.mean(dim=1, keepdim=True)
+        x, weight = _centred(raw_x, raw_weight)  # for dw (and dx) against cancellation; O((N + M) K)
+        if ctx.centre_outputs:  # y' = y - mean_m y: the exact chain rule through the centring
+            grad = grad - grad.mean(dim=-1, keepdim=True)
         grad = grad.contiguous()
-        dx = _input_grad(grad, x, weight, ctx.max_bytes) if ctx.needs_input_grad[0] else None
-        dw = _weight_grad(grad, x, weight, ctx.eta) if ctx.needs_input_grad[1] else None
-        return dx, dw, None, None
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = dispatch.input_grad(grad, x, weight)
+            dx = dx if dx is not None else _input_grad(grad, x, weight, ctx.max_bytes)
+        if ctx.needs_input_grad[1]:
+            dw = _weight_grad(grad, x, weight, centre, ctx.eta, ctx.grad_norm)
+        return dx, dw, None, None, None, None
 
 
 def add_matmul(
-    x: Tensor, weight: Tensor, eta: Optional[float] = 0.2, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    x: Tensor,
+    weight: Tensor,
+    eta: Optional[float] = 0.2,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    *,
+    centre_outputs: bool = False,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
 ) -> Tensor:
     """Batched negative L1 distance ``y[g, n, m] = -sum_k |x[g, n, k] - w[g, m, k]|``, memory-bounded.
+
+    With ``centre_outputs``: ``y[g, n, m] - mean_m' y[g, n, m']``, computed without the large row mean (for
+    outputs that a normalisation over ``m`` follows; see the module docstring), and the output gradient is
+    centred alike (``g <- g - mean_m g``) before the formulas below.
 
     Backward (AdderNet surrogate; ``g`` is the output gradient):
 
     * ``dw[g, m, k] = sum_n g[g, n, m] * (x[g, n, k] - w[g, m, k]) = (g^T x) - w * sum_n g`` (two matmuls),
-      then, if ``eta`` is not None, ``dw <- eta * sqrt(numel(w)) / ||dw||_2 * dw`` (norm over all of ``w``);
+      then, if ``eta`` is not None, ``dw <- target / ||dw||_2 * dw`` (norm over all of ``w``) with
+      ``target = eta * sqrt(numel(w))`` (``GradNorm.ADDERNET``) or ``eta * ||g^T x||_F`` (``GradNorm.MULT``);
     * ``dx[g, n, k] = sum_m g[g, n, m] * hardtanh(w[g, m, k] - x[g, n, k])``.
 
     The forward pass and ``dx`` work on tiles whose ``(G', n, m, K)`` temporary stays under
     ``memory_budget_bytes`` (at least one K-long row); the result does not depend on the tiling beyond
     float rounding of the sums.
+
+    Fast paths (:mod:`.kernels.dispatch`): the forward pass and ``dx`` run on the Triton kernels for CUDA
+    tensors when Triton is installed, on the compiled kernels of :mod:`.kernels.cpu_adder` on CPU when they
+    build (same formulas, at least float32 accumulation, temporaries ``O(NK + MK + NM)``, so the budget is
+    not needed); this tiled code is their reference and fallback (``FAIRSEQ_SHIFTADD_KERNELS=reference``
+    forces it).
 
     Shape: x (G, N, K), weight (G, M, K) -> y (G, N, M).
 
@@ -181,9 +297,12 @@ def add_matmul(
         weight: weights, same dtype and device as ``x``.
         eta: adaptive gradient scale of the weight (None: unscaled surrogate gradient).
         memory_budget_bytes: upper bound of a tile's temporary.
+        centre_outputs: subtract each output row's mean over ``m`` (computed without the offset).
+        grad_norm: the target norm of the scaled weight gradient (:class:`GradNorm` or its value).
 
     Raises:
-        ValueError: shapes, dtypes, ``eta`` or ``memory_budget_bytes`` are invalid (the message names which).
+        ValueError: shapes, dtypes, ``eta``, ``memory_budget_bytes`` or ``grad_norm`` are invalid (the message
+            names which).
     """
     shapes = f"{tuple(x.shape)} and {tuple(weight.shape)}"
     if x.dim() != 3 or weight.dim() != 3:
@@ -193,7 +312,12 @@ def add_matmul(
     if x.dtype != weight.dtype or not x.is_floating_point():
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
     _check_eta(eta)
-    return _AddMatmul.apply(x, weight, eta, positive_int("memory_budget_bytes", memory_budget_bytes))
+    try:
+        grad_norm = GradNorm(grad_norm)
+    except ValueError:
+        raise ValueError(f"grad_norm must be one of {[n.value for n in GradNorm]}, got {grad_norm!r}") from None
+    budget = positive_int("memory_budget_bytes", memory_budget_bytes)
+    return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
 
 
 def add_conv2d(
@@ -225,12 +349,43 @@ def add_conv2d(
         group_channels * positive_int("groups", groups), out_channels, (kh, kw), stride, padding, dilation, groups
     )
     geometry.check_input(x.shape, "x")
+    y = _fast_add_conv2d(x, weight, geometry, eta)  # CPU kernels; the unfold path below is their reference
+    if y is not None:
+        return y
     batch, _, height, width = x.shape
     out_h, out_w = geometry.output_size(height, width)
     patches = F.unfold(x, geometry.kernel_size, geometry.dilation, geometry.padding, geometry.stride)
     length = geometry.dot_length
     patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
     y = add_matmul(patches, weight.reshape(groups, -1, length), eta, memory_budget_bytes)  # (G, N*L, C_out/G)
+    return _to_image(y, groups, batch, out_h, out_w)
+
+
+def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: Optional[float]) -> Optional[Tensor]:
+    """:func:`add_conv2d` by a CPU kernel with no unfolded patches, or None where none applies.
+
+    Depthwise: :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (forward and backward). Otherwise, without
+    autograd only: :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col; training keeps the patches,
+    which both gradients read).
+    """
+    pad_h, pad_w = geometry.padding
+    groups = geometry.groups
+    if groups == geometry.in_channels == geometry.out_channels and depthwise_supported(x, weight):
+        scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm.ADDERNET)
+        xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+        return depthwise_add_conv(xp, weight[:, 0], geometry.stride, geometry.dilation, scale)
+    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if training or not cpu_adder.cpu_supported(x, weight):
+        return None
+    out_h, out_w = geometry.output_size(x.shape[2], x.shape[3])
+    xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+    y = cpu_adder.conv_neg_l1(xp, weight.reshape(groups, -1, geometry.dot_length), geometry.kernel_size,
+                              geometry.stride, geometry.dilation, (out_h, out_w))  # (G, N*L, C_out/G)
+    return _to_image(y, groups, x.shape[0], out_h, out_w)
+
+
+def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Tensor:
+    """``(G, N * Ho * Wo, C_out / G) -> (N, C_out, Ho, Wo)``."""
     return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
 

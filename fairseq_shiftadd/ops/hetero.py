@@ -268,6 +268,10 @@ class SharedWeight(nn.Module):
         weights (|w| ~ 0.05) and would drive ``T`` to inflate the add weights. ``max_samples``: the
         distance is estimated on that many uniformly drawn elements (torch's RNG) when the weight is
         larger, so the cost per update stays bounded (the sort dominates); None uses every element.
+
+        Its gradient reaches ``T_add``'s slopes only: the remap reads the *gradient-stopped* shared weight, so
+        the regulariser shapes what the add candidate sees without moving the weight the mult candidate
+        reads (undetached, its gradient reached the shared weight at 2-3x the task gradient).
         """
         if OpKind.ADD.value not in self.remaps:
             return self._stored(self.ops[0]).new_zeros(())
@@ -276,7 +280,7 @@ class SharedWeight(nn.Module):
         if max_samples is not None and values.numel() > positive_int("max_samples", max_samples):
             values = values[torch.randint(values.numel(), (max_samples,), device=values.device)]
         remap = self.remaps[OpKind.ADD.value]
-        return laplace_regulariser(remap(values, remap.bounds(weight)), scale)
+        return laplace_regulariser(remap(values.detach(), remap.bounds(weight)), scale)
 
     def num_parameters(self) -> int:
         """Stored scalars: weights and remap slopes."""

@@ -13,6 +13,17 @@ Weights are signed powers of two, ``w = s * 2**p`` with ``s in {-1, 0, +1}`` and
 
 Activations may be fixed point (``bits`` in total, ``frac_bits`` after the binary point): then
 ``x * 2**p`` is exact, an arithmetic shift of the integer ``x * 2**frac_bits``.
+
+**Inference.** Without autograd the float weight ``s * 2**p`` is built once per parameter version and cached
+(:class:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorCache`; rebuilt after an in-place update, a
+state load, a device / dtype move or a ``train()`` / ``eval()`` call), so an eval forward is one float GEMM /
+conv, as fast as ``nn.Linear``: on CPUs and GPUs a float multiply-add is no slower than a software shift.
+An integer / fixed-point deployment (the hardware the cost model prices) would instead store the 5-bit codes
+``(s, p)`` per weight and the activations as integers ``X = x * 2**frac_bits``, compute each term as the
+arithmetic shift ``s * (X >> -p)`` (``p <= 0``), accumulate the terms in a wide integer register (e.g. 32
+bits; round-to-nearest shifts add ``2**(-p-1)`` first) and rescale once per output by ``2**-frac_bits`` (or fold
+that into the next layer's quantiser); this module's fixed-point mode (``activation_bits``) reproduces that
+arithmetic exactly in float, up to the rounding of the shifted-out bits.
 """
 from __future__ import annotations
 
@@ -25,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .counts import OpCounts
+from .kernels.weight_cache import DerivedTensorCache
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
@@ -224,6 +236,7 @@ class _ShiftLayer(nn.Module):
         quant: Optional[QuantConfig],
     ) -> None:
         super().__init__()
+        self._weight_cache = DerivedTensorCache()
         self.mode = _parse_mode(mode)
         self.weight_bits = weight_bits
         self.exponent_min, self.exponent_max = exponent_range(weight_bits)
@@ -330,8 +343,28 @@ class _ShiftLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
+        return self._compute(self._quantize_input(x), self._forward_weight())
+
+    def _forward_weight(self) -> Tensor:
+        """:attr:`weight` after :meth:`clamp_`; without autograd (inference) built once per parameter version.
+
+        The cache (:class:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorCache`) is rebuilt when a
+        parameter changes in place, moves, or when :meth:`train` sets the mode.
+        """
+        sources = [self.exponent, self.sign] if self.mode is ShiftMode.PS else [self.latent_weight]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in sources):
+            self.clamp_()
+            return self.weight
+        return self._weight_cache.get(sources, self._rebuilt_weight)
+
+    @torch.no_grad()
+    def _rebuilt_weight(self) -> Tensor:
         self.clamp_()
-        return self._compute(self._quantize_input(x), self.weight)
+        return self.weight
+
+    def train(self, mode: bool = True) -> "_ShiftLayer":
+        self._weight_cache.clear()  # writes through .data (FP16 optimizers) bypass the version counters
+        return super().train(mode)
 
     def _shift_repr(self) -> str:
         text = f"mode={self.mode.value}, weight_bits={self.weight_bits}"

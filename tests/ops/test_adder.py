@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, SharedScaleFakeQuant, _tiles, add_matmul
+from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, SharedScaleFakeQuant, _tiles, add_matmul
 from fairseq_shiftadd.ops.counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import QuantConfig
@@ -199,6 +199,73 @@ def test_tiles_cover_output_once_within_budget(shape, budget):
     assert bool((cover == 1).all())
 
 
+def _layer_norm_like(n, k, dtype=F64):
+    """LayerNorm-ed rows (unit RMS), the inputs of the models' add linears."""
+    return F.layer_norm(torch.randn(1, n, k, dtype=dtype), (k,))
+
+
+@pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
+def test_centred_outputs_forward_and_backward_match_formula(rows):
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 7, dtype=F64, requires_grad=True)
+    w = torch.randn(2, rows, 7, dtype=F64, requires_grad=True)
+    g = torch.randn(2, 9, rows, dtype=F64)
+    y = add_matmul(x, w, eta=None, centre_outputs=True)
+    reference = naive_neg_l1(x.detach(), w.detach())
+    assert_close(y, reference - reference.mean(-1, keepdim=True))
+    y.backward(g)  # the exact chain rule through the centring, then AdderNet's surrogates
+    dx, dw = naive_add_matmul_grads(g - g.mean(-1, keepdim=True), x.detach(), w.detach(), None)
+    assert_close(x.grad, dx)
+    assert_close(w.grad, dw)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_centred_outputs_keep_their_precision_under_a_large_offset(dtype, tolerance):
+    # LayerNorm-ed x against unit-scale weights: -||x - w||_1 is about -600 while the outputs of a row vary
+    # by tens; centred, the rounding is relative to that variation (the plain form rounds the offset)
+    torch.manual_seed(0)
+    x, w = _layer_norm_like(32, 512), torch.randn(1, 64, 512, dtype=F64)
+    reference = naive_neg_l1(x, w)
+    reference = reference - reference.mean(-1, keepdim=True)
+    spread = reference.std().item()
+    centred = add_matmul(x.to(dtype), w.to(dtype), centre_outputs=True).double()
+    assert (centred - reference).abs().max().item() < tolerance * spread
+    plain = add_matmul(x.to(dtype), w.to(dtype)).double()
+    plain = plain - plain.mean(-1, keepdim=True)
+    assert (plain - reference).abs().max().item() > (centred - reference).abs().max().item()
+
+
+@pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
+def test_mult_grad_norm_matches_the_product_gradient_and_follows_the_loss_scale(rows):
+    torch.manual_seed(0)
+    x = torch.randn(1, 11, 6, dtype=F64) + 3.0  # an offset, which the centred dw computation must undo
+    w = torch.randn(1, rows, 6, dtype=F64)
+    g = torch.randn(1, 11, rows, dtype=F64)
+    grads = {}
+    for norm in GradNorm:
+        for factor in (1.0, 1.0 / 4096):
+            wi = w.clone().requires_grad_()
+            add_matmul(x, wi, eta=0.5, grad_norm=norm).backward(g * factor)
+            grads[norm, factor] = wi.grad
+    _, surrogate = naive_add_matmul_grads(g, x, w, None)
+    target = 0.5 * (g.transpose(1, 2) @ x).norm()  # the weight gradient of y = x w^T
+    assert_close(grads[GradNorm.MULT, 1.0], target / surrogate.norm() * surrogate)
+    assert_close(grads[GradNorm.MULT, 1.0 / 4096], grads[GradNorm.MULT, 1.0] / 4096)  # linear in the loss
+    assert_close(grads[GradNorm.ADDERNET, 1.0 / 4096], grads[GradNorm.ADDERNET, 1.0])  # AdderNet: fixed norm
+    assert_close(grads[GradNorm.ADDERNET, 1.0].norm().item(), 0.5 * math.sqrt(w.numel()))
+
+
+@pytest.mark.parametrize("norm", list(GradNorm))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("centre", [False, True])
+def test_zero_output_gradient_gives_zero_gradients(norm, dtype, centre):
+    # 1024 weights: AdderNet's eta * sqrt(numel) / max(||dw||, tiny) overflowed to inf and 0 * inf was NaN
+    x = torch.randn(1, 5, 32, dtype=dtype, requires_grad=True)
+    w = torch.randn(1, 32, 32, dtype=dtype, requires_grad=True)
+    (add_matmul(x, w, grad_norm=norm, centre_outputs=centre) * 0).sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(x.grad, torch.zeros_like(x))
+
+
 def test_add_matmul_validates_arguments():
     x, w = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
     with pytest.raises(ValueError, match="x and weight must be 3-D"):
@@ -213,6 +280,8 @@ def test_add_matmul_validates_arguments():
         add_matmul(x, w, eta=0.0)
     with pytest.raises(ValueError, match="memory_budget_bytes"):
         add_matmul(x, w, memory_budget_bytes=0)
+    with pytest.raises(ValueError, match="grad_norm must be one of"):
+        add_matmul(x, w, grad_norm="adam")
 
 
 # --- AddLinear -----------------------------------------------------------------------------------

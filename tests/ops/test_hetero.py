@@ -317,7 +317,7 @@ def test_regulariser_of_heterogeneous_add_weights():
     assert_close(module.regulariser(scale=2.0), laplace_regulariser(module.weight_for(OpKind.ADD), 2.0))
     loss.backward()
     assert float(module.remaps["add"].log_scale.grad.abs().sum()) > 0
-    assert float(module.weights["shared"].grad.abs().sum()) > 0
+    assert module.weights["shared"].grad is None  # the weight the mult candidate reads is left alone
     assert module.remaps["shift"].log_scale.grad is None
     no_add = SharedWeight((32, 16), (OpKind.MULT, OpKind.SHIFT), "heterogeneous")
     assert no_add.regulariser().item() == 0.0
@@ -330,8 +330,7 @@ def test_regulariser_subsamples_large_weights():
     estimate = module.regulariser(max_samples=20000)
     assert abs(float(estimate) - float(full)) < 0.1 * float(full)
     estimate.backward()
-    touched = int((module.weights["shared"].grad != 0).sum())
-    assert 0 < touched <= 20000
+    assert module.weights["shared"].grad is None and module.remaps["add"].log_scale.grad is not None
 
 
 def test_custom_init_is_applied_to_every_weight():

@@ -1,0 +1,16 @@
+"""Fast paths of the operators, selected automatically inside their functional cores.
+
+The reference PyTorch code in :mod:`fairseq_shiftadd.ops` stays the ground truth and the fallback; a fast
+path runs only where it supports the inputs (device, dtype, a successful build). ``FAIRSEQ_SHIFTADD_KERNELS=
+reference`` turns every fast path off.
+
+* :mod:`.dispatch` — which of the next two computes :func:`~fairseq_shiftadd.ops.adder.add_matmul`'s forward
+  and input gradient (None: the reference);
+* :mod:`.triton_adder` — the same products for CUDA tensors when Triton is installed (the ``gpu`` extra);
+* :mod:`.cpu_adder` — the same products on CPU (``cpu_adder.cpp``, built at first use by :mod:`.build`), and
+  the implicit-im2col forward of a dense :class:`~fairseq_shiftadd.ops.adder.AddConv2d` at inference;
+* :mod:`.cpu_depthwise` — the direct depthwise adder convolution on CPU (``cpu_depthwise.cpp``), used by
+  depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` and the lightweight add mixers
+  (:func:`~fairseq_shiftadd.ops.lightconv.mix_sequence`);
+* :mod:`.weight_cache` — the shift layers' inference weight, cached per parameter version.
+"""

@@ -1,0 +1,201 @@
+"""Fast CPU path of the adder layer's negative-L1 products (AdderNet, arXiv 1912.13200).
+
+The register-blocked loops of ``cpu_adder.cpp`` (compiled at first use, :mod:`.build`), wrapped to the
+contracts of the reference functions in :mod:`fairseq_shiftadd.ops.adder`, which remain the ground truth and
+the fallback:
+
+* :func:`neg_l1` — ``y[g, n, m] = -sum_k |x - w|``, or with ``centred`` that minus its mean over ``m``;
+* :func:`conv_neg_l1` — the plain forward of a grouped convolution by implicit im2col (inference: no
+  unfolded patches);
+* :func:`input_grad` — ``dx[g, n, k] = sum_m g[g, n, m] * clamp(w[g, m, k] - x[g, n, k], -1, 1)``.
+
+Two kernels each, chosen by the number of weight rows ``M``. Many rows: an ``NR x MR`` block of outputs in
+vector registers while ``k`` runs; the forward sums ``max(x, w)`` on x and w centred by the weights' column
+means (``|a - b| = 2 max(a, b) - a - b``, as the reference), or in the centred form the per-element terms
+``relu(x) - max(x, w)`` (each bounded by ``|w|``; ``|x| - |x - w| = 2 (relu(x) - max(x, w)) + w``). Few rows
+(``M`` below half a register panel: depthwise convs, the lightweight add mixers): vectorised along ``N`` on
+transposed operands, with direct ``|x - w|`` (or ``|x| - |x - w|``) terms.
+
+Accumulation is in float32 for float32/bfloat16/float16 inputs (half inputs are converted to float32 and the
+results rounded once back) and in float64 for float64. Temporaries: packed, transposed or padded copies of
+x, w and g (``O(NK + MK + NM)``); no ``N x M x K`` tensor. Threads: ``torch.get_num_threads()``.
+
+Set ``FAIRSEQ_SHIFTADD_KERNELS=reference`` to disable every fast path (the reference path then runs).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .build import load_library
+
+__all__ = ["enabled", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
+
+_SOURCE = Path(__file__).with_name("cpu_adder.cpp")
+_KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
+Pair = Tuple[int, int]
+_SIGNATURES = {  # C function -> number of tensor arguments, then int64 sizes, then ints (mode, threads)
+    "forward": (3, 4, 2), "input_grad": (4, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
+    "conv_forward": (6, 5, 1),
+}
+
+
+def enabled() -> bool:
+    """False when ``FAIRSEQ_SHIFTADD_KERNELS=reference`` asks for the reference paths only."""
+    return os.environ.get("FAIRSEQ_SHIFTADD_KERNELS", "").strip().lower() != "reference"
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> Optional[ctypes.CDLL]:
+    library = load_library(_SOURCE)
+    if library is None:
+        return None
+    for name, (tensors, sizes, ints) in _SIGNATURES.items():
+        for dtype in _KERNEL_DTYPES.values():
+            function = getattr(library, f"shiftadd_{name}_{dtype}")
+            function.argtypes = [ctypes.c_void_p] * tensors + [ctypes.c_int64] * sizes + [ctypes.c_int] * ints
+            function.restype = None
+    return library
+
+
+def cpu_supported(*tensors: Tensor) -> bool:
+    """Whether the compiled kernels take these tensors: on CPU, float64/32/bfloat16/float16, kernels built."""
+    if not enabled() or any(t.device.type != "cpu" for t in tensors):
+        return False
+    if any(t.dtype not in _KERNEL_DTYPES and t.dtype not in _HALF_DTYPES for t in tensors):
+        return False
+    return _library() is not None
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _HALF_DTYPES else dtype
+
+
+def _call(name: str, dtype: torch.dtype, *args) -> None:
+    function = getattr(_library(), f"shiftadd_{name}_{_KERNEL_DTYPES[dtype]}")
+    function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
+
+
+def _block(kind: str, dtype: torch.dtype) -> int:
+    """A kernel's block width in elements: ``mr`` (weight rows), ``kr`` (columns), ``nb`` (input rows)."""
+    return getattr(_library(), f"shiftadd_{kind}_{_KERNEL_DTYPES[dtype]}")()
+
+
+def _few_rows(weight: Tensor, dtype: torch.dtype) -> bool:
+    """Whether ``M`` is below half a register panel (the N-vectorised kernels are then faster)."""
+    return 2 * weight.shape[1] < _block("mr", dtype)
+
+
+def _transposed(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(G, N, K) -> (G, K, Np)`` contiguous, ``N`` zero-padded to a multiple of the row block."""
+    width = _block("nb", dtype)
+    return F.pad(x.to(dtype).transpose(1, 2), (0, -(-x.shape[1] // width) * width - x.shape[1])).contiguous()
+
+
+def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
+    """``-sum_k |x[g, n, k] - w[g, m, k]|``, or with ``centred`` that minus its mean over ``m``.
+
+    Shape: x (G, N, K), weight (G, M, K) -> (G, N, M), in x's dtype.
+    """
+    out_dtype, dtype = x.dtype, _compute_dtype(x.dtype)
+    (groups, rows, length), cols = x.shape, weight.shape[1]
+    if _few_rows(weight, dtype):
+        x_t = _transposed(x, dtype)
+        total = x_t.new_empty(groups, cols, x_t.shape[2])
+        _call("forward_few", dtype, x_t, weight.to(dtype).contiguous(), total, groups, x_t.shape[2], cols, length,
+              int(centred))
+        total = total[:, :, :rows].transpose(1, 2)
+        total = total - total.mean(dim=-1, keepdim=True) if centred else -total
+        return total.to(out_dtype).contiguous()
+    x, weight = x.to(dtype), weight.to(dtype)
+    if not centred:  # as the reference: x and w centred by the weights' column means (against cancellation)
+        centre = weight.mean(dim=1, keepdim=True)
+        x, weight = x - centre, weight - centre
+    x = x.contiguous()
+    total = x.new_empty(groups, rows, cols)
+    _call("forward", dtype, x, _packed(weight), total, groups, rows, cols, length, int(centred))
+    if centred:
+        total.mul_(2.0).add_(weight.sum(dim=-1)[:, None, :])
+        return total.sub_(total.mean(dim=-1, keepdim=True)).to(out_dtype)
+    total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
+    return total.to(out_dtype)
+
+
+def _packed(weight: Tensor) -> Tensor:
+    """``(G, M, K) -> (G, P, K, MR)``, rows zero-padded to ``P`` panels: a panel's ``K x MR`` block is contiguous."""
+    (groups, cols, length), width = weight.shape, _block("mr", weight.dtype)
+    panels = -(-cols // width)
+    packed = F.pad(weight, (0, 0, 0, panels * width - cols)).view(groups, panels, width, length)
+    return packed.transpose(2, 3).contiguous()
+
+
+def conv_neg_l1(
+    xp: Tensor, weight: Tensor, kernel_size: Pair, stride: Pair, dilation: Pair, out_size: Pair
+) -> Tensor:
+    """Plain ``-sum_k |patch[g, n, k] - w[g, m, k]|`` of a grouped convolution by implicit im2col (no autograd).
+
+    The patches (as ``F.unfold`` orders them: channel, then kernel row, then column) are read in place from
+    the zero-padded input; as in :func:`neg_l1` they and the weights are centred by the weights' column means
+    (in the kernel), and ``sum_k`` of the centred patches is a box filter (``conv2d`` with ones).
+
+    Shape: xp (B, C, Hp, Wp), weight (G, M, K = C/G * kh * kw) -> (G, B * Ho * Wo, M), in xp's dtype.
+    """
+    out_dtype, dtype = xp.dtype, _compute_dtype(xp.dtype)
+    xp, weight = xp.to(dtype).contiguous(), weight.to(dtype)
+    (batch, channels, height, width), (groups, cols, length) = xp.shape, weight.shape
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_size
+    per_group = channels // groups
+    plane = height * width
+
+    def grid(*axes: Tuple[int, int]) -> Tensor:  # sum of arange(size) * step over the axes, flattened
+        total = torch.zeros((), dtype=torch.int64)
+        for axis, (size, step) in enumerate(axes):
+            shape = [1] * len(axes)
+            shape[axis] = size
+            total = total + (torch.arange(size) * step).view(shape)
+        return total.reshape(-1).contiguous()
+
+    offset = grid((per_group, plane), (kh, dh * width), (kw, dw))
+    base = grid((batch, channels * plane), (ho, sh * width), (wo, sw))
+    centre = weight.mean(dim=1)  # (G, K)
+    weight = weight - centre[:, None, :]
+    rows = batch * ho * wo
+    total = xp.new_empty(groups, rows, cols)
+    _call("conv_forward", dtype, xp, base, offset, centre.contiguous(), _packed(weight), total, groups, rows, cols,
+          length, per_group * plane)
+    ones = xp.new_ones(groups, per_group, kh, kw)
+    patch_sums = F.conv2d(xp, ones, stride=(sh, sw), dilation=(dh, dw), groups=groups)  # (B, G, Ho, Wo)
+    patch_sums = patch_sums.permute(1, 0, 2, 3).reshape(groups, rows) - centre.sum(dim=-1, keepdim=True)
+    total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(patch_sums[:, :, None])
+    return total.to(out_dtype)
+
+
+def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``dx[g, n, k] = sum_m grad[g, n, m] * clamp(w[g, m, k] - x[g, n, k], -1, 1)``.
+
+    Shape: grad (G, N, M), x (G, N, K), weight (G, M, K) -> (G, N, K), in x's dtype.
+    """
+    out_dtype, dtype = x.dtype, _compute_dtype(x.dtype)
+    (groups, rows, length), cols = x.shape, weight.shape[1]
+    weight = weight.to(dtype)
+    if _few_rows(weight, dtype):
+        x_t, grad_t = _transposed(x, dtype), _transposed(grad, dtype)
+        dx_t = torch.empty_like(x_t)
+        _call("input_grad_few", dtype, grad_t, x_t, weight.contiguous(), dx_t, groups, x_t.shape[2], cols, length)
+        return dx_t[:, :, :rows].transpose(1, 2).to(out_dtype).contiguous()
+    width = _block("kr", dtype)
+    pad = (0, -(-length // width) * width - length)
+    x_padded = F.pad(x.to(dtype), pad).contiguous()
+    weight_padded = F.pad(weight, pad).contiguous()
+    dx = torch.empty_like(x_padded)
+    _call("input_grad", dtype, grad.to(dtype).contiguous(), x_padded, weight_padded, dx, groups, rows, cols,
+          x_padded.shape[2])
+    return dx[..., :length].to(out_dtype)

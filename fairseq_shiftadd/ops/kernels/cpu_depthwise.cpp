@@ -1,0 +1,241 @@
+// Direct depthwise adder convolution on CPU (AdderNet, arXiv 1912.13200): no unfolded patches.
+//
+// Compiled at first use by cpu_depthwise.py (see build.py) and called through ctypes; plain C ABI.
+// Input xp (B, C, Hp, Wp) is already zero-padded (padded zeros take part in the distance); channel c reads
+// the weight plane w[c / cpw] (kh, kw) (cpw channels per weight: 1 for a depthwise conv, C/H for the
+// lightweight mixers' head-shared kernels). With o = (i * sh + u * dh, j * sw + v * dw):
+//   forward:        y[b, c, i, j]   = -sum_{u, v} |xp[b, c, o] - w[u, v]|
+//   input gradient: dxp[b, c, o]   += g[b, c, i, j] * clamp(w[u, v] - xp[b, c, o], -1, 1)   (summed over i, j, u, v)
+//   weight product: p[c, u, v]      = sum_{b, i, j} g[b, c, i, j] * xp[b, c, o]             (the g^T x of dw)
+// The innermost loop runs along j (contiguous for stride 1), one (b, c) plane (or one channel) per task;
+// with unit strides along the whole plane (the *_flat variants).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+struct Geometry {
+  int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw;
+};
+
+// UNIT: column stride 1, known at compile time (contiguous vector loads and stores along j).
+template <typename T, bool UNIT>
+void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
+  const int64_t planes = s.batch * s.channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    T* out = y + plane * s.ho * s.wo;
+    for (int64_t i = 0; i < s.ho; ++i) {
+      T* row = out + i * s.wo;
+      std::fill(row, row + s.wo, T(0));
+      for (int64_t u = 0; u < s.kh; ++u) {
+        const T* xr = x + (i * s.sh + u * s.dh) * s.wp;
+        for (int64_t v = 0; v < s.kw; ++v) {
+          const T wv = wc[u * s.kw + v];
+          const T* xv = xr + v * s.dw;
+#pragma omp simd
+          for (int64_t j = 0; j < s.wo; ++j) {
+            const T d = xv[j * sw] - wv;
+            row[j] -= d < T(0) ? -d : d;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T, bool UNIT>
+void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
+  const int64_t planes = s.batch * s.channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    const T* gp = g + plane * s.ho * s.wo;
+    T* dx = dxp + plane * s.hp * s.wp;
+    std::fill(dx, dx + s.hp * s.wp, T(0));
+    for (int64_t i = 0; i < s.ho; ++i) {
+      const T* gr = gp + i * s.wo;
+      for (int64_t u = 0; u < s.kh; ++u) {
+        const int64_t offset = (i * s.sh + u * s.dh) * s.wp;
+        for (int64_t v = 0; v < s.kw; ++v) {
+          const T wv = wc[u * s.kw + v];
+          const T* xv = x + offset + v * s.dw;
+          T* dv = dx + offset + v * s.dw;
+#pragma omp simd
+          for (int64_t j = 0; j < s.wo; ++j) {
+            const T d = wv - xv[j * sw];
+            dv[j * sw] += gr[j] * std::min(std::max(d, T(-1)), T(1));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T, bool UNIT>
+void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int threads) {
+  const int64_t sw = UNIT ? 1 : s.sw;
+  const int64_t taps = s.kh * s.kw;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < s.channels; ++c) {
+    std::vector<T> sums(taps * s.wo, T(0));  // per tap, per output column: one horizontal sum at the end
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t plane = b * s.channels + c;
+      const T* x = xp + plane * s.hp * s.wp;
+      const T* gp = g + plane * s.ho * s.wo;
+      for (int64_t i = 0; i < s.ho; ++i) {
+        const T* gr = gp + i * s.wo;
+        for (int64_t u = 0; u < s.kh; ++u) {
+          const T* xr = x + (i * s.sh + u * s.dh) * s.wp;
+          for (int64_t v = 0; v < s.kw; ++v) {
+            const T* xv = xr + v * s.dw;
+            T* sum = sums.data() + (u * s.kw + v) * s.wo;
+#pragma omp simd
+            for (int64_t j = 0; j < s.wo; ++j) sum[j] += gr[j] * xv[j * sw];
+          }
+        }
+      }
+    }
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      T total = T(0);
+      for (int64_t j = 0; j < s.wo; ++j) total += sums[tap * s.wo + j];
+      p[c * taps + tap] = total;
+    }
+  }
+}
+
+// Unit strides: each plane as one flat vector on the input's row pitch wp. Output position f = i * wp + j
+// reads xp[f + u * dh * wp + v * dw]; columns j >= wo of that grid are junk (computed, then dropped, or given
+// a zero gradient), and the last valid f keeps every read inside the plane. One long loop per tap.
+template <typename T>
+void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
+  const int64_t planes = s.batch * s.channels, span = (s.ho - 1) * s.wp + s.wo;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    std::vector<T> grid(span, T(0));
+    T* acc = grid.data();
+    for (int64_t u = 0; u < s.kh; ++u)
+      for (int64_t v = 0; v < s.kw; ++v) {
+        const T wv = wc[u * s.kw + v];
+        const T* xv = x + u * s.dh * s.wp + v * s.dw;
+#pragma omp simd
+        for (int64_t f = 0; f < span; ++f) {
+          const T d = xv[f] - wv;
+          acc[f] -= d < T(0) ? -d : d;
+        }
+      }
+    T* out = y + plane * s.ho * s.wo;
+    for (int64_t i = 0; i < s.ho; ++i) std::copy(acc + i * s.wp, acc + i * s.wp + s.wo, out + i * s.wo);
+  }
+}
+
+template <typename T>
+void to_grid(const T* g, T* grid, const Geometry& s) {  // (ho, wo) -> (ho, wp) pitch, zero junk columns
+  std::fill(grid, grid + s.ho * s.wp, T(0));
+  for (int64_t i = 0; i < s.ho; ++i) std::copy(g + i * s.wo, g + (i + 1) * s.wo, grid + i * s.wp);
+}
+
+template <typename T>
+void input_grad_flat(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, int threads) {
+  const int64_t planes = s.batch * s.channels, span = (s.ho - 1) * s.wp + s.wo;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* x = xp + plane * s.hp * s.wp;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    std::vector<T> grid(s.ho * s.wp);
+    to_grid(g + plane * s.ho * s.wo, grid.data(), s);
+    const T* gg = grid.data();
+    T* dx = dxp + plane * s.hp * s.wp;
+    std::fill(dx, dx + s.hp * s.wp, T(0));
+    for (int64_t u = 0; u < s.kh; ++u)
+      for (int64_t v = 0; v < s.kw; ++v) {
+        const T wv = wc[u * s.kw + v];
+        const int64_t offset = u * s.dh * s.wp + v * s.dw;
+        const T* xv = x + offset;
+        T* dv = dx + offset;
+#pragma omp simd
+        for (int64_t f = 0; f < span; ++f) {
+          const T d = wv - xv[f];
+          dv[f] += gg[f] * std::min(std::max(d, T(-1)), T(1));
+        }
+      }
+  }
+}
+
+template <typename T>
+void weight_product_flat(const T* g, const T* xp, T* p, const Geometry& s, int threads) {
+  const int64_t taps = s.kh * s.kw, span = (s.ho - 1) * s.wp + s.wo;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < s.channels; ++c) {
+    std::vector<T> grid(s.ho * s.wp), sums(taps * span, T(0));  // per tap and position: one horizontal sum
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t plane = b * s.channels + c;
+      const T* x = xp + plane * s.hp * s.wp;
+      to_grid(g + plane * s.ho * s.wo, grid.data(), s);
+      const T* gg = grid.data();
+      for (int64_t u = 0; u < s.kh; ++u)
+        for (int64_t v = 0; v < s.kw; ++v) {
+          const T* xv = x + u * s.dh * s.wp + v * s.dw;
+          T* sum = sums.data() + (u * s.kw + v) * span;
+#pragma omp simd
+          for (int64_t f = 0; f < span; ++f) sum[f] += gg[f] * xv[f];
+        }
+    }
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      T total = T(0);
+      for (int64_t f = 0; f < span; ++f) total += sums[tap * span + f];
+      p[c * taps + tap] = total;
+    }
+  }
+}
+
+}  // namespace
+
+#define SHIFTADD_GEOMETRY_ARGS                                                                                   \
+  int64_t batch, int64_t channels, int64_t hp, int64_t wp, int64_t ho, int64_t wo, int64_t kh, int64_t kw,       \
+      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t cpw, int threads
+#define SHIFTADD_GEOMETRY Geometry{batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw}
+
+extern "C" {
+void shiftadd_depthwise_forward_float(const float* xp, const float* w, float* y, SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) forward_flat<float>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) forward<float, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else forward<float, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_forward_double(const double* xp, const double* w, double* y, SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) forward_flat<double>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) forward<double, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+  else forward<double, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_input_grad_float(const float* g, const float* xp, const float* w, float* dxp,
+                                         SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) input_grad_flat<float>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) input_grad<float, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else input_grad<float, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_input_grad_double(const double* g, const double* xp, const double* w, double* dxp,
+                                          SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) input_grad_flat<double>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) input_grad<double, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+  else input_grad<double, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_weight_product_float(const float* g, const float* xp, float* p, SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) weight_product_flat<float>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) weight_product<float, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else weight_product<float, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+}
+void shiftadd_depthwise_weight_product_double(const double* g, const double* xp, double* p,
+                                              SHIFTADD_GEOMETRY_ARGS) {
+  if (sh == 1 && sw == 1) weight_product_flat<double>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else if (sw == 1) weight_product<double, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+  else weight_product<double, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
+}
+}

@@ -1,0 +1,105 @@
+"""Direct depthwise adder convolution on CPU (AdderNet, arXiv 1912.13200), with no unfolded patches.
+
+The loops of ``cpu_depthwise.cpp`` (compiled at first use, :mod:`.build`) on an already zero-padded input
+``xp (B, C, Hp, Wp)``; channel ``c`` reads the weight plane ``w[c // (C / Hw)]`` of ``w (Hw, kh, kw)``, so the
+same function serves a depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` (``Hw = C``) and the
+lightweight add mixers' head-shared kernels (``Hw = H``, images of height 1):
+
+* ``y[b, c, i, j] = -sum_{u, v} |xp[b, c, i*sh + u*dh, j*sw + v*dw] - w[c', u, v]|``;
+* ``dxp`` = the HardTanh surrogate summed over every output that reads a position;
+* ``dw[h, u, v] = sum_{c in h} (p[c, u, v] - w[h, u, v] * sum_{b, i, j} g[b, c, i, j])`` with ``p`` the
+  kernel's ``g^T x``, then the caller's adaptive scaling (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`,
+  passed in as ``scale`` so that this module does not import the operators).
+
+The same formulas as :func:`~fairseq_shiftadd.ops.adder.add_matmul` on unfolded patches (the reference path
+and the fallback). Half inputs are computed in float32 and rounded back. Temporaries ``O(B C Hp Wp)``.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from . import cpu_adder
+from .build import load_library
+
+__all__ = ["depthwise_supported", "depthwise_add_conv"]
+
+_SOURCE = Path(__file__).with_name("cpu_depthwise.cpp")
+_DTYPES = {torch.float32: "float", torch.float64: "double"}
+_Pair = Tuple[int, int]
+Scale = Callable[[Tensor, Tensor], Tensor]
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> Optional[ctypes.CDLL]:
+    library = load_library(_SOURCE)
+    if library is None:
+        return None
+    for name, tensors in (("forward", 3), ("input_grad", 4), ("weight_product", 3)):
+        for dtype in _DTYPES.values():
+            function = getattr(library, f"shiftadd_depthwise_{name}_{dtype}")
+            function.argtypes = [ctypes.c_void_p] * tensors + [ctypes.c_int64] * 13 + [ctypes.c_int]
+            function.restype = None
+    return library
+
+
+def depthwise_supported(*tensors: Tensor) -> bool:
+    """Whether the direct kernels take these tensors (CPU, a float dtype, fast paths on, the library built)."""
+    return cpu_adder.cpu_supported(*tensors) and _library() is not None
+
+
+def _call(name: str, *tensors: Tensor, geometry: Tuple[int, ...]) -> None:
+    function = getattr(_library(), f"shiftadd_depthwise_{name}_{_DTYPES[tensors[0].dtype]}")
+    function(*[t.data_ptr() for t in tensors], *geometry, torch.get_num_threads())
+
+
+class _DepthwiseAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
+        (batch, channels, hp, wp), (kernels, kh, kw) = xp.shape, weight.shape
+        ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        geometry = (batch, channels, hp, wp, ho, wo, kh, kw, *stride, *dilation, channels // kernels)
+        xp, weight = xp.contiguous(), weight.contiguous()
+        y = xp.new_empty(batch, channels, ho, wo)
+        _call("forward", xp, weight, y, geometry=geometry)
+        ctx.save_for_backward(xp, weight)
+        ctx.geometry, ctx.scale = geometry, scale
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None, None]:
+        xp, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        dxp = dw = None
+        if ctx.needs_input_grad[0]:
+            dxp = torch.empty_like(xp)
+            _call("input_grad", grad, xp, weight, dxp, geometry=ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            kernels, channels = weight.shape[0], xp.shape[1]
+            product = xp.new_empty(channels, *weight.shape[1:])
+            _call("weight_product", grad, xp, product, geometry=ctx.geometry)
+            product = product.view(kernels, channels // kernels, *weight.shape[1:]).sum(dim=1)
+            grad_sum = grad.sum(dim=(0, 2, 3)).view(kernels, channels // kernels).sum(dim=1)
+            dw = ctx.scale(product - weight * grad_sum[:, None, None], product)
+        return dxp, dw, None, None, None
+
+
+def depthwise_add_conv(xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
+    """Depthwise negative-L1 convolution of a zero-padded input (see the module docstring).
+
+    ``scale(dw, p)`` rescales the weight gradient ``dw`` given ``p = g^T x`` (both ``(Hw, kh, kw)``).
+
+    Shape: xp (B, C, Hp, Wp), weight (Hw, kh, kw) with Hw dividing C -> (B, C, Ho, Wo),
+    ``Ho = (Hp - dh (kh - 1) - 1) // sh + 1`` (likewise Wo).
+    """
+    dtype = xp.dtype if xp.dtype in _DTYPES else torch.float32
+    y = _DepthwiseAdd.apply(xp.to(dtype), weight.to(dtype), tuple(stride), tuple(dilation), scale)
+    return y.to(xp.dtype)

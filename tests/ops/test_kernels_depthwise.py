@@ -1,0 +1,75 @@
+"""Direct depthwise kernels (fairseq_shiftadd.ops.kernels.cpu_depthwise) and the mixers' conv1d path."""
+import pytest
+import torch
+from torch.testing import assert_close
+
+from _kernel_paths import on_both_paths
+from fairseq_shiftadd.ops.adder import AddConv2d, GradNorm
+from fairseq_shiftadd.ops.kinds import OpKind
+from fairseq_shiftadd.ops.kernels.cpu_depthwise import depthwise_supported
+from fairseq_shiftadd.ops.lightconv import LightweightAdd, Padding, lightweight_mix
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def kernels_built():
+    if not depthwise_supported(torch.zeros(1)):
+        pytest.skip("the CPU kernels did not build here (no g++?): only the reference path runs")
+
+
+GEOMETRIES = {
+    "pad1": dict(kernel_size=3, padding=1),
+    "stride_dilation": dict(kernel_size=(3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3)),
+    "no_pad_5x5": dict(kernel_size=5, stride=(1, 3)),
+    "unit_stride_dilated": dict(kernel_size=(2, 3), padding=(1, 2), dilation=(3, 2)),  # the flat kernels
+}
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES.values(), ids=list(GEOMETRIES))
+@pytest.mark.parametrize("eta", [None, 0.2])
+def test_depthwise_add_conv_matches_reference(kernels_built, monkeypatch, geometry, eta):
+    torch.manual_seed(0)
+    layer = AddConv2d(5, 5, groups=5, eta=eta, bias=True, **geometry).double()
+    x = torch.randn(3, 5, 11, 13, dtype=F64)
+
+    def run():
+        layer.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        y.backward(torch.sin(y))
+        return y, xi.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
+
+    for fast, slow in zip(*on_both_paths(monkeypatch, run)):
+        assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("op", [OpKind.MULT, OpKind.ADD], ids=["mult", "add"])
+@pytest.mark.parametrize("padding", list(Padding), ids=[p.value for p in Padding])
+@pytest.mark.parametrize("grad_norm", list(GradNorm), ids=[g.value for g in GradNorm])
+@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
+def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, op, padding, grad_norm, dtype):
+    torch.manual_seed(1)
+    x, kernel = torch.randn(9, 3, 12, dtype=dtype), torch.randn(4, 5, dtype=dtype)  # T=9 B=3 C=12 H=4 K=5
+
+    def run():
+        xi, ki = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+        y = lightweight_mix(xi, ki, op, padding, eta=0.3, grad_norm=grad_norm)
+        y.backward(torch.cos(y))
+        return y, xi.grad, ki.grad
+
+    tolerance = dict(rtol=1e-9, atol=1e-9) if dtype is F64 else dict(rtol=1e-5, atol=1e-5)
+    for fast, slow in zip(*on_both_paths(monkeypatch, run)):
+        assert fast.dtype == dtype
+        assert_close(fast, slow, **tolerance)
+
+
+def test_lightweight_add_bfloat16_matches_float32(kernels_built, monkeypatch):
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+    torch.manual_seed(2)
+    layer = LightweightAdd(16, 7, 4)
+    x = torch.randn(10, 2, 16)
+    full = layer(x)
+    half = layer.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    assert_close(half.float(), full, rtol=2e-2, atol=2e-2 * full.abs().max().item())
