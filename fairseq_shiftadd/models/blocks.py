@@ -220,14 +220,9 @@ class WeightSlot(nn.ModuleDict):
         if self._user(user).op is not OpKind.ADD:
             return F.linear(x, weight, bias)
         scale = add_weight_scale(out_dim, x.size(-1))
-        y = add_matmul(
-            x.reshape(1, -1, x.size(-1)),
-            weight.unsqueeze(0) * scale,
-            ADD_ETA / scale,
-            centre_outputs=True,
-            grad_norm=ADD_GRAD_NORM,
-        )
-        y = y.view(*x.shape[:-1], out_dim)
+        rows = x.reshape(1, -1, x.size(-1))
+        y = add_matmul(rows, weight.unsqueeze(0) * scale, ADD_ETA, centre_outputs=True, grad_norm=ADD_GRAD_NORM)
+        y = y.view(*x.shape[:-1], out_dim) / scale
         return y if bias is None else y + bias
 
     def export(self, user: str, shape: Tuple[int, ...]) -> Dict[str, Tensor]:
