@@ -12,10 +12,10 @@ from torch.func import functional_call
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, SharedScaleFakeQuant, _tiles, add_matmul
+from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, _tiles, add_matmul
 from fairseq_shiftadd.ops.counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
-from fairseq_shiftadd.ops.quant import QuantConfig
+from fairseq_shiftadd.ops.quant import QuantConfig, SharedScaleFakeQuant
 
 REPO = Path(__file__).resolve().parents[2]
 F64 = torch.float64
