@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
+from ..ops.quant import QuantConfig
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
 from .blocks import (
     ElasticAttention,
@@ -115,15 +116,16 @@ class _Layer(nn.Module):
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
+        quant: Optional[QuantConfig],
     ) -> None:
         super().__init__()
         self.candidates = cand
         self.mixer = TokenMixer(
             cand.blocks, cand.max_embed_dim, cand.qkv_dim, cand.max_heads, cand.kernel_size, causal, sharing,
-            attention_dropout, weight_dropout,
+            attention_dropout, weight_dropout, quant,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
-        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing)
+        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing, quant)
         self.ffn_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def _mix(
@@ -171,14 +173,20 @@ class EncoderLayer(_Layer):
         sharing: weight sharing between the candidates.
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on lightweight kernels.
+        quant: quantisation-aware training (``None``: float), see :mod:`.blocks`.
 
     Shape: x ``(T, B, d)``, padding_mask ``(B, T)`` (``True`` = pad) -> ``(T, B, d)``.
     """
 
     def __init__(
-        self, cand: LayerCandidates, sharing: SharingMode | str, attention_dropout: float, weight_dropout: float
+        self,
+        cand: LayerCandidates,
+        sharing: SharingMode | str,
+        attention_dropout: float,
+        weight_dropout: float,
+        quant: Optional[QuantConfig] = None,
     ) -> None:
-        super().__init__(cand, False, sharing, attention_dropout, weight_dropout)
+        super().__init__(cand, False, sharing, attention_dropout, weight_dropout, quant)
 
     def forward(
         self, x: Tensor, cfg: LayerConfig, padding_mask: Optional[Tensor], dropout: float, activation_dropout: float
@@ -197,13 +205,18 @@ class DecoderLayer(_Layer):
     """
 
     def __init__(
-        self, cand: LayerCandidates, sharing: SharingMode | str, attention_dropout: float, weight_dropout: float
+        self,
+        cand: LayerCandidates,
+        sharing: SharingMode | str,
+        attention_dropout: float,
+        weight_dropout: float,
+        quant: Optional[QuantConfig] = None,
     ) -> None:
-        super().__init__(cand, True, sharing, attention_dropout, weight_dropout)
+        super().__init__(cand, True, sharing, attention_dropout, weight_dropout, quant)
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
         dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.qkv_dim)
-        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, attention_dropout)
+        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, attention_dropout, quant)
         self.cross_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def forward(

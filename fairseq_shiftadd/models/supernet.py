@@ -26,12 +26,14 @@ from torch import Tensor, nn
 
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
+from ..ops.quant import QuantConfig, check_bits
 from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
     "ModelConfig",
+    "model_quant",
     "SupernetConfig",
     "load_subnet",
     "SinusoidalPositions",
@@ -64,6 +66,24 @@ class ModelConfig(FairseqDataclass):
     )
     max_source_positions: int = field(default=1024, metadata={"help": "max number of source tokens"})
     max_target_positions: int = field(default=1024, metadata={"help": "max number of target tokens"})
+    quant_bits: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "quantisation-aware training: fake-quantise the weights and inputs of every mult, shift and "
+            "add layer to this many bits (8 for the paper's 8-bit models; shift exponents stay 5-bit); "
+            "default: float"
+        },
+    )
+
+
+def model_quant(cfg: ModelConfig) -> Optional[QuantConfig]:
+    """The fake quantisation of ``cfg.quant_bits`` (``None``: float); the one reader of that field for the models.
+
+    Raises:
+        ValueError: ``quant_bits`` is not None or an integer in [2, 16].
+    """
+    bits = getattr(cfg, "quant_bits", None)
+    return None if bits is None else QuantConfig(bits=check_bits("quant_bits", bits))
 
 
 SHARING_CHOICES = ChoiceEnum([m.value for m in SharingMode])
@@ -169,7 +189,10 @@ def _init_stack(
     stack.embedding = _Embedded(embed_tokens, max_positions)
     stack.dropouts = _Dropouts(cfg, stack.max_dim)
     stack.max_positions_ = max_positions
-    stack.layers = nn.ModuleList(layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers)
+    quant = model_quant(cfg)
+    stack.layers = nn.ModuleList(
+        layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout, quant) for c in layers
+    )
 
 
 class ShiftAddEncoder(FairseqEncoder):
