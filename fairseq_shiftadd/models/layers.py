@@ -109,19 +109,20 @@ def _kernel_size(space: SearchSpace, blocks: Sequence[BlockType], index: int) ->
 class _Layer(nn.Module):
     """What encoder and decoder layers share: token mixer, FFN, their two post-norms."""
 
+    causal: bool  # decoder layers: causal mixers
+
     def __init__(
         self,
         cand: LayerCandidates,
-        causal: bool,
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
-        quant: Optional[QuantConfig],
+        quant: Optional[QuantConfig] = None,
     ) -> None:
         super().__init__()
         self.candidates = cand
         self.mixer = TokenMixer(
-            cand.blocks, cand.max_embed_dim, cand.qkv_dim, cand.max_heads, cand.kernel_size, causal, sharing,
+            cand.blocks, cand.max_embed_dim, cand.qkv_dim, cand.max_heads, cand.kernel_size, self.causal, sharing,
             attention_dropout, weight_dropout, quant,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
@@ -178,15 +179,7 @@ class EncoderLayer(_Layer):
     Shape: x ``(T, B, d)``, padding_mask ``(B, T)`` (``True`` = pad) -> ``(T, B, d)``.
     """
 
-    def __init__(
-        self,
-        cand: LayerCandidates,
-        sharing: SharingMode | str,
-        attention_dropout: float,
-        weight_dropout: float,
-        quant: Optional[QuantConfig] = None,
-    ) -> None:
-        super().__init__(cand, False, sharing, attention_dropout, weight_dropout, quant)
+    causal = False
 
     def forward(
         self, x: Tensor, cfg: LayerConfig, padding_mask: Optional[Tensor], dropout: float, activation_dropout: float
@@ -204,6 +197,8 @@ class DecoderLayer(_Layer):
     ``(B, S)`` -> ``(T, B, d)``. Incremental decoding: ``T = 1`` with a shared ``incremental_state``.
     """
 
+    causal = True
+
     def __init__(
         self,
         cand: LayerCandidates,
@@ -212,7 +207,7 @@ class DecoderLayer(_Layer):
         weight_dropout: float,
         quant: Optional[QuantConfig] = None,
     ) -> None:
-        super().__init__(cand, True, sharing, attention_dropout, weight_dropout, quant)
+        super().__init__(cand, sharing, attention_dropout, weight_dropout, quant)
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
         dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.qkv_dim)
