@@ -398,13 +398,14 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         self._subnet = self.encoder.subnet = self.decoder.subnet = sub
 
     def sharing_regulariser(self) -> Tensor:
-        """Sum of the sharing regularisers of the weights that the *active* subnet reads with ``add``.
+        """Sum of the sharing regularisers of the add-FFN weights that the *active* subnet reads.
 
         Each term is :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`, so the sum is non-zero only
-        in heterogeneous mode and for a subnet with an add FFN or an adder lightweight mixer (the weights of
-        :meth:`~.layers.EncoderLayer.add_weights`). A slot's ``T_add`` is thus pulled toward Laplace in the
-        updates that train its add candidate: the term costs what the subnet uses (nothing without add
-        candidates), and inactive slots, layers beyond the depth included, get no gradient from it.
+        in heterogeneous mode and for a subnet with an add FFN (the weights of
+        :meth:`~.layers.EncoderLayer.add_weights`; not the adder mixers' softmax-normalised kernels). A slot's
+        ``T_add`` is thus pulled toward Laplace in the updates that train its add candidate, and only ``T_add``
+        (the shared weight is read gradient-stopped): the term costs what the subnet uses (nothing without add
+        FFNs), and inactive slots, layers beyond the depth included, get no gradient from it.
         """
         sub = self.subnet
         stacks = ((self.encoder.layers, sub.encoder), (self.decoder.layers, sub.decoder))
