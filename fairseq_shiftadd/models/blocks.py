@@ -36,9 +36,9 @@ gradients, rescaled to the norm of the gradient a multiplicative layer gets for 
 gradient, ``dw <- ||g^T x||_F / ||dw|| * dw`` (:data:`ADD_GRAD_NORM`, :data:`ADD_ETA`), instead of
 AdderNet's fixed ``0.2 * sqrt(numel(w))``. AdderNet's rule ignores the loss's scale: fairseq divides the summed
 loss's gradients by the token count, so at 4096 tokens an add candidate's step on a weight shared with a mult
-candidate (under the same Adam moments) was 0.066x the mult candidate's. The matched rule is linear in the
-output gradient (it follows the loss scale, fp16 loss scaling included) and gives an add step of the size a
-mult step would have in the same place.
+candidate (under the same Adam moments) was 0.04-0.08x the mult candidate's (``benchmarks/add_step_size.py``).
+The matched rule is linear in the output gradient (it follows the loss scale, fp16 loss scaling included) and
+gives an add step of about the size a mult step has in the same place (0.7-1.0x, measured alike).
 
 Weight sharing (:class:`WeightSlot`; ``W`` is a :class:`~fairseq_shiftadd.ops.hetero.SharedWeight`, so
 ``shift`` reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``).
