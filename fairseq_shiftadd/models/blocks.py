@@ -36,9 +36,9 @@ gradients, rescaled to the norm of the gradient a multiplicative layer gets for 
 gradient, ``dw <- ||g^T x||_F / ||dw|| * dw`` (:data:`ADD_GRAD_NORM`, :data:`ADD_ETA`), instead of
 AdderNet's fixed ``0.2 * sqrt(numel(w))``. AdderNet's rule ignores the loss's scale: fairseq divides the summed
 loss's gradients by the token count, so at 4096 tokens an add candidate's step on a weight shared with a mult
-candidate (under the same Adam moments) was 0.066x the mult candidate's. The matched rule is linear in the
-output gradient (it follows the loss scale, fp16 loss scaling included) and gives an add step of the size a
-mult step would have in the same place.
+candidate (under the same Adam moments) was 0.04-0.08x the mult candidate's (``benchmarks/add_step_size.py``).
+The matched rule is linear in the output gradient (it follows the loss scale, fp16 loss scaling included) and
+gives an add step of about the size a mult step has in the same place (0.7-1.0x, measured alike).
 
 Weight sharing (:class:`WeightSlot`; ``W`` is a :class:`~fairseq_shiftadd.ops.hetero.SharedWeight`, so
 ``shift`` reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``).
@@ -59,6 +59,14 @@ LayerNorms of the layer       (one per position, shared)              (one per p
 
 Biases travel with their weight (shared when it is). A standalone subnet is built from the same classes with
 one candidate per slot, at the subnet's exact sizes and ``sharing = none``.
+
+Quantisation-aware training (``quant``, the models' ``--quant-bits``): every linear slot fake-quantises the
+operands of each user with :func:`~fairseq_shiftadd.ops.quant.operand_fake_quant` of the user's op (mult:
+affine input, per-output-channel symmetric weight; shift: affine input, the powers of two as they are, 5-bit
+exponents; add: input and ``a W`` on one symmetric grid), after slicing; the lightweight mixers quantise their
+input and normalised kernel alike (product or shared grid). Each user keeps its own running input range
+(``operand_quant.<user>``, ``mixer_quant.<user>``; exported with the weights). Not quantised: the embeddings
+and the tied output projection, the attention score and context products, LayerNorms, softmax, biases.
 """
 from __future__ import annotations
 
@@ -76,6 +84,7 @@ from ..ops.elastic import slice_layer_norm, slice_linear
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..ops.lightconv import Padding, causal_mix_step, lightweight_mix
+from ..ops.quant import QuantConfig, operand_fake_quant
 from ..ops.shift import PSWeight, ShiftMode
 from ..space import SearchSpace
 
@@ -174,6 +183,7 @@ class WeightSlot(nn.ModuleDict):
         sharing: a :class:`SharingMode` (or its value).
         bias: whether the slot has a bias (zero-initialised).
         init: initialiser of the stored weights (default Xavier-uniform).
+        quant: fake-quantise the operands of :meth:`linear` (one quantiser and input range per user).
         shift_weights: ``"q"`` or ``"ps"`` (a :class:`ShiftMode`).
 
     Raises:
@@ -186,6 +196,7 @@ class WeightSlot(nn.ModuleDict):
         sharing: SharingMode | str,
         bias: bool = True,
         init: _Init = _xavier,
+        quant: Optional[QuantConfig] = None,
         shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
@@ -205,6 +216,7 @@ class WeightSlot(nn.ModuleDict):
             shape = tuple(max(dims) for dims in zip(*(self.users[n].shape for n in names)))
             ops = tuple(dict.fromkeys(self.users[n].op for n in names))
             self[key] = _Storage(shape, ops, sharing, bias, init, ps and ops == (OpKind.SHIFT,))
+        self.operand_quant = _quantisers({name: user.op for name, user in self.users.items()}, quant)
 
     def _user(self, user: str) -> SlotUser:
         if user not in self.users:
@@ -225,40 +237,40 @@ class WeightSlot(nn.ModuleDict):
     def linear(self, x: Tensor, user: str, out_dim: int) -> Tensor:
         """``x W[:out, :in]^T + b[:out]`` with the user's op; ``in = x.size(-1)``.
 
-        ``add``: ``y = -sum_k |x_k - a W[m, k]| + c(x) + b[m]`` with ``a = add_weight_scale(out, in)`` and
+        ``add``: ``y = (c(x) - sum_k |x_k - a W[m, k]|) / a + b[m]`` with ``a = add_weight_scale(out, in)`` and
         ``c(x) = mean_m' sum_k |x_k - a W[m', k]|`` (the rows of ``y - b`` have mean 0), for outputs that a
-        normalisation over ``m`` follows (the add FFN's LayerNorms):
+        normalisation over ``m`` follows (the add FFN's LayerNorms), which removes ``c(x)`` and the factor
+        ``1 / a``: the layer's normalised output is AdderNet's for the weights ``a W``.
 
-        * ``c(x)`` removes AdderNet's large row offset, which the normalisation removes anyway, before any
-          rounding (``centre_outputs`` of :func:`~fairseq_shiftadd.ops.adder.add_matmul`);
-        * ``a``: an adder output moves with ``x_k`` only where ``x_k`` lies within the spread of the weights
+        * ``c(x)`` removes AdderNet's large row offset before any rounding (``centre_outputs`` of
+          :func:`~fairseq_shiftadd.ops.adder.add_matmul`).
+        * ``a W``: an adder output moves with ``x_k`` only where ``x_k`` lies within the spread of the weights
           of column ``k`` (``d/dx_k |x_k - w| = sign``). With Xavier-scale weights (RMS ``1 / a``, 0.02-0.04)
-          against LayerNorm-ed inputs (RMS 1) the layer is nearly ``sum_k w_mk sign(x_k)``, whose
-          sensitivity to ``x`` exceeds its output spread 5-30 fold: measured, float32 rounding grew 10-30x
-          per add FFN, and an ``iwslt14_de_en`` subnet with add FFNs differed from its float64 evaluation
-          by 0.17 nats (KL per token) in float32. Reading ``a W`` (unit RMS at initialisation, the scale of
-          the inputs, as trained AdderNet weights) makes it well conditioned; the shared ``W`` the mult
-          candidates read is unchanged.
-        * gradients: AdderNet's surrogates, scaled to a multiplicative layer's norm (:data:`ADD_GRAD_NORM`)
-          with ``eta = ADD_ETA / a``, so that after the chain rule through ``a W`` the stored ``W`` gets
-          ``ADD_ETA * ||g^T x||_F``.
+          against LayerNorm-ed inputs (RMS 1) the layer is nearly ``sum_k w_mk sign(x_k)``, whose sensitivity
+          to ``x`` exceeds its output spread 5-30 fold: measured, float32 rounding grew 10-30x per add FFN,
+          and an ``iwslt14_de_en`` subnet with add FFNs stayed 0.17 nats (KL per token) from its float64
+          evaluation in float32 with the offset removed. ``a W`` (unit RMS at initialisation, the inputs'
+          scale, as trained AdderNet weights) is well conditioned, and puts AdderNet's hardtanh input
+          gradient in the inputs' units; the stored ``W`` that the mult candidates read is unchanged.
+        * ``/ a``: the output varies as much as a multiplicative layer's ``x W^T`` (not ``a`` times more),
+          so the gradients that reach it are of a mult layer's size.
+        * gradients: AdderNet's surrogates; the weight gradient scaled to ``ADD_ETA`` times the norm of a
+          multiplicative layer's, ``||g^T x||_F`` (:data:`ADD_GRAD_NORM`; the factors ``a`` and ``1 / a``
+          cancel in the chain rule).
 
-        ``shift``: ``W`` is already a signed power of two.
+        ``shift``: ``W`` is already a signed power of two. With ``quant``, ``x`` and the sliced weight (``a W``
+        for add) are fake-quantised first (:func:`~fairseq_shiftadd.ops.quant.operand_fake_quant`).
 
         Shape: x ``(*, in)`` -> ``(*, out_dim)``.
         """
         weight, bias = slice_linear(*self.weight(user), out_dim, x.size(-1))
         if self._user(user).op is not OpKind.ADD:
-            return F.linear(x, weight, bias)
+            return F.linear(*_quantised(self.operand_quant, user, x, weight), bias)
         scale = add_weight_scale(out_dim, x.size(-1))
-        y = add_matmul(
-            x.reshape(1, -1, x.size(-1)),
-            weight.unsqueeze(0) * scale,
-            ADD_ETA / scale,
-            centre_outputs=True,
-            grad_norm=ADD_GRAD_NORM,
-        )
-        y = y.view(*x.shape[:-1], out_dim)
+        x, weight = _quantised(self.operand_quant, user, x, weight * scale)
+        rows = x.reshape(1, -1, x.size(-1))
+        y = add_matmul(rows, weight.unsqueeze(0), ADD_ETA, centre_outputs=True, grad_norm=ADD_GRAD_NORM)
+        y = y.view(*x.shape[:-1], out_dim) / scale
         return y if bias is None else y + bias
 
     def export(self, user: str, shape: Tuple[int, ...]) -> Dict[str, Tensor]:
@@ -269,7 +281,27 @@ class WeightSlot(nn.ModuleDict):
         weight, bias = self.weight(user)
         weight = weight[tuple(slice(0, n) for n in shape)]
         storage = self[self.key_of[user]]
-        return _prefixed(user, storage.state(self._user(user).op, weight, None if bias is None else bias[: shape[0]]))
+        state = _prefixed(user, storage.state(self._user(user).op, weight, None if bias is None else bias[: shape[0]]))
+        return {**state, **_quantiser_state(self.operand_quant, user, "operand_quant")}
+
+
+def _quantisers(ops: Mapping[str, OpKind], quant: Optional[QuantConfig]) -> Optional[nn.ModuleDict]:
+    """One operand quantiser per user (``None`` without ``quant``)."""
+    if quant is None:
+        return None
+    return nn.ModuleDict({name: operand_fake_quant(op, quant) for name, op in ops.items()})
+
+
+def _quantised(quantisers: Optional[nn.ModuleDict], user: str, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(x, weight)`` fake-quantised by ``user``'s quantiser, or as they are."""
+    return (x, weight) if quantisers is None else quantisers[user](x, weight)
+
+
+def _quantiser_state(quantisers: Optional[nn.ModuleDict], user: str, prefix: str) -> Dict[str, Tensor]:
+    """The running range of ``user``'s quantiser under the standalone module's keys (empty without one)."""
+    if quantisers is None:
+        return {}
+    return _prefixed(f"{prefix}.{user}", quantisers[user].state_dict())
 
 
 def _prefixed(prefix: str, state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
@@ -319,17 +351,29 @@ class ElasticAttention(nn.Module):
         users: user name -> ``(max_query_dim, max_key_dim, qkv)``.
         sharing: weight sharing between the users.
         dropout: dropout on the attention probabilities (training only).
+        quant: fake-quantise the four projections (:class:`WeightSlot`).
 
     Shape: query ``(T, B, d)``, key ``(S, B, d_k)``, key_padding_mask ``(B, S)`` -> ``(T, B, d)``.
     """
 
-    def __init__(self, users: Mapping[str, Tuple[int, int, int]], sharing: SharingMode | str, dropout: float) -> None:
+    def __init__(
+        self,
+        users: Mapping[str, Tuple[int, int, int]],
+        sharing: SharingMode | str,
+        dropout: float,
+        quant: Optional[QuantConfig] = None,
+    ) -> None:
         super().__init__()
         self.qkv = {name: qkv for name, (_, _, qkv) in users.items()}
-        self.q = WeightSlot({n: SlotUser(OpKind.MULT, (qkv, dq)) for n, (dq, _, qkv) in users.items()}, sharing)
-        self.k = WeightSlot({n: SlotUser(OpKind.MULT, (qkv, dk)) for n, (_, dk, qkv) in users.items()}, sharing)
-        self.v = WeightSlot({n: SlotUser(OpKind.MULT, (qkv, dk)) for n, (_, dk, qkv) in users.items()}, sharing)
-        self.out = WeightSlot({n: SlotUser(OpKind.MULT, (dq, qkv)) for n, (dq, _, qkv) in users.items()}, sharing)
+        shapes = {
+            "q": {n: (qkv, dq) for n, (dq, _, qkv) in users.items()},
+            "k": {n: (qkv, dk) for n, (_, dk, qkv) in users.items()},
+            "v": {n: (qkv, dk) for n, (_, dk, qkv) in users.items()},
+            "out": {n: (dq, qkv) for n, (dq, _, qkv) in users.items()},
+        }
+        for name, by_user in shapes.items():
+            slot_users = {n: SlotUser(OpKind.MULT, shape) for n, shape in by_user.items()}
+            setattr(self, name, WeightSlot(slot_users, sharing, quant=quant))
         self.dropout = dropout
 
     def forward(
@@ -403,6 +447,7 @@ class LightweightBranch(nn.Module):
         padding: ``"centred"`` (encoder) or ``"causal"`` (decoder).
         sharing: weight sharing between the users.
         weight_dropout: DropConnect probability on the normalised kernel (training only).
+        quant: fake-quantise the linears and the mixer's input and kernel (product or shared grid).
         shift_weights: DeepShift variant of the shift linear (``"q"`` or ``"ps"``, see :class:`WeightSlot`).
 
     Shape: x ``(T, B, C)``, padding_mask ``(B, T)`` -> ``(T, B, C)``.
@@ -416,18 +461,20 @@ class LightweightBranch(nn.Module):
         padding: Padding | str,
         sharing: SharingMode | str,
         weight_dropout: float,
+        quant: Optional[QuantConfig] = None,
         shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.kinds = {name: kind for name, (kind, _) in users.items()}
         square = {name: (width, width) for name, (_, width) in users.items()}
-        self.linear1 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing)
+        self.linear1 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing, quant=quant)
         shift_users = {n: SlotUser(OpKind.SHIFT, s) for n, s in square.items() if self._has_shift(n)}
-        self.shift = WeightSlot(shift_users, sharing, shift_weights=shift_weights) if shift_users else None
+        self.shift = WeightSlot(shift_users, sharing, quant=quant, shift_weights=shift_weights) if shift_users else None
         self.kernel = WeightSlot(
             {n: SlotUser(self.mixer_op(n), (max_heads, kernel_size)) for n in users}, sharing, False, _kernel_init
         )
-        self.linear2 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing)
+        self.mixer_quant = _quantisers({n: self.mixer_op(n) for n in users}, quant)
+        self.linear2 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing, quant=quant)
         self.kernel_size = kernel_size
         self.padding = Padding(padding)
         self.weight_dropout = weight_dropout
@@ -458,6 +505,7 @@ class LightweightBranch(nn.Module):
         if num_heads > weight.size(0):
             raise ValueError(f"num_heads={num_heads} exceeds the {weight.size(0)} allocated kernel rows")
         kernel = F.dropout(F.softmax(weight[:num_heads], dim=-1), p=self.weight_dropout, training=self.training)
+        h, kernel = _quantised(self.mixer_quant, user, h, kernel)
         op = self.mixer_op(user)
         eta = ADD_ETA if op is OpKind.ADD else None
         if incremental_state is None:
@@ -480,7 +528,8 @@ class LightweightBranch(nn.Module):
         shapes = {"linear1": (width, width), "linear2": (width, width), "kernel": (num_heads, self.kernel_size)}
         if self._has_shift(user):
             shapes["shift"] = (width, width)
-        return merge_states({name: getattr(self, name).export(user, shape) for name, shape in shapes.items()})
+        states = {name: getattr(self, name).export(user, shape) for name, shape in shapes.items()}
+        return {**merge_states(states), **_quantiser_state(self.mixer_quant, user, "mixer_quant")}
 
     def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor) -> None:
         """Reorder the buffered mixer inputs along the batch axis (beam search)."""
@@ -509,6 +558,7 @@ class TokenMixer(nn.Module):
         sharing: weight sharing between the candidates.
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on the lightweight kernels.
+        quant: quantisation-aware training of every candidate (see the module docstring).
         shift_weights: DeepShift variant of the shift linears (``"q"`` or ``"ps"``).
 
     Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
@@ -525,6 +575,7 @@ class TokenMixer(nn.Module):
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
+        quant: Optional[QuantConfig] = None,
         shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
@@ -539,12 +590,14 @@ class TokenMixer(nn.Module):
         }
         light_users = {b.value: (b.lightweight_part, width(b, max_dim)) for b in self.blocks if b.lightweight_part}
         kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
-        self.attention = ElasticAttention(attention_users, sharing, attention_dropout) if attention_users else None
+        self.attention = ElasticAttention(attention_users, sharing, attention_dropout, quant) if attention_users else None
         if light_users and kernel_size is None:
             raise ValueError("kernel_size is required for lightweight blocks")
         padding = Padding.CAUSAL if causal else Padding.CENTRED
         self.lightweight = (
-            LightweightBranch(light_users, kernel_rows, kernel_size, padding, sharing, weight_dropout, shift_weights)
+            LightweightBranch(
+                light_users, kernel_rows, kernel_size, padding, sharing, weight_dropout, quant, shift_weights
+            )
             if light_users
             else None
         )
@@ -600,6 +653,7 @@ class ElasticFFN(nn.Module):
         max_dim: allocated model width.
         max_ffn_dim: allocated hidden width.
         sharing: weight sharing between the ops.
+        quant: fake-quantise the operands of ``fc1`` and ``fc2`` (:class:`WeightSlot`).
         shift_weights: DeepShift variant of the shift FFN (``"q"`` or ``"ps"``).
 
     Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
@@ -611,14 +665,15 @@ class ElasticFFN(nn.Module):
         max_dim: int,
         max_ffn_dim: int,
         sharing: SharingMode | str,
+        quant: Optional[QuantConfig] = None,
         shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.ops = tuple(OpKind(op) for op in ops)
         fc1 = {op.value: SlotUser(op, (max_ffn_dim, max_dim)) for op in self.ops}
         fc2 = {op.value: SlotUser(op, (max_dim, max_ffn_dim)) for op in self.ops}
-        self.fc1 = WeightSlot(fc1, sharing, shift_weights=shift_weights)
-        self.fc2 = WeightSlot(fc2, sharing, shift_weights=shift_weights)
+        self.fc1 = WeightSlot(fc1, sharing, quant=quant, shift_weights=shift_weights)
+        self.fc2 = WeightSlot(fc2, sharing, quant=quant, shift_weights=shift_weights)
         has_add = OpKind.ADD in self.ops
         self.fc1_add_norm = ElasticLayerNorm(max_ffn_dim) if has_add else None
         self.fc2_add_norm = ElasticLayerNorm(max_dim) if has_add else None

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
+from ..ops.quant import QuantConfig
 from ..ops.shift import ShiftMode
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
 from .blocks import (
@@ -116,6 +117,7 @@ class _Layer(nn.Module):
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on lightweight kernels.
         shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
+        quant: quantisation-aware training (``None``: float), see :mod:`.blocks`.
     """
 
     causal: bool  # decoder layers: causal attention and kernels
@@ -127,16 +129,18 @@ class _Layer(nn.Module):
         attention_dropout: float,
         weight_dropout: float,
         shift_weights: ShiftMode | str = ShiftMode.Q,
+        quant: Optional[QuantConfig] = None,
     ) -> None:
         super().__init__()
         self.candidates = cand
         self.attention_dropout = attention_dropout
+        self.quant = quant
         self.mixer = TokenMixer(
             cand.blocks, cand.max_embed_dim, cand.space, cand.max_heads, cand.kernel_size, self.causal, sharing,
-            attention_dropout, weight_dropout, shift_weights,
+            attention_dropout, weight_dropout, quant, shift_weights,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
-        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing, shift_weights)
+        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing, quant, shift_weights)
         self.ffn_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def _mix(
@@ -179,7 +183,8 @@ class _Layer(nn.Module):
 class EncoderLayer(_Layer):
     """Encoder layer: mixer then FFN, each ``x = norm(x + dropout(f(x)))``; centred lightweight kernels.
 
-    Args: as ``_Layer`` (``cand``, ``sharing``, ``attention_dropout``, ``weight_dropout``, ``shift_weights``).
+    Args: as ``_Layer`` (``cand``, ``sharing``, ``attention_dropout``, ``weight_dropout``, ``shift_weights``,
+    ``quant``).
 
     Shape: x ``(T, B, d)``, padding_mask ``(B, T)`` (``True`` = pad) -> ``(T, B, d)``.
     """
@@ -212,7 +217,7 @@ class DecoderLayer(_Layer):
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
         dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.space.qkv_dim)
-        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, self.attention_dropout)
+        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, self.attention_dropout, self.quant)
         self.cross_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def forward(

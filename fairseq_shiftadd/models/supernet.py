@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
+from ..ops.quant import QuantConfig, check_bits
 from ..ops.shift import ShiftMode
 from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest
 from .blocks import IncrementalState
@@ -35,6 +36,7 @@ from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
     "ModelConfig",
+    "model_quant",
     "SupernetConfig",
     "model_space",
     "load_subnet",
@@ -94,6 +96,24 @@ class ModelConfig(FairseqDataclass):
                           "default, shares weights) | ps = DeepShift-PS (trained exponent and ternary sign, as the "
                           "original; needs --sharing none in a supernet)"},
     )
+    quant_bits: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "quantisation-aware training: fake-quantise the weights and inputs of every mult, shift and "
+            "add layer to this many bits (8 for the paper's 8-bit models; shift exponents stay 5-bit); "
+            "default: float"
+        },
+    )
+
+
+def model_quant(cfg: ModelConfig) -> Optional[QuantConfig]:
+    """The fake quantisation of ``cfg.quant_bits`` (``None``: float); the one reader of that field for the models.
+
+    Raises:
+        ValueError: ``quant_bits`` is not None or an integer in [2, 16].
+    """
+    bits = getattr(cfg, "quant_bits", None)
+    return None if bits is None else QuantConfig(bits=check_bits("quant_bits", bits))
 
 
 SHARING_CHOICES = ChoiceEnum([m.value for m in SharingMode])
@@ -210,8 +230,10 @@ def _init_stack(
     stack.embedding = _Embedded(embed_tokens, max_positions)
     stack.dropouts = _Dropouts(cfg, stack.max_dim if dropout_width is None else dropout_width)
     stack.max_positions_ = max_positions
+    quant = model_quant(cfg)
     stack.layers = nn.ModuleList(
-        layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout, str(cfg.shift_weights)) for c in layers
+        layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout, str(cfg.shift_weights), quant=quant)
+        for c in layers
     )
 
 
@@ -429,13 +451,14 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         self._subnet = self.encoder.subnet = self.decoder.subnet = sub
 
     def sharing_regulariser(self) -> Tensor:
-        """Sum of the sharing regularisers of the weights that the *active* subnet reads with ``add``.
+        """Sum of the sharing regularisers of the add-FFN weights that the *active* subnet reads.
 
         Each term is :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`, so the sum is non-zero only
-        in heterogeneous mode and for a subnet with an add FFN or an adder lightweight mixer (the weights of
-        :meth:`~.layers.EncoderLayer.add_weights`). A slot's ``T_add`` is thus pulled toward Laplace in the
-        updates that train its add candidate: the term costs what the subnet uses (nothing without add
-        candidates), and inactive slots, layers beyond the depth included, get no gradient from it.
+        in heterogeneous mode and for a subnet with an add FFN (the weights of
+        :meth:`~.layers.EncoderLayer.add_weights`; not the adder mixers' softmax-normalised kernels). A slot's
+        ``T_add`` is thus pulled toward Laplace in the updates that train its add candidate, and only ``T_add``
+        (the shared weight is read gradient-stopped): the term costs what the subnet uses (nothing without add
+        FFNs), and inactive slots, layers beyond the depth included, get no gradient from it.
         """
         sub = self.subnet
         stacks = ((self.encoder.layers, sub.encoder), (self.decoder.layers, sub.decoder))

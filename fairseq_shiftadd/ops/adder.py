@@ -60,10 +60,10 @@ from .counts import OpCounts
 from .kernels import cpu_adder, dispatch
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
-from .quant import QuantConfig, RunningRange, fake_quant_symmetric
+from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
 
-__all__ = ["GradNorm", "add_matmul", "add_conv2d", "scale_weight_grad", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
+__all__ = ["GradNorm", "add_matmul", "add_conv2d", "scale_weight_grad", "AddLinear", "AddConv2d"]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # CPU tiling, whatever the budget (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3): a tile's
@@ -393,40 +393,6 @@ def _check_eta(eta: Optional[float]) -> Optional[float]:
     if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0):
         raise ValueError(f"eta must be None or a positive number, got {eta!r}")
     return eta
-
-
-class SharedScaleFakeQuant(nn.Module):
-    """Fake-quantises an adder layer's input and weight onto ONE symmetric grid; identity if disabled.
-
-    ``|x - w|`` is computed in hardware as an integer subtraction, which is only meaningful when ``x`` and
-    ``w`` are integers on the same grid. So, unlike multiplicative layers (per-channel weight scales, affine
-    activations; a product rescales afterwards), both use one per-tensor symmetric scale
-    ``s = max(|low|, |high|, max|w|) / (2^(b-1) - 1)``, with ``[low, high]`` the running input range (EMA of
-    the batch min/max in training, frozen in eval; :class:`~fairseq_shiftadd.ops.quant.RunningRange`).
-    Gradients: clipped straight-through.
-
-    Shape: x any, weight any -> same shapes.
-    """
-
-    def __init__(self, config: Optional[QuantConfig]) -> None:
-        super().__init__()
-        self.config = config
-        self.range = RunningRange(config.momentum) if config is not None else None
-
-    def max_abs(self, x: Tensor, weight: Tensor) -> Tensor:
-        """The grid's largest magnitude ``max(|low|, |high|, max|w|)`` (updates the running range)."""
-        low, high = self.range(x)
-        return torch.stack([low.abs(), high.abs(), weight.detach().abs().amax().to(low.dtype)]).amax()
-
-    def forward(self, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:
-        if self.config is None:
-            return x, weight
-        max_abs = self.max_abs(x, weight)
-        bits = self.config.bits
-        return fake_quant_symmetric(x, max_abs, bits), fake_quant_symmetric(weight, max_abs, bits)
-
-    def extra_repr(self) -> str:
-        return "disabled" if self.config is None else f"bits={self.config.bits}, shared symmetric scale"
 
 
 class _AdderLayer(nn.Module):

@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adder import GradNorm, SharedScaleFakeQuant, add_matmul, scale_weight_grad
+from .adder import GradNorm, add_matmul, scale_weight_grad
 from .counts import OpCounts
 from .kernels import cpu_adder
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
-from .quant import ActivationFakeQuant, QuantConfig, quantize_weight
+from .quant import QuantConfig, operand_fake_quant
 from .shift import ShiftLinear
 from .validate import positive_int
 
@@ -68,18 +68,6 @@ class Padding(str, Enum):
 
     CENTRED = "centred"
     CAUSAL = "causal"
-
-
-class _ProductFakeQuant(ActivationFakeQuant):
-    """Operands of a product: affine input over a running range, symmetric per-head kernel; identity if disabled.
-
-    Shape: x any, kernel ``(H, K)`` -> same shapes.
-    """
-
-    def forward(self, x: Tensor, kernel: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
-        if self.config is None:
-            return x, kernel
-        return super().forward(x), quantize_weight(kernel, self.config)
 
 
 def _parse_padding(padding: Union[str, Padding]) -> Padding:
@@ -228,7 +216,7 @@ class LightweightMixer(nn.Module):
 
     Quantisation (``quant``): a product takes an affine input (running range) and a symmetric per-head
     kernel; a difference ``|x - w|`` needs both on one grid, so the adder uses
-    :class:`~.adder.SharedScaleFakeQuant` (one symmetric scale for the input range and the kernel). In
+    :class:`~.quant.SharedScaleFakeQuant` (one symmetric scale for the input range and the kernel). In
     eval mode the ranges are frozen, so :meth:`step` quantises exactly as :meth:`forward` once a training
     batch has calibrated them.
 
@@ -288,7 +276,7 @@ class LightweightMixer(nn.Module):
         self.op = op
         self.eta = eta
         self.pre: Optional[nn.Module] = None  # position-wise (C -> C) projection, set by subclasses
-        self.operand_quant = (SharedScaleFakeQuant if op is OpKind.ADD else _ProductFakeQuant)(quant)
+        self.operand_quant = operand_fake_quant(op, quant)
         self.weight = nn.Parameter(torch.empty(num_heads, kernel_size))
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
         self.reset_parameters()

@@ -7,6 +7,11 @@ the representable range, 0 where it was clipped.
 * Weights: symmetric, one scale per output channel (dim 0) or per tensor.
 * Activations: affine, over a running range (exponential moving average of the batch min/max in
   training; frozen in eval).
+
+The operands of one operator are quantised together (:func:`operand_fake_quant`): a product takes an affine
+input and symmetric per-output-channel weights (:class:`ProductFakeQuant`); a shift takes an affine input
+and keeps its weights, already signed powers of two with 5-bit exponents (:class:`InputFakeQuant`); a
+difference ``|x - w|`` needs both on one symmetric grid (:class:`SharedScaleFakeQuant`).
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .kinds import OpKind
+
 __all__ = [
     "QuantConfig",
     "check_bits",
@@ -24,6 +31,10 @@ __all__ = [
     "quantize_weight",
     "RunningRange",
     "ActivationFakeQuant",
+    "ProductFakeQuant",
+    "InputFakeQuant",
+    "SharedScaleFakeQuant",
+    "operand_fake_quant",
 ]
 
 _EPS = 1e-8
@@ -142,3 +153,66 @@ class ActivationFakeQuant(nn.Module):
 
     def extra_repr(self) -> str:
         return "disabled" if self.config is None else f"bits={self.config.bits}"
+
+
+class ProductFakeQuant(ActivationFakeQuant):
+    """Operands of a product: affine input over a running range, symmetric per-output-channel weight
+    (:func:`quantize_weight`); identity if disabled.
+
+    Shape: x any, weight ``(out, ...)`` -> same shapes.
+    """
+
+    def forward(self, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
+        if self.config is None:
+            return x, weight
+        return super().forward(x), quantize_weight(weight, self.config)
+
+
+class InputFakeQuant(ActivationFakeQuant):
+    """Operands of a shift: affine input over a running range; the weight (signed powers of two) as it is.
+
+    Shape: x any, weight any -> same shapes.
+    """
+
+    def forward(self, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
+        return super().forward(x), weight
+
+
+class SharedScaleFakeQuant(nn.Module):
+    """Fake-quantises an adder layer's input and weight onto ONE symmetric grid; identity if disabled.
+
+    ``|x - w|`` is computed in hardware as an integer subtraction, which is only meaningful when ``x`` and
+    ``w`` are integers on the same grid. So, unlike multiplicative layers (per-channel weight scales, affine
+    activations; a product rescales afterwards), both use one per-tensor symmetric scale
+    ``s = max(|low|, |high|, max|w|) / (2^(b-1) - 1)``, with ``[low, high]`` the running input range (EMA of
+    the batch min/max in training, frozen in eval; :class:`RunningRange`).
+    Gradients: clipped straight-through.
+
+    Shape: x any, weight any -> same shapes.
+    """
+
+    def __init__(self, config: Optional[QuantConfig]) -> None:
+        super().__init__()
+        self.config = config
+        self.range = RunningRange(config.momentum) if config is not None else None
+
+    def max_abs(self, x: Tensor, weight: Tensor) -> Tensor:
+        """The grid's largest magnitude ``max(|low|, |high|, max|w|)`` (updates the running range)."""
+        low, high = self.range(x)
+        return torch.stack([low.abs(), high.abs(), weight.detach().abs().amax().to(low.dtype)]).amax()
+
+    def forward(self, x: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:
+        if self.config is None:
+            return x, weight
+        max_abs = self.max_abs(x, weight)
+        bits = self.config.bits
+        return fake_quant_symmetric(x, max_abs, bits), fake_quant_symmetric(weight, max_abs, bits)
+
+    def extra_repr(self) -> str:
+        return "disabled" if self.config is None else f"bits={self.config.bits}, shared symmetric scale"
+
+
+def operand_fake_quant(op: OpKind, config: Optional[QuantConfig]) -> nn.Module:
+    """The quantiser of the operands ``(x, w)`` of operator ``op`` (see the module docstring)."""
+    kinds = {OpKind.MULT: ProductFakeQuant, OpKind.SHIFT: InputFakeQuant, OpKind.ADD: SharedScaleFakeQuant}
+    return kinds[OpKind(op)](config)

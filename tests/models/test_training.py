@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
 from fairseq_shiftadd.ops.hetero import SharingMode
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
@@ -72,6 +73,30 @@ def test_regulariser_acts_on_the_add_weights_of_the_active_subnet_only(builders,
         "encoder.layers.1.ffn.fc1.shared.weight.remaps.add.log_scale",
         "encoder.layers.1.ffn.fc2.shared.weight.remaps.add.log_scale",
     }
+
+
+def test_add_step_on_a_shared_weight_follows_the_loss_and_matches_mult(task):
+    # fairseq back-propagates the summed loss, then divides by the token count; AdderNet's fixed-norm scaling
+    # made the add step shrink with the token count (0.04-0.08x the mult step at 4096 tokens)
+    tiny = get_space("tiny")
+    torch.manual_seed(0)
+    model = ShiftAddSupernet.from_space(SupernetConfig(space="tiny", sharing="shared"), task, tiny).eval()  # no dropout
+    g = torch.Generator().manual_seed(0)
+    src, prev = torch.randint(4, 44, (16, 12), generator=g), torch.randint(4, 44, (16, 12), generator=g)
+
+    def grads(op, loss_scale):
+        model.set_subnet(largest(tiny, ffn_op=op))
+        model.zero_grad(set_to_none=True)
+        logits = model(src, torch.full((16,), 12), prev)[0]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), prev.roll(-1, 1).flatten(), reduction="sum")
+        (loss * loss_scale).backward()
+        ffn = model.encoder.layers[0].ffn
+        return [slot["shared"].weight.weights["shared"].grad.clone() for slot in (ffn.fc1, ffn.fc2)]
+
+    add, add_scaled, mult = grads(OpKind.ADD, 1.0), grads(OpKind.ADD, 1 / 4096), grads(OpKind.MULT, 1.0)
+    for a, a_scaled, m in zip(add, add_scaled, mult):
+        assert_close(a_scaled, a / 4096)  # linear in the loss, as any gradient
+        assert 0.25 < float(a.norm() / m.norm()) < 4.0  # a step of the mult candidate's size
 
 
 def test_dropout_scales_with_width(builders, task):

@@ -12,10 +12,10 @@ from torch.func import functional_call
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, SharedScaleFakeQuant, _tiles, add_matmul
+from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, _tiles, add_matmul
 from fairseq_shiftadd.ops.counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
-from fairseq_shiftadd.ops.quant import QuantConfig
+from fairseq_shiftadd.ops.quant import QuantConfig, SharedScaleFakeQuant
 
 REPO = Path(__file__).resolve().parents[2]
 F64 = torch.float64
@@ -168,8 +168,9 @@ def test_add_matmul_float32_backward_matches_float64(rows):
     assert_close(w.grad.double(), dw, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("centre", [False, True])
 @pytest.mark.parametrize("shape", [(3, 10, 7, 6), (1, 5, 1, 9), (4, 1, 3, 2), (2, 9, 12, 5)])
-def test_tiling_does_not_change_results(shape):
+def test_tiling_does_not_change_results(shape, centre):
     groups, rows, cols, length = shape
     torch.manual_seed(0)
     x = torch.randn(groups, rows, length, dtype=F64)
@@ -178,7 +179,7 @@ def test_tiling_does_not_change_results(shape):
     results = []
     for budget in (1, 3 * length * 8, 2**30):  # one row per tile (many tiles), a few rows, everything at once
         xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
-        y = add_matmul(xi, wi, memory_budget_bytes=budget)
+        y = add_matmul(xi, wi, memory_budget_bytes=budget, centre_outputs=centre)
         y.backward(g)
         results.append((y.detach(), xi.grad, wi.grad))
     for other in results[1:]:
@@ -385,7 +386,7 @@ def test_add_conv2d_tiny_budget_matches_default(name):
 _MEMORY_SCRIPT = textwrap.dedent(
     """
     import time, torch
-    from fairseq_shiftadd.ops.adder import AddLinear
+    from fairseq_shiftadd.ops.adder import AddLinear, add_matmul
 
     def kib(field):
         with open("/proc/self/status") as status:
@@ -396,19 +397,21 @@ _MEMORY_SCRIPT = textwrap.dedent(
     torch.manual_seed(0)
     layer = AddLinear(K, M)
     x = torch.randn(N, K, requires_grad=True)
-    layer(x[:2]).sum().backward()  # load kernels, allocate .grad
+    forward = layer if not {centre} else lambda x: add_matmul(x[None], layer.weight[None], centre_outputs=True)
+    forward(x[:2]).sum().backward()  # load kernels, allocate .grad
     base = kib("VmRSS")
     start = time.perf_counter()
-    layer(x).sum().backward()
+    forward(x).sum().backward()
     print((kib("VmHWM") - base) / 1024, time.perf_counter() - start)
     """
 )
 
 
-@pytest.mark.parametrize("n, k, m", [(1024, 1024, 4096)])
-def test_add_linear_memory_is_bounded(n, k, m):
-    """Forward + backward at N=1024, K=1024, M=4096 (float32): the N x M x K difference would be 16 GiB."""
-    script = _MEMORY_SCRIPT.format(n=n, k=k, m=m)
+@pytest.mark.parametrize("n, k, m, centre", [(1024, 1024, 4096, False), (512, 1024, 2048, True)])
+def test_add_linear_memory_is_bounded(n, k, m, centre):
+    """Forward + backward at N=1024, K=1024, M=4096 (float32): the N x M x K difference would be 16 GiB;
+    centred outputs (``centre_outputs``) at 512 x 1024 x 2048 (4 GiB)."""
+    script = _MEMORY_SCRIPT.format(n=n, k=k, m=m, centre=centre)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     extra_mib, seconds = map(float, out.stdout.split()[-2:])
