@@ -21,6 +21,7 @@ import torch
 from fairseq import options
 
 from ..cost import workload_header
+from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
 from .costs import MEASURED, SEARCH_METRICS, add_cost_args, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch
@@ -58,6 +59,10 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads per rank (default 0: torch's default; 1 is fastest on a busy machine)")
     group.add_argument("--max-valid-sentences", type=int, default=None,
                        help="evaluate fitness on the first N sentences of --valid-subset (default: all)")
+    group.add_argument("--restrict", action="append", default=[], metavar="FIELD=V1[,V2...]",
+                       help="search a sub-space of the supernet's space: FIELD (a SearchSpace field, or X for "
+                            "encoder_X and decoder_X) keeps only these values; repeatable, e.g. "
+                            "--restrict blocks=attention --restrict ffn_ops=mult (HAT's space)")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -99,14 +104,15 @@ def _search(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, generation=args if args.objective == "bleu" else None,
         post_process=args.post_process, device=device, progress=rank == 0,
     )
+    space = restrict(fitness.space, parse_restriction(args.restrict))
     needed = list(dict.fromkeys([c.metric for c in constraints] + pareto))
     workload = search_workload(args, len(fitness.task.target_dictionary),
                                getattr(fitness.model_cfg, "quant_bits", None))
     logger.info("costed sentence: %s, profile %s", workload.describe(), args.hardware_profile)
-    metrics = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
+    metrics = cost_metrics(space, needed, args.hardware_profile, workload, args.latency_predictor, device)
     out_dir = Path(args.save_dir)
     search = EvolutionarySearch(
-        TranslationDomain(fitness.space), config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
+        TranslationDomain(space), config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
         constraints, state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0,
     )
     start = time.perf_counter()
@@ -136,6 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("set --max-tokens or --batch-size (validation batching)")
     try:
         _settings(args)  # fail before loading anything or starting ranks
+        parse_restriction(args.restrict)
         search_workload(args)
     except ValueError as err:
         parser.error(str(err))

@@ -1,0 +1,41 @@
+"""The search's ``--restrict``: a sub-space of the supernet's space searched with the same supernet."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.search.cli import main as search_main
+from fairseq_shiftadd.space import SubnetConfig, check, get_space
+
+
+@pytest.mark.parametrize("restriction, message", [
+    ("blocks", "expected FIELD=VALUE"),
+    ("colour=red", "'colour': not a gene field"),
+])
+def test_bad_restriction_is_one_line_before_loading(tmp_path, capsys, restriction, message):
+    fake = tmp_path / "supernet.pt"
+    fake.write_bytes(b"not loaded")  # the option is refused before the checkpoint is read
+    with pytest.raises(SystemExit):
+        search_main([str(tmp_path), "--user-dir", "fairseq_shiftadd", "--path", str(fake), "--max-tokens", "512",
+                     "--cpu", "--restrict", restriction])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_restricted_search_stays_in_the_subspace(run_cli, multi30k_en_de: Path, tiny_supernet: Path, tmp_path: Path):
+    run_cli(
+        "fairseq-shiftadd-search", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path", str(tiny_supernet),
+        "--save-dir", str(tmp_path), "--cpu", "--batch-size", "32", "--max-valid-sentences", "32", "--seed", "3",
+        "--population", "6", "--parents", "2", "--mutations", "2", "--crossovers", "2", "--generations", "2",
+        "--restrict", "blocks=attention", "--restrict", "ffn_ops=mult",
+    )
+    with open(tmp_path / "candidates.csv", newline="") as f:
+        subs = [SubnetConfig.from_json(row["subnet"]) for row in csv.DictReader(f)]
+    assert len(subs) >= 6
+    for sub in subs + [SubnetConfig.load(tmp_path / "best.yaml")]:
+        check(get_space("tiny"), sub)
+        assert all(layer.block is BlockType.ATTENTION and layer.ffn_op is OpKind.MULT
+                   for layer in sub.encoder + sub.decoder)
