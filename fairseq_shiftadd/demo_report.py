@@ -267,7 +267,7 @@ def plot_front(path: Path, candidates: Sequence[Candidate], marks: Dict[str, tup
         ax.plot([energy], [loss], marker, markersize=13, label=f"{name}: sacreBLEU {bleu:.1f}, {energy:.2f} mJ")
     ax.set_xlabel(energy_label)
     ax.set_ylabel("validation loss with inherited supernet weights")
-    ax.set_title("search front and the two trained models")
+    ax.set_title("search front and the trained models")
     ax.legend(fontsize=8)
     fig.tight_layout()
     partial = path.with_name(path.name + ".partial")
