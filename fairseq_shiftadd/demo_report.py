@@ -358,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         search_cost = _search_cost_model(args.model, space, cost_models["streaming"])
         marks = {s.name: (search_cost.metrics(s.subnet)["energy_mj"], losses[s.name], r.sacrebleu)
                  for s, r in zip(specs, results) if s.name in losses}
-        label = f"energy per sentence (mJ, {search_cost.profile.name}, {search_cost.workload.describe()})"
+        label = f"energy per sentence (mJ, {search_cost.profile.name})\n{search_cost.workload.describe()}"
         plot_front(args.out / "front.png", candidates, marks, label)
     print(table, end="")
 
