@@ -72,7 +72,7 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
     command = [sys.executable, str(REPO / "benchmarks" / "ranking.py"), str(multi30k_en_de), "--supernet",
                str(supernet / "checkpoint_last.pt"), "--out", str(out), "--subnets", "3", "--max-update", "3",
                "--pool", "5", "--max-valid-sentences", "32",
-               "--train-flags", "--max-tokens 1024 --max-valid-steps 2 --batch-size 64"]
+               "--train-flags", "--max-tokens 1024 --max-valid-steps 2", "--generate-flags", "--beam 1 --max-len-b 5"]
     first = subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True).stdout
     assert first.count("training (") == 3 and "Kendall tau over 3 subnets" in first
     with open(out / "results.csv", newline="") as f:
@@ -84,5 +84,5 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
     assert (out / "ranking.png").stat().st_size > 0
     second = subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True).stdout
     assert second.count("trained earlier: skipped") == 3 and "training (" not in second
-    changed = subprocess.run(command[:-2] + ["--seed", "2"], cwd=REPO, env=env, capture_output=True, text=True)
+    changed = subprocess.run(command + ["--seed", "2"], cwd=REPO, env=env, capture_output=True, text=True)
     assert changed.returncode != 0 and "--seed 1 -> 2" in changed.stderr
