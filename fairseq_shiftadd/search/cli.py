@@ -104,7 +104,10 @@ def _search(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, generation=args if args.objective == "bleu" else None,
         post_process=args.post_process, device=device, progress=rank == 0,
     )
-    space = restrict(fitness.space, parse_restriction(args.restrict))
+    try:  # the values are checked against the supernet's space, known only now
+        space = restrict(fitness.space, parse_restriction(args.restrict))
+    except ValueError as err:
+        raise SystemExit(f"fairseq-shiftadd-search: error: --restrict: {err}") from None
     needed = list(dict.fromkeys([c.metric for c in constraints] + pareto))
     workload = search_workload(args, len(fitness.task.target_dictionary),
                                getattr(fitness.model_cfg, "quant_bits", None))

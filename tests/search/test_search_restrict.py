@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,8 @@ import pytest
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.search.cli import main as search_main
 from fairseq_shiftadd.space import SubnetConfig, check, get_space
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("restriction, message", [
@@ -26,12 +31,17 @@ def test_bad_restriction_is_one_line_before_loading(tmp_path, capsys, restrictio
 
 @pytest.mark.slow
 def test_restricted_search_stays_in_the_subspace(run_cli, multi30k_en_de: Path, tiny_supernet: Path, tmp_path: Path):
-    run_cli(
-        "fairseq-shiftadd-search", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path", str(tiny_supernet),
-        "--save-dir", str(tmp_path), "--cpu", "--batch-size", "32", "--max-valid-sentences", "32", "--seed", "3",
-        "--population", "6", "--parents", "2", "--mutations", "2", "--crossovers", "2", "--generations", "2",
-        "--restrict", "blocks=attention", "--restrict", "ffn_ops=mult",
-    )
+    common = ["fairseq-shiftadd-search", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path",
+              str(tiny_supernet), "--save-dir", str(tmp_path), "--cpu", "--batch-size", "32", "--max-valid-sentences",
+              "32", "--seed", "3", "--population", "6", "--parents", "2", "--mutations", "2", "--crossovers", "2",
+              "--generations", "2"]
+    outside = subprocess.run([shutil.which(common[0]), *common[1:], "--restrict", "ffn_dims=999"], cwd=REPO,
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert outside.returncode != 0
+    assert outside.stderr.strip().splitlines()[-1] == ("fairseq-shiftadd-search: error: --restrict: restriction "
+                                                       "encoder_ffn_dims='999' not in space 'tiny''s allowed values "
+                                                       "(512, 256)")
+    run_cli(*common, "--restrict", "blocks=attention", "--restrict", "ffn_ops=mult")
     with open(tmp_path / "candidates.csv", newline="") as f:
         subs = [SubnetConfig.from_json(row["subnet"]) for row in csv.DictReader(f)]
     assert len(subs) >= 6
