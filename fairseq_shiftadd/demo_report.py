@@ -1,4 +1,5 @@
-"""The results of the CPU demo (``scripts/demo.sh``): the searched hybrid subnet against the Transformer baseline.
+"""The results of the CPU demo (``scripts/demo.sh``): the searched hybrid, the winner of the same search restricted to
+attention blocks with mult FFNs, and the Transformer baseline (any number of models, one ``--model`` each).
 
 For every model (a fairseq-train save directory, the subnet of the search space it is, and its test decode)
 the report gives: detokenized sacreBLEU and tokenized compound-split BLEU (:mod:`.scoring`); energy of one
