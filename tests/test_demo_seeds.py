@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,7 @@ def test_aggregator_rejects_a_run_without_a_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo_seeds.main([str(tmp_path / "missing")])
     assert "no report/results.json" in capsys.readouterr().err
+
+
+def test_demo_seeds_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "demo_seeds.sh")], check=True)
