@@ -31,7 +31,8 @@ What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``), under the w
   and values are projected once from ``n * S`` rows and read once by the batch of ``T`` queries. No
   embedding traffic and no output projection.
 * two-branch blocks (``attention+X``) split the channels: attention at width ``d / 2`` with Q/K/V width
-  ``qkv_dim / 2``, the lightweight branch at ``d / 2``; the lightweight kernel has ``num_heads`` rows and
+  ``space.attention_qkv_dim(block)`` (default ``qkv_dim / 2``), the lightweight branch at ``d / 2``; the
+  lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows (default ``num_heads``) and
   ``space.kernel_sizes[layer]`` taps; add FFNs have a LayerNorm after each add linear.
 
 Memory-traffic model (bits moved per level; energy per access scales with the bits accessed):
@@ -274,18 +275,28 @@ def token_mixer_parts(
     heads: int,
     kernel_size: Optional[int],
     wl: Workload,
+    *,
+    branch_qkv_dim: Optional[int] = None,
+    kernel_heads: Optional[int] = None,
 ) -> Tuple[Part, ...]:
-    """The token mixer of a layer: attention, a lightweight branch, or both on channel halves."""
+    """The token mixer of a layer: attention, a lightweight branch, or both on channel halves.
+
+    ``branch_qkv_dim``: Q/K/V width of the attention branch of ``attention+X`` (default ``qkv_dim / 2``);
+    ``kernel_heads``: rows of the lightweight kernel (default ``heads``); see ``SearchSpace.attention_qkv_dim``
+    and ``SearchSpace.kernel_heads``.
+    """
     light = block.lightweight_part
+    kernel_heads = heads if kernel_heads is None else kernel_heads
     if light is None:
         return self_attention_parts("mixer.attention", stream, causal, dim, qkv_dim, heads, wl)
     if kernel_size is None:
         raise ValueError(f"block {block.value!r} needs a kernel size (the space's kernel_sizes for this layer)")
     if not block.has_attention:
-        return lightweight_parts("mixer.lightweight", light, stream, dim, heads, kernel_size, wl)
+        return lightweight_parts("mixer.lightweight", light, stream, dim, kernel_heads, kernel_size, wl)
     half = dim // 2
-    return self_attention_parts("mixer.attention", stream, causal, half, qkv_dim // 2, heads, wl) + lightweight_parts(
-        "mixer.lightweight", light, stream, half, heads, kernel_size, wl
+    branch_qkv_dim = qkv_dim // 2 if branch_qkv_dim is None else branch_qkv_dim
+    return self_attention_parts("mixer.attention", stream, causal, half, branch_qkv_dim, heads, wl) + (
+        lightweight_parts("mixer.lightweight", light, stream, half, kernel_heads, kernel_size, wl)
     )
 
 

@@ -312,7 +312,11 @@ class CostModel:
         stream = decoder_stream(wl) if decoder else encoder_stream(wl)
         if kind == "mixer":
             _, _, block, heads, dim, kernel_size = key
-            return token_mixer_parts(BlockType(block), stream, decoder, dim, qkv, heads, kernel_size, wl)
+            block = BlockType(block)
+            return token_mixer_parts(
+                block, stream, decoder, dim, qkv, heads, kernel_size, wl,
+                branch_qkv_dim=self.space.attention_qkv_dim(block), kernel_heads=self.space.kernel_heads(block, heads),
+            )
         if kind == "ffn":
             _, _, op, ffn_dim, dim = key
             return ffn_parts(OpKind(op), stream, dim, ffn_dim, wl)

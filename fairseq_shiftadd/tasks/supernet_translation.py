@@ -2,7 +2,9 @@
 
 Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every
 ``--update-freq`` micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the
-largest, the smallest and a sampled subnet on every batch. Validation runs a fixed list of
+largest, the smallest and a sampled subnet on every batch. The optimizer skips every parameter that the
+update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments,
+weight decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list of
 representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
 validation ``loss`` (checkpoint selection). With ``--subnet`` a supernet trains (fine-tunes) one fixed
 subnet. A model without ``set_subnet`` (a standalone subnet) trains as in plain translation.
@@ -18,6 +20,7 @@ from fairseq import metrics
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from ..inactive import InactiveParameterGuard
 from ..models.supernet import load_subnet
 from ..space import SubnetConfig, largest, sample, smallest, subnet_seed
 
@@ -55,6 +58,7 @@ class SupernetTranslationTask(TranslationTask):
         super().__init__(cfg, src_dict, tgt_dict)
         self.fixed_subnet_spec = cfg.subnet
         self.fixed_subnet: Optional[SubnetConfig] = None
+        self.inactive_guard = InactiveParameterGuard()
         if cfg.subnet and cfg.subnet not in NAMED_SUBNETS:
             self.fixed_subnet = load_subnet(cfg.subnet)
 
@@ -116,6 +120,8 @@ class SupernetTranslationTask(TranslationTask):
                 logging_output[key] = value if key in ("ntokens", "nsentences", "sample_size") else (
                     logging_output.get(key, 0) + value
                 )
+        self.inactive_guard.record(supernet, update_num)
+        self.inactive_guard.attach(optimizer)
         return total_loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):

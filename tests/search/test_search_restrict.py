@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,16 +18,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("restriction, message", [
-    ("blocks", "expected FIELD=VALUE"),
-    ("colour=red", "'colour': not a gene field"),
+    ("blocks", r"^--restrict: restriction 'blocks': expected FIELD=VALUE"),
+    ("colour=red", r"^--restrict: restriction 'colour': not a gene field"),
 ])
-def test_bad_restriction_is_one_line_before_loading(tmp_path, capsys, restriction, message):
+def test_bad_restriction_is_one_line_before_loading(tmp_path, restriction, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("valid.en-de.en.bin", "dict.en.txt"):
+        (data / name).write_text(name)
     fake = tmp_path / "supernet.pt"
     fake.write_bytes(b"not loaded")  # the option is refused before the checkpoint is read
-    with pytest.raises(SystemExit):
-        search_main([str(tmp_path), "--user-dir", "fairseq_shiftadd", "--path", str(fake), "--max-tokens", "512",
+    with pytest.raises(ValueError) as err:
+        search_main([str(data), "--path", str(fake), "--save-dir", str(tmp_path / "out"), "--batch-size", "8",
                      "--cpu", "--restrict", restriction])
-    assert message in capsys.readouterr().err
+    assert re.search(message, str(err.value)) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
