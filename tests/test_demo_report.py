@@ -243,3 +243,17 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
         assert r["updates"] == 3 and r["latency_ms"] > 0 and 0 <= r["sacrebleu"] <= 100
     assert (tmp_path / "report" / "front.png").is_file()
     assert (tmp_path / "report" / "results.md").read_text().count("\n| ") == 2
+
+
+def test_demo_search_flags_parse_with_the_search_cli(tmp_path):
+    """search.args, alone and with attention_only.args, parse with fairseq-shiftadd-search's own parser."""
+    from fairseq import options
+
+    from fairseq_shiftadd.search.cli import get_parser
+
+    base = [str(tmp_path), *_args_flags("search.args"), "--path", "x.pt", "--save-dir", "s"]
+    plain = options.parse_args_and_arch(get_parser(), base)
+    restricted = options.parse_args_and_arch(get_parser(), base + _args_flags("attention_only.args"))
+    assert plain.restrict == [] and restricted.restrict == ["blocks=attention", "ffn_ops=mult"]
+    assert plain.cost_accounting == restricted.cost_accounting == "original"
+    assert plain.constraint == restricted.constraint
