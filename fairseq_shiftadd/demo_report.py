@@ -1,4 +1,5 @@
-"""The results of the CPU demo (``scripts/demo.sh``): the searched hybrid subnet against the Transformer baseline.
+"""The results of the CPU demo (``scripts/demo.sh``): the searched hybrid, the winner of the same search restricted to
+attention blocks with mult FFNs, and the Transformer baseline (any number of models, one ``--model`` each).
 
 For every model (a fairseq-train save directory, the subnet of the search space it is, and its test decode)
 the report gives: detokenized sacreBLEU and tokenized compound-split BLEU (:mod:`.scoring`); energy of one
@@ -267,7 +268,7 @@ def plot_front(path: Path, candidates: Sequence[Candidate], marks: Dict[str, tup
         ax.plot([energy], [loss], marker, markersize=13, label=f"{name}: sacreBLEU {bleu:.1f}, {energy:.2f} mJ")
     ax.set_xlabel(energy_label)
     ax.set_ylabel("validation loss with inherited supernet weights")
-    ax.set_title("search front and the two trained models")
+    ax.set_title("search front and the trained models")
     ax.legend(fontsize=8)
     fig.tight_layout()
     partial = path.with_name(path.name + ".partial")
@@ -358,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         search_cost = _search_cost_model(args.model, space, cost_models["streaming"])
         marks = {s.name: (search_cost.metrics(s.subnet)["energy_mj"], losses[s.name], r.sacrebleu)
                  for s, r in zip(specs, results) if s.name in losses}
-        label = f"energy per sentence (mJ, {search_cost.profile.name}, {search_cost.workload.describe()})"
+        label = f"energy per sentence (mJ, {search_cost.profile.name})\n{search_cost.workload.describe()}"
         plot_front(args.out / "front.png", candidates, marks, label)
     print(table, end="")
 

@@ -46,6 +46,9 @@ __all__ = [
     "SearchSpace",
     "SPACES",
     "get_space",
+    "RESTRICTABLE",
+    "parse_restriction",
+    "restrict",
     "attended_encoder_layers",
     "check",
     "sample",
@@ -516,21 +519,21 @@ SPACES: Dict[str, SearchSpace] = {
             kernel_sizes=(3, 7, 15, 31, 31, 31),
             qkv_dim=512,
         ),
-        SearchSpace(  # the CPU demo (scripts/demo.sh): the baseline's widths and depths; operators searched
+        SearchSpace(  # the CPU demo (scripts/demo.sh): every operator, two widths and depths; largest = the baseline
             name="demo",
-            encoder_embed_dims=(128,),
-            decoder_embed_dims=(128,),
-            encoder_ffn_dims=(512,),
-            decoder_ffn_dims=(512,),
+            encoder_embed_dims=(128, 64),
+            decoder_embed_dims=(128, 64),
+            encoder_ffn_dims=(512, 256),
+            decoder_ffn_dims=(512, 256),
             encoder_heads=(4,),
             decoder_self_heads=(4,),
             decoder_cross_heads=(4,),
-            encoder_layers=(2,),
-            decoder_layers=(2,),
+            encoder_layers=(2, 1),
+            decoder_layers=(2, 1),
             enc_dec_spans=(-1,),
-            encoder_blocks=(BlockType.ATTENTION, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
-            decoder_blocks=(BlockType.ATTENTION, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
-            ffn_ops=(OpKind.MULT, OpKind.SHIFT),
+            encoder_blocks=tuple(b for b in BlockType if b.has_attention),
+            decoder_blocks=tuple(b for b in BlockType if b.has_attention),
+            ffn_ops=(OpKind.MULT, OpKind.SHIFT, OpKind.ADD),
             kernel_sizes=(3, 7),
             qkv_dim=128,
         ),
@@ -556,9 +559,10 @@ SPACES: Dict[str, SearchSpace] = {
 }
 """The shipped spaces by name: ``wmt14_en_de`` and ``wmt14_en_fr`` (the paper's, plus FFN operators),
 ``hat_wmt14`` (HAT's), ``iwslt14_de_en`` (HAT's IWSLT widths with this project's operators), ``demo`` (the
-CPU demo's: the widths and depths of its Transformer baseline, which is its largest subnet, with the token mixer
-(attention or attention+lightweight_conv) and the FFN operator (mult or shift) searched per layer; adder mixers and
-FFNs are left out, as they learn too slowly for a 12-minute training) and ``tiny`` (for CPU tests)."""
+CPU demo's: every operator per layer, i.e. the token mixers attention and attention + lightweight conv, add or
+shift-add, and mult, shift or add FFNs; embed 128 or 64, FFN 512 or 256, 1 or 2 layers per side, so that energy
+spans 2.7x under the streaming accounting at beam 5 and 9x under the original; its largest subnet is the demo's
+Transformer baseline) and ``tiny`` (for CPU tests)."""
 
 
 def get_space(name: str) -> SearchSpace:
@@ -566,6 +570,82 @@ def get_space(name: str) -> SearchSpace:
     if name not in SPACES:
         raise ValueError(f"space name={name!r} not in allowed values {_fmt_values(tuple(SPACES))}")
     return SPACES[name]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sub-spaces: the same supernet searched over fewer choices (e.g. HAT's space inside the demo's).
+
+RESTRICTABLE: Tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SearchSpace) if f.name not in ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
+)
+"""The :class:`SearchSpace` fields a restriction may narrow: the gene choices (not the kernel sizes, ``qkv_dim`` or
+the :data:`BLOCK_DETAILS`, which are fixed per space)."""
+
+
+def _restriction_fields(key: str) -> Tuple[str, ...]:
+    """The fields a restriction key names: a field, or ``X`` for both ``encoder_X`` and ``decoder_X``."""
+    if key in RESTRICTABLE:
+        return (key,)
+    pair = (f"encoder_{key}", f"decoder_{key}")
+    if all(name in RESTRICTABLE for name in pair):
+        return pair
+    shorthands = sorted({n.split("_", 1)[1] for n in RESTRICTABLE if n.startswith("encoder_")}
+                        & {n.split("_", 1)[1] for n in RESTRICTABLE if n.startswith("decoder_")})
+    raise ValueError(f"restriction {key!r}: not a gene field; allowed: {', '.join(RESTRICTABLE + tuple(shorthands))}")
+
+
+def parse_restriction(items: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
+    """Parse ``FIELD=V1,V2`` items (the search's ``--restrict``) into ``{field: (value strings, ...)}``.
+
+    ``FIELD`` is one of :data:`RESTRICTABLE`, or a shorthand ``X`` for both ``encoder_X`` and ``decoder_X``
+    (``blocks``, ``embed_dims``, ``ffn_dims``, ``layers``), e.g. ``["blocks=attention", "ffn_ops=mult"]``:
+    HAT's space. Values are checked against a space by :func:`restrict`.
+
+    Raises:
+        ValueError: an item without ``=`` or values, an unknown field, or a field given twice.
+    """
+    out: Dict[str, Tuple[str, ...]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        parsed = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not sep or not parsed:
+            raise ValueError(f"restriction {item!r}: expected FIELD=VALUE[,VALUE...]")
+        for name in _restriction_fields(key.strip()):
+            if name in out:
+                raise ValueError(f"restriction {item!r}: {name} restricted twice")
+            out[name] = parsed
+    return out
+
+
+def restrict(space: SearchSpace, choices: Mapping[str, Sequence[Any]]) -> SearchSpace:
+    """The sub-space of ``space`` whose fields in ``choices`` allow only the given values.
+
+    Every subnet of the result passes :func:`check` against ``space`` (its values are a subset of each field's,
+    and the fields left out are kept), so a supernet trained on ``space`` evaluates it with inherited weights.
+    The result is named ``"<space>|<field>=<values>|..."`` (the search's resume fingerprint tells them apart).
+    Values may be strings (``"attention"``, ``"256"``, from :func:`parse_restriction`) or typed values.
+
+    Raises:
+        ValueError: an unknown field, a value not among the field's values in ``space`` (naming both), or a
+            sub-space that breaks a :class:`SearchSpace` rule.
+    """
+    narrowed: Dict[str, Tuple[Any, ...]] = {}
+    for name, values in choices.items():
+        if name not in RESTRICTABLE:
+            raise ValueError(f"restriction {name!r}: not a gene field; allowed: {', '.join(RESTRICTABLE)}")
+        allowed = getattr(space, name)
+        kept = []
+        for value in values:
+            match = [a for a in allowed if str(_to_plain(a)) == str(_to_plain(value))]
+            if not match:
+                raise ValueError(
+                    f"restriction {name}={_to_plain(value)!r} not in space {space.name!r}'s allowed values "
+                    f"{_fmt_values(allowed)}"
+                )
+            kept.append(match[0])
+        narrowed[name] = tuple(dict.fromkeys(kept))
+    label = "".join(f"|{name}={','.join(str(_to_plain(v)) for v in vals)}" for name, vals in narrowed.items())
+    return dataclasses.replace(space, name=space.name + label, **narrowed)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,17 +3,19 @@
 # Multi30k En-De.
 #   1. install, prepare Multi30k (sentencepiece 8k, fairseq binary)
 #   2. train the hybrid supernet of the `demo` space (2 threads)
-#   3. evolutionary search under an energy constraint (45 nm profile), fitness = inherited validation loss (2 ranks)
-#   4. retrain the winner from scratch || train a plain Transformer baseline: same recipe, same wall-clock budget,
-#      one thread each, side by side
-#   5. decode test2016 (beam 5) || and report: sacreBLEU, tokenized BLEU, energy, measured latency, parameters,
-#      mult/add/shift counts (WORK/report/results.md) and the search front with both models (WORK/report/front.png)
+#   3. evolutionary search under an energy constraint (45 nm profile, original accounting), fitness = inherited
+#      validation loss (2 ranks); then the same search restricted to attention blocks with mult FFNs (HAT's space)
+#   4. retrain both winners from scratch || train a plain Transformer baseline: same recipe, same wall-clock budget,
+#      one thread each, three side by side
+#   5. decode test2016 (beam 5) || and report: sacreBLEU, tokenized BLEU, energy under both accountings, measured
+#      latency, parameters, mult/add/shift counts (WORK/report/results.md) and the search front with the three
+#      models (WORK/report/front.png)
 # Budgets and flags: examples/multi30k_en_de/ (demo.env: minutes per stage; *.args: the flags of each stage).
 #   bash scripts/demo.sh
 #   SUPERNET_MINUTES=1 TRAIN_MINUTES=2 SEARCH_FLAGS="--generations 1 --max-valid-sentences 100" \
 #     WORK=/tmp/demo-smoke bash scripts/demo.sh                                      # a quick smoke run
-# Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS, TRAIN_FLAGS (both trainings); e.g. budgets in updates, which
-# do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
+# Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS (both searches), TRAIN_FLAGS (the three trainings); SEED seeds
+# every stage. E.g. budgets in updates, which do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
 # Re-running resumes: finished stages are skipped; an interrupted training continues from its last checkpoint
 # within what is left of its budget; the search continues from its state.json.
 set -euo pipefail
@@ -62,7 +64,7 @@ train() {  # train NAME THREADS MINUTES ARGS_FILE [extra flags]: fairseq-train i
   mapfile -t FLAGS < <(flags "$args")
   OMP_NUM_THREADS="$threads" fairseq-train "$DATA" "${FLAGS[@]}" "$@" \
     --stop-time-hours "$(awk -v m="$minutes" 'BEGIN { print m / 60 }')" --save-dir "$dir" \
-    --log-format simple --log-interval 25 --num-workers 0 --seed 1 2>&1 | tee -a "$dir/train.log" | progress "$name"
+    --log-format simple --log-interval 25 --num-workers 0 --seed "$SEED" 2>&1 | tee -a "$dir/train.log" | progress "$name"
   touch "$dir/done"
 }
 
@@ -88,37 +90,53 @@ stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (2 threads)"
 # shellcheck disable=SC2086
 train supernet 2 "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
 
-stage "3/5 search the supernet under an energy constraint ($SEARCH_RANKS ranks)"
-if [ ! -f "$WORK/search/best.yaml" ]; then
-  mapfile -t FLAGS < <(flags search.args)
-  OMP_NUM_THREADS=1 fairseq-shiftadd-search "$DATA" "${FLAGS[@]}" --path "$WORK/supernet/checkpoint_best.pt" \
-    --save-dir "$WORK/search" --cpu --distributed-world-size "$SEARCH_RANKS" ${SEARCH_FLAGS:-} 2> >(tee -a "$WORK/search.log" >&2) \
-    | tee -a "$WORK/search.log"
-else
-  echo "  searched earlier: skipped"
-fi
-sed -n '/^#/p' "$WORK/search/best.yaml"
+search() {  # search NAME [ARGS_FILE...]: search.args (+ the files) on the supernet into WORK/NAME
+  local name="$1" dir="$WORK/$1" file
+  shift
+  if [ -f "$dir/best.yaml" ]; then
+    echo "  [$name] searched earlier: skipped"
+  else
+    mapfile -t FLAGS < <(flags search.args; for file in "$@"; do flags "$file"; done)
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=1 fairseq-shiftadd-search "$DATA" "${FLAGS[@]}" --path "$WORK/supernet/checkpoint_best.pt" \
+      --save-dir "$dir" --cpu --distributed-world-size "$SEARCH_RANKS" --seed "$SEED" ${SEARCH_FLAGS:-} \
+      2> >(tee -a "$WORK/$name.log" >&2) | tee -a "$WORK/$name.log"
+  fi
+  sed -n '/^#/p' "$dir/best.yaml"
+}
 
-stage "4/5 retrain the searched subnet || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
+stage "3/5 search the supernet under an energy constraint ($SEARCH_RANKS ranks), then its attention-only sub-space"
+search search
+search search_attention attention_only.args
+
+stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
 # shellcheck disable=SC2086
 train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WORK/search/best.yaml" ${TRAIN_FLAGS:-} &
 HYBRID=$!
 # shellcheck disable=SC2086
+train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WORK/search_attention/best.yaml" ${TRAIN_FLAGS:-} &
+ATTENTION=$!
+# shellcheck disable=SC2086
 train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
 BASELINE=$!
 wait "$HYBRID"
+wait "$ATTENTION"
 wait "$BASELINE"
 
 stage "5/5 decode test2016 (beam 5) and report"
 decode hybrid &
 HYBRID=$!
+decode attention_only &
+ATTENTION=$!
 decode baseline &
 BASELINE=$!
 wait "$HYBRID"
+wait "$ATTENTION"
 wait "$BASELINE"
 OMP_NUM_THREADS=1 python -m fairseq_shiftadd.demo_report --space demo --data "$DATA" \
   --reference "$PREPARED/raw/test.de" --target-lang de \
   --model hybrid "$WORK/search/best.yaml" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
+  --model attention_only "$WORK/search_attention/best.yaml" "$WORK/attention_only" "$WORK/attention_only/test.gen" \
   --model baseline largest "$WORK/baseline" "$WORK/baseline/test.gen" \
   --candidates "$WORK/search/candidates.csv" --supernet "$WORK/supernet/checkpoint_best.pt" \
   --max-valid-sentences "$(flags search.args | grep -A1 -x -- --max-valid-sentences | tail -n 1)" \

@@ -15,7 +15,7 @@ import torch
 from fairseq_shiftadd import demo_report
 from fairseq_shiftadd.cost import CostModel, Workload, workload_header
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import check, get_space, largest, sample, smallest
+from fairseq_shiftadd.space import check, get_space, largest, parse_restriction, restrict, sample, smallest
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "multi30k_en_de"
@@ -50,15 +50,32 @@ def test_demo_search_costs_at_the_decoding_beam():
     assert _flag_value("gpu_search.args", "--beam") == _flag_value("generate.args", "--beam")
 
 
-def test_demo_space_has_cheaper_hybrids_than_the_baseline():
-    beam = int(_flag_value("search.args", "--beam"))
-    cost = CostModel(DEMO, "45nm", Workload(vocab_size=8008, beam=beam))
-    bound = float(next(f for f in _args_flags("search.args") if f.startswith("energy_mj<=")).split("<=")[1])
-    baseline = cost.metrics(largest(DEMO))["energy_mj"]
-    assert baseline > bound
+def test_demo_space_has_every_operator_and_spans_2x_energy_under_both_accountings():
+    """Every token mixer with attention (lightweight conv, add and shift-add branches) and every FFN operator, and
+    widths and depths enough that the most expensive subnet costs at least twice the cheapest under each accounting."""
+    assert set(DEMO.encoder_blocks) == set(DEMO.decoder_blocks) == {b for b in BlockType if b.has_attention}
+    assert set(DEMO.ffn_ops) == set(OpKind)
+    for accounting, beam in (("streaming", int(_flag_value("generate.args", "--beam"))), ("original", 1)):
+        cost = CostModel(DEMO, "45nm", Workload(vocab_size=8008, accounting=accounting, beam=beam))
+        cheapest = cost.metrics(smallest(DEMO, ffn_op=OpKind.SHIFT))["energy_mj"]
+        assert cost.metrics(largest(DEMO))["energy_mj"] >= 2 * cheapest, accounting
+
+
+def test_demo_constraint_is_at_most_70_percent_of_the_baseline_under_the_original_accounting():
+    """The search's bound makes the hybrid >= 30 % cheaper than the baseline (original accounting) by construction;
+    both searches (the hybrid's and the attention-only one) have feasible subnets."""
+    flags = _args_flags("search.args")
+    assert flags[flags.index("--cost-accounting") + 1] == "original"
+    cost = CostModel(DEMO, "45nm", Workload(accounting="original"))
+    bound = float(next(f for f in flags if f.startswith("energy_mj<=")).split("<=")[1])
+    assert bound <= 0.7 * cost.metrics(largest(DEMO))["energy_mj"]
+    restricted = restrict(DEMO, parse_restriction([f for f in _args_flags("attention_only.args") if f != "--restrict"]))
+    assert restricted.encoder_blocks == restricted.decoder_blocks == (BlockType.ATTENTION,)
+    assert restricted.ffn_ops == (OpKind.MULT,)
     rng = random.Random(0)
-    feasible = [s for s in (sample(DEMO, rng) for _ in range(200)) if cost.metrics(s)["energy_mj"] <= bound]
-    assert feasible and all(any(layer.ffn_op is OpKind.SHIFT for layer in s.decoder) for s in feasible)
+    for space in (DEMO, restricted):
+        feasible = [s for s in (sample(space, rng) for _ in range(50)) if cost.metrics(s)["energy_mj"] <= bound]
+        assert len(feasible) >= 25, space.name
 
 
 @pytest.mark.parametrize("name", ["supernet.args", "subnet.args", "baseline.args", "gpu_supernet.args", "gpu_subnet.args"])
@@ -226,3 +243,17 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
         assert r["updates"] == 3 and r["latency_ms"] > 0 and 0 <= r["sacrebleu"] <= 100
     assert (tmp_path / "report" / "front.png").is_file()
     assert (tmp_path / "report" / "results.md").read_text().count("\n| ") == 2
+
+
+def test_demo_search_flags_parse_with_the_search_cli(tmp_path):
+    """search.args, alone and with attention_only.args, parse with fairseq-shiftadd-search's own parser."""
+    from fairseq import options
+
+    from fairseq_shiftadd.search.cli import get_parser
+
+    base = [str(tmp_path), *_args_flags("search.args"), "--path", "x.pt", "--save-dir", "s"]
+    plain = options.parse_args_and_arch(get_parser(), base)
+    restricted = options.parse_args_and_arch(get_parser(), base + _args_flags("attention_only.args"))
+    assert plain.restrict == [] and restricted.restrict == ["blocks=attention", "ffn_ops=mult"]
+    assert plain.cost_accounting == restricted.cost_accounting == "original"
+    assert plain.constraint == restricted.constraint

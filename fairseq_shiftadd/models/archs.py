@@ -50,7 +50,7 @@ def supernet_iwslt14_de_en(args: Namespace) -> None:
 
 
 def supernet_demo(args: Namespace) -> None:
-    """The ``demo`` space (embed 128, FFN 512, 2 + 2 layers; token mixer and FFN operator searched) of the CPU demo.
+    """The ``demo`` space (every operator; embed 128/64, FFN 512/256, 1-2 + 1-2 layers) of the CPU demo.
 
     Dropout 0.1 and no attention or kernel dropout: the demo trains for minutes, far from overfitting.
     """

@@ -31,6 +31,7 @@ import torch
 from fairseq import options
 
 from ..cost import HardwareProfile, load_profile, workload_header
+from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
 from .costs import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
@@ -78,6 +79,10 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads per rank (default 0: torch's default; 1 is fastest on a busy machine)")
     group.add_argument("--max-valid-sentences", type=_positive_int, default=None,
                        help="evaluate fitness on the first N sentences of --valid-subset (default: all)")
+    group.add_argument("--restrict", action="append", default=[], metavar="FIELD=V1[,V2...]",
+                       help="search a sub-space of the supernet's space: FIELD (a SearchSpace field, or X for "
+                            "encoder_X and decoder_X) keeps only these values; repeatable, e.g. "
+                            "--restrict blocks=attention --restrict ffn_ops=mult (HAT's space)")
     group.add_argument("--restart", action="store_true",
                        help="delete the previous outputs of --save-dir (state.json included) and start over")
 
@@ -122,6 +127,10 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
         if not list(Path(directory).glob(f"{subset}.*")):
             raise ValueError(f"DATA {directory!r} has no files of --valid-subset {subset!r}")
     constraints, config = _settings(args)
+    try:  # the values are checked against the supernet's space once it is loaded
+        parse_restriction(args.restrict)
+    except ValueError as err:
+        raise ValueError(f"--restrict: {err}") from None
     check_metric_sources([c.metric for c in constraints] + list(config.pareto_metrics), args.latency_predictor)
     try:
         profile = load_profile(args.hardware_profile)
@@ -165,12 +174,16 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     workload = search_workload(args, len(fitness.task.target_dictionary),
                                getattr(fitness.model_cfg, "quant_bits", None))
     logger.info("costed sentence: %s, profile %s", workload.describe(), args.hardware_profile)
-    stages = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
+    try:
+        space = restrict(fitness.space, parse_restriction(args.restrict))
+    except ValueError as err:
+        raise SystemExit(f"fairseq-shiftadd-search: error: --restrict: {err}") from None
+    stages = cost_metrics(space, needed, args.hardware_profile, workload, args.latency_predictor, device)
     if MEASURED in needed:
         stages[-1] = from_rank0(stages[-1])
     out_dir = Path(args.save_dir)
     search = EvolutionarySearch(
-        TranslationDomain(fitness.space), config, split_batch(fitness), stages, constraints,
+        TranslationDomain(space), config, split_batch(fitness), stages, constraints,
         state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0, settings=settings,
     )
     start = time.perf_counter()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU demo (scripts/demo.sh) for seeds 1, 2 and 3, then the mean and spread of each model's BLEU and energy and
+# the issue-9 targets (benchmarks/demo_seeds.py). About 20 minutes per seed on an idle 2-core machine; each run
+# resumes like scripts/demo.sh, so an interrupted benchmark continues where it stopped.
+#   bash benchmarks/demo_seeds.sh                 # work/demo_seeds/seed{1,2,3}, summary in work/demo_seeds/summary.md
+#   SEEDS="1 2" ROOT_WORK=/tmp/seeds bash benchmarks/demo_seeds.sh
+# Budgets and per-stage flags as scripts/demo.sh (SUPERNET_MINUTES, TRAIN_MINUTES, SEARCH_FLAGS, ...).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/install.sh"
+ROOT_WORK="${ROOT_WORK:-$ROOT/work/demo_seeds}"
+SEEDS="${SEEDS:-1 2 3}"
+RUNS=()
+for seed in $SEEDS; do
+  echo "=== seed $seed: $ROOT_WORK/seed$seed"
+  SEED="$seed" WORK="$ROOT_WORK/seed$seed" bash "$ROOT/scripts/demo.sh"
+  RUNS+=("$ROOT_WORK/seed$seed")
+done
+"$VENV/bin/python" "$ROOT/benchmarks/demo_seeds.py" "${RUNS[@]}" --out "$ROOT_WORK/summary.md"

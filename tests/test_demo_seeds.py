@@ -1,0 +1,68 @@
+"""benchmarks/demo_seeds.py, the aggregator of the demo's seed runs. A test of the aggregator only: the report files
+it reads are fabricated here (the numbers are not results of any run)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("demo_seeds", REPO / "benchmarks" / "demo_seeds.py")
+demo_seeds = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo_seeds)
+
+FABRICATED = {  # seed -> model -> (sacreBLEU, energy original mJ); made up for the aggregator test
+    1: {"hybrid": (24.0, 0.90), "attention_only": (23.0, 0.95), "baseline": (25.0, 1.44)},
+    2: {"hybrid": (25.0, 0.80), "attention_only": (24.0, 0.97), "baseline": (24.0, 1.44)},
+    3: {"hybrid": (26.0, 0.70), "attention_only": (22.0, 0.99), "baseline": (26.0, 1.44)},
+}
+
+
+def _write_run(folder: Path, rows: dict) -> Path:
+    (folder / "report").mkdir(parents=True)
+    data = [{"name": name, "sacrebleu": bleu, "tokenized_bleu": bleu + 0.1, "energy_original_mj": energy,
+             "energy_streaming_mj": 20 * energy, "params": 1} for name, (bleu, energy) in rows.items()]
+    (folder / "report" / "results.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_aggregator_mean_spread_and_targets_on_fabricated_reports(tmp_path, capsys):
+    runs = [_write_run(tmp_path / f"seed{s}", rows) for s, rows in FABRICATED.items()]
+    demo_seeds.main([*map(str, runs), "--out", str(tmp_path / "summary.md")])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    hybrid = summary["stats"]["hybrid"]
+    assert hybrid["sacrebleu"] == {"mean": 25.0, "std": 1.0, "min": 24.0, "max": 26.0, "n": 3}
+    assert hybrid["energy_original_mj"]["mean"] == pytest.approx(0.8)
+    assert hybrid["energy_streaming_mj"]["std"] == pytest.approx(20 * 0.1)
+    assert summary["stats"]["attention_only"]["sacrebleu"]["mean"] == pytest.approx(23.0)
+    margins = {t["target"]: (t["margin"], t["met"]) for t in summary["targets"]}
+    assert margins["hybrid sacreBLEU >= attention-only winner's"] == (pytest.approx(2.0), True)
+    assert margins["hybrid sacreBLEU >= baseline's - 0.5"] == (pytest.approx(0.5), True)
+    assert margins["hybrid energy (original) <= 0.7 x baseline's, mJ"] == (pytest.approx(0.7 * 1.44 - 0.8), True)
+    out = capsys.readouterr().out
+    assert "| hybrid | 25.00 ± 1.00 [24.00, 26.00]" in out and out == (tmp_path / "summary.md").read_text()
+
+
+def test_aggregator_reports_a_missed_target():
+    rows = {1: {"hybrid": (20.0, 1.2), "attention_only": (21.0, 0.9), "baseline": (22.0, 1.44)}}
+    stats = demo_seeds.aggregate([{m: {"sacrebleu": b, "tokenized_bleu": b, "energy_original_mj": e,
+                                       "energy_streaming_mj": e} for m, (b, e) in rows[1].items()}])
+    assert stats["hybrid"]["sacrebleu"]["std"] == 0.0
+    assert [t["met"] for t in demo_seeds.targets(stats)] == [False, False, False]
+
+
+def test_aggregator_rejects_a_run_without_a_model(tmp_path, capsys):
+    run = _write_run(tmp_path / "seed1", {"hybrid": (1.0, 1.0), "baseline": (1.0, 1.0)})
+    with pytest.raises(SystemExit):
+        demo_seeds.main([str(run)])
+    assert "no row for model(s) ['attention_only']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo_seeds.main([str(tmp_path / "missing")])
+    assert "no report/results.json" in capsys.readouterr().err
+
+
+def test_demo_seeds_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "demo_seeds.sh")], check=True)
