@@ -62,7 +62,6 @@ def test_accounting_flag_and_table_label(capsys):
 
 def test_subnet_file_from_the_search_is_costed_with_its_recorded_workload(tmp_path, capsys):
     """``--subnet best.yaml`` without flags reproduces the search's metrics (its vocabulary, beam, accounting)."""
-    from fairseq_shiftadd.search.costs import cost_metrics
     from fairseq_shiftadd.search.evolution import SearchResult
     from fairseq_shiftadd.search.report import write_best
     from fairseq_shiftadd.search.state import Candidate
@@ -72,9 +71,10 @@ def test_subnet_file_from_the_search_is_costed_with_its_recorded_workload(tmp_pa
     sub = largest(space)
     for accounting, beam in (("streaming", 5), ("original", 1)):
         workload = Workload(beam=beam, bits=8, vocab_size=8008, accounting=accounting)
-        metrics = cost_metrics(space, ["energy_mj"], "45nm", workload)(sub)
+        metrics = CostModel(space, profile="45nm", workload=workload).metrics(sub)  # what the search records
         best = Candidate(sub, generation=0, feasible=True, fitness=3.0, metrics=metrics)
-        result = SearchResult(best=[best], candidates=[best], populations=[[0]], evaluations=1, new_evaluations=1)
+        result = SearchResult(best=[best], candidates=[best], populations=[[0]], evaluations=1, new_evaluations=1,
+                              stats=[])
         [path] = write_best(tmp_path, result, "loss", pareto=False, cost_record=workload_header(workload, "45nm"))
         main(["--space", "tiny", "--subnet", str(path), "--json"])
         data = json.loads(capsys.readouterr().out)
