@@ -5,20 +5,34 @@
   fails. :func:`install` makes the ``torch.load`` calls *inside fairseq's checkpoint module*
   default to ``weights_only=False`` (fairseq's behaviour before 2.6; load only checkpoints you
   trust, as always with pickles). Elsewhere ``torch.load`` keeps its safe default.
+  A file that does not unpickle (truncated, corrupt, not a checkpoint) is refused with one line naming
+  it (:class:`~fairseq_shiftadd.cli_errors.InputError`: "FILE: not a readable checkpoint"), here and in
+  :func:`load_checkpoint_file`, instead of a ``UnicodeDecodeError`` without a file name.
 * ``--user-dir`` imports the plugin folder by its basename. When this package was already
   imported from another folder (installed copy vs. source checkout), fairseq refuses with "not
   globally unique"; :func:`install` makes fairseq use the copy already imported, with a warning.
+* fairseq keeps the best validation metric with ``min``/``max``, and ``min(nan, x)`` is ``nan``: one
+  NaN validation loss became the "best" forever (and could be saved as ``checkpoint_best.pt``).
+  :func:`install` makes a NaN or infinite metric count as "no validation" for that choice (the epoch and
+  last checkpoints are still written; a warning says so).
+* fairseq's uncaught :class:`~fairseq_shiftadd.cli_errors.InputError` (a bad ``--subnet``, ``--space``,
+  ``--valid-subnets``, an unreadable checkpoint) prints one line instead of a traceback
+  (:func:`~fairseq_shiftadd.cli_errors.install_excepthook`).
 """
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import pickle
 import sys
 import types
 from typing import Any
 
 import torch
+
+from .cli_errors import InputError, install_excepthook
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +40,29 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_NAME = os.path.basename(PACKAGE_DIR)
 
 
+_UNREADABLE = (pickle.UnpicklingError, UnicodeDecodeError, EOFError, RuntimeError, AttributeError, ImportError,
+               IndexError, KeyError, ValueError)
+"""What ``torch.load`` raises for a file that is not a (complete) checkpoint."""
+
+
+def _load(path_or_file: Any, **kwargs: Any) -> Any:
+    """``torch.load``; a file that does not unpickle raises :class:`InputError` naming it."""
+    try:
+        return torch.load(path_or_file, **kwargs)
+    except _UNREADABLE as err:
+        name = getattr(path_or_file, "name", path_or_file)
+        reason = " ".join(str(err).split())[:200]
+        raise InputError(f"{name}: not a readable checkpoint ({type(err).__name__}: {reason})") from err
+
+
 def load_checkpoint_file(path_or_file: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load`` for fairseq checkpoints (full unpickling, as fairseq expects)."""
-    return torch.load(path_or_file, map_location=map_location, weights_only=False)
+    """``torch.load`` for fairseq checkpoints (full unpickling, as fairseq expects).
+
+    Raises:
+        FileNotFoundError: no such file.
+        InputError: the file is not a readable checkpoint (naming it).
+    """
+    return _load(path_or_file, map_location=map_location, weights_only=False)
 
 
 class _TorchForFairseqCheckpoints(types.ModuleType):
@@ -43,7 +77,7 @@ class _TorchForFairseqCheckpoints(types.ModuleType):
     @staticmethod
     def load(*args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("weights_only", False)
-        return torch.load(*args, **kwargs)
+        return _load(*args, **kwargs)
 
 
 def _patch_checkpoint_loading() -> None:
@@ -84,7 +118,30 @@ def _patch_user_dir_import() -> None:
     # entry points call ``utils.import_user_module`` through the module.
 
 
+def _patch_best_checkpoint() -> None:
+    from fairseq import checkpoint_utils
+
+    original = checkpoint_utils.save_checkpoint
+    if getattr(original, "_shiftadd_patched", False):
+        return
+
+    @functools.wraps(original)
+    def save_checkpoint(cfg: Any, trainer: Any, epoch_itr: Any, val_loss: Any) -> Any:
+        if val_loss is not None and not math.isfinite(float(val_loss)):
+            logger.warning("validation %s is %s: not a candidate for checkpoint_best",
+                           getattr(cfg, "best_checkpoint_metric", "loss"), val_loss)
+            val_loss = None
+        return original(cfg, trainer, epoch_itr, val_loss)
+
+    save_checkpoint._shiftadd_patched = True  # type: ignore[attr-defined]
+    # fairseq's function keeps the best value as an attribute of the module-level name
+    # ``save_checkpoint``, which is now this wrapper: fairseq_cli.train reads it there too.
+    checkpoint_utils.save_checkpoint = save_checkpoint
+
+
 def install() -> None:
-    """Apply both fixes (idempotent)."""
+    """Apply every fix above (idempotent)."""
     _patch_checkpoint_loading()
     _patch_user_dir_import()
+    _patch_best_checkpoint()
+    install_excepthook()

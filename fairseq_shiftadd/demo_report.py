@@ -35,12 +35,11 @@ import torch
 from .cost import CostModel, Workload
 from .scoring import read_generate_output, read_lines, score
 from .search.pareto import pareto_front
-from .space import SearchSpace, SubnetConfig, get_space, largest, smallest
+from .space import SearchSpace, SubnetConfig, get_space, resolve_subnet
 
 __all__ = ["ModelSpec", "ModelResult", "Candidate", "describe", "training_progress", "evaluate_model",
            "read_candidates", "format_table", "plot_front", "main"]
 
-NAMED_SUBNETS = {"largest": largest, "smallest": smallest}
 COLUMNS = {  # result field -> table header
     "name": "model",
     "sacrebleu": "sacreBLEU",
@@ -92,15 +91,6 @@ class Candidate:
     subnet: SubnetConfig
     energy_mj: float
     fitness: Optional[float]
-
-
-def resolve_subnet(space: SearchSpace, spec: str) -> SubnetConfig:
-    """``largest``/``smallest`` of ``space``, or a .json/.yaml file or inline JSON of a subnet."""
-    if spec in NAMED_SUBNETS:
-        return NAMED_SUBNETS[spec](space)
-    from .models.supernet import load_subnet
-
-    return load_subnet(spec)
 
 
 def describe(sub: SubnetConfig) -> str:
@@ -251,7 +241,7 @@ def _supernet_losses(subs: Dict[str, SubnetConfig], candidates: Sequence[Candida
 
 def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
     name, subnet, save_dir, generate_output = values
-    return ModelSpec(name, resolve_subnet(space, subnet), Path(save_dir), Path(generate_output))
+    return ModelSpec(name, resolve_subnet(subnet, space, "--model SUBNET"), Path(save_dir), Path(generate_output))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

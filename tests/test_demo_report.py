@@ -85,15 +85,6 @@ def test_describe_names_every_layer():
     assert f"{sub.decoder[0].block.value}/{sub.decoder[0].ffn_op.value}{sub.decoder[0].ffn_dim}" in dec
 
 
-def test_resolve_subnet(tmp_path):
-    assert demo_report.resolve_subnet(DEMO, "largest") == largest(DEMO)
-    assert demo_report.resolve_subnet(DEMO, "smallest") == smallest(DEMO)
-    sub = sample(DEMO, random.Random(1))
-    sub.save(tmp_path / "s.yaml")
-    assert demo_report.resolve_subnet(DEMO, str(tmp_path / "s.yaml")) == sub
-    assert demo_report.resolve_subnet(DEMO, sub.to_json()) == sub
-
-
 def _write_candidates(path: Path, subs, energies, fitnesses) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

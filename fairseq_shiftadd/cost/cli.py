@@ -8,30 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from ..space import SubnetConfig, get_space, largest, smallest
+from ..cli_errors import add_debug_flag, run_main
+from ..space import get_space, resolve_subnet
 from .model import CostModel
 from .profile import shipped_profiles
 from .workload import BIT_WIDTHS, Workload
 
-__all__ = ["load_subnet_spec", "main"]
-
-
-def load_subnet_spec(space_name: str, spec: str) -> SubnetConfig:
-    """``largest``, ``smallest``, a ``.json`` / ``.yaml`` file, or inline JSON."""
-    space = get_space(space_name)
-    if spec == "largest":
-        return largest(space)
-    if spec == "smallest":
-        return smallest(space)
-    if spec.lstrip().startswith("{"):
-        return SubnetConfig.from_json(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--subnet {spec!r} is not 'largest', 'smallest', inline JSON or an existing file")
-    return SubnetConfig.load(path)
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,21 +32,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam", type=int, default=1, help="beam size")
     parser.add_argument("--vocab-size", type=int, default=Workload.vocab_size, help="target vocabulary")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    add_debug_flag(parser)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    try:
-        sub = load_subnet_spec(args.space, args.subnet)
-        workload = Workload(
-            src_len=args.src_len, tgt_len=args.tgt_len, beam=args.beam, bits=args.bits, vocab_size=args.vocab_size
-        )
-        report = CostModel(get_space(args.space), profile=args.profile, workload=workload).report(sub)
-    except ValueError as err:
-        sys.exit(f"fairseq-shiftadd-cost: error: {err}")
+    space = get_space(args.space)
+    sub = resolve_subnet(args.subnet, space)
+    workload = Workload(
+        src_len=args.src_len, tgt_len=args.tgt_len, beam=args.beam, bits=args.bits, vocab_size=args.vocab_size
+    )
+    report = CostModel(space, profile=args.profile, workload=workload).report(sub)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
 
+
+main = run_main(_main, "fairseq-shiftadd-cost")
 
 if __name__ == "__main__":
     main()

@@ -369,7 +369,7 @@ def collect_latency_dataset(
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} must be a positive int")
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     _check_protocol(device, clock, src_len=src_len, tgt_len=tgt_len, beam=beam, warmup=warmup, runs=runs)
     out_csv = Path(out_csv)
@@ -391,7 +391,7 @@ def collect_latency_dataset(
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         if new_file:
             writer.writeheader()
-        for sub in tqdm(todo, desc=f"latency {space.name} on {protocol['device']}", disable=not progress):
+        for sub in progress_bar(todo, desc=f"latency {space.name} on {protocol['device']}", enabled=progress):
             m = measure_latency(space, sub, device=device, src_len=src_len, tgt_len=tgt_len, beam=beam,
                                 warmup=warmup, runs=runs, clock=clock, vocab_size=vocab_size)
             record = LatencyRecord(subnet=sub, measurement=m, **protocol)  # type: ignore[arg-type]

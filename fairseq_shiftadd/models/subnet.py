@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ..ops.hetero import SharingMode
-from ..space import SearchSpace, SubnetConfig, check, get_space
+from ..cli_errors import InputError
+from ..space import SearchSpace, SubnetConfig, check, get_space, resolve_subnet
 from .blocks import merge_states
 from .layers import LayerCandidates
 from .supernet import (
@@ -29,7 +30,6 @@ from .supernet import (
     ShiftAddEncoder,
     ShiftAddSupernet,
     build_encoder_decoder,
-    load_subnet,
 )
 
 __all__ = ["SubnetModelConfig", "ShiftAddTransformer", "extract_subnet_state"]
@@ -41,7 +41,10 @@ class SubnetModelConfig(ModelConfig):
 
     subnet: str = field(
         default="",
-        metadata={"help": "the subnet (.json/.yaml path or inline JSON); saved inline as JSON in checkpoints"},
+        metadata={
+            "help": "the subnet: 'largest', 'smallest' (of --space), a .json/.yaml file or inline JSON; "
+            "saved inline as JSON in checkpoints"
+        },
     )
 
 
@@ -62,11 +65,12 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         """Build from ``cfg.subnet`` (checked against ``cfg.space``), which is rewritten as inline JSON.
 
         Raises:
-            ValueError: ``subnet`` is empty or the subnet is not in the space (naming the field).
+            InputError: ``subnet`` is empty, unreadable or not in the space (naming the option and the field).
         """
         if not cfg.subnet:
-            raise ValueError("subnet is required: a .json/.yaml path or inline JSON of a SubnetConfig")
-        sub = load_subnet(cfg.subnet)
+            raise InputError("--subnet is required by shiftadd_transformer: 'largest', 'smallest', a .json/.yaml "
+                             "file or inline JSON of a SubnetConfig")
+        sub = resolve_subnet(cfg.subnet, get_space(cfg.space))
         _store_inline(cfg, sub.to_json())
         return cls.from_subnet(cfg, task, get_space(cfg.space), sub)
 

@@ -13,7 +13,6 @@ given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, un
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,14 +25,13 @@ from torch import Tensor, nn
 
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
-from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest
+from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
     "ModelConfig",
     "SupernetConfig",
-    "load_subnet",
     "SinusoidalPositions",
     "ShiftAddEncoder",
     "ShiftAddDecoder",
@@ -79,14 +77,12 @@ class SupernetConfig(ModelConfig):
     )
     subnet: Optional[str] = field(
         default=None,
-        metadata={"help": "subnet to activate after building (.json/.yaml path or inline JSON); default: largest"},
+        metadata={
+            "help": "train/evaluate only this subnet: 'largest', 'smallest', a .json/.yaml file or inline JSON "
+            "(the one owner of --subnet; the shiftadd_translation task reads it from the model); "
+            "default: sample subnets (largest active)"
+        },
     )
-
-
-def load_subnet(spec: str) -> SubnetConfig:
-    """A :class:`SubnetConfig` from inline JSON (starting with ``{``) or a ``.json``/``.yaml``/``.yml`` path."""
-    text = spec.strip()
-    return SubnetConfig.from_json(text) if text.startswith("{") else SubnetConfig.load(Path(text))
 
 
 class SinusoidalPositions(nn.Module):
@@ -357,7 +353,7 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         sharing = SharingMode(str(cfg.sharing))
         encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, sharing)
         model = cls(encoder, decoder, space)
-        model.set_subnet(load_subnet(cfg.subnet) if cfg.subnet else largest(space))
+        model.set_subnet(resolve_subnet(cfg.subnet, space) if cfg.subnet else largest(space))
         return model
 
     @property

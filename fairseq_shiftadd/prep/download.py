@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, Sequence
 
-from tqdm import tqdm
+from ..progress import progress
 
 from .steps import atomic_output
 
@@ -60,8 +60,8 @@ def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
                 offset = 0
             length = response.headers.get("Content-Length")
             total = None if length is None else offset + int(length)
-            with open(part, "ab" if offset else "wb") as f, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=None
+            with open(part, "ab" if offset else "wb") as f, progress(
+                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name
             ) as bar:
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tqdm import tqdm
+from ..progress import progress
 
 from ..space import SearchSpace, SubnetConfig, crossover, mutate, sample
 from .constraints import Constraint, satisfies
@@ -259,8 +259,8 @@ class EvolutionarySearch:
         rng.setstate(state.rng_state)
         restored = sum(c.fitness is not None for c in self.candidates)
         new_evaluations = 0
-        bar = tqdm(total=cfg.generations, initial=min(state.generation, cfg.generations), desc="search",
-                   unit="gen", disable=not self.progress)
+        bar = progress(total=cfg.generations, initial=min(state.generation, cfg.generations), desc="search",
+                       unit="gen", enabled=self.progress)
         for generation in range(state.generation, cfg.generations):
             if generation == 0:
                 population = [self._propose(lambda: sample(self.space, rng), 0) for _ in range(cfg.population)]
