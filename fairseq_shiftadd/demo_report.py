@@ -33,7 +33,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .cost import CostModel, Workload
-from .scoring import read_generate_output, read_lines, score
+from .cli_errors import add_debug_flag, run_main
+from .scoring import read_generate_output, read_reference, score
 from .search.pareto import pareto_front
 from .space import SearchSpace, SubnetConfig, get_space, resolve_subnet
 
@@ -128,13 +129,16 @@ def training_progress(save_dir: Path) -> tuple:
     return float(state["extra_state"]["previous_training_time"]), int(state["optimizer_history"][-1]["num_updates"])
 
 
-def evaluate_model(spec: ModelSpec, cost_model: CostModel, references: Sequence[str], target_lang: str,
-                   data: str, threads: int) -> ModelResult:
-    """Scores, costs, measured latency and training time of one model (see the module docstring)."""
+def evaluate_model(spec: ModelSpec, hypotheses: Sequence[str], cost_model: CostModel, references: Sequence[str],
+                   target_lang: str, data: str, threads: int) -> ModelResult:
+    """Scores, costs, measured latency and training time of one model (see the module docstring).
+
+    ``hypotheses`` are its decoded test sentences (:func:`~.scoring.read_generate_output`, which refuses a
+    decode that lost sentences), paired with ``references``.
+    """
     checkpoint = spec.save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"model {spec.name!r}: checkpoint not found: {checkpoint}")
-    hypotheses = read_generate_output(spec.generate_output, expected=len(references))
     scores = score(hypotheses, references, target_lang)
     metrics = cost_model.metrics(spec.subnet)
     latency = measure_checkpoint_latency(checkpoint, data, cost_model.workload, threads)
@@ -244,8 +248,8 @@ def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
     return ModelSpec(name, resolve_subnet(subnet, space, "--model SUBNET"), Path(save_dir), Path(generate_output))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Results table and search-front plot of the CPU demo.")
+def _main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fairseq_shiftadd.demo_report", description="Results table and search-front plot of the CPU demo.")
     parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to")
     parser.add_argument("--data", required=True, help="fairseq data-bin (dictionaries of the checkpoints)")
     parser.add_argument("--reference", required=True, type=Path, help="untouched test references, e.g. raw/test.de")
@@ -261,16 +265,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--hardware-profile", default="45nm", help="cost-model profile")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
 
     space = get_space(args.space)
     specs = [_parse_model(values, space) for values in args.model]
-    references = read_lines(args.reference)
+    references = read_reference(args.reference)
+    # every decode must hold every test sentence: checked for all models before any is evaluated
+    hypotheses = {s.name: read_generate_output(s.generate_output, expected=len(references)) for s in specs}
     from fairseq.data import Dictionary
 
     vocab_size = len(Dictionary.load(os.path.join(args.data, f"dict.{args.target_lang}.txt")))
     cost_model = CostModel(space, profile=args.hardware_profile, workload=Workload(vocab_size=vocab_size))
-    results = [evaluate_model(s, cost_model, references, args.target_lang, args.data, args.threads) for s in specs]
+    results = [evaluate_model(s, hypotheses[s.name], cost_model, references, args.target_lang, args.data, args.threads)
+               for s in specs]
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = format_table(results, cost_model.workload, args.hardware_profile)
@@ -284,6 +292,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plot_front(args.out / "front.png", candidates, marks)
     print(table, end="")
 
+
+main = run_main(_main, "fairseq_shiftadd.demo_report")
 
 if __name__ == "__main__":
     main()

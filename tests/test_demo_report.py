@@ -142,6 +142,23 @@ def test_demo_script_is_valid_bash():
 
 
 @pytest.mark.slow
+def test_report_refuses_a_decode_that_lost_sentences(tmp_path, capsys):
+    """fairseq-generate can drop sentences; the report fails, naming the file, before evaluating any model."""
+    (tmp_path / "test.de").write_text("Ein Hund .\nZwei Katzen .\nDrei Vögel .\n", encoding="utf-8")
+    (tmp_path / "full.gen").write_text("".join(f"D-{i}\t-0.5\tSatz {i}\n" for i in range(3)), encoding="utf-8")
+    (tmp_path / "short.gen").write_text("D-0\t-0.5\tSatz 0\nD-2\t-0.5\tSatz 2\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        demo_report.main([
+            "--space", "demo", "--data", str(tmp_path / "no-data"), "--reference", str(tmp_path / "test.de"),
+            "--target-lang", "de", "--model", "a", "largest", str(tmp_path / "a"), str(tmp_path / "full.gen"),
+            "--model", "b", "smallest", str(tmp_path / "b"), str(tmp_path / "short.gen"), "--out", str(tmp_path / "r"),
+        ])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "short.gen: 1 of 3 sentences have no 'D-' line (ids 1)" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
     """Two tiny standalone models trained for a few updates, decoded, reported (table, JSON, plot)."""
     data = str(multi30k_en_de)  # the prepared data-bin; raw/ beside it
