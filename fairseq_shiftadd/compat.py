@@ -15,6 +15,11 @@
   NaN validation loss became the "best" forever (and could be saved as ``checkpoint_best.pt``).
   :func:`install` makes a NaN or infinite metric count as "no validation" for that choice (the epoch and
   last checkpoints are still written; a warning says so).
+* fairseq 0.12's ``batch_by_size`` drops the last batch when its size is not a multiple of
+  ``--required-batch-size-multiple`` (default 8): ``fairseq-generate`` silently translated 1,008 of
+  the 1,014 Multi30k validation sentences at ``--batch-size 100`` or ``128``, and validation losses left
+  the same sentences out. :func:`install` puts the dropped sentences back as a last, smaller batch, so
+  every sentence is decoded, validated and trained on.
 * fairseq's uncaught :class:`~fairseq_shiftadd.cli_errors.InputError` (a bad ``--subnet``, ``--space``,
   ``--valid-subnets``, an unreadable checkpoint) prints one line instead of a traceback
   (:func:`~fairseq_shiftadd.cli_errors.install_excepthook`).
@@ -30,6 +35,7 @@ import sys
 import types
 from typing import Any
 
+import numpy as np
 import torch
 
 from .cli_errors import InputError, install_excepthook
@@ -139,8 +145,35 @@ def _patch_best_checkpoint() -> None:
     checkpoint_utils.save_checkpoint = save_checkpoint
 
 
+def _patch_batch_by_size() -> None:
+    from fairseq.data import data_utils
+
+    original = data_utils.batch_by_size
+    if getattr(original, "_shiftadd_patched", False):
+        return
+
+    @functools.wraps(original)
+    def batch_by_size(indices: Any, num_tokens_fn: Any, num_tokens_vec: Any = None, max_tokens: Any = None,
+                      max_sentences: Any = None, required_batch_size_multiple: int = 1,
+                      fixed_shapes: Any = None) -> Any:
+        if not isinstance(indices, np.ndarray):
+            indices = np.fromiter(indices, dtype=np.int64, count=-1)
+        batches = original(indices, num_tokens_fn, num_tokens_vec, max_tokens, max_sentences,
+                           required_batch_size_multiple, fixed_shapes)
+        if fixed_shapes is None:
+            # batches are consecutive slices of ``indices``: what is missing is the dropped tail
+            covered = sum(len(batch) for batch in batches)
+            if covered < len(indices):
+                batches = [*batches, indices[covered:]]
+        return batches
+
+    batch_by_size._shiftadd_patched = True  # type: ignore[attr-defined]
+    data_utils.batch_by_size = batch_by_size  # fairseq calls it through the module
+
+
 def install() -> None:
     """Apply every fix above (idempotent)."""
+    _patch_batch_by_size()
     _patch_checkpoint_loading()
     _patch_user_dir_import()
     _patch_best_checkpoint()
