@@ -25,6 +25,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from ..cli_errors import add_debug_flag
 from ..progress import progress
 
 from .corpus import Pair
@@ -84,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser, vocab_size: int) -> None:
     add("--threads", type=int, default=2, help="sentencepiece threads (%(default)s)")
     add("--workers", type=int, default=2, help="fairseq-preprocess workers (%(default)s)")
     add("--max-train", type=int, default=None, help="keep only the first N training pairs")
+    add_debug_flag(parser)
 
 
 def add_cleaning_arguments(parser: argparse.ArgumentParser, max_len: int) -> None:
