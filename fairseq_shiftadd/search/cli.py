@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from fairseq import options
 
+from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cost import Workload
 from .constraints import Constraint, parse_constraint
 from .costs import MEASURED, SEARCH_METRICS, cost_metrics
@@ -31,6 +32,8 @@ from .report import write_report
 logger = logging.getLogger("fairseq_shiftadd.search")
 
 __all__ = ["get_parser", "main"]
+
+SYNOPSIS = "DATA --path SUPERNET.pt --save-dir DIR --max-tokens N [--constraint METRIC<=BOUND]..."
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +72,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     parser = options.get_generation_parser(default_task="shiftadd_translation")
     add_search_args(parser)
-    return parser
+    add_debug_flag(parser)
+    return short_usage(parser, SYNOPSIS)
 
 
 def _settings(args: argparse.Namespace) -> Tuple[List[Constraint], EvolutionConfig]:
@@ -129,7 +133,7 @@ def _search(args: argparse.Namespace) -> None:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = get_parser()
     args = options.parse_args_and_arch(parser, None if argv is None else list(argv))
     if args.path is None or not Path(args.path).is_file():
@@ -142,6 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(str(err))
     launch(_search, (args,), world_size=args.distributed_world_size, cpu=args.cpu)
 
+
+main = run_main(_main, "fairseq-shiftadd-search")
 
 if __name__ == "__main__":
     main()
