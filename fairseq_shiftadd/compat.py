@@ -20,6 +20,9 @@
   the 1,014 Multi30k validation sentences at ``--batch-size 100`` or ``128``, and validation losses left
   the same sentences out. :func:`install` puts the dropped sentences back as a last, smaller batch, so
   every sentence is decoded, validated and trained on.
+* ``fairseq-interactive`` without ``--bpe sentencepiece --sentencepiece-model`` looks raw words up in a
+  dictionary of sentencepiece pieces, so they silently become ``<unk>``. With a task whose dictionary
+  holds such pieces (``▁``) and no ``--bpe``, it is refused with one line saying what to pass.
 * fairseq's uncaught :class:`~fairseq_shiftadd.cli_errors.InputError` (a bad ``--subnet``, ``--space``,
   ``--valid-subnets``, an unreadable checkpoint) prints one line instead of a traceback
   (:func:`~fairseq_shiftadd.cli_errors.install_excepthook`).
@@ -171,9 +174,41 @@ def _patch_batch_by_size() -> None:
     data_utils.batch_by_size = batch_by_size  # fairseq calls it through the module
 
 
+_PIECE_MARK = "\u2581"
+
+
+def _holds_pieces(dictionary: Any) -> bool:
+    """Whether at least 10 % of ``dictionary``'s symbols are sentencepiece pieces (hold a word-start mark)."""
+    symbols = getattr(dictionary, "symbols", [])[getattr(dictionary, "nspecial", 0):]
+    return bool(symbols) and 10 * sum(_PIECE_MARK in s for s in symbols) >= len(symbols)
+
+
+def _patch_interactive_bpe() -> None:
+    from fairseq.tasks import FairseqTask
+
+    original = FairseqTask.build_bpe
+    if getattr(original, "_shiftadd_patched", False):
+        return
+
+    @functools.wraps(original)
+    def build_bpe(self: Any, args: Any) -> Any:
+        bpe = original(self, args)
+        interactive = os.path.basename(sys.argv[0]) == "fairseq-interactive"
+        if bpe is None and interactive and _holds_pieces(getattr(self, "source_dictionary", None)):
+            raise InputError(
+                "the dictionary holds sentencepiece pieces but no --bpe is set: raw input words would become "
+                "<unk>; pass --bpe sentencepiece --sentencepiece-model PREPARED/sentencepiece/spm.model"
+            )
+        return bpe
+
+    build_bpe._shiftadd_patched = True  # type: ignore[attr-defined]
+    FairseqTask.build_bpe = build_bpe  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Apply every fix above (idempotent)."""
     _patch_batch_by_size()
+    _patch_interactive_bpe()
     _patch_checkpoint_loading()
     _patch_user_dir_import()
     _patch_best_checkpoint()

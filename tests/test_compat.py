@@ -123,3 +123,21 @@ def test_non_finite_validation_loss_is_never_the_best(tmp_path: Path) -> None:
     finally:
         if hasattr(save, "best"):
             del save.best
+
+
+def test_interactive_without_sentencepiece_is_refused(monkeypatch) -> None:
+    """Raw words looked up in a dictionary of pieces silently become <unk>: refused under fairseq-interactive."""
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+    pieces, words = Dictionary(), Dictionary()
+    for symbol in ("▁A", "▁man", "s", "▁ride", "▁a", "▁bike", "."):
+        pieces.add_symbol(symbol)
+        words.add_symbol(symbol.lstrip("▁") or symbol)
+    no_bpe = argparse.Namespace(bpe=None)
+    monkeypatch.setattr(sys, "argv", ["fairseq-interactive"])
+    with pytest.raises(InputError, match="pass --bpe sentencepiece --sentencepiece-model"):
+        TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe)
+    assert TranslationTask(TranslationConfig(), words, words).build_bpe(no_bpe) is None  # a word dictionary
+    monkeypatch.setattr(sys, "argv", ["fairseq-generate"])  # binarised input is already encoded
+    assert TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe) is None
