@@ -11,7 +11,6 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import List
 
 import pytest
 

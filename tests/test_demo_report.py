@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import random
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import torch
 from fairseq_shiftadd import demo_report
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import check, get_space, largest, sample, smallest
+from fairseq_shiftadd.space import check, get_space, largest, sample
+from recipe_args import args_flags
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "multi30k_en_de"
@@ -23,8 +23,7 @@ DEMO = get_space("demo")
 
 
 def _args_flags(name: str) -> list:
-    lines = [line for line in (RECIPE / name).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return shlex.split(" ".join(lines))
+    return args_flags(RECIPE / name)
 
 
 def test_demo_space_largest_is_the_baseline_transformer_shape():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Optional, Sequence
 
 from ..cli_errors import add_debug_flag, run_main
