@@ -36,7 +36,7 @@ import os
 import pickle
 import sys
 import types
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -96,14 +96,23 @@ def _patch_checkpoint_loading() -> None:
         checkpoint_utils.torch = _TorchForFairseqCheckpoints()
 
 
-def _patch_user_dir_import() -> None:
-    from fairseq import utils
+def _replace(owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace ``owner.<name>`` by ``wrap(original)``, once (installing twice keeps the first wrapper).
 
-    original = utils.import_user_module
+    fairseq calls each patched function through its module or class, so replacing the attribute is enough;
+    modules that imported the name directly keep the original.
+    """
+    original = getattr(owner, name)
     if getattr(original, "_shiftadd_patched", False):
         return
+    wrapper = functools.wraps(original)(wrap(original))
+    wrapper._shiftadd_patched = True  # type: ignore[attr-defined]
+    setattr(owner, name, wrapper)
 
-    @functools.wraps(original)
+
+def _keep_imported_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``utils.import_user_module`` that accepts this package already imported from another folder."""
+
     def import_user_module(args: Any) -> None:
         user_dir = getattr(args, "user_dir", None)
         if user_dir is not None:
@@ -121,20 +130,16 @@ def _patch_user_dir_import() -> None:
                 return None
         return original(args)
 
-    import_user_module._shiftadd_patched = True  # type: ignore[attr-defined]
-    utils.import_user_module = import_user_module
-    # modules that did ``from fairseq.utils import import_user_module`` are not affected; fairseq's
-    # entry points call ``utils.import_user_module`` through the module.
+    return import_user_module
 
 
-def _patch_best_checkpoint() -> None:
-    from fairseq import checkpoint_utils
+def _no_non_finite_best(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``checkpoint_utils.save_checkpoint`` for which a NaN or infinite metric is no validation.
 
-    original = checkpoint_utils.save_checkpoint
-    if getattr(original, "_shiftadd_patched", False):
-        return
+    fairseq's function keeps the best value as an attribute of the module-level name ``save_checkpoint``,
+    which is then this wrapper: ``fairseq_cli.train`` reads it there too.
+    """
 
-    @functools.wraps(original)
     def save_checkpoint(cfg: Any, trainer: Any, epoch_itr: Any, val_loss: Any) -> Any:
         if val_loss is not None and not math.isfinite(float(val_loss)):
             logger.warning("validation %s is %s: not a candidate for checkpoint_best",
@@ -142,20 +147,12 @@ def _patch_best_checkpoint() -> None:
             val_loss = None
         return original(cfg, trainer, epoch_itr, val_loss)
 
-    save_checkpoint._shiftadd_patched = True  # type: ignore[attr-defined]
-    # fairseq's function keeps the best value as an attribute of the module-level name
-    # ``save_checkpoint``, which is now this wrapper: fairseq_cli.train reads it there too.
-    checkpoint_utils.save_checkpoint = save_checkpoint
+    return save_checkpoint
 
 
-def _patch_batch_by_size() -> None:
-    from fairseq.data import data_utils
+def _keep_last_batch(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``data_utils.batch_by_size`` that returns the last batch that fairseq drops (see the module docstring)."""
 
-    original = data_utils.batch_by_size
-    if getattr(original, "_shiftadd_patched", False):
-        return
-
-    @functools.wraps(original)
     def batch_by_size(indices: Any, num_tokens_fn: Any, num_tokens_vec: Any = None, max_tokens: Any = None,
                       max_sentences: Any = None, required_batch_size_multiple: int = 1,
                       fixed_shapes: Any = None) -> Any:
@@ -170,8 +167,7 @@ def _patch_batch_by_size() -> None:
                 batches = [*batches, indices[covered:]]
         return batches
 
-    batch_by_size._shiftadd_patched = True  # type: ignore[attr-defined]
-    data_utils.batch_by_size = batch_by_size  # fairseq calls it through the module
+    return batch_by_size
 
 
 _PIECE_MARK = "\u2581"
@@ -183,14 +179,9 @@ def _holds_pieces(dictionary: Any) -> bool:
     return bool(symbols) and 10 * sum(_PIECE_MARK in s for s in symbols) >= len(symbols)
 
 
-def _patch_interactive_bpe() -> None:
-    from fairseq.tasks import FairseqTask
+def _refuse_raw_words(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``FairseqTask.build_bpe`` that refuses ``fairseq-interactive`` on a dictionary of pieces without ``--bpe``."""
 
-    original = FairseqTask.build_bpe
-    if getattr(original, "_shiftadd_patched", False):
-        return
-
-    @functools.wraps(original)
     def build_bpe(self: Any, args: Any) -> Any:
         bpe = original(self, args)
         interactive = os.path.basename(sys.argv[0]) == "fairseq-interactive"
@@ -201,15 +192,18 @@ def _patch_interactive_bpe() -> None:
             )
         return bpe
 
-    build_bpe._shiftadd_patched = True  # type: ignore[attr-defined]
-    FairseqTask.build_bpe = build_bpe  # type: ignore[method-assign]
+    return build_bpe
 
 
 def install() -> None:
     """Apply every fix above (idempotent)."""
-    _patch_batch_by_size()
-    _patch_interactive_bpe()
+    from fairseq import checkpoint_utils, utils
+    from fairseq.data import data_utils
+    from fairseq.tasks import FairseqTask
+
     _patch_checkpoint_loading()
-    _patch_user_dir_import()
-    _patch_best_checkpoint()
+    _replace(utils, "import_user_module", _keep_imported_copy)
+    _replace(checkpoint_utils, "save_checkpoint", _no_non_finite_best)
+    _replace(data_utils, "batch_by_size", _keep_last_batch)
+    _replace(FairseqTask, "build_bpe", _refuse_raw_words)
     install_excepthook()
