@@ -88,6 +88,7 @@ def finetuned(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return {**values, "CKPT": str(work / "finetune" / "checkpoint_best.pt"), "work": str(work)}
 
 
+@pytest.mark.slow
 def test_using_a_trained_model_commands_run(finetuned: Dict[str, str], multi30k_en_de: Path) -> None:
     work = Path(finetuned.pop("work"))
     generate, validate, interactive = bash_lines("Using a trained model")
