@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from fairseq_shiftadd.cost import Workload
-from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, parse_constraint
+from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.costs import SEARCH_METRICS, cost_metrics
 from fairseq_shiftadd.search.fitness import ValidationFitness
 from fairseq_shiftadd.space import SubnetConfig
@@ -85,11 +85,11 @@ def main() -> None:
 
     timed = _Timed(fitness)
     start = time.perf_counter()
-    result = EvolutionarySearch(fitness.space, config, timed, metrics, constraints, progress=False).run()
+    result = EvolutionarySearch(TranslationDomain(fitness.space), config, timed, metrics, constraints, progress=False).run()
     total = time.perf_counter() - start
 
     start = time.perf_counter()
-    engine = EvolutionarySearch(fitness.space, config, lambda subs: [0.0] * len(subs), metrics, constraints,
+    engine = EvolutionarySearch(TranslationDomain(fitness.space), config, lambda subs: [0.0] * len(subs), metrics, constraints,
                                 progress=False).run()
     engine_s = time.perf_counter() - start
 

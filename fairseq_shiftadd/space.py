@@ -15,7 +15,7 @@ last ``attended_encoder_layers(span)`` encoder layers, concatenated along time).
 
 Functions: :func:`check` validates a subnet against a space, :func:`sample` draws every gene uniformly,
 :func:`mutate` and :func:`crossover` are the evolutionary operators (HAT's), :func:`largest` and
-:func:`smallest` give the extreme subnets, :func:`encode` the latency-predictor features, and
+:func:`smallest` give the extreme all-attention, mult-FFN subnets, :func:`encode` the latency-predictor features, and
 :func:`subnet_seed` the per-update seed that makes every rank draw the same subnet::
 
     sub = sample(space, random.Random(subnet_seed(seed, update_num)))
@@ -41,6 +41,7 @@ from .cli_errors import InputError
 from .ops.kinds import BlockType, OpKind
 
 __all__ = [
+    "BLOCK_DETAILS",
     "LayerConfig",
     "SubnetConfig",
     "SearchSpace",
@@ -62,6 +63,9 @@ __all__ = [
 
 _SPAN_LAYERS = {-1: 1, 1: 2, 2: 3}
 _SIDES = ("encoder", "decoder")
+BLOCK_DETAILS = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads")
+"""The :class:`SearchSpace` fields that are block details, not genes (the models' flags of the same names)."""
+_KERNEL_HEADS_FIELD = {False: "lightweight_kernel_heads", True: "two_branch_kernel_heads"}  # by has_attention
 
 _T = TypeVar("_T", bound="_Serialisable")
 
@@ -238,7 +242,8 @@ class LayerConfig(_Serialisable):
     Args:
         block: token mixer of the layer.
         ffn_dim: hidden width of the FFN.
-        num_heads: self-attention heads; also the heads of the layer's lightweight conv.
+        num_heads: self-attention heads; also the kernel rows of the layer's lightweight conv, unless the
+            space fixes them (:meth:`SearchSpace.kernel_heads`).
         ffn_op: how the FFN's two linears compute (``mult``, ``shift`` or ``add``).
         cross_heads: decoder only: encoder-decoder attention heads (``None`` in the encoder).
         enc_dec_span: decoder only: which encoder outputs the layer attends to, -1 = the last layer,
@@ -279,13 +284,24 @@ class SearchSpace(_Serialisable):
         kernel_sizes: lightweight-conv kernel size by layer index (encoder and decoder alike); odd, one per
             layer of the deepest side when the space has lightweight blocks, may be empty otherwise.
         qkv_dim: attention Q/K/V width, fixed: the head count only changes ``head_dim = qkv_dim / heads``.
+        two_branch_qkv_dim: Q/K/V width of the attention branch of ``attention+X`` blocks; 0 (default) =
+            ``qkv_dim / 2``, the original ShiftAddNAS code used ``qkv_dim`` (512). See :meth:`attention_qkv_dim`.
+        lightweight_kernel_heads: kernel rows of a standalone ``lightweight_*`` block; 0 (default) = the
+            layer's ``num_heads``, the original used 16. See :meth:`kernel_heads`.
+        two_branch_kernel_heads: kernel rows of the lightweight branch of ``attention+X``; 0 (default) = the
+            layer's ``num_heads``, the original used 4.
+
+    The last three are block details, not genes: they are fixed per space (the models' ``--two-branch-qkv-dim``,
+    ``--lightweight-kernel-heads`` and ``--two-branch-kernel-heads`` set them on the space a model is built over).
 
     Rules checked (``ValueError`` naming the field): choices non-empty, without duplicates, positive; embed
     dims even and ``embed / 2`` divisible by every self-attention head count of that side (two-branch
     blocks split channels in halves, and the lightweight conv splits its channels into heads);
     ``qkv_dim`` divisible by every head count, and by twice every self-attention head count of a side with
-    two-branch blocks (so that their attention branch may use ``qkv_dim / 2``); every span attends to no
-    more than the shallowest encoder; decoder blocks contain attention.
+    two-branch blocks (so that their attention branch may use ``qkv_dim / 2``), or ``two_branch_qkv_dim`` (when
+    set) divisible by those head counts; a fixed kernel head count divides the width of its lightweight blocks
+    (``embed`` standalone, ``embed / 2`` in two-branch blocks); every span attends to no more than the shallowest
+    encoder; decoder blocks contain attention.
     """
 
     name: str
@@ -304,13 +320,16 @@ class SearchSpace(_Serialisable):
     ffn_ops: Tuple[OpKind, ...]
     kernel_sizes: Tuple[int, ...]
     qkv_dim: int
+    two_branch_qkv_dim: int = 0
+    lightweight_kernel_heads: int = 0
+    two_branch_kernel_heads: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         where = f"SearchSpace {self.name!r}:"
         if not self.name:
             raise ValueError(f"{where} name must be non-empty")
-        not_choices = ("name", "kernel_sizes", "qkv_dim")
+        not_choices = ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
         choice_fields = [f.name for f in dataclasses.fields(self) if f.name not in not_choices]
         for name in choice_fields:
             values = getattr(self, name)
@@ -323,6 +342,9 @@ class SearchSpace(_Serialisable):
                 raise ValueError(f"{where} {name}={_fmt_values(getattr(self, name))} must be positive")
         if self.qkv_dim <= 0:
             raise ValueError(f"{where} qkv_dim={self.qkv_dim} must be positive")
+        for name in BLOCK_DETAILS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{where} {name}={getattr(self, name)} must be 0 (the default) or positive")
         for field_name in ("encoder_heads", "decoder_self_heads", "decoder_cross_heads"):
             for heads in getattr(self, field_name):
                 if self.qkv_dim % heads:
@@ -332,16 +354,31 @@ class SearchSpace(_Serialisable):
         for side, heads_field in (("encoder", "encoder_heads"), ("decoder", "decoder_self_heads")):
             two_branch = any(b.has_attention and b.lightweight_part for b in getattr(self, f"{side}_blocks"))
             for heads in getattr(self, heads_field):
-                if two_branch and self.qkv_dim % (2 * heads):
+                if two_branch and not self.two_branch_qkv_dim and self.qkv_dim % (2 * heads):
                     raise ValueError(
                         f"{where} qkv_dim={self.qkv_dim} not divisible by 2 * {heads_field} value {heads} "
                         f"(two-branch {side} blocks give attention qkv_dim / 2)"
+                    )
+                if two_branch and self.two_branch_qkv_dim % heads:
+                    raise ValueError(
+                        f"{where} two_branch_qkv_dim={self.two_branch_qkv_dim} not divisible by {heads_field} "
+                        f"value {heads}"
                     )
                 for dim in getattr(self, f"{side}_embed_dims"):
                     if dim % 2 or (dim // 2) % heads:
                         raise ValueError(
                             f"{where} {side}_embed_dims value {dim} must be even with half divisible by "
                             f"{heads_field} value {heads}"
+                        )
+        for side in _SIDES:
+            for block in getattr(self, f"{side}_blocks"):
+                fixed_name = _KERNEL_HEADS_FIELD[block.has_attention]
+                fixed = getattr(self, fixed_name)
+                for dim in getattr(self, f"{side}_embed_dims") if block.lightweight_part and fixed else ():
+                    if self.mixer_width(block, dim) % fixed:
+                        raise ValueError(
+                            f"{where} {fixed_name}={fixed} does not divide the {self.mixer_width(block, dim)} "
+                            f"channels of {block.value!r} at {side}_embed_dims value {dim}"
                         )
         bad_blocks = [b for b in self.decoder_blocks if not b.has_attention]
         if bad_blocks:
@@ -365,6 +402,23 @@ class SearchSpace(_Serialisable):
                 f"{where} kernel_sizes={_fmt_values(self.kernel_sizes)} needs one size per layer ({depth}) "
                 "for the lightweight blocks"
             )
+
+    @staticmethod
+    def mixer_width(block: BlockType, dim: int) -> int:
+        """Channels each branch of ``block`` mixes at model width ``dim``: ``dim / 2`` in ``attention+X``, else ``dim``."""
+        return dim // 2 if block.has_attention and block.lightweight_part else dim
+
+    def attention_qkv_dim(self, block: BlockType) -> int:
+        """Q/K/V width of ``block``'s attention: ``qkv_dim``, or in ``attention+X`` ``two_branch_qkv_dim``
+        (default ``qkv_dim / 2``)."""
+        if block.has_attention and block.lightweight_part:
+            return self.two_branch_qkv_dim or self.qkv_dim // 2
+        return self.qkv_dim
+
+    def kernel_heads(self, block: BlockType, num_heads: int) -> int:
+        """Rows of ``block``'s lightweight kernel for a layer of ``num_heads`` heads: the fixed
+        ``lightweight_kernel_heads`` / ``two_branch_kernel_heads`` when set, else ``num_heads``."""
+        return getattr(self, _KERNEL_HEADS_FIELD[block.has_attention]) or num_heads
 
     @property
     def max_encoder_embed_dim(self) -> int:
@@ -598,6 +652,11 @@ def sample(space: SearchSpace, rng: random.Random) -> SubnetConfig:
     return SubnetConfig(**dims, **layers)
 
 
+def _preferred(allowed: Tuple[Any, ...], preferred: Any) -> Any:
+    """``preferred`` when the space allows it, else the space's first choice."""
+    return preferred if preferred in allowed else allowed[0]
+
+
 def _extreme(
     space: SearchSpace,
     pick: Callable[[Sequence[int]], int],
@@ -610,13 +669,15 @@ def _extreme(
     else:
         decoder_arg = "decoder_block"
     chosen = {
-        "encoder": {"block": space.encoder_blocks[0] if block is None else block},
-        "decoder": {"block": space.decoder_blocks[0] if decoder_block is None else decoder_block},
+        "encoder": {"block": _preferred(space.encoder_blocks, BlockType.ATTENTION) if block is None else block},
+        "decoder": {
+            "block": _preferred(space.decoder_blocks, BlockType.ATTENTION) if decoder_block is None else decoder_block
+        },
     }
     _check_value("block", chosen["encoder"]["block"], space.encoder_blocks)
     _check_value(decoder_arg, chosen["decoder"]["block"], space.decoder_blocks)
     for side in _SIDES:
-        chosen[side]["ffn_op"] = space.ffn_ops[0] if ffn_op is None else ffn_op
+        chosen[side]["ffn_op"] = _preferred(space.ffn_ops, OpKind.MULT) if ffn_op is None else ffn_op
     _check_value("ffn_op", chosen["encoder"]["ffn_op"], space.ffn_ops)
 
     def gene(side: str, name: str, allowed: Tuple[Any, ...]) -> Any:
@@ -638,11 +699,19 @@ def largest(
 ) -> SubnetConfig:
     """The widest and deepest subnet: max embed, FFN, heads, depth and span, in every layer.
 
+    By default every layer is a Transformer layer, ``attention`` with a ``mult`` FFN (for ``wmt14_en_de`` the
+    Transformer-big-like net: embed 1024, FFN 4096, 16 heads, 6 + 6 layers), so that what the task validates,
+    sandwich-trains and distils from as "largest" is the multiplicative net users expect. A space without
+    attention (or mult) on a side falls back to that side's first block type (first FFN op).
+
     Args:
-        block: token mixer of every layer (default: the space's first encoder and first decoder block).
+        block: token mixer of every layer (default: ``attention``, see above).
         decoder_block: token mixer of the decoder layers, overriding ``block`` there (needed when
             ``block`` is an encoder-only type).
-        ffn_op: FFN operator of every layer (default: the space's first).
+        ffn_op: FFN operator of every layer (default: ``mult``, see above).
+
+    Raises:
+        ValueError: a given ``block`` / ``decoder_block`` / ``ffn_op`` is not in the space (naming it).
     """
     return _extreme(space, max, block, decoder_block, ffn_op)
 
@@ -656,7 +725,7 @@ def smallest(
 ) -> SubnetConfig:
     """The narrowest and shallowest subnet: min embed, FFN, heads, depth and span.
 
-    Arguments as :func:`largest`.
+    By default all-``attention`` with ``mult`` FFNs, as :func:`largest`; arguments as :func:`largest`.
     """
     return _extreme(space, min, block, decoder_block, ffn_op)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fairseq_shiftadd import demo_report
-from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.cost import CostModel, Workload, workload_header
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import check, get_space, largest, sample
 from recipe_args import args_flags
@@ -39,8 +39,19 @@ def test_demo_space_largest_is_the_baseline_transformer_shape():
         assert layer.num_heads == int(value["--encoder-attention-heads"])
 
 
+def _flag_value(name: str, flag: str) -> str:
+    flags = _args_flags(name)
+    return flags[flags.index(flag) + 1]
+
+
+def test_demo_search_costs_at_the_decoding_beam():
+    assert _flag_value("search.args", "--beam") == _flag_value("generate.args", "--beam")
+    assert _flag_value("gpu_search.args", "--beam") == _flag_value("generate.args", "--beam")
+
+
 def test_demo_space_has_cheaper_hybrids_than_the_baseline():
-    cost = CostModel(DEMO, "45nm", Workload(vocab_size=8008))
+    beam = int(_flag_value("search.args", "--beam"))
+    cost = CostModel(DEMO, "45nm", Workload(vocab_size=8008, beam=beam))
     bound = float(next(f for f in _args_flags("search.args") if f.startswith("energy_mj<=")).split("<=")[1])
     baseline = cost.metrics(largest(DEMO))["energy_mj"]
     assert baseline > bound
@@ -120,19 +131,35 @@ def test_training_progress_reads_checkpoint_last(tmp_path):
         demo_report.training_progress(tmp_path / "missing")
 
 
+def test_checkpoint_quant_bits(tmp_path):
+    """An 8-bit model is costed at 8 bits; float models (no field, a legacy Namespace, None) at 32."""
+    from argparse import Namespace
+
+    for model_cfg, expected in (({"quant_bits": 8}, 8), ({"quant_bits": None}, None), ({}, None),
+                                (Namespace(arch="transformer"), None), (Namespace(quant_bits=8), 8)):
+        torch.save({"cfg": {"model": model_cfg}}, tmp_path / "c.pt")
+        assert demo_report.checkpoint_quant_bits(tmp_path / "c.pt") == expected
+
+
 def test_format_table_has_a_row_per_model_and_every_column():
     rows = [
         demo_report.ModelResult(name=n, subnet=demo_report.describe(largest(DEMO)), sacrebleu=b, sacrebleu_signature="sig",
-                                tokenized_bleu=b + 1, energy_mj=e, latency_ms=30.0, params=1_950_720, mults=59_440_000,
-                                adds=59_150_000, shifts=0, train_s=720.4, updates=450)
+                                tokenized_bleu=b + 1, bits=32, energy_streaming_mj=e, energy_original_mj=e / 10,
+                                fixed_share_streaming=0.6, fixed_share_original=0.4, latency_ms=30.0,
+                                params=1_950_720, mults=59_440_000, adds=59_150_000, shifts=0, train_s=720.4,
+                                updates=450)
         for n, b, e in (("hybrid", 23.1, 18.2), ("baseline", 22.5, 22.8))
     ]
-    table = demo_report.format_table(rows, Workload(vocab_size=8008), "45nm")
+    workloads = {"streaming": Workload(vocab_size=8008, beam=5), "original": Workload(accounting="original")}
+    table = demo_report.format_table(rows, workloads, "45nm")
     lines = table.splitlines()
     assert lines[0].count("|") == len(demo_report.COLUMNS) + 1
-    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 18.20 |") and "| 720 | 450 |" in lines[2]
+    assert "energy, streaming" in lines[0] and "energy, original" in lines[0]
+    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 32 | 18.20 | 1.82 | 60 % | 40 % |") and "| 720 | 450 |" in lines[2]
     assert lines[3].startswith("| baseline | 22.50")
     assert "1.95M" in lines[2] and "sig" in table
+    assert "streaming: streaming accounting" in table and "beam 5" in table
+    assert "original: original accounting" in table and "one teacher-forced pass" in table
 
 
 def test_demo_script_is_valid_bash():
@@ -183,17 +210,26 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
                 check=True, cwd=REPO, env=env, stdout=out, stderr=subprocess.DEVNULL,
             )
     _write_candidates(tmp_path / "candidates.csv", [subs["hybrid"]], [18.0], [7.5])
+    search_workload = Workload(vocab_size=100, beam=2)  # what a search records in its best.yaml
+    (tmp_path / "hybrid.yaml").write_text(f"{workload_header(search_workload, '45nm')}\n"
+                                          + (tmp_path / "hybrid.yaml").read_text())
     demo_report.main([
         "--space", "demo", "--data", data, "--reference", str(multi30k_en_de.parent / "raw" / "test.de"), "--target-lang", "de",
         "--model", "hybrid", str(tmp_path / "hybrid.yaml"), str(tmp_path / "hybrid"), str(tmp_path / "hybrid.gen"),
         "--model", "baseline", "largest", str(tmp_path / "baseline"), str(tmp_path / "baseline.gen"),
-        "--candidates", str(tmp_path / "candidates.csv"), "--out", str(tmp_path / "report"),
+        "--candidates", str(tmp_path / "candidates.csv"), "--out", str(tmp_path / "report"), "--beam", "3",
     ])
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert [r["name"] for r in results] == ["hybrid", "baseline"]
-    cost = CostModel(DEMO, "45nm", Workload(vocab_size=len(open(Path(data) / "dict.de.txt").readlines()) + 4))
+    vocab = len(open(Path(data) / "dict.de.txt").readlines()) + 4
+    streaming = CostModel(DEMO, "45nm", Workload(vocab_size=vocab, beam=3))
+    original = CostModel(DEMO, "45nm", Workload(accounting="original"))
     for r, sub in zip(results, subs.values()):
-        assert r["energy_mj"] == pytest.approx(cost.metrics(sub)["energy_mj"])
+        assert r["energy_streaming_mj"] == pytest.approx(streaming.metrics(sub)["energy_mj"])
+        assert r["energy_original_mj"] == pytest.approx(original.metrics(sub)["energy_mj"])
+        assert r["fixed_share_original"] == pytest.approx(original.fixed_energy_mj(sub) / r["energy_original_mj"])
+        assert r["bits"] == 32
+        assert 0 < r["fixed_share_streaming"] <= 1
         assert r["updates"] == 3 and r["latency_ms"] > 0 and 0 <= r["sacrebleu"] <= 100
     assert (tmp_path / "report" / "front.png").is_file()
     assert (tmp_path / "report" / "results.md").read_text().count("\n| ") == 2

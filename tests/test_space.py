@@ -14,6 +14,7 @@ import pytest
 import fairseq_shiftadd
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import (
+    BLOCK_DETAILS,
     SPACES,
     LayerConfig,
     SearchSpace,
@@ -364,15 +365,35 @@ def test_largest_and_smallest(name):
     for layer in big.decoder:
         assert (layer.num_heads, layer.cross_heads) == (space.max_decoder_self_heads, space.max_decoder_cross_heads)
         assert layer.enc_dec_span == max(space.enc_dec_spans)
-        assert layer.block is space.decoder_blocks[0]
     for layer in small.decoder:
         assert (layer.ffn_dim, layer.cross_heads, layer.enc_dec_span) == (
             min(space.decoder_ffn_dims),
             min(space.decoder_cross_heads),
             -1,
         )
-    for layer in big.encoder + small.encoder:
-        assert layer.block is space.encoder_blocks[0] and layer.ffn_op is space.ffn_ops[0]
+    for layer in big.encoder + small.encoder + big.decoder + small.decoder:  # every shipped space has both
+        assert layer.block is BlockType.ATTENTION and layer.ffn_op is OpKind.MULT
+
+
+def test_largest_of_wmt14_en_de_is_transformer_big_like():
+    big = largest(WMT)
+    assert (big.encoder_embed_dim, big.decoder_embed_dim) == (1024, 1024)
+    assert (len(big.encoder), len(big.decoder)) == (6, 6)
+    assert {(l.block, l.ffn_op, l.ffn_dim, l.num_heads) for l in big.encoder + big.decoder} == {
+        (BlockType.ATTENTION, OpKind.MULT, 4096, 16)
+    }
+    assert WMT.encoder_blocks[0] is not BlockType.ATTENTION  # the rule, not the order of the choices, decides
+
+
+def test_extremes_fall_back_to_the_first_choice_without_attention_or_mult():
+    space = dataclasses.replace(
+        TINY, name="no_plain", encoder_blocks=(BlockType.LIGHTWEIGHT_ADD, BlockType.ATTENTION_LIGHTWEIGHT_CONV),
+        decoder_blocks=(BlockType.ATTENTION_LIGHTWEIGHT_CONV,), ffn_ops=(OpKind.SHIFT, OpKind.ADD),
+    )
+    for sub in (largest(space), smallest(space)):
+        assert {l.block for l in sub.encoder} == {BlockType.LIGHTWEIGHT_ADD}
+        assert {l.block for l in sub.decoder} == {BlockType.ATTENTION_LIGHTWEIGHT_CONV}
+        assert {l.ffn_op for l in sub.encoder + sub.decoder} == {OpKind.SHIFT}
 
 
 def test_largest_block_choice():
@@ -511,3 +532,37 @@ def test_encode_values():
     encoder_layer = [0, 0, 0, 0, 0, 1, 0] + [0, 1, 0]  # attention+lightweight_add, shift
     decoder_layer = [0, 0, 1, 0] + [0, 1, 0]
     assert encode(TINY, sub) == numeric + encoder_layer * 2 + decoder_layer + [0] * 7
+
+
+# ---------------------------------------------------------------------------------------------- block details
+
+
+def test_block_detail_defaults_are_this_projects():
+    two_branch = BlockType.ATTENTION_LIGHTWEIGHT_ADD
+    assert WMT.attention_qkv_dim(BlockType.ATTENTION) == 512 and WMT.attention_qkv_dim(two_branch) == 256
+    assert WMT.kernel_heads(BlockType.LIGHTWEIGHT_CONV, 8) == 8 and WMT.kernel_heads(two_branch, 4) == 4
+    assert WMT.mixer_width(two_branch, 1024) == 512 and WMT.mixer_width(BlockType.LIGHTWEIGHT_ADD, 1024) == 1024
+
+
+def test_original_block_details():
+    original = dataclasses.replace(WMT, two_branch_qkv_dim=512, lightweight_kernel_heads=16, two_branch_kernel_heads=4)
+    two_branch = BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD
+    assert original.attention_qkv_dim(two_branch) == 512 and original.attention_qkv_dim(BlockType.ATTENTION) == 512
+    assert original.kernel_heads(BlockType.LIGHTWEIGHT_SHIFTADD, 8) == 16 and original.kernel_heads(two_branch, 16) == 4
+    assert SearchSpace.from_dict(original.to_dict()) == original
+    old = {k: v for k, v in WMT.to_dict().items() if k not in BLOCK_DETAILS}
+    assert SearchSpace.from_dict(old) == WMT  # a space saved before these fields loads with the defaults
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(two_branch_qkv_dim=-1), "two_branch_qkv_dim=-1 must be 0 (the default) or positive"),
+        (dict(two_branch_qkv_dim=100), "two_branch_qkv_dim=100 not divisible by encoder_heads value 16"),
+        (dict(two_branch_kernel_heads=3), "two_branch_kernel_heads=3 does not divide the 512 channels of "
+                                          "'attention+lightweight_conv' at encoder_embed_dims value 1024"),
+    ],
+)
+def test_block_details_are_validated(changes, message):
+    with raises(message):
+        dataclasses.replace(WMT, **changes)

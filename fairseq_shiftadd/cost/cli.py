@@ -1,48 +1,96 @@
 """``fairseq-shiftadd-cost``: the cost report of one subnet (energy, analytical latency, counts, traffic).
 
-    fairseq-shiftadd-cost --space wmt14_en_de --subnet largest
+    fairseq-shiftadd-cost --space wmt14_en_de --subnet largest [--accounting original]
     fairseq-shiftadd-cost --space tiny --subnet best.yaml --profile 45nm --bits 8 --beam 4 --json
+
+A subnet file written by the search (``best.yaml``, ``front/NN.yaml``) records the workload, accounting,
+vocabulary size and profile its metrics were computed with; they are this command's defaults for that file,
+so it reproduces the search's numbers without flags. Flags given on the command line override them.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 from ..cli_errors import add_debug_flag, run_main
 from ..space import get_space, resolve_subnet
 from .model import CostModel
-from .profile import shipped_profiles
-from .workload import BIT_WIDTHS, Workload
+from .profile import load_profile, shipped_profiles
+from .workload import ACCOUNTINGS, Workload, read_workload_header
 
-__all__ = ["main"]
+__all__ = ["shipped_bit_widths", "resolve_settings", "main"]
+
+
+DEFAULT_PROFILE = "45nm"
+_WORKLOAD_FLAGS = ("accounting", "src_len", "tgt_len", "beam", "bits", "vocab_size")
+"""Options that set a :class:`Workload` field of the same name (default: the subnet file's record)."""
+
+
+def shipped_bit_widths() -> Tuple[int, ...]:
+    """The operand widths some shipped profile has unit energies for (``--bits`` choices)."""
+    return tuple(sorted({b for name in shipped_profiles() for b in load_profile(name).bit_widths}, reverse=True))
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairseq-shiftadd-cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--space", default="wmt14_en_de", help="search space name")
-    parser.add_argument("--subnet", default="largest", help="largest | smallest | FILE.json | FILE.yaml | inline JSON")
-    parser.add_argument(
-        "--profile", default="45nm", help=f"shipped profile ({', '.join(shipped_profiles())}) or a YAML path"
-    )
-    parser.add_argument("--bits", type=int, default=32, choices=BIT_WIDTHS, help="operand width")
-    parser.add_argument("--src-len", type=int, default=30, help="source tokens")
-    parser.add_argument("--tgt-len", type=int, default=30, help="decoding steps")
-    parser.add_argument("--beam", type=int, default=1, help="beam size")
-    parser.add_argument("--vocab-size", type=int, default=Workload.vocab_size, help="target vocabulary")
-    parser.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    parser = argparse.ArgumentParser(prog="fairseq-shiftadd-cost", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[2])
+    recorded = "default: as recorded in a subnet file written by the search, else"
+    defaults = Workload()
+    parser.add_argument("--space", default="wmt14_en_de", help="search space name (default: %(default)s)")
+    parser.add_argument("--subnet", default="largest",
+                        help="largest | smallest | FILE.json | FILE.yaml | inline JSON (default: %(default)s)")
+    parser.add_argument("--profile", default=None,
+                        help=f"shipped profile ({', '.join(shipped_profiles())}) or a YAML path ({recorded} "
+                             f"{DEFAULT_PROFILE})")
+    parser.add_argument("--accounting", choices=ACCOUNTINGS, default=None,
+                        help="streaming: step-by-step decoding with the beam, weights streamed at every step, "
+                             "embedding and output projection charged; original: the paper's one teacher-forced "
+                             f"pass, weights once per sentence, no vocabulary ({recorded} {defaults.accounting})")
+    parser.add_argument("--bits", type=int, default=None, choices=shipped_bit_widths(),
+                        help=f"operand width: the widths of the shipped profiles ({recorded} {defaults.bits})")
+    parser.add_argument("--src-len", type=int, default=None, help=f"source tokens ({recorded} {defaults.src_len})")
+    parser.add_argument("--tgt-len", type=int, default=None,
+                        help=f"target tokens: decoding steps, or the original's one pass ({recorded} "
+                             f"{defaults.tgt_len})")
+    parser.add_argument("--beam", type=int, default=None,
+                        help=f"beam size of the streaming accounting; the original needs 1 ({recorded} "
+                             f"{defaults.beam})")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help=f"target vocabulary, charged by the streaming accounting ({recorded} "
+                             f"{defaults.vocab_size})")
+    parser.add_argument("--json", action="store_true",
+                        help="print the full report as JSON instead of the table (default: the table)")
     add_debug_flag(parser)
     return parser
+
+
+def resolve_settings(args: argparse.Namespace) -> Tuple[Workload, str]:
+    """The workload and profile: flags given, else the subnet file's record, else the defaults.
+
+    An explicit ``--accounting original`` without ``--beam`` decodes at beam 1 (the only beam it allows).
+
+    Raises:
+        ValueError: an invalid workload, or an invalid record in the subnet file.
+    """
+    record = None
+    if not args.subnet.lstrip().startswith("{") and Path(args.subnet).is_file():
+        record = read_workload_header(args.subnet)
+    workload, profile = record if record is not None else (Workload(), DEFAULT_PROFILE)
+    given = {name: getattr(args, name) for name in _WORKLOAD_FLAGS if getattr(args, name) is not None}
+    if given.get("accounting") == "original" and "beam" not in given:
+        given["beam"] = 1
+    return dataclasses.replace(workload, **given), args.profile or profile
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
     space = get_space(args.space)
     sub = resolve_subnet(args.subnet, space)
-    workload = Workload(
-        src_len=args.src_len, tgt_len=args.tgt_len, beam=args.beam, bits=args.bits, vocab_size=args.vocab_size
-    )
-    report = CostModel(space, profile=args.profile, workload=workload).report(sub)
+    workload, profile = resolve_settings(args)
+    report = CostModel(space, profile=profile, workload=workload).report(sub)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
 
 

@@ -14,30 +14,39 @@ the ``1/sqrt(hd)`` and ``sqrt(d)`` scalings, positional embeddings, the kernel s
 products (the attention softmax is ``1 / head_dim`` of the score matmul). LayerNorm *parameters* are counted
 and streamed like any weight.
 
-What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``):
+What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``), under the workload's accounting
+(:mod:`.workload`):
 
-* encoder: one pass over ``S`` tokens; self-attention over all ``S`` keys; centred lightweight mixers.
-* decoder: ``T`` incremental steps on ``B`` rows (fairseq's generator expands the encoder output to the
-  beam before the first step). Step ``t`` (1-based) projects the new token only; self-attention attends to
-  the ``t`` cached keys; the causal mixer applies its ``K`` taps to a window of ``K`` inputs (the zero
-  border included, as the module computes); encoder-decoder attention projects its keys/values from the
+* encoder (both accountings): one pass over ``S`` tokens; self-attention over all ``S`` keys; centred
+  lightweight mixers.
+* decoder, **streaming**: ``T`` incremental steps on ``B`` rows (fairseq's generator expands the encoder
+  output to the beam before the first step). Step ``t`` (1-based) projects the new token only; self-attention
+  attends to the ``t`` cached keys; the causal mixer applies its ``K`` taps to a window of ``K`` inputs (the
+  zero border included, as the module computes); encoder-decoder attention projects its keys/values from the
   last ``n`` encoder outputs (``n * S`` rows per beam row) once, on the first step, and attends to all
   ``n * S`` of them at every step; the tied output projection computes ``vocab_size`` logits per row.
+* decoder, **original**: one teacher-forced pass over ``T`` tokens (``B = 1``), like the encoder: every
+  linear runs on ``T`` rows, self-attention computes the full ``T x T`` scores and masks the future (as the
+  model's full-sequence forward does), the causal mixer applies ``K`` taps per output; encoder-decoder keys
+  and values are projected once from ``n * S`` rows and read once by the batch of ``T`` queries. No
+  embedding traffic and no output projection.
 * two-branch blocks (``attention+X``) split the channels: attention at width ``d / 2`` with Q/K/V width
-  ``qkv_dim / 2``, the lightweight branch at ``d / 2``; the lightweight kernel has ``num_heads`` rows and
+  ``space.attention_qkv_dim(block)`` (default ``qkv_dim / 2``), the lightweight branch at ``d / 2``; the
+  lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows (default ``num_heads``) and
   ``space.kernel_sizes[layer]`` taps; add FFNs have a LayerNorm after each add linear.
 
 Memory-traffic model (bits moved per level; energy per access scales with the bits accessed):
 
 * **DRAM**: every weight (and bias, and LayerNorm parameter) is streamed once per pass that uses it:
-  once for the encoder; once per decoding step for the decoder and the output projection (an
+  once for the encoder; streaming: once per decoding step for the decoder and the output projection (an
   accelerator's on-chip buffer holds activations, not a model's weights), and once for the cross-attention
-  key/value projections (computed once). Shift weights stream at ``shift_weight_bits``, others at ``bits``.
-  Embedding rows are read from DRAM per token (``S`` rows, and ``B`` rows per step).
+  key/value projections (computed once); original: once per sentence for every weight. Shift weights stream
+  at ``shift_weight_bits``, others at ``bits``. Streaming reads embedding rows from DRAM per token (``S``
+  rows, and ``B`` rows per step); the original charges no embedding.
 * **global buffer**: the streamed weights are staged through it; each part reads its activation inputs and
   writes its outputs there once (a linear: ``rows * (in + out)`` values; an attention matmul: queries, the
-  keys/values it attends to -- per query row in the decoder, whose beam rows have their own caches, once for
-  the encoder's batched queries -- and its scores or probabilities).
+  keys/values it attends to -- per query row in the streaming decoder, whose beam rows have their own
+  caches, once for a batch of queries (the encoder, the original's decoder) -- and its scores or probabilities).
 * **NoC**: every value moved between the global buffer and the PE array crosses it once (the global-buffer
   traffic of array parts; embedding rows do not enter the array).
 * **RF**: each dot-product term reads its two operands (an activation and a weight, or two activations) and
@@ -73,7 +82,7 @@ __all__ = [
     "ffn_parts",
     "layer_norms_part",
     "embedding_part",
-    "output_projection_part",
+    "output_projection_parts",
 ]
 
 LEVELS = ("dram", "global_buffer", "noc", "rf")
@@ -98,8 +107,8 @@ def encoder_stream(wl: Workload) -> Stream:
 
 
 def decoder_stream(wl: Workload) -> Stream:
-    """The decoder: ``beam`` rows per step, ``tgt_len`` steps."""
-    return Stream(wl.beam, wl.tgt_len)
+    """The decoder: streaming, ``beam`` rows per step, ``tgt_len`` steps; original, ``tgt_len`` rows in one pass."""
+    return Stream(wl.beam, wl.tgt_len) if wl.incremental else Stream(wl.tgt_len, 1)
 
 
 @dataclass(frozen=True)
@@ -226,10 +235,12 @@ def self_attention_parts(
 ) -> Tuple[Part, ...]:
     """Self-attention at width ``dim``, Q/K/V width ``qkv``: q, k, v, out projections and the two matmuls.
 
-    Encoder (``causal=False``): ``S`` queries over ``S`` keys, keys read once for the batch of queries.
-    Decoder: step ``t`` projects the new rows only and each of the ``B`` rows attends to its ``t`` cached keys.
+    Encoder (``causal=False``), and the original accounting's teacher-forced decoder: ``rows`` queries over
+    ``rows`` keys (the decoder masks the future after computing every score), keys read once for the batch of
+    queries. Streaming decoder: step ``t`` projects the new rows only and each of the ``B`` rows attends to
+    its ``t`` cached keys.
     """
-    if causal:
+    if causal and wl.incremental:
         groups = [QueryGroup(stream.tokens, t, stream.tokens * t) for t in range(1, stream.passes + 1)]
     else:
         groups = [QueryGroup(stream.rows, stream.rows, stream.rows)]
@@ -264,18 +275,28 @@ def token_mixer_parts(
     heads: int,
     kernel_size: Optional[int],
     wl: Workload,
+    *,
+    branch_qkv_dim: Optional[int] = None,
+    kernel_heads: Optional[int] = None,
 ) -> Tuple[Part, ...]:
-    """The token mixer of a layer: attention, a lightweight branch, or both on channel halves."""
+    """The token mixer of a layer: attention, a lightweight branch, or both on channel halves.
+
+    ``branch_qkv_dim``: Q/K/V width of the attention branch of ``attention+X`` (default ``qkv_dim / 2``);
+    ``kernel_heads``: rows of the lightweight kernel (default ``heads``); see ``SearchSpace.attention_qkv_dim``
+    and ``SearchSpace.kernel_heads``.
+    """
     light = block.lightweight_part
+    kernel_heads = heads if kernel_heads is None else kernel_heads
     if light is None:
         return self_attention_parts("mixer.attention", stream, causal, dim, qkv_dim, heads, wl)
     if kernel_size is None:
         raise ValueError(f"block {block.value!r} needs a kernel size (the space's kernel_sizes for this layer)")
     if not block.has_attention:
-        return lightweight_parts("mixer.lightweight", light, stream, dim, heads, kernel_size, wl)
+        return lightweight_parts("mixer.lightweight", light, stream, dim, kernel_heads, kernel_size, wl)
     half = dim // 2
-    return self_attention_parts("mixer.attention", stream, causal, half, qkv_dim // 2, heads, wl) + lightweight_parts(
-        "mixer.lightweight", light, stream, half, heads, kernel_size, wl
+    branch_qkv_dim = qkv_dim // 2 if branch_qkv_dim is None else branch_qkv_dim
+    return self_attention_parts("mixer.attention", stream, causal, half, branch_qkv_dim, heads, wl) + (
+        lightweight_parts("mixer.lightweight", light, stream, half, kernel_heads, kernel_size, wl)
     )
 
 
@@ -284,13 +305,16 @@ def cross_attention_parts(
 ) -> Tuple[Part, ...]:
     """Encoder-decoder attention over the last ``encoder_layers`` encoder outputs (``n * S`` keys).
 
-    q and out run at every step; k and v project the ``B * n * S`` memory rows once (first step).
+    q and out run on every decoder row; k and v project the ``B * n * S`` memory rows once (first step).
+    Streaming: every query row reads all ``n * S`` keys at its step; original: the ``T`` queries of the one
+    pass read them once.
     """
     group, prefix = "cross_attention", "cross_attention"
     steps = decoder_stream(wl)
     memory = encoder_layers * wl.src_len
     kv_stream = Stream(wl.beam * memory, 1)
-    groups = [QueryGroup(steps.rows, memory, steps.rows * memory)]
+    key_reads = steps.rows * memory if wl.incremental else memory
+    groups = [QueryGroup(steps.rows, memory, key_reads)]
     return (
         linear_part(f"{prefix}.q", group, OpKind.MULT, steps, dim, qkv_dim, True, wl),
         linear_part(f"{prefix}.k", group, OpKind.MULT, kv_stream, encoder_dim, qkv_dim, True, wl),
@@ -317,15 +341,23 @@ def layer_norms_part(stream: Stream, dim: int, count: int, wl: Workload) -> Part
 
 
 def embedding_part(encoder_dim: int, decoder_dim: int, wl: Workload) -> Part:
-    """The shared token embedding, ``vocab x max(d_enc, d_dec)``: ``S`` rows read, then ``B`` per step."""
+    """The shared token embedding, ``vocab x max(d_enc, d_dec)``: ``S`` rows read, then ``B`` per step.
+
+    Under the original accounting it moves nothing (its parameters still count).
+    """
     rows = wl.src_len * encoder_dim + wl.tgt_len * wl.beam * decoder_dim
-    moved = rows * wl.bits
+    moved = rows * wl.bits if wl.charges_vocabulary else 0
     return Part("embedding", "embedding", OpCounts(), {}, wl.vocab_size * max(encoder_dim, decoder_dim),
                 _traffic(moved, moved, 0, 0))
 
 
-def output_projection_part(decoder_dim: int, wl: Workload) -> Part:
-    """Logits ``x E[:, :d]^T`` at every step (tied to the embedding: no parameters of its own, no bias)."""
+def output_projection_parts(decoder_dim: int, wl: Workload) -> Tuple[Part, ...]:
+    """Logits ``x E[:, :d]^T`` at every step (tied to the embedding: no parameters of its own, no bias).
+
+    None under the original accounting.
+    """
+    if not wl.charges_vocabulary:
+        return ()
     part = linear_part("output_projection", "output_projection", OpKind.MULT, decoder_stream(wl), decoder_dim,
                        wl.vocab_size, False, wl)
-    return Part(part.name, part.group, part.ops, part.terms, 0, part.traffic_bits)
+    return (Part(part.name, part.group, part.ops, part.terms, 0, part.traffic_bits),)

@@ -1,8 +1,23 @@
 """The hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119): energy, analytical latency, counts.
 
 ``CostModel(space, profile, workload).metrics(sub)`` returns the :data:`METRICS` of one subnet; ``report(sub)``
-the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts`, the
-energy in :mod:`.energy`, the latency in :mod:`.analytical`.
+the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts` (under the
+workload's accounting, :mod:`.workload`), the energy in :mod:`.energy`, the latency in :mod:`.analytical`.
+
+**Fixed energy** (:meth:`CostModel.fixed_energy_mj`): the part of a subnet's energy that no per-layer gene
+can change, at the subnet's size (its encoder and decoder embedding widths and its depths, which scale
+everything). Per component of the subnet, the minimum of that component's energy over every value its genes
+may take in the space, summed:
+
+* the embedding, the output projection and the layers' post-norms: their whole energy (no per-layer gene
+  shapes them);
+* a token mixer: the minimum over the side's block types and head counts;
+* a decoder layer's encoder-decoder attention: the minimum over cross head counts and spans;
+* an FFN: the minimum over the FFN operators and the side's FFN widths.
+
+``fixed_energy_mj / energy_mj`` is the share that the per-layer search (operators, widths, heads, spans)
+cannot remove; the rest is what it can trade. Under the streaming accounting the embedding and the output
+projection (and each decoder weight streamed at every step) make this share large.
 
 Speed: a subnet's cost is a sum over its layers, and a layer's over its components (token mixer, encoder-
 decoder attention, FFN, norms), each of which depends on a handful of genes only. Component summaries are
@@ -11,6 +26,7 @@ cached tuples (tens of thousands of subnets per second).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
@@ -28,7 +44,7 @@ from .counts import (
     encoder_stream,
     ffn_parts,
     layer_norms_part,
-    output_projection_part,
+    output_projection_parts,
     token_mixer_parts,
 )
 from .energy import ENERGY_COMPONENTS, PJ_PER_MJ, part_energy_pj
@@ -59,6 +75,8 @@ _Summary = Tuple[float, float, float, float, float, float]
 _Genes = Tuple[Any, ...]
 # A layer: (genes, index, dim, encoder_dim); index and dims place the genes in the subnet.
 _LayerKey = Tuple[_Genes, int, int, int]
+# Component kind -> the positions in _Genes it depends on (see CostModel._component_keys).
+_COMPONENT_GENES: Dict[str, Tuple[int, ...]] = {"mixer": (1, 2), "cross": (5, 6), "ffn": (3, 4), "norms": ()}
 
 
 @dataclass(frozen=True)
@@ -83,13 +101,20 @@ class CostReport:
     """The full cost breakdown of one subnet: parts per layer, then totals by op, level, layer and group.
 
     ``layers`` maps a layer name (``"embedding"``, ``"encoder.0"`` ... ``"decoder.5"``,
-    ``"output_projection"``) to its parts.
+    ``"output_projection"`` under the streaming accounting) to its parts. ``fixed_energy_mj`` is
+    :meth:`CostModel.fixed_energy_mj` (see the module docstring).
     """
 
     sub: SubnetConfig
     workload: Workload
     profile: HardwareProfile
     layers: Mapping[str, Tuple[PartCost, ...]]
+    fixed_energy_mj: float
+
+    @property
+    def fixed_energy_share(self) -> float:
+        """``fixed_energy_mj / energy_mj``: the share of the energy no per-layer gene can change."""
+        return self.fixed_energy_mj / self.energy_mj
 
     @property
     def parts(self) -> List[Tuple[str, PartCost]]:
@@ -152,6 +177,8 @@ class CostReport:
             "workload": dict(vars(self.workload)),
             "profile": self.profile.name,
             "metrics": self.metrics(),
+            "fixed_energy_mj": self.fixed_energy_mj,
+            "fixed_energy_share": self.fixed_energy_share,
             "ops": self.ops.to_dict(),
             "traffic_bytes": {level: bits / 8 for level, bits in self.traffic_bits.items()},
             "energy_mj_by_component": {k: v / PJ_PER_MJ for k, v in self.energy_pj_by_component.items()},
@@ -177,10 +204,8 @@ class CostReport:
     def table(self) -> str:
         """A readable summary: one row per layer, then energy by component and the metrics."""
         acc = self.profile.accelerator
-        wl = self.workload
         lines = [
-            f"profile {self.profile.name}, {wl.bits}-bit, src {wl.src_len} + tgt {wl.tgt_len} tokens, beam {wl.beam}, "
-            f"vocab {wl.vocab_size}",
+            f"profile {self.profile.name}, {self.workload.describe()}",
             f"{'layer':<18}{'mults':>14}{'adds':>14}{'shifts':>14}{'params':>13}{'DRAM MB':>10}{'energy mJ':>11}"
             f"{'lat. ms':>10}",
         ]
@@ -203,6 +228,10 @@ class CostReport:
             f"params {int(metrics['params']):,}, mults {int(metrics['mults']):,}, adds {int(metrics['adds']):,}, "
             f"shifts {int(metrics['shifts']):,}"
         )
+        lines.append(
+            f"fixed energy (no per-layer gene can change it at this size): {self.fixed_energy_mj:.3f} mJ = "
+            f"{100 * self.fixed_energy_share:.1f} % of the total"
+        )
         return "\n".join(lines)
 
 
@@ -224,7 +253,7 @@ class CostModel:
         profile: a shipped profile name (:func:`~.profile.shipped_profiles`), a YAML path or a
             :class:`~.profile.HardwareProfile`.
         workload: what one costed inference is (default :class:`~.workload.Workload()`: 30 + 30 tokens,
-            beam 1, 32-bit, 32000 words).
+            beam 1, 32-bit, 32000 words, streaming accounting).
         latency_predictor: ``None``, an object with ``predict(subs) -> List[float]`` (ms), or the path of a
             saved :class:`~.predictor.LatencyPredictor`; adds ``"predicted_latency_ms"`` to the metrics.
 
@@ -246,6 +275,7 @@ class CostModel:
         self.latency_predictor = _load_predictor(latency_predictor, space)
         self._components: Dict[Tuple[Any, ...], Tuple[Tuple[PartCost, ...], _Summary]] = {}
         self._layers: Dict[Tuple[Any, ...], _Summary] = {}
+        self._fixed_layers: Dict[Tuple[Any, ...], float] = {}
         self._checked: Set[Tuple[Any, ...]] = set()  # genes validated against the space (see _check)
 
     # -- caches ----------------------------------------------------------------------------------
@@ -274,7 +304,7 @@ class CostModel:
         if kind == "embedding":
             return (embedding_part(key[1], key[2], wl),)
         if kind == "output":
-            return (output_projection_part(key[1], wl),)
+            return output_projection_parts(key[1], wl)
         if kind == "cross":
             _, heads, layers, dim, encoder_dim = key
             return cross_attention_parts(dim, encoder_dim, qkv, heads, layers, wl)
@@ -282,7 +312,11 @@ class CostModel:
         stream = decoder_stream(wl) if decoder else encoder_stream(wl)
         if kind == "mixer":
             _, _, block, heads, dim, kernel_size = key
-            return token_mixer_parts(BlockType(block), stream, decoder, dim, qkv, heads, kernel_size, wl)
+            block = BlockType(block)
+            return token_mixer_parts(
+                block, stream, decoder, dim, qkv, heads, kernel_size, wl,
+                branch_qkv_dim=self.space.attention_qkv_dim(block), kernel_heads=self.space.kernel_heads(block, heads),
+            )
         if kind == "ffn":
             _, _, op, ffn_dim, dim = key
             return ffn_parts(OpKind(op), stream, dim, ffn_dim, wl)
@@ -341,7 +375,53 @@ class CostModel:
             check(self.space, sub)
             self._checked.update(genes)
 
+    def _gene_choices(self, decoder: bool) -> Tuple[Tuple[Any, ...], ...]:
+        """The space's values of each position of a layer's genes (:data:`_Genes`) on one side."""
+        space = self.space
+        ops = tuple(op._value_ for op in space.ffn_ops)
+        if not decoder:
+            return ((False,), tuple(b._value_ for b in space.encoder_blocks), space.encoder_heads, ops,
+                    space.encoder_ffn_dims, (None,), (None,))
+        return ((True,), tuple(b._value_ for b in space.decoder_blocks), space.decoder_self_heads, ops,
+                space.decoder_ffn_dims, space.decoder_cross_heads, space.enc_dec_spans)
+
+    def _fixed_layer_pj(self, key: _LayerKey) -> float:
+        """A layer's fixed energy (pJ): each component at its cheapest over the genes it depends on."""
+        genes, index, dim, encoder_dim = key
+        cache_key = (genes[0], index, dim, encoder_dim)
+        fixed = self._fixed_layers.get(cache_key)
+        if fixed is None:
+            choices = self._gene_choices(genes[0])
+            fixed = 0.0
+            for position, component in enumerate(self._component_keys(key)):
+                varied = _COMPONENT_GENES[component[0]]
+                energies = []
+                for values in itertools.product(*(choices[i] for i in varied)):
+                    alternative = list(genes)
+                    for i, value in zip(varied, values):
+                        alternative[i] = value
+                    keys = self._component_keys((tuple(alternative), index, dim, encoder_dim))
+                    energies.append(self._component(keys[position])[1][0])
+                fixed += min(energies)
+            self._fixed_layers[cache_key] = fixed
+        return fixed
+
     # -- public API --------------------------------------------------------------------------------
+
+    def fixed_energy_mj(self, sub: SubnetConfig) -> float:
+        """The energy of ``sub`` (mJ) that no per-layer gene can change at its size (module docstring).
+
+        Raises:
+            ValueError: ``sub`` is not in the space.
+        """
+        if not isinstance(sub, SubnetConfig):
+            check(self.space, sub)
+        layer_keys = self._layer_keys(sub)
+        self._check(sub, layer_keys)
+        enc, dec = sub.encoder_embed_dim, sub.decoder_embed_dim
+        fixed = self._component(("embedding", enc, dec))[1][0] + self._component(("output", dec))[1][0]
+        fixed += sum(self._fixed_layer_pj(key) for key in layer_keys)
+        return fixed / PJ_PER_MJ
 
     def _base_metrics(self, sub: SubnetConfig) -> Dict[str, float]:
         if not isinstance(sub, SubnetConfig):
@@ -388,5 +468,7 @@ class CostModel:
         for key in layer_keys:
             name = f"{'decoder' if key[0][0] else 'encoder'}.{key[1]}"
             layers[name] = tuple(cost for k in self._component_keys(key) for cost in self._component(k)[0])
-        layers["output_projection"] = self._component(("output", dec))[0]
-        return CostReport(sub, self.workload, self.profile, layers)
+        output = self._component(("output", dec))[0]
+        if output:
+            layers["output_projection"] = output
+        return CostReport(sub, self.workload, self.profile, layers, self.fixed_energy_mj(sub))

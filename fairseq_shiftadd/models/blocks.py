@@ -18,8 +18,9 @@ Blocks (method section 1):
   (:mod:`~fairseq_shiftadd.ops.lightconv`; incremental steps use the same primitive, never a product for adder
   blocks).
 * :class:`TokenMixer`: the block types of one layer; ``attention+X`` splits the channels in halves, the first
-  through attention (width ``d / 2``, Q/K/V width ``qkv / 2``), the second through ``X`` (width ``d / 2``),
-  and concatenates.
+  through attention (width ``d / 2``, Q/K/V width ``two_branch_qkv_dim``, default ``qkv / 2``), the second
+  through ``X`` (width ``d / 2``), and concatenates. The lightweight kernel has the layer's head count as rows
+  unless the space fixes it (``lightweight_kernel_heads``, ``two_branch_kernel_heads``: the original's 16 / 4).
 * :class:`ElasticFFN`: ``fc2(dropout(relu(fc1(x))))`` with ``fc1: d -> ffn_dim``, ``fc2: ffn_dim -> d`` computed
   by multiplication, by shifts (signed power-of-two weights) or by additions (negative L1,
   ``y = -sum_k |x_k - w_k| + b``). The adder output is large and negative (``-K`` times a typical
@@ -62,6 +63,8 @@ from ..ops.elastic import slice_layer_norm, slice_linear
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..ops.lightconv import Padding, causal_mix_step, lightweight_mix
+from ..ops.shift import PSWeight, ShiftMode
+from ..space import SearchSpace
 
 __all__ = [
     "ADD_ETA",
@@ -101,17 +104,27 @@ class SlotUser:
 
 
 class _Storage(nn.Module):
-    """One stored weight (a :class:`SharedWeight`) and its optional bias ``(shape[0],)``."""
+    """One stored weight (a :class:`SharedWeight`, or a :class:`PSWeight` for a DeepShift-PS shift candidate) and
+    its optional bias ``(shape[0],)``."""
 
-    def __init__(self, shape: Tuple[int, ...], ops: Sequence[OpKind], sharing: SharingMode, bias: bool, init: _Init):
+    def __init__(
+        self, shape: Tuple[int, ...], ops: Sequence[OpKind], sharing: SharingMode, bias: bool, init: _Init, ps: bool
+    ):
         super().__init__()
-        self.weight = SharedWeight(shape, ops, sharing, init=init)
+        self.weight = PSWeight(shape, init) if ps else SharedWeight(shape, ops, sharing, init=init)
         self.bias = nn.Parameter(torch.zeros(shape[0])) if bias else None
 
-    @staticmethod
-    def state(op: OpKind, weight: Tensor, bias: Optional[Tensor]) -> Dict[str, Tensor]:
-        """The state dict of a ``sharing = none`` storage of the single op ``op`` holding these tensors."""
-        state = {f"weight.weights.{op.value}": weight}
+    def weight_for(self, op: OpKind) -> Tensor:
+        """The full-size weight that ``op`` computes with."""
+        return self.weight.weight if isinstance(self.weight, PSWeight) else self.weight.weight_for(op)
+
+    def state(self, op: OpKind, weight: Tensor, bias: Optional[Tensor]) -> Dict[str, Tensor]:
+        """The state dict of a ``sharing = none`` storage of the single op ``op`` (of this storage's kind) that
+        computes with ``weight`` and ``bias``."""
+        if isinstance(self.weight, PSWeight):
+            state = _prefixed("weight", PSWeight.state_of(weight, self.weight.weight_bits))
+        else:
+            state = {f"weight.weights.{op.value}": weight}
         if bias is not None:
             state["bias"] = bias
         return state
@@ -124,35 +137,53 @@ class WeightSlot(nn.ModuleDict):
     (key ``"shared"``) of the elementwise largest shape serves all users, as a :class:`SharedWeight` over their
     ops. A user reads :meth:`weight` (the full tensor its op computes with) and front-slices it.
 
+    Shift users read DeepShift-Q weights ``q(w)`` (the default) or, with ``shift_weights = "ps"``, their own
+    DeepShift-PS :class:`PSWeight` (exponent and ternary sign; ``sharing = none`` only).
+
     Args:
         users: user name -> :class:`SlotUser`.
         sharing: a :class:`SharingMode` (or its value).
         bias: whether the slot has a bias (zero-initialised).
         init: initialiser of the stored weights (default Xavier-uniform).
+        shift_weights: ``"q"`` or ``"ps"`` (a :class:`ShiftMode`).
+
+    Raises:
+        ValueError: no users, or ``shift_weights = "ps"`` with shift users and ``sharing`` other than none.
     """
 
     def __init__(
-        self, users: Mapping[str, SlotUser], sharing: SharingMode | str, bias: bool = True, init: _Init = _xavier
+        self,
+        users: Mapping[str, SlotUser],
+        sharing: SharingMode | str,
+        bias: bool = True,
+        init: _Init = _xavier,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         if not users:
             raise ValueError("users must name at least one candidate")
         sharing = SharingMode(sharing)
+        ps = ShiftMode(shift_weights) is ShiftMode.PS
+        if ps and sharing is not SharingMode.NONE and any(u.op is OpKind.SHIFT for u in users.values()):
+            raise ValueError(
+                f"shift_weights='ps' needs sharing='none' (DeepShift-PS keeps its own exponent and sign per "
+                f"candidate), got sharing={sharing.value!r}"
+            )
         self.users = dict(users)
         self.key_of = {name: name if sharing is SharingMode.NONE else "shared" for name in self.users}
         for key in dict.fromkeys(self.key_of.values()):
             names = [name for name in self.users if self.key_of[name] == key]
             shape = tuple(max(dims) for dims in zip(*(self.users[n].shape for n in names)))
             ops = tuple(dict.fromkeys(self.users[n].op for n in names))
-            self[key] = _Storage(shape, ops, sharing, bias, init)
+            self[key] = _Storage(shape, ops, sharing, bias, init, ps and ops == (OpKind.SHIFT,))
 
     def _user(self, user: str) -> SlotUser:
         if user not in self.users:
             raise ValueError(f"user must be one of {sorted(self.users)}, got {user!r}")
         return self.users[user]
 
-    def storage(self, user: str) -> SharedWeight:
-        """The :class:`SharedWeight` that ``user`` reads."""
+    def storage(self, user: str) -> SharedWeight | PSWeight:
+        """The :class:`SharedWeight` (or, for a DeepShift-PS shift user, the :class:`PSWeight`) that ``user`` reads."""
         self._user(user)
         return self[self.key_of[user]].weight
 
@@ -160,7 +191,7 @@ class WeightSlot(nn.ModuleDict):
         """The full-size weight and bias that ``user`` computes with (before slicing)."""
         op = self._user(user).op
         storage = self[self.key_of[user]]
-        return storage.weight.weight_for(op), storage.bias
+        return storage.weight_for(op), storage.bias
 
     def linear(self, x: Tensor, user: str, out_dim: int) -> Tensor:
         """``x W[:out, :in]^T + b[:out]`` with the user's op; ``in = x.size(-1)``.
@@ -184,7 +215,8 @@ class WeightSlot(nn.ModuleDict):
         """
         weight, bias = self.weight(user)
         weight = weight[tuple(slice(0, n) for n in shape)]
-        return _prefixed(user, _Storage.state(self._user(user).op, weight, None if bias is None else bias[: shape[0]]))
+        storage = self[self.key_of[user]]
+        return _prefixed(user, storage.state(self._user(user).op, weight, None if bias is None else bias[: shape[0]]))
 
 
 def _prefixed(prefix: str, state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
@@ -318,6 +350,7 @@ class LightweightBranch(nn.Module):
         padding: ``"centred"`` (encoder) or ``"causal"`` (decoder).
         sharing: weight sharing between the users.
         weight_dropout: DropConnect probability on the normalised kernel (training only).
+        shift_weights: DeepShift variant of the shift linear (``"q"`` or ``"ps"``, see :class:`WeightSlot`).
 
     Shape: x ``(T, B, C)``, padding_mask ``(B, T)`` -> ``(T, B, C)``.
     """
@@ -330,13 +363,14 @@ class LightweightBranch(nn.Module):
         padding: Padding | str,
         sharing: SharingMode | str,
         weight_dropout: float,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.kinds = {name: kind for name, (kind, _) in users.items()}
         square = {name: (width, width) for name, (_, width) in users.items()}
         self.linear1 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing)
         shift_users = {n: SlotUser(OpKind.SHIFT, s) for n, s in square.items() if self._has_shift(n)}
-        self.shift = WeightSlot(shift_users, sharing) if shift_users else None
+        self.shift = WeightSlot(shift_users, sharing, shift_weights=shift_weights) if shift_users else None
         self.kernel = WeightSlot(
             {n: SlotUser(self.mixer_op(n), (max_heads, kernel_size)) for n in users}, sharing, False, _kernel_init
         )
@@ -407,18 +441,21 @@ class TokenMixer(nn.Module):
 
     ``attention``: :class:`ElasticAttention` at width ``d``, Q/K/V width ``qkv_dim``; ``lightweight_*``:
     :class:`LightweightBranch` at width ``d``; ``attention+lightweight_*``: ``concat(attention(x[:, :d/2]),
-    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``qkv_dim / 2``. Users are named by block type.
+    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``space.attention_qkv_dim(block)`` (default
+    ``qkv_dim / 2``). The lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows. Users are named
+    by block type.
 
     Args:
         blocks: the candidate block types.
         max_dim: allocated width ``d_max``.
-        qkv_dim: Q/K/V width of plain attention.
-        max_heads: most heads (kernel rows).
+        space: the search space (``qkv_dim`` and the block details).
+        max_heads: most self-attention heads.
         kernel_size: lightweight kernel size (ignored without lightweight candidates).
         causal: decoder (causal attention and kernel) or encoder (centred kernel).
         sharing: weight sharing between the candidates.
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on the lightweight kernels.
+        shift_weights: DeepShift variant of the shift linears (``"q"`` or ``"ps"``).
 
     Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
     """
@@ -427,31 +464,33 @@ class TokenMixer(nn.Module):
         self,
         blocks: Sequence[BlockType],
         max_dim: int,
-        qkv_dim: int,
+        space: SearchSpace,
         max_heads: int,
         kernel_size: Optional[int],
         causal: bool,
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.blocks = tuple(BlockType(b) for b in blocks)
         self.causal = causal
-
-        def width(block: BlockType, full: int) -> int:
-            return full if block.lightweight_part is None or not block.has_attention else full // 2
-
+        self.space = space
+        width = space.mixer_width
         attention_users = {
-            b.value: (width(b, max_dim), width(b, max_dim), width(b, qkv_dim)) for b in self.blocks if b.has_attention
+            b.value: (width(b, max_dim), width(b, max_dim), space.attention_qkv_dim(b))
+            for b in self.blocks
+            if b.has_attention
         }
         light_users = {b.value: (b.lightweight_part, width(b, max_dim)) for b in self.blocks if b.lightweight_part}
+        kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
         self.attention = ElasticAttention(attention_users, sharing, attention_dropout) if attention_users else None
         if light_users and kernel_size is None:
             raise ValueError("kernel_size is required for lightweight blocks")
         padding = Padding.CAUSAL if causal else Padding.CENTRED
         self.lightweight = (
-            LightweightBranch(light_users, max_heads, kernel_size, padding, sharing, weight_dropout)
+            LightweightBranch(light_users, kernel_rows, kernel_size, padding, sharing, weight_dropout, shift_weights)
             if light_users
             else None
         )
@@ -466,28 +505,29 @@ class TokenMixer(nn.Module):
     ) -> Tensor:
         if block not in self.blocks:
             raise ValueError(f"block must be one of {[b.value for b in self.blocks]}, got {BlockType(block).value!r}")
-        common = dict(user=block.value, num_heads=num_heads, incremental_state=incremental_state)
+        common = dict(user=block.value, incremental_state=incremental_state)
+        kernel_heads = self.space.kernel_heads(block, num_heads)
         if block.lightweight_part is None:
-            return self.attention(x, x, key_padding_mask=padding_mask, causal=self.causal, **common)
+            return self.attention(x, x, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common)
         if not block.has_attention:
-            return self.lightweight(x, padding_mask=padding_mask, **common)
+            return self.lightweight(x, num_heads=kernel_heads, padding_mask=padding_mask, **common)
         a, b = x.chunk(2, dim=-1)
         return torch.cat(
             [
-                self.attention(a, a, key_padding_mask=padding_mask, causal=self.causal, **common),
-                self.lightweight(b, padding_mask=padding_mask, **common),
+                self.attention(a, a, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common),
+                self.lightweight(b, num_heads=kernel_heads, padding_mask=padding_mask, **common),
             ],
             dim=-1,
         )
 
     def export(self, block: BlockType, dim: int, num_heads: int) -> Dict[str, Tensor]:
         """State dict of the standalone mixer of ``block`` at width ``dim``."""
-        half = dim // 2 if block.has_attention and block.lightweight_part else dim
+        half = self.space.mixer_width(block, dim)
         states = {}
         if block.has_attention:
             states["attention"] = self.attention.export(block.value, half, half)
         if block.lightweight_part:
-            states["lightweight"] = self.lightweight.export(block.value, half, num_heads)
+            states["lightweight"] = self.lightweight.export(block.value, half, self.space.kernel_heads(block, num_heads))
         return merge_states(states)
 
 
@@ -504,15 +544,25 @@ class ElasticFFN(nn.Module):
         max_dim: allocated model width.
         max_ffn_dim: allocated hidden width.
         sharing: weight sharing between the ops.
+        shift_weights: DeepShift variant of the shift FFN (``"q"`` or ``"ps"``).
 
     Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
     """
 
-    def __init__(self, ops: Sequence[OpKind], max_dim: int, max_ffn_dim: int, sharing: SharingMode | str) -> None:
+    def __init__(
+        self,
+        ops: Sequence[OpKind],
+        max_dim: int,
+        max_ffn_dim: int,
+        sharing: SharingMode | str,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
+    ) -> None:
         super().__init__()
         self.ops = tuple(OpKind(op) for op in ops)
-        self.fc1 = WeightSlot({op.value: SlotUser(op, (max_ffn_dim, max_dim)) for op in self.ops}, sharing)
-        self.fc2 = WeightSlot({op.value: SlotUser(op, (max_dim, max_ffn_dim)) for op in self.ops}, sharing)
+        fc1 = {op.value: SlotUser(op, (max_ffn_dim, max_dim)) for op in self.ops}
+        fc2 = {op.value: SlotUser(op, (max_dim, max_ffn_dim)) for op in self.ops}
+        self.fc1 = WeightSlot(fc1, sharing, shift_weights=shift_weights)
+        self.fc2 = WeightSlot(fc2, sharing, shift_weights=shift_weights)
         has_add = OpKind.ADD in self.ops
         self.fc1_add_norm = ElasticLayerNorm(max_ffn_dim) if has_add else None
         self.fc2_add_norm = ElasticLayerNorm(max_dim) if has_add else None

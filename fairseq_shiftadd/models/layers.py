@@ -15,7 +15,7 @@ subnet allocates one candidate at the subnet's exact sizes (:meth:`LayerCandidat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..ops.hetero import SharedWeight, SharingMode
 from ..ops.kinds import BlockType, OpKind
+from ..ops.shift import ShiftMode
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
 from .blocks import (
     ElasticAttention,
@@ -48,8 +49,9 @@ class LayerCandidates:
         ffn_ops: candidate FFN ops.
         max_embed_dim: largest model width of the layer's side.
         max_ffn_dim: largest FFN width.
-        max_heads: most self-attention / lightweight heads (rows of the lightweight kernel).
-        qkv_dim: Q/K/V width of plain attention (``qkv_dim / 2`` in two-branch blocks).
+        max_heads: most self-attention heads of the layer.
+        space: the search space, whose block details (:meth:`~fairseq_shiftadd.space.SearchSpace.attention_qkv_dim`,
+            :meth:`~fairseq_shiftadd.space.SearchSpace.kernel_heads`) shape the mixers.
         kernel_size: lightweight kernel size (``None`` without lightweight candidates).
         max_encoder_embed_dim: decoder layers: largest width of the attended encoder outputs.
     """
@@ -59,7 +61,7 @@ class LayerCandidates:
     max_embed_dim: int
     max_ffn_dim: int
     max_heads: int
-    qkv_dim: int
+    space: SearchSpace
     kernel_size: Optional[int] = None
     max_encoder_embed_dim: Optional[int] = None
 
@@ -74,7 +76,7 @@ class LayerCandidates:
             max_embed_dim=space.max_encoder_embed_dim if encoder else space.max_decoder_embed_dim,
             max_ffn_dim=space.max_encoder_ffn_dim if encoder else space.max_decoder_ffn_dim,
             max_heads=space.max_encoder_heads if encoder else space.max_decoder_self_heads,
-            qkv_dim=space.qkv_dim,
+            space=space,
             kernel_size=_kernel_size(space, blocks, index),
             max_encoder_embed_dim=None if encoder else space.max_encoder_embed_dim,
         )
@@ -90,7 +92,7 @@ class LayerCandidates:
             max_embed_dim=sub.encoder_embed_dim if encoder else sub.decoder_embed_dim,
             max_ffn_dim=layer.ffn_dim,
             max_heads=layer.num_heads,
-            qkv_dim=space.qkv_dim,
+            space=space,
             kernel_size=_kernel_size(space, (layer.block,), index),
             max_encoder_embed_dim=None if encoder else sub.encoder_embed_dim,
         )
@@ -107,24 +109,35 @@ def _kernel_size(space: SearchSpace, blocks: Sequence[BlockType], index: int) ->
 
 
 class _Layer(nn.Module):
-    """What encoder and decoder layers share: token mixer, FFN, their two post-norms."""
+    """What encoder and decoder layers share: token mixer, FFN, their two post-norms.
+
+    Args:
+        cand: the layer's candidates and allocated sizes.
+        sharing: weight sharing between the candidates.
+        attention_dropout: dropout on attention probabilities.
+        weight_dropout: DropConnect on lightweight kernels.
+        shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
+    """
+
+    causal: bool  # decoder layers: causal attention and kernels
 
     def __init__(
         self,
         cand: LayerCandidates,
-        causal: bool,
         sharing: SharingMode | str,
         attention_dropout: float,
         weight_dropout: float,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
     ) -> None:
         super().__init__()
         self.candidates = cand
+        self.attention_dropout = attention_dropout
         self.mixer = TokenMixer(
-            cand.blocks, cand.max_embed_dim, cand.qkv_dim, cand.max_heads, cand.kernel_size, causal, sharing,
-            attention_dropout, weight_dropout,
+            cand.blocks, cand.max_embed_dim, cand.space, cand.max_heads, cand.kernel_size, self.causal, sharing,
+            attention_dropout, weight_dropout, shift_weights,
         )
         self.mixer_norm = ElasticLayerNorm(cand.max_embed_dim)
-        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing)
+        self.ffn = ElasticFFN(cand.ffn_ops, cand.max_embed_dim, cand.max_ffn_dim, sharing, shift_weights)
         self.ffn_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def _mix(
@@ -169,19 +182,12 @@ class _Layer(nn.Module):
 class EncoderLayer(_Layer):
     """Encoder layer: mixer then FFN, each ``x = norm(x + dropout(f(x)))``; centred lightweight kernels.
 
-    Args:
-        cand: the layer's candidates and allocated sizes.
-        sharing: weight sharing between the candidates.
-        attention_dropout: dropout on attention probabilities.
-        weight_dropout: DropConnect on lightweight kernels.
+    Args: as ``_Layer`` (``cand``, ``sharing``, ``attention_dropout``, ``weight_dropout``, ``shift_weights``).
 
     Shape: x ``(T, B, d)``, padding_mask ``(B, T)`` (``True`` = pad) -> ``(T, B, d)``.
     """
 
-    def __init__(
-        self, cand: LayerCandidates, sharing: SharingMode | str, attention_dropout: float, weight_dropout: float
-    ) -> None:
-        super().__init__(cand, False, sharing, attention_dropout, weight_dropout)
+    causal = False
 
     def forward(
         self, x: Tensor, cfg: LayerConfig, padding_mask: Optional[Tensor], dropout: float, activation_dropout: float
@@ -197,16 +203,19 @@ class DecoderLayer(_Layer):
 
     Shape: x ``(T, B, d)``; encoder_states: per encoder layer ``(S, B, d_enc)``; encoder_padding_mask
     ``(B, S)`` -> ``(T, B, d)``. Incremental decoding: ``T = 1`` with a shared ``incremental_state``.
+
+    Raises:
+        ValueError: ``cand.max_encoder_embed_dim`` is missing.
     """
 
-    def __init__(
-        self, cand: LayerCandidates, sharing: SharingMode | str, attention_dropout: float, weight_dropout: float
-    ) -> None:
-        super().__init__(cand, True, sharing, attention_dropout, weight_dropout)
+    causal = True
+
+    def __init__(self, cand: LayerCandidates, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cand, *args, **kwargs)
         if cand.max_encoder_embed_dim is None:
             raise ValueError("decoder layer candidates need max_encoder_embed_dim")
-        dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.qkv_dim)
-        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, attention_dropout)
+        dims = (cand.max_embed_dim, cand.max_encoder_embed_dim, cand.space.qkv_dim)
+        self.cross_attention = ElasticAttention({_CROSS: dims}, SharingMode.NONE, self.attention_dropout)
         self.cross_norm = ElasticLayerNorm(cand.max_embed_dim)
 
     def forward(

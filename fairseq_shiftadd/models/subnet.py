@@ -5,6 +5,15 @@ encoder, decoder and layer classes as the supernet, each layer allocated for its
 subnet's exact sizes (``sharing = none``), so its parameter count is the subnet's true one. The subnet is
 stored inline as JSON in the model config, so checkpoints are self-contained.
 
+Dropout. A subnet retrains with the dropout it had in the supernet, ``p * d / d_ref`` with ``d_ref`` the
+supernet's (the space's) largest embed width of the side, as the original retrained subnets inside the
+1024-wide supernet: a 512-wide ``wmt14_en_de`` subnet with ``--dropout 0.3`` trains at 0.15. The widths used
+(``encoder_dropout_width``, ``decoder_dropout_width``; 0 = the space's largest) are resolved when the model is
+built and stored in the model config, so a checkpoint keeps them. Checkpoints from before these fields load
+with 0, i.e. the space's largest width: they evaluate identically (dropout is off in eval) but a resumed
+training uses the supernet's rate, not the full rate they were trained at (pass the subnet's own widths to keep
+it).
+
 :func:`extract_subnet_state` turns a supernet and a subnet into the standalone model's state dict, holding
 the weights exactly as the supernet computes with them (front-sliced; ``T_add(w)`` and ``q(T_shift(w))`` in
 heterogeneous mode): after ``load_state_dict`` the standalone model computes what the supernet computes after
@@ -12,7 +21,7 @@ heterogeneous mode): after ``load_state_dict`` the standalone model computes wha
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 from fairseq.models import FairseqEncoderDecoderModel
@@ -21,7 +30,7 @@ from torch import Tensor
 
 from ..ops.hetero import SharingMode
 from ..cli_errors import InputError
-from ..space import SearchSpace, SubnetConfig, check, get_space, resolve_subnet
+from ..space import SearchSpace, SubnetConfig, check, resolve_subnet
 from .blocks import merge_states
 from .layers import LayerCandidates
 from .supernet import (
@@ -30,9 +39,10 @@ from .supernet import (
     ShiftAddEncoder,
     ShiftAddSupernet,
     build_encoder_decoder,
+    model_space,
 )
 
-__all__ = ["SubnetModelConfig", "ShiftAddTransformer", "extract_subnet_state"]
+__all__ = ["SubnetModelConfig", "ShiftAddTransformer", "dropout_widths", "extract_subnet_state"]
 
 
 @dataclass
@@ -45,6 +55,15 @@ class SubnetModelConfig(ModelConfig):
             "help": "the subnet: 'largest', 'smallest' (of --space), a .json/.yaml file or inline JSON; "
             "saved inline as JSON in checkpoints"
         },
+    )
+    encoder_dropout_width: int = field(
+        default=0,
+        metadata={"help": "encoder dropout is p * d / this width (0: the space's largest encoder embed dim, the "
+                          "rate the subnet had in the supernet; the subnet's own width: the full rate p)"},
+    )
+    decoder_dropout_width: int = field(
+        default=0,
+        metadata={"help": "decoder dropout is p * d / this width (0: the space's largest decoder embed dim)"},
     )
 
 
@@ -70,23 +89,28 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         if not cfg.subnet:
             raise InputError("--subnet is required by shiftadd_transformer: 'largest', 'smallest', a .json/.yaml "
                              "file or inline JSON of a SubnetConfig")
-        sub = resolve_subnet(cfg.subnet, get_space(cfg.space))
-        _store_inline(cfg, sub.to_json())
-        return cls.from_subnet(cfg, task, get_space(cfg.space), sub)
+        space = model_space(cfg)
+        sub = resolve_subnet(cfg.subnet, space)
+        _store(cfg, "subnet", sub.to_json())
+        for name, width in zip(("encoder_dropout_width", "decoder_dropout_width"), dropout_widths(cfg, space, sub)):
+            _store(cfg, name, width)
+        return cls.from_subnet(cfg, task, space, sub)
 
     @classmethod
     def from_subnet(
-        cls, cfg: ModelConfig, task: Any, space: SearchSpace, sub: SubnetConfig
+        cls, cfg: SubnetModelConfig, task: Any, space: SearchSpace, sub: SubnetConfig
     ) -> "ShiftAddTransformer":
-        """The standalone ``sub`` of ``space`` (``cfg.space`` and ``cfg.subnet`` are not read).
+        """The standalone ``sub`` of ``space`` (``cfg.space``, ``cfg.subnet`` and the block details are not read).
 
         Raises:
-            ValueError: ``sub`` is not in ``space`` (naming the field).
+            ValueError: ``sub`` is not in ``space`` (naming the field), or a dropout width is invalid.
         """
         check(space, sub)
         encoder_layers = [LayerCandidates.of_subnet(space, sub, "encoder", i) for i in range(len(sub.encoder))]
         decoder_layers = [LayerCandidates.of_subnet(space, sub, "decoder", i) for i in range(len(sub.decoder))]
-        encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, SharingMode.NONE)
+        encoder, decoder = build_encoder_decoder(
+            cfg, task, encoder_layers, decoder_layers, SharingMode.NONE, dropout_widths(cfg, space, sub)
+        )
         return cls(encoder, decoder, sub)
 
     @property
@@ -95,19 +119,42 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         return self._subnet
 
 
-def _store_inline(cfg: Any, text: str) -> None:
-    """Set ``cfg.subnet = text``, also in the training config's ``model`` node that checkpoints save.
+def dropout_widths(cfg: SubnetModelConfig, space: SearchSpace, sub: SubnetConfig) -> Tuple[int, int]:
+    """The encoder's and the decoder's dropout reference widths ``d_ref`` (dropout ``p * d / d_ref``).
+
+    A configured width of 0 is the space's largest embed dim of that side (the supernet's ``d_ref``).
+
+    Raises:
+        ValueError: a configured width is negative or smaller than the subnet's embed dim of that side.
+    """
+    widths = []
+    for side, dim, largest_dim in (
+        ("encoder", sub.encoder_embed_dim, space.max_encoder_embed_dim),
+        ("decoder", sub.decoder_embed_dim, space.max_decoder_embed_dim),
+    ):
+        width = getattr(cfg, f"{side}_dropout_width")
+        if width != 0 and width < dim:
+            raise ValueError(
+                f"--{side}-dropout-width={width} must be 0 (the space's largest, {largest_dim}) or >= the "
+                f"subnet's {side}_embed_dim={dim}"
+            )
+        widths.append(width or largest_dim)
+    return widths[0], widths[1]
+
+
+def _store(cfg: Any, name: str, value: Any) -> None:
+    """Set ``cfg.<name> = value``, also in the training config's ``model`` node that checkpoints save.
 
     fairseq builds a model from a merged *copy* of that node (``merge_with_parent``), which keeps a link
     to the node's parent; without following it a path given on the command line would be saved, and the
     checkpoint would depend on that file.
     """
-    given = cfg.subnet
-    cfg.subnet = text
+    given = getattr(cfg, name)
+    setattr(cfg, name, value)
     parent = cfg._get_parent() if OmegaConf.is_config(cfg) else None
     node = parent.get("model") if parent is not None else None
-    if OmegaConf.is_config(node) and node is not cfg and node.get("subnet") == given:
-        node.subnet = text
+    if OmegaConf.is_config(node) and node is not cfg and node.get(name) == given:
+        setattr(node, name, value)
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 :class:`ShiftAddEncoder` and :class:`ShiftAddDecoder` stack :mod:`.layers` over shared token embeddings
 (scaled by ``sqrt(d)``, front-sliced to the sampled width ``d``), sinusoidal positions computed at ``d``,
-dropout ``p * d / d_max`` (HAT) and a decoder output projection tied to the decoder embeddings. Layers
+dropout ``p * d / d_ref`` (HAT; ``d_ref`` = the space's largest width of the side, in the supernet and, by
+default, in a retrained standalone subnet too) and a decoder output projection tied to the decoder embeddings. Layers
 beyond the subnet's depth are skipped. Both read the :class:`~fairseq_shiftadd.space.SubnetConfig` that the
 model root hands them (the sequence generator calls them separately); nothing below holds ``active_*`` state.
 
@@ -11,6 +12,7 @@ its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.bloc
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -25,13 +27,15 @@ from torch import Tensor, nn
 
 from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
-from ..space import SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
+from ..ops.shift import ShiftMode
+from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
     "ModelConfig",
     "SupernetConfig",
+    "model_space",
     "SinusoidalPositions",
     "ShiftAddEncoder",
     "ShiftAddDecoder",
@@ -42,6 +46,9 @@ __all__ = [
 EncoderOut = Dict[str, List[Tensor]]
 
 
+SHIFT_WEIGHTS_CHOICES = ChoiceEnum([m.value for m in ShiftMode])
+
+
 @dataclass
 class ModelConfig(FairseqDataclass):
     """Fields shared by the supernet and the standalone subnet."""
@@ -49,10 +56,12 @@ class ModelConfig(FairseqDataclass):
     space: str = field(
         default="wmt14_en_de", metadata={"help": f"search space name, one of {', '.join(SPACES)}"}
     )
-    dropout: float = field(default=0.3, metadata={"help": "dropout probability (supernet: scaled by d / d_max)"})
+    dropout: float = field(
+        default=0.3, metadata={"help": "dropout probability, scaled by d / d_ref (d_ref: the space's largest width)"}
+    )
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention probabilities"})
     activation_dropout: float = field(
-        default=0.0, metadata={"help": "dropout after the FFN ReLU (supernet: scaled by d / d_max)"}
+        default=0.0, metadata={"help": "dropout after the FFN ReLU, scaled by d / d_ref"}
     )
     weight_dropout: float = field(
         default=0.03, metadata={"help": "DropConnect probability on the lightweight conv / add kernels"}
@@ -62,6 +71,27 @@ class ModelConfig(FairseqDataclass):
     )
     max_source_positions: int = field(default=1024, metadata={"help": "max number of source tokens"})
     max_target_positions: int = field(default=1024, metadata={"help": "max number of target tokens"})
+    two_branch_qkv_dim: int = field(
+        default=0,
+        metadata={"help": "Q/K/V width of the attention branch of attention+X blocks (0: the space's qkv_dim / 2, "
+                          "256 for wmt14_en_de; the original ShiftAddNAS code used 512)"},
+    )
+    lightweight_kernel_heads: int = field(
+        default=0,
+        metadata={"help": "kernel rows of standalone lightweight_* blocks (0: the layer's sampled heads; "
+                          "the original used 16)"},
+    )
+    two_branch_kernel_heads: int = field(
+        default=0,
+        metadata={"help": "kernel rows of the lightweight branch of attention+X blocks (0: the layer's sampled "
+                          "heads; the original used 4)"},
+    )
+    shift_weights: SHIFT_WEIGHTS_CHOICES = field(  # type: ignore[valid-type]
+        default="q",
+        metadata={"help": "shift layers: q = DeepShift-Q (a real weight rounded to a signed power of two; the "
+                          "default, shares weights) | ps = DeepShift-PS (trained exponent and ternary sign, as the "
+                          "original; needs --sharing none in a supernet)"},
+    )
 
 
 SHARING_CHOICES = ChoiceEnum([m.value for m in SharingMode])
@@ -83,6 +113,15 @@ class SupernetConfig(ModelConfig):
             "default: sample subnets (largest active)"
         },
     )
+
+
+def model_space(cfg: ModelConfig) -> SearchSpace:
+    """The space ``cfg.space`` with the block details of ``cfg`` (two-branch Q/K/V width, kernel heads).
+
+    Raises:
+        ValueError: an unknown space, or block details the space's widths and heads do not allow (naming the field).
+    """
+    return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in BLOCK_DETAILS})
 
 
 class SinusoidalPositions(nn.Module):
@@ -141,13 +180,14 @@ class _Embedded(nn.Module):
 
 
 class _Dropouts:
-    """The dropout probabilities of one stack, scaled with the sampled width (HAT): ``p * d / d_max``."""
+    """The dropout probabilities of one stack, scaled with the width (HAT): ``p * d / reference_dim``."""
 
-    def __init__(self, cfg: ModelConfig, max_dim: int) -> None:
-        self.dropout, self.activation_dropout, self.max_dim = cfg.dropout, cfg.activation_dropout, max_dim
+    def __init__(self, cfg: ModelConfig, reference_dim: int) -> None:
+        self.dropout, self.activation_dropout = cfg.dropout, cfg.activation_dropout
+        self.reference_dim = reference_dim
 
     def at(self, dim: int) -> Tuple[float, float]:
-        return tuple(scale_dropout(p, dim, self.max_dim) for p in (self.dropout, self.activation_dropout))
+        return tuple(scale_dropout(p, dim, self.reference_dim) for p in (self.dropout, self.activation_dropout))
 
 
 def _init_stack(
@@ -158,14 +198,17 @@ def _init_stack(
     sharing: SharingMode | str,
     layer_cls: type,
     max_positions: int,
+    dropout_width: Optional[int],
 ) -> None:
     """What the encoder and the decoder set up alike: embeddings, dropouts, one layer per candidate set."""
     stack.subnet = None  # set by the model root
     stack.max_dim = max(c.max_embed_dim for c in layers)
     stack.embedding = _Embedded(embed_tokens, max_positions)
-    stack.dropouts = _Dropouts(cfg, stack.max_dim)
+    stack.dropouts = _Dropouts(cfg, stack.max_dim if dropout_width is None else dropout_width)
     stack.max_positions_ = max_positions
-    stack.layers = nn.ModuleList(layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout) for c in layers)
+    stack.layers = nn.ModuleList(
+        layer_cls(c, sharing, cfg.attention_dropout, cfg.weight_dropout, str(cfg.shift_weights)) for c in layers
+    )
 
 
 class ShiftAddEncoder(FairseqEncoder):
@@ -180,6 +223,7 @@ class ShiftAddEncoder(FairseqEncoder):
         embed_tokens: the (possibly shared) embedding, at least ``max_dim`` wide.
         layers: candidates of each layer.
         sharing: weight sharing between candidates.
+        dropout_width: ``d_ref`` of the dropout ``p * d / d_ref`` (default: the largest width of ``layers``).
     """
 
     def __init__(
@@ -189,9 +233,10 @@ class ShiftAddEncoder(FairseqEncoder):
         embed_tokens: nn.Embedding,
         layers: Sequence[LayerCandidates],
         sharing: SharingMode | str,
+        dropout_width: Optional[int] = None,
     ) -> None:
         super().__init__(dictionary)
-        _init_stack(self, cfg, embed_tokens, layers, sharing, EncoderLayer, cfg.max_source_positions)
+        _init_stack(self, cfg, embed_tokens, layers, sharing, EncoderLayer, cfg.max_source_positions, dropout_width)
 
     def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **unused: Any) -> EncoderOut:
         sub = _active(self.subnet)
@@ -239,9 +284,10 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
         embed_tokens: nn.Embedding,
         layers: Sequence[LayerCandidates],
         sharing: SharingMode | str,
+        dropout_width: Optional[int] = None,
     ) -> None:
         super().__init__(dictionary)
-        _init_stack(self, cfg, embed_tokens, layers, sharing, DecoderLayer, cfg.max_target_positions)
+        _init_stack(self, cfg, embed_tokens, layers, sharing, DecoderLayer, cfg.max_target_positions, dropout_width)
 
     def forward(
         self,
@@ -308,8 +354,11 @@ def build_encoder_decoder(
     encoder_layers: Sequence[LayerCandidates],
     decoder_layers: Sequence[LayerCandidates],
     sharing: SharingMode | str,
+    dropout_widths: Tuple[Optional[int], Optional[int]] = (None, None),
 ) -> Tuple[ShiftAddEncoder, ShiftAddDecoder]:
     """The encoder and decoder over ``task``'s dictionaries (one shared embedding with ``share_all_embeddings``).
+
+    ``dropout_widths``: the encoder's and the decoder's ``d_ref`` (``None``: the stack's largest width).
 
     Raises:
         ValueError: ``share_all_embeddings`` with different source and target dictionaries.
@@ -323,8 +372,8 @@ def build_encoder_decoder(
         encoder_embed = decoder_embed = _embedding(src_dict, max(encoder_dim, decoder_dim))
     else:
         encoder_embed, decoder_embed = _embedding(src_dict, encoder_dim), _embedding(tgt_dict, decoder_dim)
-    encoder = ShiftAddEncoder(cfg, src_dict, encoder_embed, encoder_layers, sharing)
-    decoder = ShiftAddDecoder(cfg, tgt_dict, decoder_embed, decoder_layers, sharing)
+    encoder = ShiftAddEncoder(cfg, src_dict, encoder_embed, encoder_layers, sharing, dropout_widths[0])
+    decoder = ShiftAddDecoder(cfg, tgt_dict, decoder_embed, decoder_layers, sharing, dropout_widths[1])
     return encoder, decoder
 
 
@@ -343,14 +392,19 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg: SupernetConfig, task: Any) -> "ShiftAddSupernet":
-        return cls.from_space(cfg, task, get_space(cfg.space))
+        return cls.from_space(cfg, task, model_space(cfg))
 
     @classmethod
     def from_space(cls, cfg: SupernetConfig, task: Any, space: SearchSpace) -> "ShiftAddSupernet":
-        """The supernet over ``space`` (any :class:`SearchSpace`; ``cfg.space`` is not read)."""
+        """The supernet over ``space`` (any :class:`SearchSpace`; ``cfg.space`` and the block details are not read)."""
         encoder_layers = [LayerCandidates.of_space(space, "encoder", i) for i in range(space.max_encoder_layers)]
         decoder_layers = [LayerCandidates.of_space(space, "decoder", i) for i in range(space.max_decoder_layers)]
         sharing = SharingMode(str(cfg.sharing))
+        if ShiftMode(str(cfg.shift_weights)) is ShiftMode.PS and sharing is not SharingMode.NONE:
+            raise ValueError(
+                f"--shift-weights ps needs --sharing none (DeepShift-PS keeps its own exponent and sign per "
+                f"candidate), got --sharing {sharing.value}"
+            )
         encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, sharing)
         model = cls(encoder, decoder, space)
         model.set_subnet(resolve_subnet(cfg.subnet, space) if cfg.subnet else largest(space))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,10 @@ __all__ = [
     "exponent_range",
     "round_ste",
     "round_pow2_ste",
+    "ps_weight",
+    "ps_parts",
+    "clamp_ps_",
+    "PSWeight",
     "fixed_point_ste",
     "ShiftLinear",
     "ShiftConv2d",
@@ -90,6 +94,82 @@ def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
     exponent_min, _ = exponent_range(weight_bits)
     sign, exponent = _pow2_parts(w.detach(), exponent_min)
     return _straight_through(w, sign * torch.exp2(exponent))
+
+
+def ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
+    """DeepShift-PS weight ``s * 2**p`` with ``p = clamp(round(exponent), p_min, 0)`` and the ternary
+    ``s = clamp(round(sign), -1, 1)`` (a weight may be exactly zero).
+
+    Backward (straight through the rounding and clamping; ``g = dL/dw``): ``dL/dexponent = g * w * ln 2`` (the
+    derivative of ``2**p``) and ``dL/dsign = g`` (the factor ``2**p`` is not applied to the sign gradient, as
+    DeepShift's unsymmetric product).
+
+    Shape: exponent, sign any (equal) -> same.
+    """
+    exponent_min, exponent_max = exponent_range(weight_bits)
+    p = _straight_through(exponent, torch.round(exponent.detach()).clamp(exponent_min, exponent_max))
+    s = _straight_through(sign, torch.round(sign.detach()).clamp(-1.0, 1.0))
+    return s.detach() * torch.exp2(p) + (s - s.detach())
+
+
+def ps_parts(weight: Tensor, weight_bits: int = 5) -> Tuple[Tensor, Tensor]:
+    """``(exponent, sign)`` of DeepShift-PS for a float weight: ``clamp(round(log2|w|), p_min, 0)``, ``sign(w)``.
+
+    ``ps_weight(*ps_parts(w))`` is :func:`round_pow2_ste`'s value, and for a weight that already is a signed power
+    of two in range (or zero) it is ``w`` itself. Shape: any -> two of the same.
+    """
+    exponent_min, _ = exponent_range(weight_bits)
+    sign, exponent = _pow2_parts(weight.detach(), exponent_min)
+    return exponent, sign
+
+
+@torch.no_grad()
+def clamp_ps_(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> None:
+    """Clamp the stored DeepShift-PS parameters themselves, in place: exponent to ``[p_min, 0]``, sign to ``[-1, 1]``
+    (the original ShiftAddNAS code clamped only a view, so its exponents drifted out of range)."""
+    exponent_min, exponent_max = exponent_range(weight_bits)
+    exponent.clamp_(exponent_min, exponent_max)
+    sign.clamp_(-1.0, 1.0)
+
+
+class PSWeight(nn.Module):
+    """A DeepShift-PS weight tensor on its own: trainable ``exponent`` and ``sign``, read as :func:`ps_weight`.
+
+    For modules that hold a shift weight without a layer around it (the supernet's weight slots). Each read
+    clamps the stored parameters in place (:func:`clamp_ps_`), as :class:`ShiftLinear` does.
+
+    Shape: exponent, sign, weight ``shape``.
+
+    Args:
+        shape: weight shape.
+        init: in-place initialiser of a float weight, converted with :func:`ps_parts`.
+        weight_bits: 2..8; exponents in ``[-(2**(b-1) - 2), 0]``.
+    """
+
+    def __init__(self, shape: Tuple[int, ...], init: Callable[[Tensor], None], weight_bits: int = 5) -> None:
+        super().__init__()
+        exponent_range(weight_bits)
+        self.weight_bits = weight_bits
+        float_weight = torch.empty(shape)
+        init(float_weight)
+        exponent, sign = ps_parts(float_weight, weight_bits)
+        self.exponent = nn.Parameter(exponent)
+        self.sign = nn.Parameter(sign)
+
+    @property
+    def weight(self) -> Tensor:
+        """``s * 2**p`` (after clamping the stored parameters)."""
+        clamp_ps_(self.exponent, self.sign, self.weight_bits)
+        return ps_weight(self.exponent, self.sign, self.weight_bits)
+
+    @staticmethod
+    def state_of(weight: Tensor, weight_bits: int = 5) -> Dict[str, Tensor]:
+        """The state dict of a :class:`PSWeight` whose :attr:`weight` is ``weight`` (a signed power of two or 0)."""
+        exponent, sign = ps_parts(weight, weight_bits)
+        return {"exponent": exponent, "sign": sign}
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.exponent.shape)}, weight_bits={self.weight_bits}"
 
 
 def _check_fixed_point(bits: int, frac_bits: int, prefix: str = "") -> None:
@@ -201,7 +281,7 @@ class _ShiftLayer(nn.Module):
         if weight.shape != template.shape:
             raise ValueError(f"weight must have shape {tuple(template.shape)}, got {tuple(weight.shape)}")
         if self.mode is ShiftMode.PS:
-            sign, exponent = _pow2_parts(weight, self.exponent_min)
+            exponent, sign = ps_parts(weight, self.weight_bits)
             self.sign.copy_(sign)
             self.exponent.copy_(exponent)
         else:
@@ -231,24 +311,17 @@ class _ShiftLayer(nn.Module):
         Q keeps its real weight unconstrained (its rounding is clamped).
         """
         if self.mode is ShiftMode.PS:
-            self.exponent.clamp_(self.exponent_min, self.exponent_max)
-            self.sign.clamp_(-1.0, 1.0)
+            clamp_ps_(self.exponent, self.sign, self.weight_bits)
 
     @property
     def weight(self) -> Tensor:
         """The signed power-of-two weight ``s * 2**p`` that the forward pass uses.
 
-        PS backward (DeepShift-PS, straight through the rounding and clamping; ``g = dL/dw``):
-        ``dL/dp = g * w * ln 2`` (the derivative of ``2**p``) and ``dL/ds = g`` (the factor ``2**p`` is not
-        applied to the sign gradient, as DeepShift's unsymmetric product). Q: ``dL/dw_real = g``.
+        PS: :func:`ps_weight` (its backward is DeepShift-PS's). Q: :func:`round_pow2_ste`, ``dL/dw_real = g``.
         """
         if self.mode is ShiftMode.Q:
             return round_pow2_ste(self.latent_weight, self.weight_bits)
-        exponent = _straight_through(
-            self.exponent, torch.round(self.exponent.detach()).clamp(self.exponent_min, self.exponent_max)
-        )
-        sign = _straight_through(self.sign, torch.round(self.sign.detach()).clamp(-1.0, 1.0))
-        return sign.detach() * torch.exp2(exponent) + (sign - sign.detach())
+        return ps_weight(self.exponent, self.sign, self.weight_bits)
 
     def _quantize_input(self, x: Tensor) -> Tensor:
         if self.activation_bits is not None:

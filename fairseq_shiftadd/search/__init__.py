@@ -1,11 +1,12 @@
 """Evolutionary search of ShiftAddNAS subnets (arXiv 2205.08119, method.md section 4).
 
-:mod:`.evolution` (the engine, no fairseq), :mod:`.constraints`, :mod:`.pareto` (NSGA-II tools),
+:mod:`.domain` (what the engine needs of a space), :mod:`.evolution` (the engine, no fairseq), :mod:`.constraints`, :mod:`.pareto` (NSGA-II tools),
 :mod:`.state` (resumable JSON state), :mod:`.costs` (cost metrics), :mod:`.fitness` (validation loss / BLEU
 with inherited weights, fairseq), :mod:`.distributed` (candidates across ranks), :mod:`.report` (YAML, CSV,
 plot), :mod:`.cli` (``fairseq-shiftadd-search``).
 """
 from .constraints import Constraint, parse_constraint, satisfies
+from .domain import SearchDomain, TranslationDomain
 from .evolution import FITNESS_SENSE, EvolutionarySearch, EvolutionConfig, SearchResult
 from .state import Candidate, SearchState
 
@@ -13,6 +14,8 @@ __all__ = [
     "Constraint",
     "parse_constraint",
     "satisfies",
+    "SearchDomain",
+    "TranslationDomain",
     "EvolutionConfig",
     "EvolutionarySearch",
     "SearchResult",

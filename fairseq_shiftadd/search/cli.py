@@ -21,10 +21,11 @@ import torch
 from fairseq import options
 
 from ..cli_errors import add_debug_flag, run_main, short_usage
-from ..cost import Workload
+from ..cost import workload_header
 from .constraints import Constraint, parse_constraint
-from .costs import MEASURED, SEARCH_METRICS, cost_metrics
+from .costs import MEASURED, SEARCH_METRICS, add_cost_args, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch
+from .domain import TranslationDomain
 from .evolution import EvolutionConfig, EvolutionarySearch
 from .fitness import OBJECTIVES, ValidationFitness
 from .report import write_report
@@ -46,12 +47,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                             f"metrics: {', '.join(SEARCH_METRICS)}")
     group.add_argument("--constraint", action="append", default=[], metavar="METRIC<=BOUND",
                        help="hardware constraint, e.g. 'energy_mj<=2.5' (operators <=, <, >=, >); repeatable")
-    group.add_argument("--hardware-profile", default="45nm", help="cost-model profile: shipped name or YAML path")
-    group.add_argument("--latency-predictor", default=None, help="saved latency predictor (predicted_latency_ms)")
-    group.add_argument("--cost-src-len", type=int, default=30, help="source tokens of the costed sentence")
-    group.add_argument("--cost-tgt-len", type=int, default=30, help="decoding steps of the costed sentence")
-    group.add_argument("--cost-beam", type=int, default=1, help="beam of the costed sentence")
-    group.add_argument("--cost-bits", type=int, default=32, help="arithmetic width of the costed sentence")
+    add_cost_args(group)
     group.add_argument("--population", type=int, default=defaults.population, help="population size")
     group.add_argument("--parents", type=int, default=defaults.parents, help="parents kept per generation")
     group.add_argument("--mutations", type=int, default=defaults.mutations, help="mutants per generation")
@@ -108,12 +104,13 @@ def _search(args: argparse.Namespace) -> None:
         post_process=args.post_process, device=device, progress=rank == 0,
     )
     needed = list(dict.fromkeys([c.metric for c in constraints] + pareto))
-    workload = Workload(src_len=args.cost_src_len, tgt_len=args.cost_tgt_len, beam=args.cost_beam,
-                       bits=args.cost_bits, vocab_size=len(fitness.task.target_dictionary))
+    workload = search_workload(args, len(fitness.task.target_dictionary),
+                               getattr(fitness.model_cfg, "quant_bits", None))
+    logger.info("costed sentence: %s, profile %s", workload.describe(), args.hardware_profile)
     metrics = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
     out_dir = Path(args.save_dir)
     search = EvolutionarySearch(
-        fitness.space, config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
+        TranslationDomain(fitness.space), config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
         constraints, state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0,
     )
     start = time.perf_counter()
@@ -122,7 +119,8 @@ def _search(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     x_metric = pareto[0] if pareto else (constraints[0].metric if constraints else "energy_mj")
-    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints)
+    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints,
+                         cost_record=workload_header(workload, args.hardware_profile))
     for path, best in zip(paths, result.best):
         summary = ", ".join(f"{k} {v:.6g}" for k, v in best.metrics.items())
         logger.info("%s: %s %.4f, %s", path, args.objective, best.fitness, summary)
@@ -142,6 +140,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("set --max-tokens or --batch-size (validation batching)")
     try:
         _settings(args)  # fail before loading anything or starting ranks
+        search_workload(args)
     except ValueError as err:
         parser.error(str(err))
     launch(_search, (args,), world_size=args.distributed_world_size, cpu=args.cpu)

@@ -1,4 +1,4 @@
-"""Evolutionary search over a :class:`~fairseq_shiftadd.space.SearchSpace` (ShiftAddNAS, arXiv 2205.08119; HAT).
+"""Evolutionary search over a :class:`~.domain.SearchDomain` (ShiftAddNAS, arXiv 2205.08119; HAT).
 
 One generation, as in the paper (population 125 = 25 parents + 50 mutations + 50 crossovers):
 
@@ -26,8 +26,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..progress import progress
 
-from ..space import SearchSpace, SubnetConfig, crossover, mutate, sample
 from .constraints import Constraint, satisfies
+from .domain import Config, SearchDomain
 from .pareto import nsga2_select, pareto_front
 from .state import Candidate, SearchState
 
@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FITNESS_SENSE", "EvolutionConfig", "SearchResult", "EvolutionarySearch", "BatchFitness", "MetricsFn"]
 
-BatchFitness = Callable[[Sequence[SubnetConfig]], Sequence[float]]
+BatchFitness = Callable[[Sequence[Config]], Sequence[float]]
 """Fitness of a batch of subnets, in order."""
-MetricsFn = Callable[[SubnetConfig], Mapping[str, float]]
+MetricsFn = Callable[[Config], Mapping[str, float]]
 """Cost metrics of one subnet (``energy_mj``, ``params``, ...)."""
 
 FITNESS_SENSE: Dict[str, float] = {"loss": 1.0, "bleu": -1.0}
@@ -123,7 +123,7 @@ class EvolutionarySearch:
     """The evolutionary search; :meth:`run` returns a :class:`SearchResult`.
 
     Args:
-        space: the search space.
+        domain: the search space (translation or vision subnets).
         config: the hyperparameters.
         fitness: evaluates a batch of subnets (every rank must call it with the same batch if it is distributed).
         metrics: cost metrics of a subnet; must contain every constrained and every Pareto metric.
@@ -135,7 +135,7 @@ class EvolutionarySearch:
 
     def __init__(
         self,
-        space: SearchSpace,
+        domain: SearchDomain,
         config: EvolutionConfig,
         fitness: BatchFitness,
         metrics: MetricsFn,
@@ -144,7 +144,7 @@ class EvolutionarySearch:
         write_state: bool = True,
         progress: bool = True,
     ) -> None:
-        self.space = space
+        self.domain = domain
         self.config = config
         self.fitness = fitness
         self.metrics = metrics
@@ -154,17 +154,17 @@ class EvolutionarySearch:
         self.progress = progress
         self.sense = FITNESS_SENSE[config.fitness]
         self.candidates: List[Candidate] = []
-        self._index: Dict[SubnetConfig, int] = {}
+        self._index: Dict[Config, int] = {}
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _fingerprint(self) -> Dict[str, object]:
         return {
             "config": self.config.fingerprint(),
-            "space": self.space.to_dict(),
+            "space": self.domain.to_dict(),
             "constraints": [str(c) for c in self.constraints],
         }
 
-    def _candidate(self, sub: SubnetConfig, generation: int) -> Candidate:
+    def _candidate(self, sub: Config, generation: int) -> Candidate:
         """The record of ``sub``, computing its metrics the first time it is proposed."""
         if sub not in self._index:
             metrics = {k: float(v) for k, v in self.metrics(sub).items()}
@@ -180,31 +180,31 @@ class EvolutionarySearch:
         return [self.sense * c.fitness] + [c.metrics[m] for m in self.config.pareto_metrics]
 
     # -- the three steps ------------------------------------------------------------------------
-    def _propose(self, draw: Callable[[], SubnetConfig], generation: int) -> SubnetConfig:
+    def _propose(self, draw: Callable[[], Config], generation: int) -> Config:
         """The first of up to ``max_rejections`` draws that meets the constraints."""
         for _ in range(self.config.max_rejections):
             sub = draw()
             if self._candidate(sub, generation).feasible:
                 return sub
         raise RuntimeError(
-            f"no subnet of space {self.space.name!r} met the constraints "
+            f"no subnet of space {self.domain.name!r} met the constraints "
             f"({', '.join(map(str, self.constraints))}) in {self.config.max_rejections} draws: "
             f"loosen the constraints or raise max_rejections"
         )
 
-    def _breed(self, parents: List[SubnetConfig], rng: random.Random, generation: int) -> List[SubnetConfig]:
+    def _breed(self, parents: List[Config], rng: random.Random, generation: int) -> List[Config]:
         cfg = self.config
         mutants = [
-            self._propose(lambda: mutate(self.space, rng.choice(parents), rng, cfg.mutation_prob), generation)
+            self._propose(lambda: self.domain.mutate(rng.choice(parents), rng, cfg.mutation_prob), generation)
             for _ in range(cfg.mutations)
         ]
         children = [
-            self._propose(lambda: crossover(self.space, rng.choice(parents), rng.choice(parents), rng), generation)
+            self._propose(lambda: self.domain.crossover(rng.choice(parents), rng.choice(parents), rng), generation)
             for _ in range(cfg.crossovers)
         ]
         return parents + mutants + children
 
-    def _evaluate(self, population: Sequence[SubnetConfig]) -> int:
+    def _evaluate(self, population: Sequence[Config]) -> int:
         """Evaluate the subnets of ``population`` not evaluated yet (one batch); returns how many."""
         todo = list(dict.fromkeys(s for s in population if self.candidates[self._index[s]].fitness is None))
         if todo:
@@ -215,7 +215,7 @@ class EvolutionarySearch:
                 self.candidates[self._index[sub]].fitness = float(value)
         return len(todo)
 
-    def _select(self, population: Sequence[SubnetConfig]) -> List[SubnetConfig]:
+    def _select(self, population: Sequence[Config]) -> List[Config]:
         """The parents: best distinct subnets (ties keep population order), or NSGA-II in Pareto mode."""
         distinct = list(dict.fromkeys(population))
         records = [self.candidates[self._index[s]] for s in distinct]
@@ -236,7 +236,7 @@ class EvolutionarySearch:
     def _resume(self) -> Optional[SearchState]:
         if self.state_path is None or not self.state_path.is_file():
             return None
-        state = SearchState.load(self.state_path)
+        state = SearchState.load(self.state_path, self.domain.config_from_dict)
         if state.fingerprint != self._fingerprint():
             raise ValueError(
                 f"{self.state_path} was written by a search with other settings "
@@ -263,7 +263,7 @@ class EvolutionarySearch:
                        unit="gen", enabled=self.progress)
         for generation in range(state.generation, cfg.generations):
             if generation == 0:
-                population = [self._propose(lambda: sample(self.space, rng), 0) for _ in range(cfg.population)]
+                population = [self._propose(lambda: self.domain.sample(rng), 0) for _ in range(cfg.population)]
             else:
                 population = self._breed(state.parents, rng, generation)
             new_evaluations += self._evaluate(population)

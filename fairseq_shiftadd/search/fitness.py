@@ -82,6 +82,7 @@ class ValidationFitness:
         if not hasattr(model, "set_subnet"):
             raise ValueError(f"{checkpoint} is not a supernet checkpoint (model {type(model).__name__})")
         self.model = model.to(device).eval()
+        self.model_cfg = cfg.model  # the supernet's model config (the cost model reads its quant_bits)
         self.task = task
         self.criterion = task.build_criterion(cfg.criterion)
         self.objective = objective

@@ -1,8 +1,11 @@
 """The search's outputs in its output directory (each written atomically):
 
 * ``best.yaml`` (single objective): the best subnet as :class:`~fairseq_shiftadd.space.SubnetConfig` YAML, its
-  fitness and metrics in a comment header; ready for ``--subnet best.yaml``;
-* ``front/NN.yaml`` and ``front.csv`` (Pareto mode): the front, sorted by the first Pareto metric;
+  fitness and metrics in a comment header, with the workload, accounting, vocabulary size and profile the
+  metrics were computed with (:func:`~fairseq_shiftadd.cost.workload_header`: ``fairseq-shiftadd-cost
+  --subnet best.yaml`` reproduces them); ready for ``--subnet best.yaml``;
+* ``front/NN.yaml`` and ``front.csv`` (Pareto mode): the front, sorted by the first Pareto metric (each
+  YAML with the same header as ``best.yaml``);
 * ``candidates.csv``: every proposed subnet (generation, feasible, fitness, all metrics, subnet JSON);
   infeasible ones were rejected by the constraints and have no fitness;
 * ``search.png``: fitness vs a cost metric, the population of every generation coloured by generation,
@@ -15,7 +18,7 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from .constraints import Constraint
 from .evolution import SearchResult
@@ -53,23 +56,28 @@ def write_candidates_csv(path: Path, candidates: Sequence[Candidate], fitness_na
     atomic_write_text(path, _csv_text(header, rows))
 
 
-def _subnet_yaml(c: Candidate, fitness_name: str) -> str:
+def _subnet_yaml(c: Candidate, fitness_name: str, cost_record: Optional[str]) -> str:
     header = [f"# {fitness_name}: {c.fitness}"] + [f"# {k}: {v}" for k, v in c.metrics.items()]
+    header += [cost_record] if cost_record else []
     return "\n".join(header) + "\n" + c.subnet.to_yaml()
 
 
-def write_best(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool) -> List[Path]:
-    """``best.yaml``, or ``front/NN.yaml`` + ``front.csv`` in Pareto mode; returns the YAML paths."""
+def write_best(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool,
+               cost_record: Optional[str] = None) -> List[Path]:
+    """``best.yaml``, or ``front/NN.yaml`` + ``front.csv`` in Pareto mode; returns the YAML paths.
+
+    ``cost_record`` is the :func:`~fairseq_shiftadd.cost.workload_header` line of the metrics' workload.
+    """
     if not pareto:
         path = out_dir / "best.yaml"
-        atomic_write_text(path, _subnet_yaml(result.best[0], fitness_name))
+        atomic_write_text(path, _subnet_yaml(result.best[0], fitness_name, cost_record))
         return [path]
     front_dir = out_dir / "front"
     with atomic_path(front_dir) as partial:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         for i, c in enumerate(result.best):
-            (partial / f"{i:02d}.yaml").write_text(_subnet_yaml(c, fitness_name), encoding="utf-8")
+            (partial / f"{i:02d}.yaml").write_text(_subnet_yaml(c, fitness_name, cost_record), encoding="utf-8")
         shutil.rmtree(front_dir, ignore_errors=True)
     metrics = _metric_names(result.best)
     rows = [[f"front/{i:02d}.yaml", c.fitness, *(c.metrics[m] for m in metrics)] for i, c in enumerate(result.best)]
@@ -116,10 +124,10 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
 
 
 def write_report(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool, x_metric: str,
-                 constraints: Sequence[Constraint] = ()) -> List[Path]:
+                 constraints: Sequence[Constraint] = (), cost_record: Optional[str] = None) -> List[Path]:
     """Every output of the module docstring; returns the best subnet YAML path(s)."""
     out_dir = Path(out_dir)
-    paths = write_best(out_dir, result, fitness_name, pareto)
+    paths = write_best(out_dir, result, fitness_name, pareto, cost_record)
     write_candidates_csv(out_dir / "candidates.csv", result.candidates, fitness_name)
     plot_search(out_dir / "search.png", result, fitness_name, x_metric, constraints)
     return paths

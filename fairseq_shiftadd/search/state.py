@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple, Union
 
-from ..space import SubnetConfig
 from .files import atomic_write_text
 
-__all__ = ["Candidate", "SearchState"]
+__all__ = ["Candidate", "SearchState", "ConfigParser"]
+
+ConfigParser = Callable[[Mapping[str, Any]], Hashable]
+"""Reads a configuration back from its ``to_dict()`` form (a :class:`~.domain.SearchDomain`'s ``config_from_dict``)."""
 
 STATE_VERSION = 1
 
@@ -24,14 +26,14 @@ class Candidate:
     """A subnet the search proposed.
 
     Args:
-        subnet: the subnet.
+        subnet: the subnet (a frozen configuration with ``to_dict()``).
         metrics: its cost metrics (``energy_mj``, ``params``, ...).
         generation: the generation that first proposed it (0 = the random initial population).
         feasible: whether it satisfies every constraint (infeasible ones are rejected, never evaluated).
         fitness: validation loss or BLEU with inherited weights; ``None`` until evaluated.
     """
 
-    subnet: SubnetConfig
+    subnet: Hashable
     metrics: Dict[str, float]
     generation: int
     feasible: bool
@@ -47,9 +49,9 @@ class Candidate:
         }
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Candidate":
+    def from_dict(cls, data: Dict[str, Any], parse: ConfigParser) -> "Candidate":
         return cls(
-            SubnetConfig.from_dict(data["subnet"]),
+            parse(data["subnet"]),
             {k: float(v) for k, v in data["metrics"].items()},
             int(data["generation"]),
             bool(data["feasible"]),
@@ -73,7 +75,7 @@ class SearchState:
     fingerprint: Dict[str, Any]
     generation: int
     rng_state: Tuple[Any, ...]
-    parents: List[SubnetConfig]
+    parents: List[Hashable]
     populations: List[List[int]] = field(default_factory=list)
     candidates: List[Candidate] = field(default_factory=list)
 
@@ -92,8 +94,8 @@ class SearchState:
         atomic_write_text(path, json.dumps(data) + "\n")
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "SearchState":
-        """Read a file written by :meth:`save`.
+    def load(cls, path: Union[str, Path], parse: ConfigParser) -> "SearchState":
+        """Read a file written by :meth:`save`; ``parse`` reads each configuration.
 
         Raises:
             ValueError: the file is not a search state of this version.
@@ -109,7 +111,7 @@ class SearchState:
             fingerprint=data["fingerprint"],
             generation=int(data["generation"]),
             rng_state=(version, tuple(internal), gauss),
-            parents=[SubnetConfig.from_dict(p) for p in data["parents"]],
+            parents=[parse(p) for p in data["parents"]],
             populations=[list(p) for p in data["populations"]],
-            candidates=[Candidate.from_dict(c) for c in data["candidates"]],
+            candidates=[Candidate.from_dict(c, parse) for c in data["candidates"]],
         )

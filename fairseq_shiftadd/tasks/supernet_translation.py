@@ -2,7 +2,9 @@
 
 Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every
 ``--update-freq`` micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the
-largest, the smallest and a sampled subnet on every batch. Validation runs a fixed list of
+largest, the smallest and a sampled subnet on every batch. The optimizer skips every parameter that the
+update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments,
+weight decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list of
 representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
 validation ``loss`` (checkpoint selection). With ``--subnet`` a supernet trains (fine-tunes) one fixed
 subnet. A model without ``set_subnet`` (a standalone subnet) trains as in plain translation.
@@ -25,6 +27,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from ..cli_errors import InputError
+from ..inactive import InactiveParameterGuard
 from ..space import (
     NAMED_SUBNETS,
     SearchSpace,
@@ -67,6 +70,7 @@ class SupernetTranslationTask(TranslationTask):
         """Raises: InputError: ``--valid-subnets`` names no subnet or a spec that does not parse."""
         super().__init__(cfg, src_dict, tgt_dict)
         self.fixed_subnet: Optional[SubnetConfig] = None  # set from the model's --subnet by build_model
+        self.inactive_guard = InactiveParameterGuard()
         self._valid_specs = [s.strip() for s in cfg.valid_subnets.split(",") if s.strip()]
         if not self._valid_specs:
             raise InputError(f"{VALID_SUBNETS_OPTION} {cfg.valid_subnets!r} names no subnet "
@@ -139,6 +143,8 @@ class SupernetTranslationTask(TranslationTask):
                 logging_output[key] = value if key in ("ntokens", "nsentences", "sample_size") else (
                     logging_output.get(key, 0) + value
                 )
+        self.inactive_guard.record(supernet, update_num)
+        self.inactive_guard.attach(optimizer)
         return total_loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):

@@ -48,3 +48,54 @@ def test_console_script():
     out = subprocess.run(["fairseq-shiftadd-cost", "--space", "tiny", "--subnet", "smallest"],
                          capture_output=True, text=True, check=True).stdout
     assert "encoder.0" in out and "mJ" in out
+
+
+def test_accounting_flag_and_table_label(capsys):
+    main(["--space", "tiny", "--subnet", "largest", "--accounting", "original", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    space = get_space("tiny")
+    expected = CostModel(space, workload=Workload(accounting="original")).metrics(largest(space))
+    assert data["metrics"] == pytest.approx(expected) and data["workload"]["accounting"] == "original"
+    assert 0 < data["fixed_energy_share"] <= 1
+    main(["--space", "tiny", "--subnet", "largest", "--accounting", "original"])
+    table = capsys.readouterr().out
+    assert "original accounting" in table and "fixed energy" in table
+    with pytest.raises(SystemExit, match="beam=4: the original accounting"):
+        main(["--space", "tiny", "--accounting", "original", "--beam", "4"])
+
+
+def test_subnet_file_from_the_search_is_costed_with_its_recorded_workload(tmp_path, capsys):
+    """``--subnet best.yaml`` without flags reproduces the search's metrics (its vocabulary, beam, accounting)."""
+    from fairseq_shiftadd.search.costs import cost_metrics
+    from fairseq_shiftadd.search.evolution import SearchResult
+    from fairseq_shiftadd.search.report import write_best
+    from fairseq_shiftadd.search.state import Candidate
+    from fairseq_shiftadd.cost import workload_header
+
+    space = get_space("tiny")
+    sub = largest(space)
+    for accounting, beam in (("streaming", 5), ("original", 1)):
+        workload = Workload(beam=beam, bits=8, vocab_size=8008, accounting=accounting)
+        metrics = cost_metrics(space, ["energy_mj"], "45nm", workload)(sub)
+        best = Candidate(sub, generation=0, feasible=True, fitness=3.0, metrics=metrics)
+        result = SearchResult(best=[best], candidates=[best], populations=[[0]], evaluations=1, new_evaluations=1)
+        [path] = write_best(tmp_path, result, "loss", pareto=False, cost_record=workload_header(workload, "45nm"))
+        main(["--space", "tiny", "--subnet", str(path), "--json"])
+        data = json.loads(capsys.readouterr().out)
+        assert data["metrics"] == pytest.approx(metrics)
+        assert data["workload"] == {**vars(workload)} and data["profile"] == "45nm"
+    main(["--space", "tiny", "--subnet", str(path), "--accounting", "streaming", "--json"])  # flags override
+    data = json.loads(capsys.readouterr().out)
+    assert data["workload"]["accounting"] == "streaming" and data["workload"]["vocab_size"] == 8008
+
+
+def test_bits_offers_the_shipped_widths_and_help_shows_every_default(capsys):
+    from fairseq_shiftadd.cost.cli import _parser, shipped_bit_widths
+
+    assert shipped_bit_widths() == (32, 8)
+    with pytest.raises(SystemExit):
+        main(["--space", "tiny", "--bits", "16"])
+    assert "invalid choice: 16 (choose from 32, 8)" in capsys.readouterr().err
+    for action in _parser()._actions:
+        if action.dest != "help":
+            assert "default" in action.help, action.dest

@@ -47,3 +47,5 @@ def test_fairseq_train_runs(multi30k_en_de: Path, tmp_path: Path, kind: str):
     saved = torch.load(tmp_path / "checkpoint_last.pt", weights_only=False)["cfg"]["model"]
     if kind == "standalone":
         assert json.loads(saved["subnet"]) == json.loads(SUBNET)
+        # the dropout reference widths are resolved (0 -> the tiny space's largest, 128) and saved
+        assert (saved["encoder_dropout_width"], saved["decoder_dropout_width"]) == (128, 128)

@@ -10,7 +10,8 @@ from torch.testing import assert_close
 
 from fairseq_shiftadd.ops.hetero import SharingMode
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import largest, smallest
+from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
+from fairseq_shiftadd.space import get_space, largest, smallest
 
 
 def _loss(model, batch):
@@ -82,6 +83,50 @@ def test_regulariser_acts_on_the_add_weights_of_the_active_subnet_only(builders,
 def test_dropout_scales_with_width(builders, task):
     model = builders.supernet(task, builders.tiny, "shared", dropout=0.3, activation_dropout=0.2)
     assert model.encoder.dropouts.at(64) == (0.3 * 64 / 128, 0.2 * 64 / 128)
-    standalone = builders.standalone(task, builders.tiny, builders.covering_subnets(builders.tiny, 1)[0])
-    dim = standalone.subnet.decoder_embed_dim
-    assert math.isclose(standalone.decoder.dropouts.at(dim)[0], 0.3)
+
+
+def _narrow(space):
+    """A subnet of ``space`` at half the largest width on both sides (so d / d_ref = 1/2)."""
+    sub = largest(space)
+    return dataclasses.replace(sub, encoder_embed_dim=min(space.encoder_embed_dims),
+                               decoder_embed_dim=min(space.decoder_embed_dims))
+
+
+def test_retrained_subnet_keeps_the_supernet_dropout(builders, task):
+    """A standalone subnet trains at p * d / d_supernet (0.15 for d = d_max / 2 at p = 0.3), not at p."""
+    space, sub = builders.tiny, _narrow(builders.tiny)
+    standalone = ShiftAddTransformer.from_subnet(SubnetModelConfig(space=space.name, dropout=0.3), task, space, sub)
+    for stack in (standalone.encoder, standalone.decoder):
+        assert stack.dropouts.at(64)[0] == pytest.approx(0.15)
+    own = SubnetModelConfig(space=space.name, dropout=0.3, encoder_dropout_width=64, decoder_dropout_width=64)
+    full_rate = ShiftAddTransformer.from_subnet(own, task, space, sub)
+    assert full_rate.decoder.dropouts.at(64)[0] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="--decoder-dropout-width=32 must be 0"):
+        ShiftAddTransformer.from_subnet(SubnetModelConfig(space=space.name, decoder_dropout_width=32), task, space, sub)
+
+
+def test_standalone_trains_as_the_supernet_computes_the_subnet(builders, task):
+    """Train mode, same seed: identical dropout masks and rates, so identical outputs (HAT's retraining)."""
+    space, sub = builders.tiny, _narrow(builders.tiny)
+    supernet = builders.supernet(task, space, "none", dropout=0.3, activation_dropout=0.2)
+    supernet.set_subnet(sub)
+    cfg = SubnetModelConfig(space=space.name, dropout=0.3, activation_dropout=0.2)
+    standalone = ShiftAddTransformer.from_subnet(cfg, task, space, sub)
+    standalone.load_state_dict(extract_subnet_state(supernet, sub))
+    batch = builders.token_batch(task, seed=5)
+    outputs = []
+    for model in (supernet.train(), standalone.train()):
+        torch.manual_seed(11)
+        outputs.append(model(*batch)[0])
+    assert_close(outputs[0], outputs[1])
+    torch.manual_seed(11)
+    eval_out = supernet.eval()(*batch)[0]
+    assert not torch.allclose(outputs[0], eval_out)  # dropout did act
+
+
+def test_build_model_stores_the_dropout_widths(task, tmp_path):
+    """Resolved widths are written into the model config (what checkpoints save); 0 means the space's largest."""
+    space = get_space("tiny")
+    cfg = SubnetModelConfig(space="tiny", subnet=_narrow(space).to_json())
+    ShiftAddTransformer.build_model(cfg, task)
+    assert (cfg.encoder_dropout_width, cfg.decoder_dropout_width) == (128, 128)

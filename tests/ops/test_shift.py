@@ -12,11 +12,14 @@ from fairseq_shiftadd.ops.counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import ActivationFakeQuant, QuantConfig
 from fairseq_shiftadd.ops.shift import (
+    PSWeight,
     ShiftConv2d,
     ShiftLinear,
     ShiftMode,
     exponent_range,
     fixed_point_ste,
+    ps_parts,
+    ps_weight,
     round_pow2_ste,
     round_ste,
 )
@@ -243,6 +246,30 @@ def test_ps_weight_formula():
         layer.sign.copy_(torch.tensor([[0.7, -0.51, 0.2], [-0.49, 2.0, -1.0]]))
     expected = torch.tensor([[2.0**-2, -(2.0**-1), 0.0], [0.0, 2.0**-14, -(2.0**-4)]], dtype=torch.float64)
     assert torch.equal(layer.weight, expected)  # round half to even: -3.5 -> -4
+
+
+def test_ps_functional_core_and_standalone_weight():
+    exponent = torch.tensor([[-2.4, -0.6, -13.7], [0.3, -20.0, -3.5]], dtype=torch.float64)
+    sign = torch.tensor([[0.7, -0.51, 0.2], [-0.49, 2.0, -1.0]], dtype=torch.float64)
+    layer = ShiftLinear(3, 2, bias=False).double()
+    with torch.no_grad():
+        layer.exponent.copy_(exponent)
+        layer.sign.copy_(sign)
+    weight = ps_weight(exponent, sign)
+    assert torch.equal(weight, layer.weight)  # one implementation: the layer calls the functional core
+    assert (weight == 0).sum() == 2  # ternary sign: zero weights exist
+    assert torch.equal(ps_weight(*ps_parts(weight)), weight)  # parts of a PS weight give it back, zeros included
+    w = torch.randn(5, 4, dtype=torch.float64)
+    assert torch.equal(ps_weight(*ps_parts(w)), round_pow2_ste(w))  # the conversion of a float weight is Q's value
+    slot = PSWeight((5, 4), lambda t: t.copy_(w))
+    assert torch.equal(slot.weight.double(), round_pow2_ste(w).float().double())
+    with torch.no_grad():
+        slot.exponent.fill_(-30.0)
+    assert slot.weight.detach().abs().max() == 2.0**-14 and slot.exponent.detach().min() == -14  # stored value clamped
+    state = PSWeight.state_of(slot.weight)
+    other = PSWeight((5, 4), torch.nn.init.zeros_)
+    other.load_state_dict(state)
+    assert torch.equal(other.weight, slot.weight)
 
 
 # --- clamping of the stored parameters ------------------------------------------------------

@@ -53,11 +53,12 @@ def assert_same_search(a: Path, b: Path) -> None:
 
 
 def _cost_model(data: Path) -> CostModel:
+    """The search's default costed sentence: the data's vocabulary, fairseq's default --beam (5)."""
     vocab = len(Dictionary.load(str(data / "dict.de.txt")))
-    return CostModel(TINY, "45nm", Workload(vocab_size=vocab))
+    return CostModel(TINY, "45nm", Workload(vocab_size=vocab, beam=5))
 
 
-def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: Path) -> None:
+def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: Path, capsys) -> None:
     cm = _cost_model(multi30k_en_de)
     energy = statistics.median(cm.metrics(sample(TINY, random.Random(i)))["energy_mj"] for i in range(200))
     params = cm.metrics(largest(TINY))["params"] * 0.9
@@ -76,6 +77,13 @@ def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: P
     assert SubnetConfig.from_json(best_row["subnet"]) == best
     assert (tmp_path / "search.png").stat().st_size > 0 and (tmp_path / "state.json").is_file()
     assert re.search(rf"{len(evaluated)} evaluations .* candidates/min", log)
+    # fairseq-shiftadd-cost reproduces best.yaml's metrics from its recorded workload, without flags (issue #11)
+    from fairseq_shiftadd.cost.cli import main as cost_main
+
+    cost_main(["--space", "tiny", "--subnet", str(tmp_path / "best.yaml"), "--json"])
+    costed = json.loads(capsys.readouterr().out)
+    assert costed["metrics"]["energy_mj"] == pytest.approx(float(best_row["energy_mj"]), rel=1e-12)
+    assert costed["metrics"] == pytest.approx(metrics) and costed["workload"]["beam"] == 5
 
 
 @pytest.mark.slow

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig
+from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain
 from fairseq_shiftadd.search.distributed import from_rank0, launch, rank_and_world, split_batch
 from fairseq_shiftadd.space import get_space
 
 from test_search_engine import SMALL, fake_loss, fake_metrics
 
-TINY = get_space("tiny")
+TINY = TranslationDomain(get_space("tiny"))
 
 
 def _rank_fitness(subs):

@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 import pytest
 
 from fairseq_shiftadd.ops.kinds import OpKind
-from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, parse_constraint
+from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.pareto import dominates, nsga2_select, non_dominated_sort, pareto_front
 from fairseq_shiftadd.space import SubnetConfig, get_space, largest, smallest
 
@@ -44,7 +44,7 @@ class CountingFitness:
 
 def _search(tmp: Path = None, fitness=None, constraints=(), **overrides) -> EvolutionarySearch:
     config = EvolutionConfig(**{**SMALL, **overrides})
-    return EvolutionarySearch(TINY, config, fitness or CountingFitness(), fake_metrics, constraints,
+    return EvolutionarySearch(TranslationDomain(TINY), config, fitness or CountingFitness(), fake_metrics, constraints,
                               state_path=None if tmp is None else tmp / "state.json", progress=False)
 
 

@@ -2,13 +2,13 @@
 import csv
 from pathlib import Path
 
-from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, parse_constraint
+from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.report import write_report
 from fairseq_shiftadd.space import SubnetConfig, get_space
 
 from test_search_engine import SMALL, CountingFitness, fake_metrics
 
-TINY = get_space("tiny")
+TINY = TranslationDomain(get_space("tiny"))
 
 
 def _run(pareto: tuple, constraints=()):

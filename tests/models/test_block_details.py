@@ -1,0 +1,164 @@
+"""The original ShiftAddNAS block details as options: two-branch Q/K/V width, kernel heads, DeepShift-PS.
+
+Defaults (this project): ``attention+X`` attends at ``qkv_dim / 2``, lightweight kernels have the layer's head
+count as rows, shift layers are DeepShift-Q. The original: ``qkv_dim`` in ``attention+X``, 16 kernel rows
+standalone and 4 in ``attention+X``, DeepShift-PS (trained exponent and ternary sign).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
+from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig, model_space
+from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, largest, sample
+
+ORIGINAL = dict(two_branch_qkv_dim=128, lightweight_kernel_heads=16, two_branch_kernel_heads=4)  # tiny: qkv 128
+TOL = dict(rtol=1e-5, atol=1e-4)
+
+
+def _original(space):
+    return dataclasses.replace(space, name=f"{space.name}_original", **ORIGINAL)
+
+
+def _mixer_shapes(model, layer: int, block: BlockType):
+    """(q weight shape, kernel weight shape) that ``block`` reads in encoder layer ``layer`` (``sharing = none``)."""
+    mixer = model.encoder.layers[layer].mixer
+    q = mixer.attention.q.storage(block.value).weights[OpKind.MULT.value]
+    kernel = mixer.lightweight.kernel.storage(block.value).weight_for(mixer.lightweight.mixer_op(block.value))
+    return tuple(q.shape), tuple(kernel.shape)
+
+
+def test_flags_set_the_space_details_and_shapes(task):
+    cfg = SupernetConfig(space="tiny", sharing="none", **ORIGINAL)
+    model = ShiftAddSupernet.build_model(cfg, task)
+    assert model.space == dataclasses.replace(model_space(SupernetConfig(space="tiny")), **ORIGINAL)
+    # supernet: two-branch q is (128 qkv, 64 = half of 128), kernels allocated at 16 rows (the most any user needs)
+    assert _mixer_shapes(model, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((128, 64), (16, 3))
+    default = ShiftAddSupernet.build_model(SupernetConfig(space="tiny", sharing="none"), task)
+    assert _mixer_shapes(default, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((64, 64), (4, 3))
+
+
+def _sub(encoder_blocks, heads=2, dim=128):
+    encoder = tuple(LayerConfig(b, 256, heads, OpKind.MULT) for b in encoder_blocks)
+    decoder = (LayerConfig(BlockType.ATTENTION_LIGHTWEIGHT_ADD, 256, heads, OpKind.MULT, cross_heads=2,
+                           enc_dec_span=-1),)
+    return SubnetConfig(encoder_embed_dim=dim, decoder_embed_dim=dim, encoder=encoder, decoder=decoder)
+
+
+def test_standalone_kernel_rows_and_qkv_follow_the_details(builders, task):
+    space = _original(builders.tiny)
+    sub = _sub((BlockType.LIGHTWEIGHT_CONV, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD))
+    state = builders.standalone(task, space, sub).state_dict()
+    assert state["encoder.layers.0.mixer.lightweight.kernel.lightweight_conv.weight.weights.mult"].shape == (16, 3)
+    user = "attention+lightweight_shiftadd"
+    assert state[f"encoder.layers.1.mixer.lightweight.kernel.{user}.weight.weights.add"].shape == (4, 7)
+    assert state[f"encoder.layers.1.mixer.attention.q.{user}.weight.weights.mult"].shape == (128, 64)
+    default = builders.standalone(task, builders.tiny, sub).state_dict()
+    assert default["encoder.layers.0.mixer.lightweight.kernel.lightweight_conv.weight.weights.mult"].shape == (2, 3)
+    assert default[f"encoder.layers.1.mixer.attention.q.{user}.weight.weights.mult"].shape == (64, 64)
+
+
+@pytest.mark.parametrize("sharing", ["none", "heterogeneous"])
+def test_supernet_equals_standalone_with_the_original_details(builders, task, sharing):
+    space = _original(builders.spans)
+    supernet = builders.supernet(task, space, sharing, seed=1)
+    subs = builders.covering_subnets(space, 4, seed=2) + [sample(space, random.Random(3))]
+    for i, sub in enumerate(subs):
+        supernet.set_subnet(sub)
+        standalone = builders.standalone(task, space, sub, supernet)
+        batch = builders.token_batch(task, seed=i)
+        assert_close(standalone(*batch)[0], supernet(*batch)[0], **TOL)
+
+
+@pytest.mark.parametrize("block", [b for b in BlockType if b.has_attention and b.lightweight_part], ids=lambda b: b.value)
+def test_incremental_equals_full_with_the_original_details(builders, task, block):
+    space = _original(builders.tiny)
+    sub = dataclasses.replace(
+        _sub((BlockType.LIGHTWEIGHT_ADD, BlockType.ATTENTION)),
+        decoder=(LayerConfig(block, 256, 4, OpKind.MULT, cross_heads=2, enc_dec_span=-1),) * 2,
+    )
+    model = builders.supernet(task, space, "heterogeneous", seed=5)
+    model.set_subnet(sub)
+    src, lengths, prev = builders.token_batch(task, seed=7)
+    prev = prev.masked_fill(prev.eq(task.target_dictionary.pad()), task.target_dictionary.eos())
+    with torch.no_grad():
+        encoder_out = model.encoder(src, lengths)
+        full = model.decoder(prev, encoder_out)[0]
+        state: dict = {}
+        steps = [model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)[0] for t in range(prev.size(1))]
+    assert_close(torch.cat(steps, dim=1), full, **TOL)
+
+
+def test_details_the_widths_do_not_allow_are_refused(task):
+    with pytest.raises(ValueError, match=r"lightweight_kernel_heads=3 does not divide the 128 channels of .lightweight_conv."):
+        ShiftAddSupernet.build_model(SupernetConfig(space="tiny", lightweight_kernel_heads=3), task)
+    with pytest.raises(ValueError, match=r"two_branch_qkv_dim=6 not divisible by encoder_heads value 4"):
+        ShiftAddSupernet.build_model(SupernetConfig(space="tiny", two_branch_qkv_dim=6), task)
+
+
+def test_cost_model_counts_the_original_details(task):
+    """Parameters of the cost model equal the standalone model's, and the wider Q/K/V costs more energy."""
+    tiny = get_space("tiny")
+    original = _original(tiny)
+    workload = Workload(vocab_size=len(task.source_dictionary))
+    rng = random.Random(0)
+    for _ in range(4):
+        sub = sample(original, rng)
+        model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space="tiny"), task, original, sub)
+        assert CostModel(original, workload=workload).metrics(sub)["params"] == sum(p.numel() for p in model.parameters())
+    sub = _sub((BlockType.ATTENTION_LIGHTWEIGHT_CONV,) * 2)
+    energy = {s.name: CostModel(s, workload=workload).metrics(sub)["energy_mj"] for s in (tiny, original)}
+    assert energy[original.name] > energy[tiny.name]
+
+
+# ---------------------------------------------------------------------------------------------- DeepShift-PS
+
+
+def _ps_standalone(task, space, sub, supernet):
+    model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space=space.name, shift_weights="ps"), task, space, sub)
+    model.load_state_dict(extract_subnet_state(supernet, sub))
+    return model.eval()
+
+
+def test_ps_shift_weights_are_trained_exponents_and_ternary_signs(builders, task):
+    space = builders.spans
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps")
+    ffn = supernet.encoder.layers[0].ffn.fc1
+    names = {n for n, _ in ffn.named_parameters()}
+    assert {"shift.weight.exponent", "shift.weight.sign"} <= names and "shift.weight.weights.shift" not in names
+    weight = ffn.weight("shift")[0]
+    nonzero = weight[weight != 0]
+    assert torch.equal(nonzero.abs().log2(), nonzero.abs().log2().round())  # signed powers of two, or 0
+    ffn["shift"].weight.sign.data[0, 0] = 0.2  # rounds to a zero sign: DeepShift-PS weights may be 0
+    assert ffn.weight("shift")[0][0, 0] == 0
+
+
+def test_ps_supernet_equals_standalone(builders, task):
+    space = builders.spans
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps")
+    for i, sub in enumerate(builders.covering_subnets(space, 4, seed=2)):
+        supernet.set_subnet(sub)
+        batch = builders.token_batch(task, seed=i)
+        assert_close(_ps_standalone(task, space, sub, supernet)(*batch)[0], supernet(*batch)[0], **TOL)
+
+
+def test_ps_gradients_reach_exponent_and_sign(builders, task):
+    space = builders.tiny
+    supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps").train()
+    sub = largest(space, ffn_op=OpKind.SHIFT)
+    supernet.set_subnet(sub)
+    supernet(*builders.token_batch(task, seed=0))[0].square().mean().backward()
+    slot = supernet.encoder.layers[0].ffn.fc1["shift"].weight
+    assert slot.exponent.grad.abs().sum() > 0 and slot.sign.grad.abs().sum() > 0
+
+
+def test_ps_needs_no_sharing(task):
+    with pytest.raises(ValueError, match="--shift-weights ps needs --sharing none"):
+        ShiftAddSupernet.build_model(SupernetConfig(space="tiny", sharing="heterogeneous", shift_weights="ps"), task)
