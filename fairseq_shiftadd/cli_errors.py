@@ -88,7 +88,7 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], prog: Optional[s
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """List ``--debug`` in ``--help`` (:func:`run_main` removes it from the arguments before parsing)."""
     parser.add_argument("--debug", action="store_true",
-                        help=f"full tracebacks instead of one-line errors (or set {DEBUG_ENV}=1)")
+                        help=f"full tracebacks instead of one-line errors (default: off; or set {DEBUG_ENV}=1)")
 
 
 def short_usage(parser: argparse.ArgumentParser, synopsis: Optional[str] = None) -> argparse.ArgumentParser:
