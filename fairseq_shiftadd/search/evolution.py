@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,9 +176,13 @@ class EvolutionarySearch:
             self.candidates.append(Candidate(sub, metrics, generation, satisfies(self.constraints, metrics)))
         return self.candidates[self._index[sub]]
 
-    def _objectives(self, c: Candidate) -> List[float]:
+    def _minimised(self, c: Candidate) -> float:
+        """The fitness as a value to minimise; NaN or infinite (a diverged subnet) is the worst, never the best."""
         assert c.fitness is not None
-        return [self.sense * c.fitness] + [c.metrics[m] for m in self.config.pareto_metrics]
+        return self.sense * c.fitness if math.isfinite(c.fitness) else math.inf
+
+    def _objectives(self, c: Candidate) -> List[float]:
+        return [self._minimised(c)] + [c.metrics[m] for m in self.config.pareto_metrics]
 
     # -- the three steps ------------------------------------------------------------------------
     def _propose(self, draw: Callable[[], Config], generation: int) -> Config:
@@ -222,15 +227,17 @@ class EvolutionarySearch:
         if self.config.pareto_metrics:
             chosen = nsga2_select([self._objectives(c) for c in records], self.config.parents)
         else:
-            chosen = sorted(range(len(distinct)), key=lambda i: self.sense * records[i].fitness)
+            chosen = sorted(range(len(distinct)), key=lambda i: self._minimised(records[i]))
         return [distinct[i] for i in chosen[: self.config.parents]]
 
     def _best(self) -> List[Candidate]:
         evaluated = [c for c in self.candidates if c.fitness is not None]
+        finite = [c for c in evaluated if math.isfinite(c.fitness)]
+        evaluated = finite or evaluated  # a NaN or infinite fitness is no result, not even on a front
         if self.config.pareto_metrics:
             front = [evaluated[i] for i in pareto_front([self._objectives(c) for c in evaluated])]
             return sorted(front, key=lambda c: self._objectives(c)[1:])
-        return [min(evaluated, key=lambda c: self.sense * c.fitness)]
+        return [min(evaluated, key=self._minimised)]
 
     # -- the loop -------------------------------------------------------------------------------
     def _resume(self) -> Optional[SearchState]:
