@@ -6,16 +6,18 @@ what is allowed, with a non-zero exit status; a traceback is printed only for a 
 * :class:`InputError` is how this package reports a bad input. It is a ``ValueError`` (callers that
   catch ``ValueError`` keep working).
 * :func:`run_main` wraps a console script's ``main``: an :class:`InputError`, a ``ValueError`` (the
-  package's validators raise it with the field and the allowed values) or an ``OSError`` that names a file
-  becomes ``PROG: error: MESSAGE`` and exit status 2; anything else propagates (a bug: full traceback).
+  package's validators raise it with the field and the allowed values) or an ``OSError`` (a missing file,
+  a failed download) becomes ``PROG: error: MESSAGE`` and exit status 2; anything else propagates (a bug:
+  full traceback). A bug that raises ``ValueError`` also prints one line: ``--debug`` shows where.
   ``--debug`` anywhere on the command line (removed before ``main`` sees it) or
   ``FAIRSEQ_SHIFTADD_DEBUG=1`` re-raises instead.
 * :func:`short_usage` makes an ``argparse`` parser print its one-line synopsis and the error, instead of
   fairseq's full usage dump (hundreds of lines) before it.
 * :func:`install_excepthook` (done when the plugin is imported) does the same for fairseq's own commands
   (``fairseq-train``, ``-generate``, ``-interactive``, ``-validate``): an uncaught :class:`InputError`
-  prints one line (exit status 1, Python's for an uncaught exception); other exceptions go to the previous hook unchanged. There ``FAIRSEQ_SHIFTADD_DEBUG=1``
-  gives the traceback.
+  prints one line (exit status 1, Python's for an uncaught exception); other exceptions go to the
+  previous hook unchanged. There ``FAIRSEQ_SHIFTADD_DEBUG=1`` gives the traceback. (Exceptions of
+  spawned distributed workers reach the launcher wrapped by torch, and keep their traceback.)
 
 No fairseq import here: ``space.py`` and ``cost/`` raise :class:`InputError` too.
 """
