@@ -6,24 +6,31 @@ time spent in the fitness, and the engine alone (cost metrics, breeding, rejecti
 zero-cost fitness) in candidates per minute, for the same settings. The load average is printed: other jobs
 on the machine slow the fitness.
 
+``--seeding SPACE`` measures instead how generation 0 is filled under ever tighter energy constraints (no
+supernet: the cost model and a zero-cost fitness): for bounds at quantiles of the energy of uniform draws, the
+draws, the acceptance rate, the members found by the repair walk and the seconds, next to the draws that pure
+rejection sampling would need on average (population / acceptance of uniform draws).
+
     python benchmarks/search.py --path SUPERNET.pt --data DATA_BIN [--sentences 200] [--generations 3]
     python benchmarks/search.py            # prepares Multi30k and trains a tiny supernet (100 updates) first
+    python benchmarks/search.py --seeding wmt14_en_de
 """
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from fairseq_shiftadd.cost import Workload
+from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.costs import SEARCH_METRICS, cost_metrics
 from fairseq_shiftadd.search.fitness import ValidationFitness
-from fairseq_shiftadd.space import SubnetConfig
+from fairseq_shiftadd.space import SubnetConfig, get_space, sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,6 +68,29 @@ class _Timed:
         return out
 
 
+def seeding(space_name: str, population: int, uniform_draws: int = 20_000) -> None:
+    """Generation 0 under energy bounds at quantiles of uniform draws (see the module docstring)."""
+    space = get_space(space_name)
+    model = CostModel(space)
+    energies = sorted(model.metrics(sample(space, random.Random(i)))["energy_mj"] for i in range(uniform_draws))
+    config = EvolutionConfig(population=population, parents=1, mutations=population - 1, crossovers=0, generations=1)
+    print(f"space {space_name}, population {population}, {uniform_draws} uniform draws for the quantiles, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| quantile | energy bound (mJ) | draws | acceptance | repaired | seconds | pure rejection (expected draws) |")
+    print("|---|---|---|---|---|---|---|")
+    for quantile in (0.5, 0.05, 0.005, 0.0005):
+        bound = energies[int(quantile * uniform_draws)]
+        constraint = parse_constraint(f"energy_mj<={bound}", SEARCH_METRICS)
+        accepted = sum(e <= bound for e in energies) / uniform_draws
+        start = time.perf_counter()
+        result = EvolutionarySearch(TranslationDomain(space), config, lambda subs: [0.0] * len(subs), model.metrics,
+                                    [constraint], progress=False).run()
+        seconds = time.perf_counter() - start
+        stats = result.stats[0]
+        print(f"| {quantile:g} | {bound:.1f} | {stats.draws} | {stats.acceptance:.1%} | {stats.repaired} | "
+              f"{seconds:.1f} | {population / accepted:,.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", type=Path, help="supernet checkpoint (default: train a tiny one)")
@@ -72,7 +102,12 @@ def main() -> None:
     parser.add_argument("--population", type=int, nargs=4, default=[24, 8, 8, 8],
                         metavar=("POP", "PARENTS", "MUTATIONS", "CROSSOVERS"))
     parser.add_argument("--constraint", default=None, help="e.g. 'energy_mj<=5' (default: none)")
+    parser.add_argument("--seeding", metavar="SPACE", help="measure generation 0 under tight constraints instead")
+    parser.add_argument("--seeding-population", type=int, default=125, help="generation 0's size with --seeding")
     args = parser.parse_args()
+    if args.seeding:
+        seeding(args.seeding, args.seeding_population)
+        return
     checkpoint, data = (args.path, args.data) if args.path else _tiny_supernet(args.work_dir)
 
     fitness = ValidationFitness(checkpoint, data=str(data), max_sentences=args.sentences, batch_size=args.batch_size)

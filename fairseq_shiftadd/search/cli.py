@@ -7,34 +7,53 @@ fairseq's generation options apply (``--max-tokens``, ``--batch-size``, ``--cpu`
 ``--post-process``, ``--valid-subset``, ``--max-valid-steps``, ``--distributed-world-size``); the search's own
 are in the "search" group (``--help``). With ``--distributed-world-size N`` (or under ``torchrun``) the
 candidates of each generation are split across N ranks. Outputs: see :mod:`.report`; ``state.json`` makes
-the search resumable (restart with the same ``--save-dir``).
+the search resumable (rerun the same command); a rerun with other settings (:mod:`.fingerprint`) is refused
+with the differences, and ``--restart`` deletes the previous outputs and starts over.
+
+Every option that can be checked without the checkpoint and the data (constraints, metrics, profile, cost
+workload, predictor file, data directory) is checked before anything is loaded or any rank starts. SIGTERM
+and Ctrl-C stop the search (ranks included): the state of the last finished generation is kept, and a rerun
+resumes from it.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import signal
+import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from fairseq import options
 
 from ..cli_errors import add_debug_flag, run_main, short_usage
-from ..cost import workload_header
+from ..cost import HardwareProfile, load_profile, workload_header
 from .constraints import Constraint, parse_constraint
-from .costs import MEASURED, SEARCH_METRICS, add_cost_args, cost_metrics, search_workload
-from .distributed import from_rank0, launch, rank_and_world, split_batch
+from .costs import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
+from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
 from .domain import TranslationDomain
-from .evolution import EvolutionConfig, EvolutionarySearch
+from .evolution import EvolutionConfig, EvolutionarySearch, search_fingerprint
+from .fingerprint import search_settings
 from .fitness import OBJECTIVES, ValidationFitness
-from .report import write_report
+from .report import OUTPUTS, write_report
+from .state import read_fingerprint, refuse_other_settings
 
 logger = logging.getLogger("fairseq_shiftadd.search")
 
 __all__ = ["get_parser", "main"]
 
 SYNOPSIS = "DATA --path SUPERNET.pt --save-dir DIR --max-tokens N [--constraint METRIC<=BOUND]..."
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +74,15 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob,
                        help="probability that a mutation redraws each gene")
     group.add_argument("--generations", type=int, default=defaults.generations, help="generations (iterations)")
-    group.add_argument("--max-rejections", type=int, default=defaults.max_rejections,
-                       help="draws in a row that may violate the constraints before giving up")
+    group.add_argument("--max-draws", type=int, default=defaults.max_draws,
+                       help="cap of the adaptive rejection budget per proposal and of a repair walk's mutations "
+                            "(a tight constraint switches to the repair walk; see the README)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads per rank (default 0: torch's default; 1 is fastest on a busy machine)")
-    group.add_argument("--max-valid-sentences", type=int, default=None,
+    group.add_argument("--max-valid-sentences", type=_positive_int, default=None,
                        help="evaluate fitness on the first N sentences of --valid-subset (default: all)")
+    group.add_argument("--restart", action="store_true",
+                       help="delete the previous outputs of --save-dir (state.json included) and start over")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -82,15 +104,55 @@ def _settings(args: argparse.Namespace) -> Tuple[List[Constraint], EvolutionConf
     config = EvolutionConfig(
         population=args.population, parents=args.parents, mutations=args.mutations, crossovers=args.crossovers,
         mutation_prob=args.mutation_prob, generations=args.generations, seed=args.seed,
-        max_rejections=args.max_rejections, fitness=args.objective, pareto_metrics=tuple(pareto),
+        max_draws=args.max_draws, fitness=args.objective, pareto_metrics=tuple(pareto),
     )
     return constraints, config
 
 
-def _search(args: argparse.Namespace) -> None:
-    """One rank's search (every rank runs it; rank 0 writes)."""
+def _check_options(args: argparse.Namespace) -> HardwareProfile:
+    """Check every option that needs neither the checkpoint nor the data loaded; returns the hardware profile.
+
+    Raises:
+        ValueError: one line naming the option and what is allowed.
+    """
+    if args.path is None or not Path(args.path).is_file():
+        raise ValueError(f"--path must name a supernet checkpoint file (got {args.path!r})")
+    if args.max_tokens is None and args.batch_size is None:
+        raise ValueError("set --max-tokens or --batch-size (validation batching)")
+    subset = args.valid_subset.split(",")[0]
+    for directory in args.data.split(":"):
+        if not Path(directory).is_dir():
+            raise ValueError(f"DATA {directory!r} is not a directory")
+        if not list(Path(directory).glob(f"{subset}.*")):
+            raise ValueError(f"DATA {directory!r} has no files of --valid-subset {subset!r}")
+    constraints, config = _settings(args)
+    check_metric_sources([c.metric for c in constraints] + list(config.pareto_metrics), args.latency_predictor)
+    try:
+        profile = load_profile(args.hardware_profile)
+    except ValueError as err:
+        raise ValueError(f"--hardware-profile: {err}") from None
+    search_workload(args)  # the --cost-* values (the data's vocabulary and the supernet's bits come later)
+    if args.cost_bits is not None and args.cost_bits not in profile.bit_widths:
+        raise ValueError(f"--cost-bits {args.cost_bits} not in --hardware-profile {profile.name!r}'s widths "
+                         f"{profile.bit_widths}")
+    if args.latency_predictor is not None:
+        from ..cost.predictor import LatencyPredictor
+
+        try:
+            LatencyPredictor.load(args.latency_predictor)
+        except (FileNotFoundError, ValueError) as err:  # torch's unpickling errors span several lines
+            raise ValueError(f"--latency-predictor: {str(err).splitlines()[0]}") from None
+    return profile
+
+
+def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
                         force=True)  # importing fairseq may have set the root logger to DEBUG
+
+
+def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
+    """One rank's search (every rank runs it; rank 0 writes)."""
+    _configure_logging()  # a spawned rank starts a fresh interpreter
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world = rank_and_world()
@@ -107,11 +169,13 @@ def _search(args: argparse.Namespace) -> None:
     workload = search_workload(args, len(fitness.task.target_dictionary),
                                getattr(fitness.model_cfg, "quant_bits", None))
     logger.info("costed sentence: %s, profile %s", workload.describe(), args.hardware_profile)
-    metrics = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
+    stages = cost_metrics(fitness.space, needed, args.hardware_profile, workload, args.latency_predictor, device)
+    if MEASURED in needed:
+        stages[-1] = from_rank0(stages[-1])
     out_dir = Path(args.save_dir)
     search = EvolutionarySearch(
-        TranslationDomain(fitness.space), config, split_batch(fitness), from_rank0(metrics) if MEASURED in needed else metrics,
-        constraints, state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0,
+        TranslationDomain(fitness.space), config, split_batch(fitness), stages, constraints,
+        state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0, settings=settings,
     )
     start = time.perf_counter()
     result = search.run()
@@ -126,24 +190,47 @@ def _search(args: argparse.Namespace) -> None:
         logger.info("%s: %s %.4f, %s", path, args.objective, best.fitness, summary)
     rate = result.new_evaluations / (elapsed / 60) if elapsed > 0 else float("nan")
     logger.info(
-        "%d evaluations (%d in this run, %d ranks, %d sentences each) in %.1f s: %.1f candidates/min",
+        "%d evaluations (%d in this run, %d ranks, %d sentences each) in %.1f s: %.1f candidates/min; "
+        "%.1f %% of %d draws met the constraints",
         result.evaluations, result.new_evaluations, world, fitness.sentences, elapsed, rate,
+        100 * result.acceptance, sum(s.draws for s in result.stats),
     )
+
+
+def _prepare_output_dir(out_dir: Path, restart: bool) -> None:
+    """Remove what a killed run may have left half-written (``*.partial``), and with ``restart`` every output."""
+    for name in OUTPUTS:
+        for path in (out_dir / f"{name}.partial", *((out_dir / name,) if restart else ())):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if restart:
+        logger.info("--restart: removed the previous outputs of %s", out_dir)
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = get_parser()
     args = options.parse_args_and_arch(parser, None if argv is None else list(argv))
-    if args.path is None or not Path(args.path).is_file():
-        parser.error(f"--path must name a supernet checkpoint file (got {args.path!r})")
-    if args.max_tokens is None and args.batch_size is None:
-        parser.error("set --max-tokens or --batch-size (validation batching)")
+    _configure_logging()
+    profile = _check_options(args)  # fail before loading anything or starting ranks
+    settings = search_settings(args, profile.source)
+    out_dir = Path(args.save_dir)
+    state_path = out_dir / "state.json"
+    if state_path.is_file() and not args.restart:  # the engine checks the space too, once it is loaded
+        constraints, config = _settings(args)
+        refuse_other_settings(state_path, read_fingerprint(state_path), search_fingerprint(config, constraints, settings),
+                              "rerun with the same settings, use another --save-dir, or add --restart to start over")
+    if int(os.environ.get("RANK", "0")) == 0:
+        _prepare_output_dir(out_dir, args.restart)
+    stop_on_sigterm()
     try:
-        _settings(args)  # fail before loading anything or starting ranks
-        search_workload(args)
-    except ValueError as err:
-        parser.error(str(err))
-    launch(_search, (args,), world_size=args.distributed_world_size, cpu=args.cpu)
+        launch(_search, (args, settings), world_size=args.distributed_world_size, cpu=args.cpu)
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"fairseq-shiftadd-search: stopped by {signal.Signals(signum).name}; the last finished generation "
+              f"is saved in {state_path}: rerun the same command to resume", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 main = run_main(_main, "fairseq-shiftadd-search")

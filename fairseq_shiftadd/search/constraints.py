@@ -5,6 +5,7 @@ A :class:`Constraint` compares one cost metric (a key of the dict a metrics func
 """
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ class Constraint:
         if self.metric not in metrics:
             raise KeyError(f"constraint {self} needs metric {self.metric!r}; got {sorted(metrics)}")
         return OPERATORS[self.op](float(metrics[self.metric]), self.bound)
+
+    def violation(self, metrics: Mapping[str, float]) -> float:
+        """How far ``metrics`` miss the bound, relative to it: 0 if the constraint holds, else
+        ``max(|value - bound| / max(|bound|, 1e-12), 1e-12)`` (positive even at equality for ``<`` and ``>``).
+        A non-finite value violates by ``inf``. Used to walk an infeasible subnet toward feasibility.
+        """
+        if self.holds(metrics):
+            return 0.0
+        value = float(metrics[self.metric])
+        if not math.isfinite(value):
+            return math.inf
+        return max(abs(value - self.bound) / max(abs(self.bound), 1e-12), 1e-12)
 
     def __str__(self) -> str:
         return f"{self.metric}{self.op}{self.bound:g}"

@@ -1,5 +1,7 @@
-"""The cost metrics the search constrains and trades off: :class:`~fairseq_shiftadd.cost.CostModel` metrics,
-plus ``measured_latency_ms`` (timed on this machine with HAT's protocol) when a constraint or objective asks for it.
+"""The cost metrics the search constrains and trades off, as stages cheapest first: the
+:class:`~fairseq_shiftadd.cost.CostModel`'s analytical metrics, then ``predicted_latency_ms`` (with a latency
+predictor), then ``measured_latency_ms`` (timed on this machine with HAT's protocol, when a constraint or
+objective asks for it). The search runs a stage only while the constraints on the earlier ones hold.
 
 The search computes the metrics of each distinct subnet once (its candidate cache), so a subnet is timed at
 most once. :func:`search_workload` is the costed sentence of the search's options (``--cost-*``).
@@ -8,16 +10,26 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ..cost import ACCOUNTINGS, METRICS, CostModel, Workload
+from ..cost import ACCOUNTINGS, METRICS, CostModel, HardwareProfile, Workload
 from ..space import SearchSpace, SubnetConfig
 
-__all__ = ["SEARCH_METRICS", "COST_OPTIONS", "add_cost_args", "search_workload", "cost_metrics"]
+__all__ = [
+    "SEARCH_METRICS",
+    "MEASURED",
+    "COST_OPTIONS",
+    "add_cost_args",
+    "search_workload",
+    "check_metric_sources",
+    "cost_metrics",
+]
 
 MEASURED = "measured_latency_ms"
 SEARCH_METRICS = (*METRICS, MEASURED)
 """Every metric a constraint or a Pareto objective may name."""
+
+MetricsStage = Callable[[SubnetConfig], Dict[str, float]]
 
 COST_OPTIONS = ("hardware_profile", "latency_predictor", "cost_accounting", "cost_src_len", "cost_tgt_len",
                 "cost_beam", "cost_bits")
@@ -69,43 +81,57 @@ def search_workload(args: argparse.Namespace, vocab_size: int = Workload.vocab_s
         raise ValueError(f"--cost-* options: {err}") from None
 
 
-def cost_metrics(
-    space: SearchSpace,
-    needed: Sequence[str],
-    profile: Union[str, Path] = "45nm",
-    workload: Optional[Workload] = None,
-    latency_predictor: Union[None, str, Path] = None,
-    device: str = "cpu",
-) -> Callable[[SubnetConfig], Dict[str, float]]:
-    """The metrics function of the search.
-
-    Args:
-        space: the search space.
-        needed: the metrics that constraints and objectives name (each one of :data:`SEARCH_METRICS`).
-        profile, workload, latency_predictor: as :class:`~fairseq_shiftadd.cost.CostModel`.
-        device: where ``measured_latency_ms`` is timed (the workload's lengths and beam, 5 warm-ups, 20 runs).
-
-    Raises:
-        ValueError: an unknown metric, or ``predicted_latency_ms`` without a latency predictor.
-    """
+def check_metric_sources(needed: Sequence[str], latency_predictor: Union[None, str, Path]) -> None:
+    """``ValueError`` for a metric not in :data:`SEARCH_METRICS`, or ``predicted_latency_ms`` without a predictor."""
     unknown = [m for m in needed if m not in SEARCH_METRICS]
     if unknown:
         raise ValueError(f"metric(s) {unknown} not in allowed values {SEARCH_METRICS}")
     if "predicted_latency_ms" in needed and latency_predictor is None:
         raise ValueError("predicted_latency_ms needs a latency predictor (--latency-predictor PATH)")
-    workload = Workload() if workload is None else workload
-    model = CostModel(space, profile=profile, workload=workload, latency_predictor=latency_predictor)
-    measure = MEASURED in needed
 
-    def metrics(sub: SubnetConfig) -> Dict[str, float]:
-        out = model.metrics(sub)
-        if measure:
+
+def cost_metrics(
+    space: SearchSpace,
+    needed: Sequence[str],
+    profile: Union[str, Path, HardwareProfile] = "45nm",
+    workload: Optional[Workload] = None,
+    latency_predictor: Union[None, str, Path] = None,
+    device: str = "cpu",
+) -> List[MetricsStage]:
+    """The metrics stages of the search, cheapest first (see the module docstring).
+
+    Args:
+        space: the search space.
+        needed: the metrics that constraints and objectives name (each one of :data:`SEARCH_METRICS`).
+        profile, workload: as :class:`~fairseq_shiftadd.cost.CostModel`.
+        latency_predictor: path of a saved :class:`~fairseq_shiftadd.cost.predictor.LatencyPredictor` for
+            ``space`` (``None``: no ``predicted_latency_ms``).
+        device: where ``measured_latency_ms`` is timed (the workload's lengths and beam, 5 warm-ups, 20 runs).
+
+    Returns:
+        The stages; the measured latency, if needed, is the last one (it is not deterministic: under several
+        ranks wrap it with :func:`~.distributed.from_rank0`).
+
+    Raises:
+        ValueError: see :func:`check_metric_sources`; an invalid profile, workload or predictor.
+    """
+    check_metric_sources(needed, latency_predictor)
+    workload = Workload() if workload is None else workload
+    stages: List[MetricsStage] = [CostModel(space, profile=profile, workload=workload).metrics]
+    if latency_predictor is not None:
+        from ..cost.predictor import LatencyPredictor  # torch: imported only when asked for
+
+        predictor = LatencyPredictor.load(latency_predictor, space=space)
+        stages.append(lambda sub: {"predicted_latency_ms": float(predictor.predict([sub])[0])})
+    if MEASURED in needed:
+
+        def measured(sub: SubnetConfig) -> Dict[str, float]:
             from ..cost.measure import measure_latency  # builds fairseq models: imported only when asked for
 
-            out[MEASURED] = measure_latency(
+            return {MEASURED: measure_latency(
                 space, sub, device=device, src_len=workload.src_len, tgt_len=workload.tgt_len,
                 beam=workload.beam, vocab_size=workload.vocab_size,
-            ).total_ms
-        return out
+            ).total_ms}
 
-    return metrics
+        stages.append(measured)
+    return stages

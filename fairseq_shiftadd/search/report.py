@@ -7,7 +7,10 @@
 * ``front/NN.yaml`` and ``front.csv`` (Pareto mode): the front, sorted by the first Pareto metric (each
   YAML with the same header as ``best.yaml``);
 * ``candidates.csv``: every proposed subnet (generation, feasible, fitness, all metrics, subnet JSON);
-  infeasible ones were rejected by the constraints and have no fitness;
+  infeasible ones were rejected by the constraints and have no fitness (nor the metrics of the stages after
+  the first violated constraint); a NaN or infinite fitness is written as ``nan`` / ``inf``;
+* ``generations.csv``: per generation, the subnets drawn, how many met the constraints, the acceptance rate,
+  the members found by a repair walk, the evaluations and the non-finite fitness values;
 * ``search.png``: fitness vs a cost metric, the population of every generation coloured by generation,
   rejected proposals in grey, the best subnet or the front highlighted, constraint bounds as dashed lines.
 """
@@ -23,9 +26,12 @@ from typing import List, Optional, Sequence
 from .constraints import Constraint
 from .evolution import SearchResult
 from .files import atomic_path, atomic_write_text
-from .state import Candidate
+from .state import Candidate, GenerationStats
 
-__all__ = ["write_best", "write_candidates_csv", "plot_search", "write_report"]
+__all__ = ["OUTPUTS", "write_best", "write_candidates_csv", "write_generations_csv", "plot_search", "write_report"]
+
+OUTPUTS = ("state.json", "best.yaml", "front", "front.csv", "candidates.csv", "generations.csv", "search.png")
+"""Every file (and the ``front`` folder) a search writes into its output directory."""
 
 
 def _metric_names(candidates: Sequence[Candidate]) -> List[str]:
@@ -54,6 +60,14 @@ def write_candidates_csv(path: Path, candidates: Sequence[Candidate], fitness_na
         for i, c in enumerate(candidates)
     ]
     atomic_write_text(path, _csv_text(header, rows))
+
+
+def write_generations_csv(path: Path, stats: Sequence[GenerationStats]) -> None:
+    """One row per generation: its :class:`~.state.GenerationStats` and acceptance rate."""
+    fields = ["generation", "draws", "feasible", "acceptance", "repaired", "evaluations", "non_finite"]
+    rows = [[*(getattr(s, f) for f in fields[:3]), f"{s.acceptance:.6g}", s.repaired, s.evaluations, s.non_finite]
+            for s in stats]
+    atomic_write_text(path, _csv_text(fields, rows))
 
 
 def _subnet_yaml(c: Candidate, fitness_name: str, cost_record: Optional[str]) -> str:
@@ -94,7 +108,7 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    rejected = [c for c in result.candidates if not c.feasible]
+    rejected = [c for c in result.candidates if not c.feasible and x_metric in c.metrics]
     if rejected:  # never evaluated: a rug on the lower edge
         ax.scatter([c.metrics[x_metric] for c in rejected], [0.01] * len(rejected), marker="|", color="0.6",
                    label=f"rejected by the constraints ({len(rejected)})", transform=ax.get_xaxis_transform())
@@ -110,7 +124,7 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
     for c in constraints:
         if c.metric == x_metric:
             ax.axvline(c.bound, color="k", linestyle="--", linewidth=1, label=f"constraint {c}")
-    xs = [c.metrics[x_metric] for c in result.candidates]
+    xs = [c.metrics[x_metric] for c in result.candidates if x_metric in c.metrics]
     margin = 0.03 * (max(xs) - min(xs) or 1.0)
     ax.set_xlim(min(xs) - margin, max(xs) + margin)  # the rug's transform does not widen the axis by itself
     ax.set_xlabel(x_metric)
@@ -129,5 +143,6 @@ def write_report(out_dir: Path, result: SearchResult, fitness_name: str, pareto:
     out_dir = Path(out_dir)
     paths = write_best(out_dir, result, fitness_name, pareto, cost_record)
     write_candidates_csv(out_dir / "candidates.csv", result.candidates, fitness_name)
+    write_generations_csv(out_dir / "generations.csv", result.stats)
     plot_search(out_dir / "search.png", result, fitness_name, x_metric, constraints)
     return paths

@@ -76,7 +76,14 @@ def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: P
     best_row = min(evaluated, key=lambda r: float(r["loss"]))
     assert SubnetConfig.from_json(best_row["subnet"]) == best
     assert (tmp_path / "search.png").stat().st_size > 0 and (tmp_path / "state.json").is_file()
-    assert re.search(rf"{len(evaluated)} evaluations .* candidates/min", log)
+    assert re.search(rf"{len(evaluated)} evaluations .* candidates/min; [0-9.]+ % of [0-9]+ draws met the constraints",
+                     log)
+    generations = _rows(tmp_path / "generations.csv")
+    assert [int(r["generation"]) for r in generations] == [0, 1, 2]
+    assert sum(int(r["evaluations"]) for r in generations) == len(evaluated)
+    assert all(0 < float(r["acceptance"]) <= 1 for r in generations)
+    assert float(generations[0]["acceptance"]) < 1  # the constraints bit generation 0's uniform draws
+    assert re.search(r"generation 1/3: \d+ evaluations .*\(acceptance [0-9.]+ %\)", log)
     # fairseq-shiftadd-cost reproduces best.yaml's metrics from its recorded workload, without flags (issue #11)
     from fairseq_shiftadd.cost.cli import main as cost_main
 

@@ -1,5 +1,7 @@
 """The evolutionary search engine with a fake fitness (no fairseq): constraints, elitism, Pareto, cache,
-determinism and resume."""
+determinism, resume, non-finite fitness, tie-safe selection, staged metrics, the adaptive rejection budget
+and the repair walk."""
+import math
 import random
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -8,8 +10,10 @@ import pytest
 
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
+from fairseq_shiftadd.search.evolution import _rejection_budget
 from fairseq_shiftadd.search.pareto import dominates, nsga2_select, non_dominated_sort, pareto_front
-from fairseq_shiftadd.space import SubnetConfig, get_space, largest, smallest
+from fairseq_shiftadd.search.state import SearchState, fingerprint_diff
+from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample, smallest
 
 TINY = get_space("tiny")
 SMALL = dict(population=12, parents=4, mutations=4, crossovers=4, generations=4)
@@ -42,10 +46,12 @@ class CountingFitness:
         return [fake_loss(s) for s in subs]
 
 
-def _search(tmp: Path = None, fitness=None, constraints=(), **overrides) -> EvolutionarySearch:
+def _search(tmp: Path = None, fitness=None, constraints=(), metrics=fake_metrics, settings=None,
+            **overrides) -> EvolutionarySearch:
     config = EvolutionConfig(**{**SMALL, **overrides})
-    return EvolutionarySearch(TranslationDomain(TINY), config, fitness or CountingFitness(), fake_metrics, constraints,
-                              state_path=None if tmp is None else tmp / "state.json", progress=False)
+    return EvolutionarySearch(TranslationDomain(TINY), config, fitness or CountingFitness(), metrics, constraints,
+                              state_path=None if tmp is None else tmp / "state.json", progress=False,
+                              settings=settings)
 
 
 def test_constraints_are_honoured_and_elitism_keeps_the_best() -> None:
@@ -132,16 +138,134 @@ def test_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
         assert other.evaluations == uninterrupted.evaluations
 
 
-def test_resume_refuses_other_settings(tmp_path: Path) -> None:
-    _search(tmp_path, generations=1).run()
-    with pytest.raises(ValueError, match="other settings"):
-        _search(tmp_path, generations=2, mutation_prob=0.5).run()
+def test_resume_refuses_other_settings_naming_each_difference(tmp_path: Path) -> None:
+    _search(tmp_path, generations=1, settings={"--path": "a.pt", "workload": {"beam": 1}}).run()
+    _search(tmp_path, generations=2, settings={"--path": "a.pt", "workload": {"beam": 1}}).run()  # same: resumes
+    with pytest.raises(ValueError) as err:
+        _search(tmp_path, generations=3, mutation_prob=0.5,
+                settings={"--path": "b.pt", "workload": {"beam": 4}, "accounting": "original"}).run()
+    message = str(err.value)
+    assert "\n" not in message and "other settings" in message
+    for line in ("config.mutation_prob: 0.3 -> 0.5", 'settings.--path: "a.pt" -> "b.pt"',
+                 "settings.workload.beam: 1 -> 4", 'settings.accounting: (unset) -> "original"'):
+        assert line in message
+    assert "generations" not in message  # more generations is not a change of settings
+
+
+def test_fingerprint_diff() -> None:
+    assert fingerprint_diff({"a": 1, "b": {"c": [1, 2]}}, {"a": 1, "b": {"c": [1, 2]}}) == []
+    assert fingerprint_diff({"a": 1, "b": {"c": 2}}, {"b": {"c": 3}, "d": None}) == \
+        ["b.c: 2 -> 3", "d: (unset) -> null", "a: 1 -> (unset)"]
+
+
+def test_non_finite_fitness_ranks_worst_and_is_recorded(tmp_path: Path) -> None:
+    """NaN for an add FFN in encoder layer 0, -inf for a 2-layer decoder: a loss of -inf would win naively."""
+
+    def fitness(subs):
+        out = []
+        for s in subs:
+            if s.encoder[0].ffn_op is OpKind.ADD:
+                out.append(math.nan)
+            elif len(s.decoder) == 2:
+                out.append(-math.inf)
+            else:
+                out.append(fake_loss(s))
+        return out
+
+    for pareto in ((), ("energy_mj",)):
+        search = _search(tmp_path / str(len(pareto)), fitness=fitness, pareto_metrics=pareto)
+        result = search.run()
+        finite = [c for c in result.candidates if c.fitness is not None and math.isfinite(c.fitness)]
+        broken = [c for c in result.candidates if c.fitness is not None and not math.isfinite(c.fitness)]
+        assert finite and broken and sum(s.non_finite for s in result.stats) == len(broken)
+        assert all(math.isfinite(c.fitness) for c in result.best)
+        if not pareto:
+            assert result.best[0].fitness == min(c.fitness for c in finite)
+        population = [result.candidates[i].subnet for i in result.populations[-1]]
+        parents = search._select(population)
+        ranked = [search.candidates[search._index[p]] for p in parents]
+        finite_in_population = {s for s in population if math.isfinite(search.candidates[search._index[s]].fitness)}
+        # non-finite parents only when there are not enough finite ones, and after all of them
+        flags = [math.isfinite(c.fitness) for c in ranked]
+        assert flags == sorted(flags, reverse=True)
+        assert sum(flags) == min(len(finite_in_population), len(parents))
+        state = SearchState.load(tmp_path / str(len(pareto)) / "state.json", SubnetConfig.from_dict)
+        saved = [c.fitness for c in state.candidates if c.fitness is not None]
+        assert sum(math.isnan(v) for v in saved) > 0 and -math.inf in saved  # recorded as they were
+
+    with pytest.raises(RuntimeError, match="every evaluated subnet has a NaN or infinite fitness"):
+        _search(fitness=lambda subs: [math.nan] * len(subs)).run()
+
+
+def test_selection_is_a_total_order_independent_of_population_order() -> None:
+    """Many ties (fitness = decoder depth): parents do not depend on the order the population came in, as
+    when N ranks gather results or a resumed run rebuilds its population."""
+    for pareto in ((), ("energy_mj",)):
+        search = _search(fitness=lambda subs: [float(len(s.decoder)) for s in subs], pareto_metrics=pareto,
+                         generations=1)
+        result = search.run()
+        population = [c.subnet for c in result.candidates if c.fitness is not None]
+        expected = search._select(population)
+        for seed in range(5):
+            shuffled = list(population)
+            random.Random(seed).shuffle(shuffled)
+            assert search._select(shuffled) == expected
+        if not pareto:  # the tie-break is the canonical JSON
+            records = [search.candidates[search._index[p]] for p in expected]
+            assert [(c.fitness, c.key) for c in records] == sorted((c.fitness, c.key) for c in records)
+
+
+def test_staged_metrics_stop_at_the_first_violated_constraint() -> None:
+    expensive_calls: List[SubnetConfig] = []
+
+    def expensive(sub: SubnetConfig) -> Dict[str, float]:
+        expensive_calls.append(sub)
+        return {"latency_ms": fake_metrics(sub)["energy_mj"] * 2}
+
+    constraints = [parse_constraint("energy_mj<=3.5", ["energy_mj", "latency_ms"]),
+                   parse_constraint("latency_ms<=6.5", ["energy_mj", "latency_ms"])]
+    result = _search(metrics=[fake_metrics, expensive], constraints=constraints).run()
+    cheap_ok = [c for c in result.candidates if c.metrics["energy_mj"] <= 3.5]
+    assert len(expensive_calls) == len(set(expensive_calls)) == len(cheap_ok) < len(result.candidates)
+    for c in result.candidates:
+        assert ("latency_ms" in c.metrics) == (c.metrics["energy_mj"] <= 3.5)
+        assert c.feasible == (c.metrics["energy_mj"] <= 3.5 and c.metrics["latency_ms"] <= 6.5)
+    assert any(not c.feasible and "latency_ms" in c.metrics for c in result.candidates)  # stage 2 bit too
+
+
+def test_rejection_budget_adapts_to_the_acceptance_rate() -> None:
+    assert _rejection_budget(0, 0, 1000) == 7  # p = 1/2: 1 - 0.5**7 >= 0.99
+    assert _rejection_budget(98, 0, 1000) == 459  # p = 1/100
+    assert _rejection_budget(10_000, 0, 1000) == 1000  # capped
+    assert _rejection_budget(1000, 999, 1000) == 1
+    for draws, feasible in ((10, 3), (500, 7)):
+        p = (feasible + 1) / (draws + 2)
+        n = _rejection_budget(draws, feasible, 10**9)
+        assert 1 - (1 - p) ** n >= 0.99 > 1 - (1 - p) ** (n - 1)
+
+
+def test_tight_constraint_fills_every_generation_by_repair() -> None:
+    """energy_mj <= 2.2 accepts about 0.5 % of uniform draws of the tiny space: rejection sampling within the
+    adaptive budget, then the repair walk, seed a feasible generation 0 and keep every generation feasible."""
+    tight = parse_constraint("energy_mj<=2.2", ["energy_mj"])
+    uniform = [fake_metrics(sample(TINY, random.Random(i)))["energy_mj"] <= 2.2 for i in range(4000)]
+    assert 0 < sum(uniform) / len(uniform) < 0.01
+    result = _search(constraints=[tight], max_draws=60).run()
+    for population in result.populations:
+        assert len(population) == SMALL["population"]
+        assert all(result.candidates[i].metrics["energy_mj"] <= 2.2 for i in population)
+    first = result.stats[0]
+    assert first.repaired > 0 and first.feasible >= SMALL["population"]
+    rate = sum(uniform) / len(uniform)
+    assert first.draws < SMALL["population"] / rate  # fewer than pure rejection sampling needs on average
+    assert result.acceptance == sum(s.feasible for s in result.stats) / sum(s.draws for s in result.stats)
 
 
 def test_infeasible_constraints_fail_clearly() -> None:
     impossible = parse_constraint("energy_mj<0", ["energy_mj"])
-    with pytest.raises(RuntimeError, match=r"energy_mj<0.*in 50 draws"):
-        _search(constraints=[impossible], max_rejections=50).run()
+    with pytest.raises(RuntimeError, match=r"met the constraints \(energy_mj<0\): \d+ draws and two repair walks of "
+                                           r"50 mutations failed \(closest: energy_mj="):
+        _search(constraints=[impossible], max_draws=50).run()
 
 
 def test_constraint_parsing_errors() -> None:

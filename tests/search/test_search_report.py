@@ -2,6 +2,8 @@
 import csv
 from pathlib import Path
 
+import pytest
+
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.report import write_report
 from fairseq_shiftadd.space import SubnetConfig, get_space
@@ -41,3 +43,29 @@ def test_pareto_outputs_replace_an_older_front(tmp_path: Path) -> None:
     assert [SubnetConfig.load(p) for p in paths] == [c.subnet for c in result.best]
     with open(tmp_path / "front.csv", newline="") as f:
         assert [r["file"] for r in csv.DictReader(f)] == [f"front/{i:02d}.yaml" for i in range(len(paths))]
+
+
+def test_generations_csv_and_non_finite_fitness(tmp_path: Path) -> None:
+    """generations.csv adds up to candidates.csv; NaN / inf fitness is written as such and still plots."""
+    constraint = parse_constraint("energy_mj<=4", ["energy_mj"])
+
+    def fitness(subs):
+        values = CountingFitness()(subs)
+        return [float("nan") if i % 3 == 0 else float("inf") if i % 3 == 1 else v for i, v in enumerate(values)]
+
+    result = EvolutionarySearch(TINY, EvolutionConfig(**SMALL), fitness, fake_metrics, [constraint],
+                                progress=False).run()
+    write_report(tmp_path, result, "loss", False, "energy_mj", [constraint])
+    with open(tmp_path / "generations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["generation"]) for r in rows] == list(range(SMALL["generations"]))
+    assert sum(int(r["evaluations"]) for r in rows) == result.evaluations
+    for row, stats in zip(rows, result.stats):
+        assert int(row["feasible"]) <= int(row["draws"])
+        assert float(row["acceptance"]) == pytest.approx(int(row["feasible"]) / int(row["draws"]))
+        assert int(row["non_finite"]) == stats.non_finite
+    with open(tmp_path / "candidates.csv", newline="") as f:
+        losses = [r["loss"] for r in csv.DictReader(f) if r["loss"]]
+    assert {"nan", "inf"} <= set(losses)
+    assert sum(int(r["non_finite"]) for r in rows) == sum(v in ("nan", "inf") for v in losses)
+    assert (tmp_path / "search.png").read_bytes()[:4] == b"\x89PNG"
