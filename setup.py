@@ -48,6 +48,9 @@ setup(
             "fairseq-shiftadd-latency-dataset = fairseq_shiftadd.cost.latency_cli:dataset_main",
             "fairseq-shiftadd-train-latency-predictor = fairseq_shiftadd.cost.latency_cli:train_main",
             "fairseq-shiftadd-cost = fairseq_shiftadd.cost.cli:main",
+            "fairseq-shiftadd-vision-train = fairseq_shiftadd.vision.cli:train_main",
+            "fairseq-shiftadd-vision-search = fairseq_shiftadd.vision.cli:search_main",
+            "fairseq-shiftadd-vision-retrain = fairseq_shiftadd.vision.cli:retrain_main",
         ],
     },
 )

@@ -4,7 +4,7 @@ Shared by the translation models and the vision models. Every operator has a CPU
 with the method's formulas and gradients, optional fake quantisation (``quant=QuantConfig(...)``)
 and reports its own arithmetic (``op_counts(input_shape) -> OpCounts``).
 """
-from .adder import AddConv2d, AddLinear, SharedScaleFakeQuant, add_matmul
+from .adder import AddConv2d, AddLinear, SharedScaleFakeQuant, add_conv2d, add_matmul
 from .counts import OpCounts
 from .elastic import scale_dropout, slice_layer_norm, slice_linear
 from .hetero import PiecewiseLinearRemap, SharedWeight, SharingMode, excess_kurtosis, laplace_regulariser
@@ -19,7 +19,7 @@ __all__ = [
     # shift (DeepShift)
     "ShiftMode", "ShiftLinear", "ShiftConv2d", "exponent_range", "round_ste", "round_pow2_ste", "fixed_point_ste",
     # add (AdderNet)
-    "add_matmul", "AddLinear", "AddConv2d", "SharedScaleFakeQuant",
+    "add_matmul", "add_conv2d", "AddLinear", "AddConv2d", "SharedScaleFakeQuant",
     # token mixers
     "Padding", "LightweightMixer", "LightweightConv", "LightweightAdd", "LightweightShiftAdd",
     # fake quantisation

@@ -36,7 +36,7 @@ from .kinds import OpKind
 from .quant import QuantConfig, RunningRange, fake_quant_symmetric
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
 
-__all__ = ["add_matmul", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
+__all__ = ["add_matmul", "add_conv2d", "SharedScaleFakeQuant", "AddLinear", "AddConv2d"]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # CPU tiling, whatever the budget (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3): a tile's
@@ -194,6 +194,44 @@ def add_matmul(
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
     _check_eta(eta)
     return _AddMatmul.apply(x, weight, eta, positive_int("memory_budget_bytes", memory_budget_bytes))
+
+
+def add_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    stride: int | Tuple[int, int] = 1,
+    padding: int | Tuple[int, int] = 0,
+    dilation: int | Tuple[int, int] = 1,
+    groups: int = 1,
+    eta: Optional[float] = 0.2,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> Tensor:
+    """Adder 2-D convolution over an explicit weight (the functional core of :class:`AddConv2d`).
+
+    ``y[b, o, i, j] = -sum_{c, u, v} |x_pad[b, g*C_g + c, i*s_h + u*d_h, j*s_w + v*d_w] - w[o, c, u, v]|``
+    (zero padding; ``g`` the group of ``o``): :func:`add_matmul` over unfolded patches with ``G = groups``,
+    so the backward is AdderNet's surrogate and no ``N x M x K`` tensor is built. Weight-shared supernets
+    call it with a sliced or remapped weight.
+
+    Shape: x (N, C_in, H, W), weight (C_out, C_in / groups, kh, kw) -> y (N, C_out, H_out, W_out).
+
+    Raises:
+        ValueError: the geometry is invalid or ``x`` does not fit it (the message names the argument).
+    """
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D (C_out, C_in / groups, kh, kw), got {tuple(weight.shape)}")
+    out_channels, group_channels, kh, kw = weight.shape
+    geometry = Conv2dGeometry.create(
+        group_channels * positive_int("groups", groups), out_channels, (kh, kw), stride, padding, dilation, groups
+    )
+    geometry.check_input(x.shape, "x")
+    batch, _, height, width = x.shape
+    out_h, out_w = geometry.output_size(height, width)
+    patches = F.unfold(x, geometry.kernel_size, geometry.dilation, geometry.padding, geometry.stride)
+    length = geometry.dot_length
+    patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
+    y = add_matmul(patches, weight.reshape(groups, -1, length), eta, memory_budget_bytes)  # (G, N*L, C_out/G)
+    return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
 
 def _check_eta(eta: Optional[float]) -> Optional[float]:
@@ -386,14 +424,9 @@ class AddConv2d(Conv2dAttributes, _AdderLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
-        batch, _, height, width = x.shape
-        out_h, out_w = self.output_size(height, width)
         x, weight = self.operand_quant(x, self.weight)
-        patches = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, C_in*kh*kw, L)
-        groups, length = self.groups, self._dot_length
-        patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
-        y = self._add_matmul(patches, weight.reshape(groups, -1, length))  # (G, N*L, C_out/G)
-        y = y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
+        y = add_conv2d(x, weight, self.stride, self.padding, self.dilation, self.groups, self.eta,
+                       self.memory_budget_bytes)
         return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:

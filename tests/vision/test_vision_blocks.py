@@ -1,0 +1,116 @@
+"""Tests of the vision blocks (fairseq_shiftadd.vision.blocks) and the functional adder conv they use."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from fairseq_shiftadd.ops import AddConv2d, OpKind, add_conv2d
+from fairseq_shiftadd.vision.blocks import ElasticBatchNorm, ElasticConv, StaticBlock, self_attention
+from fairseq_shiftadd.vision.space import VisionBlock
+
+F64 = torch.float64
+
+
+def naive_add_conv(x, w, stride, padding):
+    """``-sum |patch - w[o]|`` by explicit loops over output positions (tests only)."""
+    x = F.pad(x, (padding,) * 4)
+    n, _, h, wd = x.shape
+    k = w.shape[-1]
+    out = torch.empty(n, w.shape[0], (h - k) // stride + 1, (wd - k) // stride + 1, dtype=x.dtype)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            patch = x[:, None, :, i * stride: i * stride + k, j * stride: j * stride + k]
+            out[:, :, i, j] = -(patch - w[None]).abs().sum(dim=(2, 3, 4))
+    return out
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 0)])
+def test_add_conv2d_matches_the_formula_and_the_layer(stride, padding):
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 6, 6, dtype=F64), torch.randn(4, 3, 3, 3, dtype=F64)
+    assert_close(add_conv2d(x, w, stride, padding), naive_add_conv(x, w, stride, padding))
+    layer = AddConv2d(3, 4, 3, stride, padding).double()
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    wb = w.clone().requires_grad_()
+    g = torch.randn_like(layer(xa))
+    layer(xa).backward(g)
+    add_conv2d(xb, wb, stride, padding).backward(g)
+    assert_close(xa.grad, xb.grad)
+    assert_close(layer.weight.grad, wb.grad)
+
+
+def test_add_conv2d_rejects_bad_weights_and_inputs():
+    with pytest.raises(ValueError, match="weight must be 4-D"):
+        add_conv2d(torch.randn(1, 3, 4, 4), torch.randn(4, 27))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, in_channels=3, H, W\)"):
+        add_conv2d(torch.randn(1, 2, 4, 4), torch.randn(4, 3, 3, 3))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("block", list(VisionBlock))
+def test_every_block_type_forward_backward(block, stride):
+    torch.manual_seed(0)
+    layer = StaticBlock(block, in_channels=6, mid_channels=8, out_channels=10, stride=stride, heads=2)
+    x = torch.randn(3, 6, 4, 4, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (3, 10, 4 // stride, 4 // stride)
+    assert (y >= 0).all()  # ReLU after the residual sum
+    y.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_identity_shortcut_only_without_stride_or_width_change():
+    assert StaticBlock(VisionBlock.CONV, 8, 4, 8, 1, 2).shortcut is None
+    assert StaticBlock(VisionBlock.CONV, 8, 4, 8, 2, 2).shortcut is not None
+    assert StaticBlock(VisionBlock.ADD, 6, 4, 8, 1, 2).shortcut is not None
+
+
+def test_self_attention_is_softmax_q_kT_v_per_head():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 3, 3, dtype=F64)
+    proj = [torch.randn(8, 8, dtype=F64) for _ in range(3)]
+    q, k, v = (lambda h, p=p: torch.einsum("oc,nchw->nohw", p, h) for p in proj)
+    heads = 2
+    out = self_attention(x, q, k, v, heads, stride=1)
+    tokens = [f(x).reshape(2, heads, 4, 9) for f in (q, k, v)]  # (N, heads, d, T)
+    for n in range(2):
+        for h in range(heads):
+            qh, kh, vh = (t[n, h].T for t in tokens)  # (T, d)
+            p = torch.softmax(qh @ kh.T / math.sqrt(4), dim=-1)  # rows: queries
+            assert_close(out[n, h * 4:(h + 1) * 4].reshape(4, 9).T, p @ vh)
+    x4 = torch.randn(1, 8, 4, 4, dtype=F64)
+    assert_close(self_attention(x4, q, k, v, heads, 2), F.avg_pool2d(self_attention(x4, q, k, v, heads, 1), 2))
+
+
+def test_elastic_batchnorm_is_a_sliced_batchnorm():
+    torch.manual_seed(0)
+    elastic, plain = ElasticBatchNorm(8), torch.nn.BatchNorm2d(5)
+    with torch.no_grad():
+        elastic.weight.uniform_(0.5, 2)
+        elastic.bias.uniform_(-1, 1)
+        plain.weight.copy_(elastic.weight[:5])
+        plain.bias.copy_(elastic.bias[:5])
+    x = torch.randn(4, 5, 3, 3) * 3 + 1
+    assert_close(elastic(x), plain(x))
+    assert_close(elastic.running_mean[:5], plain.running_mean)
+    assert (elastic.running_mean[5:] == 0).all() and (elastic.running_var[5:] == 1).all()
+    elastic.eval(), plain.eval()
+    assert_close(elastic(x), plain(x))
+    assert_close(elastic.export(5).eval()(x), plain(x))
+
+
+@pytest.mark.parametrize("op", list(OpKind))
+def test_elastic_conv_front_slices_the_shared_weight(op):
+    torch.manual_seed(0)
+    slot = ElasticConv(6, 8, 3, list(OpKind), "shared")
+    x = torch.randn(2, 4, 5, 5)
+    y = slot(x, op, 5, stride=2)
+    w = slot.shared.weight_for(op)[:5, :4]
+    expected = add_conv2d(x, w, 2, 1) if op is OpKind.ADD else F.conv2d(x, w, None, 2, 1)
+    assert_close(y, expected)

@@ -1,0 +1,89 @@
+"""End-to-end tests of the vision commands (fairseq_shiftadd.vision.cli) and of resumable training."""
+import json
+
+import pytest
+import torch
+
+from fairseq_shiftadd.vision import cli
+from fairseq_shiftadd.vision.data import load_digits
+from fairseq_shiftadd.vision.models import VisionNet
+from fairseq_shiftadd.vision.space import get_space, load_subnet, smallest
+from fairseq_shiftadd.vision.train import TrainConfig, classifier_loss, fit, load_checkpoint
+
+
+def test_train_search_retrain_on_digits(tmp_path):
+    sn, search, rt = tmp_path / "sn", tmp_path / "search", tmp_path / "rt"
+    cli.main(["train", "--save-dir", str(sn), "--epochs", "1", "--no-progress", "--sharing", "heterogeneous"])
+    meta = load_checkpoint(sn / "checkpoint_last.pt")["meta"]
+    assert meta["run"]["sharing"] == "heterogeneous" and meta["config"]["seed"] == 1
+    cli.main(["search", "--supernet", str(sn / "checkpoint_last.pt"), "--save-dir", str(search), "--population", "4",
+              "--parents", "2", "--mutations", "1", "--crossovers", "1", "--generations", "2",
+              "--constraint", "conv_energy_ratio<=0.8", "--calibration-batches", "1", "--no-progress"])
+    for name in ("best.yaml", "candidates.csv", "search.png", "state.json"):
+        assert (search / name).is_file(), name
+    best = load_subnet(search / "best.yaml")
+    cli.main(["retrain", "--subnet", str(search / "best.yaml"), "--save-dir", str(rt), "--epochs", "1",
+              "--no-progress"])
+    results = json.loads((rt / "results.json").read_text())
+    assert results["subnet"] == best.to_dict() and results["conv_energy_ratio"] <= 0.8
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["best_epoch"] == 1
+    cli.main(["retrain", "--subnet", str(search / "best.yaml"), "--init-from", str(sn / "checkpoint_last.pt"),
+              "--save-dir", str(tmp_path / "ft"), "--epochs", "1", "--no-progress"])
+    assert json.loads((tmp_path / "ft" / "results.json").read_text())["subnet"] == best.to_dict()
+
+
+def test_killed_training_continues_to_the_same_result(tmp_path):
+    data = load_digits()
+    data.train.images, data.train.labels = data.train.images[:128], data.train.labels[:128]
+    space = get_space("digits")
+    config = TrainConfig(epochs=2, batch_size=32, seed=3, augment_shift=1)
+
+    def run(save_dir, kill_after=None):
+        torch.manual_seed(0)
+        model = VisionNet(space, smallest(space))
+        calls = []
+
+        def valid(m):
+            calls.append(1)
+            if kill_after is not None and len(calls) > kill_after:
+                raise KeyboardInterrupt
+            return {"loss": 0.0, "accuracy": 0.5}
+
+        fit(model, classifier_loss(config), data, config, save_dir, {"run": 1}, valid_fn=valid, progress=False)
+        return model
+
+    reference = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", kill_after=1)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["epoch"] == 1
+    resumed = run(tmp_path / "b")
+    for (name, p), q in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6), name
+    with pytest.raises(ValueError, match="was written by another run"):
+        fit(VisionNet(space, smallest(space)), classifier_loss(config), data,
+            TrainConfig(epochs=3, batch_size=32), tmp_path / "b", {"run": 1}, progress=False)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["retrain", "--subnet", '{"stages": [{"width": 17, "blocks": []}]}'], "subnet has 1 stages"),
+    (["retrain", "--subnet", "missing.yaml"], "subnet file 'missing.yaml' not found"),
+    (["train", "--dataset", "cifar"], "dataset 'cifar' needs --data-dir"),
+    (["train", "--dataset", "folder", "--space", "cifar", "--image-size", "30"],
+     "image_size=30 cannot be taken by space 'cifar'"),
+    (["search", "--supernet", "nothing.pt"], "checkpoint 'nothing.pt' not found"),
+])
+def test_bad_input_exits_with_one_line(tmp_path, capsys, argv, message):
+    command, *rest = argv
+    data_dir = ["--data-dir", str(tmp_path)] if "folder" in argv else []
+    with pytest.raises(SystemExit) as exit_info:
+        cli.COMMANDS[command](rest + data_dir + ["--save-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+
+
+def test_cifar_directory_in_the_wrong_format(tmp_path, capsys):
+    (tmp_path / "data_batch_1").write_bytes(b"x")
+    with pytest.raises(SystemExit):
+        cli.train_main(["--dataset", "cifar", "--data-dir", str(tmp_path), "--save-dir", str(tmp_path / "o")])
+    assert "is not in the CIFAR python format" in capsys.readouterr().err
