@@ -4,6 +4,12 @@
 # Downloads about 1.5 GB into OUT_DIR/downloads (or $DOWNLOAD_DIR; place the archives there by hand
 # without internet access); finished steps are skipped on re-runs. Prints the data-bin path.
 set -euo pipefail
+if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
+  sed -n '2,/^set /{/^set /d;s/^# \{0,3\}//;p}' "${BASH_SOURCE[0]}" | sed '2s/^/usage: /' >&2
+  exit 2
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$1"; VOCAB="${2:-32000}"; WORKERS="${3:-8}"
+command -v fairseq-shiftadd-prepare-wmt14 >/dev/null || PATH="$ROOT/.venv/bin:$PATH"  # installed by scripts/install.sh
 exec fairseq-shiftadd-prepare-wmt14 --pair en-de --out "$OUT" --download-dir "${DOWNLOAD_DIR:-$OUT/downloads}" \
   --vocab-size "$VOCAB" --workers "$WORKERS" --threads "$WORKERS"

@@ -16,7 +16,12 @@
 # paper's 4096 tokens x 16 x 8 GPUs per update on any number of GPUs) and AVERAGE_LAST; the environment
 # overrides both.
 set -euo pipefail
+if [ $# -lt 3 ]; then
+  echo "usage: bash examples/pipeline.sh DATASET PREPARED WORK [supernet] [search] [subnet] [evaluate]" >&2
+  exit 2
+fi
 EXAMPLES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+command -v fairseq-train >/dev/null || PATH="$EXAMPLES/../.venv/bin:$PATH"  # installed by scripts/install.sh
 DATASET="$1"; PREPARED="$2"; WORK="$3"; shift 3
 STAGES=("${@:-supernet search subnet evaluate}")
 RECIPE="$EXAMPLES/$DATASET"
@@ -24,13 +29,12 @@ RECIPE="$EXAMPLES/$DATASET"
 [ -d "$PREPARED/data-bin" ] || { echo "no $PREPARED/data-bin: run the dataset's data_prep/ script first" >&2; exit 2; }
 # shellcheck source=/dev/null
 source "$RECIPE/recipe.env"
+source "$EXAMPLES/args.sh"
 DATA="$PREPARED/data-bin"
 NGPU="$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')"
 UPDATE_FREQ=$(( TOTAL_UPDATE_FREQ > NGPU ? TOTAL_UPDATE_FREQ / NGPU : 1 ))
 
-flags() {  # the flags of an .args file: one or more per line, '#' comments and blank lines skipped
-  grep -v '^\s*#' "$RECIPE/$1" | grep -v '^\s*$' | xargs -n1
-}
+flags() { args_flags "$RECIPE/$1"; }  # the flags of one of the recipe's .args files
 
 supernet() {
   mapfile -t FLAGS < <(flags supernet.args)

@@ -5,7 +5,8 @@
 ``--num-epoch-checkpoints N`` (the N newest ``checkpoint<epoch>.pt``). The first checkpoint's
 configuration and extra state are kept; the model parameters are the element-wise mean, computed
 in float64 and cast back to each tensor's dtype. Inputs must hold the same parameter names and
-shapes: anything else is an error that names the offending file and parameter.
+shapes: anything else is an error that names the offending file and parameter. ``--output`` may not be
+one of the inputs; an existing output is replaced only with ``--force``; it is written atomically.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from .cli_errors import InputError, add_debug_flag, run_main
 from .compat import load_checkpoint_file
+from .outputs import check_output, save_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +32,9 @@ __all__ = ["average_checkpoints", "last_checkpoints", "main"]
 def _load(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = load_checkpoint_file(path)
-    except Exception as err:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    state = load_checkpoint_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+        raise InputError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
     return state
 
 
@@ -78,7 +78,7 @@ def last_checkpoints(directory: Path, count: int, by_update: bool) -> List[Path]
     return [path for _, path in found[:count]]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Average the parameters of fairseq checkpoints.")
     parser.add_argument("--inputs", nargs="+", required=True, type=Path,
                         help="checkpoint files, or one directory with --num-*-checkpoints")
@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--num-epoch-checkpoints", type=int, help="average the N newest epoch checkpoints")
     group.add_argument("--num-update-checkpoints", type=int, help="average the N newest update checkpoints")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
     count = args.num_epoch_checkpoints or args.num_update_checkpoints
@@ -95,12 +97,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         paths = last_checkpoints(args.inputs[0], count, by_update=args.num_update_checkpoints is not None)
     else:
         paths = list(args.inputs)
+    check_output(args.output, paths, args.force)
     averaged = average_checkpoints(paths)
-    tmp = args.output.with_name(args.output.name + ".partial")
-    torch.save(averaged, tmp)
-    os.replace(tmp, args.output)
+    save_atomically(averaged, args.output)
     logger.info("averaged %d checkpoints into %s", len(paths), args.output)
 
+
+main = run_main(_main, "fairseq-shiftadd-average-checkpoints")
 
 if __name__ == "__main__":
     main()

@@ -39,15 +39,15 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
+from .cli_errors import add_debug_flag, run_main
 from .cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
-from .scoring import read_generate_output, read_lines, score
+from .scoring import read_generate_output, read_reference, score
 from .search.pareto import pareto_front
-from .space import SearchSpace, SubnetConfig, get_space, largest, smallest
+from .space import SearchSpace, SubnetConfig, get_space, resolve_subnet
 
 __all__ = ["ModelSpec", "ModelResult", "Candidate", "describe", "training_progress", "evaluate_model",
            "read_candidates", "format_table", "plot_front", "main"]
 
-NAMED_SUBNETS = {"largest": largest, "smallest": smallest}
 COLUMNS = {  # result field -> table header
     "name": "model",
     "sacrebleu": "sacreBLEU",
@@ -109,15 +109,6 @@ class Candidate:
     fitness: Optional[float]
 
 
-def resolve_subnet(space: SearchSpace, spec: str) -> SubnetConfig:
-    """``largest``/``smallest`` of ``space``, or a .json/.yaml file or inline JSON of a subnet."""
-    if spec in NAMED_SUBNETS:
-        return NAMED_SUBNETS[spec](space)
-    from .models.supernet import load_subnet
-
-    return load_subnet(spec)
-
-
 def describe(sub: SubnetConfig) -> str:
     """A one-line summary, layer by layer: ``enc attention+lightweight_conv/shift512, ... | dec ...``."""
 
@@ -162,18 +153,19 @@ def checkpoint_quant_bits(checkpoint: Path) -> Optional[int]:
     return getattr(model, "quant_bits", None)  # a legacy architecture's argparse Namespace, or None
 
 
-def evaluate_model(spec: ModelSpec, cost_models: Dict[str, CostModel], references: Sequence[str], target_lang: str,
-                   data: str, threads: int) -> ModelResult:
+def evaluate_model(spec: ModelSpec, hypotheses: Sequence[str], cost_models: Dict[str, CostModel],
+                   references: Sequence[str], target_lang: str, data: str, threads: int) -> ModelResult:
     """Scores, costs, measured latency and training time of one model (see the module docstring).
 
     Args:
+        hypotheses: its decoded test sentences (:func:`~.scoring.read_generate_output`, which refuses a
+            decode that lost sentences), paired with ``references``.
         cost_models: accounting (each of :data:`~.cost.ACCOUNTINGS`) -> its cost model; a model trained with
             ``quant_bits`` is costed at that width instead of the cost model's.
     """
     checkpoint = spec.save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"model {spec.name!r}: checkpoint not found: {checkpoint}")
-    hypotheses = read_generate_output(spec.generate_output, expected=len(references))
     scores = score(hypotheses, references, target_lang)
     bits = checkpoint_quant_bits(checkpoint) or 32
     cost_models = {a: m if m.workload.bits == bits else CostModel(m.space, m.profile, replace(m.workload, bits=bits))
@@ -311,11 +303,11 @@ def _search_cost_model(models: Sequence[Sequence[str]], space: SearchSpace, defa
 
 def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
     name, subnet, save_dir, generate_output = values
-    return ModelSpec(name, resolve_subnet(space, subnet), Path(save_dir), Path(generate_output))
+    return ModelSpec(name, resolve_subnet(subnet, space, "--model SUBNET"), Path(save_dir), Path(generate_output))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Results table and search-front plot of the CPU demo.")
+def _main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fairseq_shiftadd.demo_report", description="Results table and search-front plot of the CPU demo.")
     parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to")
     parser.add_argument("--data", required=True, help="fairseq data-bin (dictionaries of the checkpoints)")
     parser.add_argument("--reference", required=True, type=Path, help="untouched test references, e.g. raw/test.de")
@@ -334,11 +326,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                              "latency's (default: %(default)s, as examples/multi30k_en_de/generate.args)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
 
     space = get_space(args.space)
     specs = [_parse_model(values, space) for values in args.model]
-    references = read_lines(args.reference)
+    references = read_reference(args.reference)
+    # every decode must hold every test sentence: checked for all models before any is evaluated
+    hypotheses = {s.name: read_generate_output(s.generate_output, expected=len(references)) for s in specs}
     from fairseq.data import Dictionary
 
     vocab_size = len(Dictionary.load(os.path.join(args.data, f"dict.{args.target_lang}.txt")))
@@ -346,7 +341,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                       beam=args.beam if accounting == "streaming" else 1)
                  for accounting in ACCOUNTINGS}
     cost_models = {a: CostModel(space, profile=args.hardware_profile, workload=w) for a, w in workloads.items()}
-    results = [evaluate_model(s, cost_models, references, args.target_lang, args.data, args.threads) for s in specs]
+    results = [evaluate_model(s, hypotheses[s.name], cost_models, references, args.target_lang, args.data,
+                              args.threads) for s in specs]
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = format_table(results, workloads, args.hardware_profile)
@@ -363,6 +359,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plot_front(args.out / "front.png", candidates, marks, label)
     print(table, end="")
 
+
+main = run_main(_main, "fairseq_shiftadd.demo_report")
 
 if __name__ == "__main__":
     main()

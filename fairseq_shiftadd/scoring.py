@@ -38,12 +38,15 @@ from sacrebleu.metrics import BLEU
 from sacremoses import MosesTokenizer
 from sacremoses.corpus import NonbreakingPrefixes
 
+from .cli_errors import add_debug_flag, run_main
+
 __all__ = [
     "ScoreReport",
     "main",
     "moses_tokenize",
     "read_generate_output",
     "read_lines",
+    "read_reference",
     "sacrebleu_score",
     "score",
     "split_compounds",
@@ -92,6 +95,34 @@ def read_lines(path: Union[str, Path]) -> List[str]:
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _check_no_pieces(texts: Sequence[str], where: object, what: str, hint: str) -> None:
+    """Refuse text that is still sentencepiece-encoded: more than half of its lines hold a piece mark.
+
+    Raises:
+        ValueError: naming ``where``, the count and ``hint`` (what to pass instead).
+    """
+    pieces = sum(SENTENCEPIECE_MARK in text for text in texts)
+    if pieces * 2 > len(texts):
+        raise ValueError(
+            f"{where}: {pieces} of {len(texts)} {what} hold sentencepiece pieces ('{SENTENCEPIECE_MARK}'): {hint}"
+        )
+
+
+def read_reference(path: Union[str, Path]) -> List[str]:
+    """The reference sentences of ``path``, which must be plain text (e.g. ``PREPARED/raw/test.de``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, or sentencepiece-encoded (the binarised data's text, not the reference).
+    """
+    references = read_lines(path)
+    if not references:
+        raise ValueError(f"{path}: the reference is empty")
+    _check_no_pieces(references, path, "reference lines",
+                     "pass the untouched reference (PREPARED/raw/<split>.<lang>), not the encoded text")
+    return references
 
 
 def _format_ids(ids: Sequence[int], limit: int = 10) -> str:
@@ -148,12 +179,7 @@ def read_generate_output(source: Union[str, Path, Iterable[str]], expected: Opti
             "generate skipped them (--skip-invalid-size-inputs-valid-test, --max-len-*?) or the log is cut short"
         )
     ordered = [hypotheses[i] for i in range(count)]
-    pieces = sum(SENTENCEPIECE_MARK in text for text in ordered)
-    if pieces * 2 > count:
-        raise ValueError(
-            f"{where}: {pieces} of {count} hypotheses hold sentencepiece pieces ('{SENTENCEPIECE_MARK}'): "
-            "generate with --remove-bpe sentencepiece"
-        )
+    _check_no_pieces(ordered, where, "hypotheses", "generate with --remove-bpe sentencepiece")
     return ordered
 
 
@@ -217,7 +243,7 @@ def score(
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         description="Detokenized sacreBLEU and the papers' tokenized (compound-split) BLEU of one decode.",
         epilog="WMT decoding: fairseq-generate DATA --path CKPT --gen-subset test --beam 4 --lenpen 0.6 "
@@ -233,18 +259,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="split hyphenated compounds for tokenized BLEU (default: on iff --target-lang de)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        references = read_lines(args.reference)
-        if args.generate_output is not None:
-            hypotheses = read_generate_output(args.generate_output, expected=len(references))
-        else:
-            hypotheses = read_lines(args.hypotheses)
-        report = score(hypotheses, references, args.target_lang, args.compound_split)
-    except (FileNotFoundError, ValueError) as err:
-        parser.error(str(err))
+    references = read_reference(args.reference)
+    if args.generate_output is not None:
+        hypotheses = read_generate_output(args.generate_output, expected=len(references))
+    else:
+        hypotheses = read_lines(args.hypotheses)
+        _check_no_pieces(hypotheses, args.hypotheses, "hypotheses", "detokenize them (spm_decode) first")
+    report = score(hypotheses, references, args.target_lang, args.compound_split)
     print(json.dumps(report.to_json()) if args.json else "\n".join(report.lines()))
 
+
+main = run_main(_main, "fairseq-shiftadd-score")
 
 if __name__ == "__main__":
     main()

@@ -26,13 +26,12 @@ export PATH="$VENV/bin:$PATH"
 RECIPE="$ROOT/examples/multi30k_en_de"
 # shellcheck source=/dev/null
 source "$RECIPE/demo.env"
+source "$ROOT/examples/args.sh"
 WORK="${WORK:-$ROOT/work/demo}"
 MULTI30K_DIR="${MULTI30K_DIR:-$ROOT/../shared/data/multi30k}"
 mkdir -p "$WORK"
 
-flags() {  # the flags of an .args file: one or more per line, '#' comments and blank lines skipped
-  grep -v '^\s*#' "$RECIPE/$1" | grep -v '^\s*$' | xargs -n1
-}
+flags() { args_flags "$RECIPE/$1"; }  # the flags of one of the recipe's .args files
 
 stage() {
   printf '== [%02d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"

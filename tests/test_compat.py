@@ -1,4 +1,5 @@
-"""fairseq compatibility: checkpoint loading on torch >= 2.6 and the --user-dir double import."""
+"""fairseq compatibility: checkpoint loading on torch >= 2.6, the --user-dir double import, dropped batches,
+unreadable checkpoints and non-finite validation losses."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 import fairseq_shiftadd  # noqa: F401  (installs the compatibility fixes)
 from fairseq import checkpoint_utils
+from fairseq_shiftadd.cli_errors import InputError
+from fairseq_shiftadd.compat import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,3 +75,69 @@ print("loaded from:", fairseq_shiftadd.__file__)
     assert "fairseq alone: True" in result.stdout
     assert f"loaded from: {REPO / 'fairseq_shiftadd' / '__init__.py'}" in result.stdout
     assert "already imported" in result.stderr
+
+
+@pytest.mark.parametrize("batch_size, multiple", [(100, 8), (128, 8), (7, 8), (64, 1)])
+def test_batch_by_size_keeps_every_sentence(batch_size: int, multiple: int) -> None:
+    """fairseq 0.12 dropped the last batch when its size was not a multiple of 8 (1,008 of 1,014 decoded)."""
+    from fairseq.data import data_utils
+
+    indices = np.random.default_rng(0).permutation(1014)
+    lengths = np.random.default_rng(1).integers(3, 40, size=1014)
+    batches = data_utils.batch_by_size(indices, None, num_tokens_vec=lengths[indices],
+                                       max_sentences=batch_size, required_batch_size_multiple=multiple)
+    assert np.array_equal(np.concatenate(batches), indices)  # every sentence once, in order
+    assert all(len(b) <= batch_size for b in batches)
+
+
+def test_unreadable_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "checkpoint_last.pt"
+    bad.write_bytes(b"\x80\x02garbage that is not a checkpoint\xff\xfe")
+    with pytest.raises(InputError, match=r"checkpoint_last.pt: not a readable checkpoint") as err:
+        checkpoint_utils.load_checkpoint_to_cpu(str(bad))
+    assert "\n" not in str(err.value)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"model": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    with pytest.raises(InputError, match="truncated.pt: not a readable checkpoint"):
+        load_checkpoint_file(truncated)
+
+
+def test_non_finite_validation_loss_is_never_the_best(tmp_path: Path) -> None:
+    """``min(nan, x)`` is nan: without the fix one NaN validation became fairseq's best forever."""
+    from fairseq.dataclass.configs import CheckpointConfig
+
+    cfg = CheckpointConfig(save_dir=str(tmp_path), no_save=True)
+    trainer = argparse.Namespace(data_parallel_rank=0)
+    save = checkpoint_utils.save_checkpoint
+    if hasattr(save, "best"):
+        del save.best
+    try:
+        save(cfg, trainer, None, float("nan"))
+        assert not hasattr(save, "best")  # a NaN first validation is no best
+        for loss in (4.0, float("nan"), float("inf"), 5.0):
+            save(cfg, trainer, None, loss)
+            assert save.best == 4.0
+        save(cfg, trainer, None, 3.5)
+        assert checkpoint_utils.save_checkpoint.best == 3.5
+    finally:
+        if hasattr(save, "best"):
+            del save.best
+
+
+def test_interactive_without_sentencepiece_is_refused(monkeypatch) -> None:
+    """Raw words looked up in a dictionary of pieces silently become <unk>: refused under fairseq-interactive."""
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+    pieces, words = Dictionary(), Dictionary()
+    for symbol in ("▁A", "▁man", "s", "▁ride", "▁a", "▁bike", "."):
+        pieces.add_symbol(symbol)
+        words.add_symbol(symbol.lstrip("▁") or symbol)
+    no_bpe = argparse.Namespace(bpe=None)
+    monkeypatch.setattr(sys, "argv", ["fairseq-interactive"])
+    with pytest.raises(InputError, match="pass --bpe sentencepiece --sentencepiece-model"):
+        TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe)
+    assert TranslationTask(TranslationConfig(), words, words).build_bpe(no_bpe) is None  # a word dictionary
+    monkeypatch.setattr(sys, "argv", ["fairseq-generate"])  # binarised input is already encoded
+    assert TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe) is None

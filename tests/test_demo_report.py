@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import random
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from fairseq_shiftadd import demo_report
 from fairseq_shiftadd.cost import CostModel, Workload, workload_header
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import check, get_space, largest, parse_restriction, restrict, sample, smallest
+from recipe_args import args_flags
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "multi30k_en_de"
@@ -23,8 +23,7 @@ DEMO = get_space("demo")
 
 
 def _args_flags(name: str) -> list:
-    lines = [line for line in (RECIPE / name).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return shlex.split(" ".join(lines))
+    return args_flags(RECIPE / name)
 
 
 def test_demo_space_largest_is_the_baseline_transformer_shape():
@@ -113,15 +112,6 @@ def test_describe_names_every_layer():
     assert f"{sub.decoder[0].block.value}/{sub.decoder[0].ffn_op.value}{sub.decoder[0].ffn_dim}" in dec
 
 
-def test_resolve_subnet(tmp_path):
-    assert demo_report.resolve_subnet(DEMO, "largest") == largest(DEMO)
-    assert demo_report.resolve_subnet(DEMO, "smallest") == smallest(DEMO)
-    sub = sample(DEMO, random.Random(1))
-    sub.save(tmp_path / "s.yaml")
-    assert demo_report.resolve_subnet(DEMO, str(tmp_path / "s.yaml")) == sub
-    assert demo_report.resolve_subnet(DEMO, sub.to_json()) == sub
-
-
 def _write_candidates(path: Path, subs, energies, fitnesses) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -195,6 +185,23 @@ def test_demo_script_is_valid_bash():
 
 
 @pytest.mark.slow
+def test_report_refuses_a_decode_that_lost_sentences(tmp_path, capsys):
+    """fairseq-generate can drop sentences; the report fails, naming the file, before evaluating any model."""
+    (tmp_path / "test.de").write_text("Ein Hund .\nZwei Katzen .\nDrei Vögel .\n", encoding="utf-8")
+    (tmp_path / "full.gen").write_text("".join(f"D-{i}\t-0.5\tSatz {i}\n" for i in range(3)), encoding="utf-8")
+    (tmp_path / "short.gen").write_text("D-0\t-0.5\tSatz 0\nD-2\t-0.5\tSatz 2\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        demo_report.main([
+            "--space", "demo", "--data", str(tmp_path / "no-data"), "--reference", str(tmp_path / "test.de"),
+            "--target-lang", "de", "--model", "a", "largest", str(tmp_path / "a"), str(tmp_path / "full.gen"),
+            "--model", "b", "smallest", str(tmp_path / "b"), str(tmp_path / "short.gen"), "--out", str(tmp_path / "r"),
+        ])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "short.gen: 1 of 3 sentences have no 'D-' line (ids 1)" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
     """Two tiny standalone models trained for a few updates, decoded, reported (table, JSON, plot)."""
     data = str(multi30k_en_de)  # the prepared data-bin; raw/ beside it

@@ -1,7 +1,6 @@
 """The recipes under examples/: every .args file parses with the tool that reads it and keeps the original
 hyperparameters, and ``examples/pipeline.sh`` runs all four stages end to end at a tiny scale."""
 import os
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Dict, List
@@ -11,6 +10,7 @@ from fairseq import options
 
 from fairseq_shiftadd.search.cli import get_parser as search_parser
 from fairseq_shiftadd.space import SubnetConfig, check, get_space
+from recipe_args import args_flags
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -28,8 +28,7 @@ TRAINING = {
 
 
 def _flags(path: Path) -> List[str]:
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [token for line in lines for token in shlex.split(line)]
+    return args_flags(path)
 
 
 def _recipe_env(dataset: str) -> Dict[str, str]:

@@ -217,12 +217,16 @@ def test_cli_json_and_plain_hypotheses(tmp_path: Path, capsys: pytest.CaptureFix
         ({"hyps": {0: DE_HYPS[0]}}, "1 of 2 sentences have no 'D-' line (ids 1)"),
         ({"gen": "nope.txt"}, "file not found"),
         ({"lang": "xx"}, "unknown language 'xx'"),
+        ({"ref": ["▁Ein ▁Mann", "▁Zwei ▁Hunde"]}, "2 of 2 reference lines hold sentencepiece pieces"),
     ],
 )
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture, change: dict, message: str) -> None:
     gen, ref = _write_example(tmp_path, change.get("hyps", dict(enumerate(DE_HYPS))))
     gen = tmp_path / change.get("gen", gen.name)
+    if "ref" in change:
+        ref.write_text("\n".join(change["ref"]) + "\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
         main(["--generate-output", str(gen), "--reference", str(ref), "--target-lang", change.get("lang", "de")])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("fairseq-shiftadd-score: error: ") and err.count("\n") == 1

@@ -15,6 +15,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
+from fairseq_shiftadd.cli_errors import InputError
 from fairseq_shiftadd.space import check, get_space, largest, smallest
 from fairseq_shiftadd.tasks.supernet_translation import SupernetTranslationConfig, SupernetTranslationTask
 
@@ -44,10 +45,28 @@ def test_sandwich_and_fixed_subnet() -> None:
     model = SimpleNamespace(space=TINY)
     subs = _task(sandwich=True).train_subnets(model, 3)
     assert subs[:2] == [largest(TINY), smallest(TINY)] and len(subs) == 3
-    fixed = smallest(TINY)
-    task = _task(subnet=fixed.to_json())
-    assert task.train_subnets(model, 5) == [fixed]
-    assert task.valid_subnets(model) == [("subnet", fixed)]
+
+
+@pytest.mark.parametrize("spec", ["smallest", smallest(TINY).to_json()])
+def test_fixed_subnet_is_the_models_subnet(spec: str) -> None:
+    """``--subnet`` has one owner, the model: the task trains and validates the subnet the model resolved."""
+    task = _task()
+    model = task.build_model(_supernet_cfg(subnet=spec))
+    assert model.subnet == smallest(TINY)
+    assert task.train_subnets(model, 5) == [smallest(TINY)]
+    assert task.valid_subnets(model) == [("subnet", smallest(TINY))]
+    assert "subnet" not in SupernetTranslationConfig.__dataclass_fields__
+
+
+def _supernet_cfg(**fields):
+    from omegaconf import OmegaConf, open_dict
+
+    from fairseq_shiftadd.models.supernet import SupernetConfig
+
+    cfg = OmegaConf.structured(SupernetConfig(space="tiny", **fields))
+    with open_dict(cfg):
+        cfg._name = "shiftadd_supernet"
+    return cfg
 
 
 def test_valid_subnets_names_and_files(tmp_path: Path) -> None:
@@ -56,7 +75,18 @@ def test_valid_subnets_names_and_files(tmp_path: Path) -> None:
     task = _task(valid_subnets=f"largest, {path}")
     assert task.valid_subnets(SimpleNamespace(space=TINY)) == [("largest", largest(TINY)), ("mine", smallest(TINY))]
     with pytest.raises(ValueError, match="valid-subnets"):
-        _task(valid_subnets=" , ").valid_subnets(SimpleNamespace(space=TINY))
+        _task(valid_subnets=" , ")
+
+
+def test_valid_subnets_checked_when_task_and_model_are_set_up(tmp_path: Path) -> None:
+    """A typo fails at task set-up, an out-of-space file when the model is built: before any update."""
+    with pytest.raises(InputError, match=r"--valid-subnets 'smalest': not 'largest', 'smallest'"):
+        _task(valid_subnets="largest,smalest")
+    wide = smallest(get_space("wmt14_en_de"))
+    wide.save(tmp_path / "wide.yaml")
+    task = _task(valid_subnets=f"largest,{tmp_path / 'wide.yaml'}")
+    with pytest.raises(InputError, match=r"--valid-subnets '.*wide.yaml': not in space 'tiny': encoder_embed_dim"):
+        task.build_model(_supernet_cfg())
 
 
 def _run(*cmd: str) -> str:

@@ -9,6 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RECIPE="$ROOT/examples/multi30k_en_de"
+source "$ROOT/examples/args.sh"
 WORK="${1:-$ROOT/work/multi30k_gpu}"
 MULTI30K_DIR="${MULTI30K_DIR:-$ROOT/../shared/data/multi30k}"
 SUPERNET_MINUTES="${SUPERNET_MINUTES:-4}"
@@ -16,9 +17,7 @@ TRAIN_MINUTES="${TRAIN_MINUTES:-7}"
 cd "$ROOT"
 mkdir -p "$WORK"
 
-flags() {  # the flags of an .args file: one or more per line, '#' comments and blank lines skipped
-  grep -v '^\s*#' "$RECIPE/$1" | grep -v '^\s*$' | xargs -n1
-}
+flags() { args_flags "$RECIPE/$1"; }  # the flags of one of the recipe's .args files
 
 train() {  # train NAME MINUTES ARGS_FILE [extra flags]: fairseq-train in WORK/NAME within a wall-clock budget
   local name="$1" minutes="$2" args="$3"

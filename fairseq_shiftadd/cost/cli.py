@@ -12,31 +12,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from ..space import SubnetConfig, get_space, largest, smallest
+from ..cli_errors import add_debug_flag, run_main
+from ..space import get_space, resolve_subnet
 from .model import CostModel
 from .profile import load_profile, shipped_profiles
 from .workload import ACCOUNTINGS, Workload, read_workload_header
 
-__all__ = ["load_subnet_spec", "shipped_bit_widths", "resolve_settings", "main"]
-
-
-def load_subnet_spec(space_name: str, spec: str) -> SubnetConfig:
-    """``largest``, ``smallest``, a ``.json`` / ``.yaml`` file, or inline JSON."""
-    space = get_space(space_name)
-    if spec == "largest":
-        return largest(space)
-    if spec == "smallest":
-        return smallest(space)
-    if spec.lstrip().startswith("{"):
-        return SubnetConfig.from_json(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--subnet {spec!r} is not 'largest', 'smallest', inline JSON or an existing file")
-    return SubnetConfig.load(path)
+__all__ = ["shipped_bit_widths", "resolve_settings", "main"]
 
 
 DEFAULT_PROFILE = "45nm"
@@ -78,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                              f"{defaults.vocab_size})")
     parser.add_argument("--json", action="store_true",
                         help="print the full report as JSON instead of the table (default: the table)")
+    add_debug_flag(parser)
     return parser
 
 
@@ -99,16 +85,16 @@ def resolve_settings(args: argparse.Namespace) -> Tuple[Workload, str]:
     return dataclasses.replace(workload, **given), args.profile or profile
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    try:
-        sub = load_subnet_spec(args.space, args.subnet)
-        workload, profile = resolve_settings(args)
-        report = CostModel(get_space(args.space), profile=profile, workload=workload).report(sub)
-    except ValueError as err:
-        sys.exit(f"fairseq-shiftadd-cost: error: {err}")
+    space = get_space(args.space)
+    sub = resolve_subnet(args.subnet, space)
+    workload, profile = resolve_settings(args)
+    report = CostModel(space, profile=profile, workload=workload).report(sub)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
 
+
+main = run_main(_main, "fairseq-shiftadd-cost")
 
 if __name__ == "__main__":
     main()

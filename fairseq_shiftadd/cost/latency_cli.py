@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..cli_errors import add_debug_flag, run_main
 from ..space import SPACES, get_space
 
 __all__ = ["dataset_main", "train_main"]
@@ -36,14 +37,15 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def dataset_main(argv: Optional[Sequence[str]] = None) -> None:
+def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
     """``fairseq-shiftadd-latency-dataset``: measure sampled subnets into a CSV."""
     from .measure import CLOCKS, DEFAULT_VOCAB_SIZE, collect_latency_dataset
 
     parser = argparse.ArgumentParser(description="Measure the latency of sampled subnets (HAT's protocol) into a CSV.")
     parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space")
     parser.add_argument("--samples", type=_positive, required=True, help="distinct subnets to measure (in all)")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write; an existing one is resumed")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="CSV to write; an existing one is resumed (only with the same settings)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--beam", type=_positive, default=1, help="beam rows in the decoder (default: 1)")
     parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
@@ -61,24 +63,22 @@ def dataset_main(argv: Optional[Sequence[str]] = None) -> None:
         "--vocab-size", type=_positive, default=DEFAULT_VOCAB_SIZE,
         help=f"dictionary size: the output projection's width (default: {DEFAULT_VOCAB_SIZE}, as the cost model)",
     )
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        records = collect_latency_dataset(
-            get_space(args.space), args.samples, args.out, args.device, args.seed, src_len=args.src_len,
-            tgt_len=args.tgt_len, beam=args.beam, warmup=args.warmup, runs=args.runs, clock=args.clock,
-            vocab_size=args.vocab_size,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    records = collect_latency_dataset(
+        get_space(args.space), args.samples, args.out, args.device, args.seed, src_len=args.src_len,
+        tgt_len=args.tgt_len, beam=args.beam, warmup=args.warmup, runs=args.runs, clock=args.clock,
+        vocab_size=args.vocab_size,
+    )
     totals = sorted(r.measurement.total_ms for r in records)
     print(f"{args.out}: {len(records)} subnets on {records[0].device}; total latency "
           f"{totals[0]:.2f} .. {totals[-1]:.2f} ms (median {totals[len(totals) // 2]:.2f} ms)")
 
 
-def train_main(argv: Optional[Sequence[str]] = None) -> None:
+def _train_main(argv: Optional[Sequence[str]] = None) -> None:
     """``fairseq-shiftadd-train-latency-predictor``: train a predictor and print its held-out error."""
     from .predictor import TARGETS, TRANSFORMS, train_predictor
 
@@ -90,13 +90,15 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the initialisation")
     parser.add_argument("--target", choices=TARGETS, default="total_ms", help="latency to predict")
     parser.add_argument("--transform", choices=TRANSFORMS, default="log", help="regress log or raw latency")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        predictor, report = train_predictor(
-            args.data, get_space(args.space), epochs=args.epochs, seed=args.seed, target=args.target,
-            transform=args.transform,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    predictor, report = train_predictor(
+        args.data, get_space(args.space), epochs=args.epochs, seed=args.seed, target=args.target,
+        transform=args.transform,
+    )
     predictor.save(args.out)
     print(f"{args.out}: {report}")
+
+
+dataset_main = run_main(_dataset_main, "fairseq-shiftadd-latency-dataset")
+train_main = run_main(_train_main, "fairseq-shiftadd-train-latency-predictor")

@@ -13,7 +13,11 @@ time spent waiting for a core, which otherwise dominates wall-clock numbers; it 
 
 :func:`measure_latency` builds the standalone subnet with random weights (weights do not change the
 work done) and times it; :func:`collect_latency_dataset` measures sampled subnets into a CSV, one row per
-subnet, resuming a killed run. :func:`read_latency_csv` reads it back (for :mod:`.predictor`).
+subnet, resuming a killed run. Every row records how it was measured (:attr:`LatencyRecord.protocol`: space,
+device, lengths, beam, clock, dictionary size, warm-ups and runs), and a resume with any other setting is
+refused with the differences, so one file never mixes workloads. :func:`read_latency_csv` reads it back (for
+:mod:`.predictor`); files written before ``vocab_size``, ``warmup`` and ``runs`` were recorded still read,
+with those settings unknown (``None``), and are not resumed.
 
 Model code (fairseq) is imported inside the functions that build models: this module imports without it.
 """
@@ -28,11 +32,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from ..cli_errors import InputError
 from ..space import SearchSpace, SubnetConfig, check, sample
 from .workload import Workload
 
@@ -82,6 +87,9 @@ class LatencyRecord:
     tgt_len: int
     beam: int
     clock: str = "wall"
+    vocab_size: Optional[int] = None
+    warmup: Optional[int] = None
+    runs: Optional[int] = None
 
     def to_row(self) -> Dict[str, str]:
         m = self.measurement
@@ -96,6 +104,7 @@ class LatencyRecord:
             "tgt_len": str(self.tgt_len),
             "beam": str(self.beam),
             "clock": self.clock,
+            **{name: "" if getattr(self, name) is None else str(getattr(self, name)) for name in _COUNTED},
         }
 
     @classmethod
@@ -109,18 +118,23 @@ class LatencyRecord:
             tgt_len=int(row["tgt_len"]),
             beam=int(row["beam"]),
             clock=row["clock"],
+            **{name: int(row[name]) if row.get(name) else None for name in _COUNTED},
         )
 
     @property
     def protocol(self) -> Dict[str, object]:
-        """What must agree between rows of one dataset."""
+        """How the row was measured: what must agree between rows of one dataset (its fingerprint)."""
         return {"space": self.space, "device": self.device, "src_len": self.src_len, "tgt_len": self.tgt_len,
-                "beam": self.beam, "clock": self.clock}
+                "beam": self.beam, "clock": self.clock, "vocab_size": self.vocab_size, "warmup": self.warmup,
+                "runs": self.runs}
 
 
-CSV_FIELDS = (
+_COUNTED = ("vocab_size", "warmup", "runs")
+
+_LEGACY_FIELDS = (
     "space", "subnet", "encoder_ms", "decoder_ms", "total_ms", "device", "src_len", "tgt_len", "beam", "clock"
 )
+CSV_FIELDS = _LEGACY_FIELDS + _COUNTED
 """Columns of a latency dataset CSV (``subnet`` is the :class:`SubnetConfig` JSON; times in ms)."""
 
 
@@ -311,7 +325,7 @@ def read_latency_csv(path: Union[str, Path]) -> List[LatencyRecord]:
     if not text:
         return []
     reader = csv.DictReader(text.splitlines(keepends=True))
-    if tuple(reader.fieldnames or ()) != CSV_FIELDS:
+    if tuple(reader.fieldnames or ()) not in (CSV_FIELDS, _LEGACY_FIELDS):
         raise ValueError(f"{path}: header {reader.fieldnames} is not the latency dataset's {list(CSV_FIELDS)}")
     records = []
     for row in reader:
@@ -365,22 +379,24 @@ def collect_latency_dataset(
     already in the file are skipped. Returns every record of the file afterwards.
 
     Raises:
-        ValueError: the file holds rows of another space, device or protocol (they would not be comparable).
+        InputError: the file holds rows measured otherwise (another space, device, length, beam, clock,
+            dictionary size, warm-up or run count: they would not be comparable), naming the differences.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} must be a positive int")
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     _check_protocol(device, clock, src_len=src_len, tgt_len=tgt_len, beam=beam, warmup=warmup, runs=runs)
     out_csv = Path(out_csv)
     protocol = {"space": space.name, "device": device_description(device), "src_len": src_len, "tgt_len": tgt_len,
-                "beam": beam, "clock": clock}
+                "beam": beam, "clock": clock, "vocab_size": vocab_size, "warmup": warmup, "runs": runs}
     existing = read_latency_csv(out_csv) if out_csv.is_file() else []
     for record in existing:
         if record.protocol != protocol:
-            raise ValueError(
-                f"{out_csv} holds rows measured with {record.protocol}, not {protocol}: write to another file"
-            )
+            diff = "; ".join(f"{key} {record.protocol[key]!r} in the file, {value!r} now"
+                             for key, value in protocol.items() if record.protocol[key] != value)
+            raise InputError(f"{out_csv} was measured with other settings ({diff}): resume with the same "
+                             "settings or write to another --out")
     done = {record.subnet for record in existing}
     todo = [sub for sub in _distinct_samples(space, n, seed) if sub not in done]
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -391,7 +407,7 @@ def collect_latency_dataset(
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         if new_file:
             writer.writeheader()
-        for sub in tqdm(todo, desc=f"latency {space.name} on {protocol['device']}", disable=not progress):
+        for sub in progress_bar(todo, desc=f"latency {space.name} on {protocol['device']}", enabled=progress):
             m = measure_latency(space, sub, device=device, src_len=src_len, tgt_len=tgt_len, beam=beam,
                                 warmup=warmup, runs=runs, clock=clock, vocab_size=vocab_size)
             record = LatencyRecord(subnet=sub, measurement=m, **protocol)  # type: ignore[arg-type]

@@ -29,7 +29,8 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ..ops.hetero import SharingMode
-from ..space import SearchSpace, SubnetConfig, check
+from ..cli_errors import InputError
+from ..space import SearchSpace, SubnetConfig, check, resolve_subnet
 from .blocks import merge_states
 from .layers import LayerCandidates
 from .supernet import (
@@ -38,7 +39,6 @@ from .supernet import (
     ShiftAddEncoder,
     ShiftAddSupernet,
     build_encoder_decoder,
-    load_subnet,
     model_space,
 )
 
@@ -51,7 +51,10 @@ class SubnetModelConfig(ModelConfig):
 
     subnet: str = field(
         default="",
-        metadata={"help": "the subnet (.json/.yaml path or inline JSON); saved inline as JSON in checkpoints"},
+        metadata={
+            "help": "the subnet: 'largest', 'smallest' (of --space), a .json/.yaml file or inline JSON; "
+            "saved inline as JSON in checkpoints"
+        },
     )
     encoder_dropout_width: int = field(
         default=0,
@@ -81,14 +84,14 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         """Build from ``cfg.subnet`` (checked against ``cfg.space``), which is rewritten as inline JSON.
 
         Raises:
-            ValueError: ``subnet`` is empty or the subnet is not in the space (naming the field).
+            InputError: ``subnet`` is empty, unreadable or not in the space (naming the option and the field).
         """
         if not cfg.subnet:
-            raise ValueError("subnet is required: a .json/.yaml path or inline JSON of a SubnetConfig")
-        sub = load_subnet(cfg.subnet)
+            raise InputError("--subnet is required by shiftadd_transformer: 'largest', 'smallest', a .json/.yaml "
+                             "file or inline JSON of a SubnetConfig")
         space = model_space(cfg)
+        sub = resolve_subnet(cfg.subnet, space)
         _store(cfg, "subnet", sub.to_json())
-        check(space, sub)
         for name, width in zip(("encoder_dropout_width", "decoder_dropout_width"), dropout_widths(cfg, space, sub)):
             _store(cfg, name, width)
         return cls.from_subnet(cfg, task, space, sub)

@@ -15,7 +15,6 @@ given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, un
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -30,7 +29,7 @@ from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
 from ..ops.quant import QuantConfig, check_bits
 from ..ops.shift import ShiftMode
-from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest
+from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
 from .blocks import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
@@ -39,7 +38,6 @@ __all__ = [
     "model_quant",
     "SupernetConfig",
     "model_space",
-    "load_subnet",
     "SinusoidalPositions",
     "ShiftAddEncoder",
     "ShiftAddDecoder",
@@ -129,7 +127,11 @@ class SupernetConfig(ModelConfig):
     )
     subnet: Optional[str] = field(
         default=None,
-        metadata={"help": "subnet to activate after building (.json/.yaml path or inline JSON); default: largest"},
+        metadata={
+            "help": "train/evaluate only this subnet: 'largest', 'smallest', a .json/.yaml file or inline JSON "
+            "(the one owner of --subnet; the shiftadd_translation task reads it from the model); "
+            "default: sample subnets (largest active)"
+        },
     )
 
 
@@ -140,12 +142,6 @@ def model_space(cfg: ModelConfig) -> SearchSpace:
         ValueError: an unknown space, or block details the space's widths and heads do not allow (naming the field).
     """
     return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in BLOCK_DETAILS})
-
-
-def load_subnet(spec: str) -> SubnetConfig:
-    """A :class:`SubnetConfig` from inline JSON (starting with ``{``) or a ``.json``/``.yaml``/``.yml`` path."""
-    text = spec.strip()
-    return SubnetConfig.from_json(text) if text.startswith("{") else SubnetConfig.load(Path(text))
 
 
 class SinusoidalPositions(nn.Module):
@@ -433,7 +429,7 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
             )
         encoder, decoder = build_encoder_decoder(cfg, task, encoder_layers, decoder_layers, sharing)
         model = cls(encoder, decoder, space)
-        model.set_subnet(load_subnet(cfg.subnet) if cfg.subnet else largest(space))
+        model.set_subnet(resolve_subnet(cfg.subnet, space) if cfg.subnet else largest(space))
         return model
 
     @property

@@ -15,21 +15,20 @@ import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
-from tqdm import tqdm
-
+from ..progress import progress
 from .steps import atomic_output
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DownloadError", "download", "extract_members", "fetch_members"]
+__all__ = ["DownloadError", "download", "download_all", "extract_members", "fetch_members"]
 
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
-    """A file could not be downloaded; the message names the URL and where to place the file by hand."""
+class DownloadError(OSError):
+    """Files could not be downloaded; the message names every URL and where to place the files by hand."""
 
 
 def _failure(url: str, dest: Path, reason: object) -> DownloadError:
@@ -60,8 +59,8 @@ def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
                 offset = 0
             length = response.headers.get("Content-Length")
             total = None if length is None else offset + int(length)
-            with open(part, "ab" if offset else "wb") as f, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=None
+            with open(part, "ab" if offset else "wb") as f, progress(
+                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name
             ) as bar:
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
@@ -79,6 +78,31 @@ def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     os.replace(part, dest)
     logger.info("downloaded %s -> %s (%d bytes)", url, dest, size)
     return dest
+
+
+def download_all(items: Sequence[Tuple[str, Path]], timeout_s: float = 60.0) -> List[Path]:
+    """:func:`download` every ``(url, dest)`` (duplicates once), trying all before failing.
+
+    Raises:
+        DownloadError: naming EVERY file that failed (not only the first), the first reason, and where to
+            place the files by hand.
+    """
+    unique = list(dict.fromkeys((url, Path(dest)) for url, dest in items))
+    failed: List[Tuple[str, Path, DownloadError]] = []
+    for url, dest in unique:
+        try:
+            download(url, dest, timeout_s)
+        except DownloadError as err:
+            failed.append((url, dest, err))
+    if failed:
+        reason = failed[0][2].__cause__ or failed[0][2]
+        listing = ", ".join(f"{url} -> {dest}" for url, dest, _ in failed)
+        raise DownloadError(
+            f"could not download {len(failed)} of {len(unique)} files ({reason}): {listing}. Without internet "
+            "access, download them elsewhere and place them at those paths; partial downloads (.part) resume "
+            "on the next run"
+        )
+    return [dest for _, dest in unique]
 
 
 def _member_name(name: str) -> str:

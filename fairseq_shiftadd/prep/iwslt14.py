@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from ..cli_errors import run_main
 from . import pipeline
 from .corpus import Pair, aligned, clean_pairs, read_lines, read_segments
 from .download import fetch_members
@@ -112,7 +113,7 @@ def prepare(out: Path, *, download_dir: Optional[Path] = None, vocab_size: int =
     return pipeline.build(raw, out, (SRC, TGT), subword, workers)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--download-dir", type=Path, default=None, help="de-en.tgz (default: OUT/downloads)")
     parser.add_argument("--keep-case", action="store_true", help="do not lowercase")
@@ -124,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   max_train=args.max_train, workers=args.workers, lowercase=not args.keep_case,
                   max_len=args.max_len, ratio=args.ratio, **pipeline.subword_options(args)))
 
+
+main = run_main(_main, "fairseq-shiftadd-prepare-iwslt14")
 
 if __name__ == "__main__":
     main()

@@ -14,9 +14,10 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from ..cli_errors import run_main
 from . import pipeline
 from .corpus import Pair, read_parallel
-from .download import download
+from .download import download_all
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,7 @@ def locate(src_dir: Optional[Path], download_dir: Path, langs: Sequence[str]) ->
         if not missing:
             return Path(src_dir)
         logger.warning("%s lacks %s: downloading Multi30k into %s", src_dir, missing, download_dir)
-    for file in _files(langs):
-        download(URL.format(file=file), Path(download_dir) / file)
+    download_all([(URL.format(file=file), Path(download_dir) / file) for file in _files(langs)])
     return Path(download_dir)
 
 
@@ -83,7 +83,7 @@ def prepare(src_dir: Optional[Path], out: Path, pair: str = "en-de", vocab_size:
     return pipeline.build(raw, out, (src, tgt), subword, workers)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", choices=PAIRS, default="en-de")
     parser.add_argument("--src-dir", type=Path, default=DEFAULT_SRC_DIR,
@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(prepare(args.src_dir, args.out, args.pair, args.vocab_size, args.max_train,
                   download_dir=args.download_dir, workers=args.workers, **pipeline.subword_options(args)))
 
+
+main = run_main(_main, "fairseq-shiftadd-prepare-multi30k")
 
 if __name__ == "__main__":
     main()

@@ -25,7 +25,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from tqdm import tqdm
+from ..cli_errors import add_debug_flag
+from ..progress import progress
 
 from .corpus import Pair
 from .steps import atomic_output
@@ -84,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser, vocab_size: int) -> None:
     add("--threads", type=int, default=2, help="sentencepiece threads (%(default)s)")
     add("--workers", type=int, default=2, help="fairseq-preprocess workers (%(default)s)")
     add("--max-train", type=int, default=None, help="keep only the first N training pairs")
+    add_debug_flag(parser)
 
 
 def add_cleaning_arguments(parser: argparse.ArgumentParser, max_len: int) -> None:
@@ -155,7 +157,7 @@ def write_raw(out: Path, langs: Tuple[str, str],
                 n = 0
                 with open(tmp / f"{split}.{langs[0]}", "w", encoding="utf-8") as fs, \
                         open(tmp / f"{split}.{langs[1]}", "w", encoding="utf-8") as ft:
-                    for src, tgt in tqdm(splits[split], desc=f"raw {split}", unit=" pairs", disable=None):
+                    for src, tgt in progress(splits[split], desc=f"raw {split}", unit=" pairs"):
                         fs.write(src + "\n")
                         ft.write(tgt + "\n")
                         n += 1
@@ -203,8 +205,8 @@ def encode(raw: Path, out: Path, model: Path, langs: Sequence[str], num_threads:
                     with open(raw / f"{split}.{lang}", encoding="utf-8") as fin, \
                             open(tmp / f"{split}.{lang}", "w", encoding="utf-8") as fout:
                         lines = (line.rstrip("\n") for line in fin)
-                        for batch in tqdm(_batches(lines, _BATCH), desc=f"spm {split}.{lang}",
-                                          unit=f" x{_BATCH}", disable=None):
+                        for batch in progress(_batches(lines, _BATCH), desc=f"spm {split}.{lang}",
+                                              unit=f" x{_BATCH}"):
                             pieces = sp.encode(batch, out_type=str, num_threads=num_threads)
                             fout.write("".join(" ".join(p) + "\n" for p in pieces))
     return pieces_dir

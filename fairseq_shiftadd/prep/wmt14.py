@@ -22,9 +22,10 @@ from itertools import chain
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
+from ..cli_errors import run_main
 from . import pipeline
 from .corpus import Pair, aligned, clean_pairs, dedupe_pairs, read_parallel, read_segments
-from .download import fetch_members
+from .download import download_all, fetch_members
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +93,12 @@ def raw_splits(pair: str, download_dir: Path, max_train: Optional[int] = None, d
     """Download and extract what ``pair`` needs; return the (lazy) pairs of train, valid and test."""
     langs = tuple(pair.split("-"))
     download_dir = Path(download_dir)
-    train_files = [_fetch(c, c, langs, download_dir) for c in TRAIN[pair]]
-    valid_files = _fetch(VALID, VALID, langs, download_dir)
-    test_files = _fetch(*TEST[pair], langs, download_dir)
+    corpora = [*((c, c) for c in TRAIN[pair]), (VALID, VALID), TEST[pair]]
+    download_all([  # every missing archive is tried (and named) before any is extracted
+        (URLS[src.archive], download_dir / src.archive) for src, tgt in corpora
+        if not all((download_dir / "extracted" / m).exists() for m in (src.member(langs[0]), tgt.member(langs[1])))
+    ])
+    *train_files, valid_files, test_files = [_fetch(src, tgt, langs, download_dir) for src, tgt in corpora]
 
     train: Iterator[Pair] = clean_pairs(chain.from_iterable(read_parallel(s, t) for s, t in train_files),
                                         max_len=max_len, ratio=ratio)
@@ -133,7 +137,7 @@ def prepare(out: Path, pair: str = "en-de", *, download_dir: Optional[Path] = No
     return pipeline.build(raw, out, langs, subword, workers)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", choices=PAIRS, default="en-de")
     parser.add_argument("--download-dir", type=Path, default=None, help="archives (default: OUT/downloads)")
@@ -146,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   max_train=args.max_train, workers=args.workers, dedupe=args.dedupe, max_len=args.max_len,
                   ratio=args.ratio, **pipeline.subword_options(args)))
 
+
+main = run_main(_main, "fairseq-shiftadd-prepare-wmt14")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from fairseq import options
 
+from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cost import HardwareProfile, load_profile, workload_header
 from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
@@ -45,6 +46,8 @@ from .state import read_fingerprint, refuse_other_settings
 logger = logging.getLogger("fairseq_shiftadd.search")
 
 __all__ = ["get_parser", "main"]
+
+SYNOPSIS = "DATA --path SUPERNET.pt --save-dir DIR --max-tokens N [--constraint METRIC<=BOUND]..."
 
 
 def _positive_int(text: str) -> int:
@@ -92,7 +95,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     parser = options.get_generation_parser(default_task="shiftadd_translation")
     add_search_args(parser)
-    return parser
+    add_debug_flag(parser)
+    return short_usage(parser, SYNOPSIS)
 
 
 def _settings(args: argparse.Namespace) -> Tuple[List[Constraint], EvolutionConfig]:
@@ -218,7 +222,7 @@ def _prepare_output_dir(out_dir: Path, restart: bool) -> None:
         logger.info("--restart: removed the previous outputs of %s", out_dir)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = get_parser()
     args = options.parse_args_and_arch(parser, None if argv is None else list(argv))
     _configure_logging()
@@ -241,6 +245,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               f"is saved in {state_path}: rerun the same command to resume", file=sys.stderr)
         sys.exit(128 + signum)
 
+
+main = run_main(_main, "fairseq-shiftadd-search")
 
 if __name__ == "__main__":
     main()

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from tqdm import tqdm
-
+from ..progress import progress
 from .constraints import Constraint
 from .domain import Config, SearchDomain
 from .pareto import nsga2_select, pareto_front
@@ -430,8 +429,8 @@ class EvolutionarySearch:
             state = SearchState(self._fingerprint(), 0, rng.getstate(), [])
         rng.setstate(state.rng_state)
         restored = sum(c.fitness is not None for c in self.candidates)
-        bar = tqdm(total=cfg.generations, initial=min(state.generation, cfg.generations), desc="search",
-                   unit="gen", disable=not self.progress)
+        bar = progress(total=cfg.generations, initial=min(state.generation, cfg.generations), desc="search",
+                       unit="gen", enabled=self.progress)
         for generation in range(state.generation, cfg.generations):
             self._stats = GenerationStats(generation)
             if generation == 0:

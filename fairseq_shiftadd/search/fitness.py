@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import sacrebleu
 import torch
 from fairseq import checkpoint_utils, utils
-from tqdm import tqdm
+from ..progress import progress
 
 from .. import compat
 from ..space import SubnetConfig
@@ -151,5 +151,5 @@ class ValidationFitness:
 
     def __call__(self, subs: Sequence[SubnetConfig]) -> List[float]:
         evaluate = self.loss if self.objective == "loss" else self.bleu
-        return [evaluate(s) for s in tqdm(subs, desc=f"valid {self.objective}", leave=False,
-                                          disable=not self.progress)]
+        return [evaluate(s) for s in progress(subs, desc=f"valid {self.objective}", leave=False,
+                                              enabled=self.progress)]

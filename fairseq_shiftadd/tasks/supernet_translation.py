@@ -8,6 +8,12 @@ weight decay), also where fairseq fills missing gradients with zeros (``legacy_d
 representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
 validation ``loss`` (checkpoint selection). With ``--subnet`` a supernet trains (fine-tunes) one fixed
 subnet. A model without ``set_subnet`` (a standalone subnet) trains as in plain translation.
+
+``--subnet`` belongs to the model (:class:`~fairseq_shiftadd.models.supernet.SupernetConfig`, and the
+standalone subnet's config): fairseq gives a flag to every config with a field of that name, so the task has
+none and reads the model's active subnet. Every subnet spec is checked before training starts: files and
+inline JSON of ``--valid-subnets`` when the task is set up, and every spec against the model's space when the
+model is built (:func:`~fairseq_shiftadd.space.resolve_subnet`, one line naming the option).
 """
 
 import math
@@ -20,21 +26,27 @@ from fairseq import metrics
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from ..cli_errors import InputError
 from ..inactive import InactiveParameterGuard
-from ..models.supernet import load_subnet
-from ..space import SubnetConfig, largest, sample, smallest, subnet_seed
+from ..space import (
+    NAMED_SUBNETS,
+    SearchSpace,
+    SubnetConfig,
+    largest,
+    parse_subnet_spec,
+    resolve_subnet,
+    sample,
+    smallest,
+    subnet_seed,
+)
 
 __all__ = ["SupernetTranslationConfig", "SupernetTranslationTask"]
 
-NAMED_SUBNETS = {"largest": largest, "smallest": smallest}
+VALID_SUBNETS_OPTION = "--valid-subnets"
 
 
 @dataclass
 class SupernetTranslationConfig(TranslationConfig):
-    subnet: Optional[str] = field(
-        default=None,
-        metadata={"help": "train/evaluate only this subnet: 'largest', 'smallest', a .json/.yaml file or inline JSON"},
-    )
     sandwich: bool = field(
         default=False, metadata={"help": "train largest + smallest + one sampled subnet on every batch"}
     )
@@ -55,28 +67,34 @@ class SupernetTranslationTask(TranslationTask):
     cfg: SupernetTranslationConfig
 
     def __init__(self, cfg: SupernetTranslationConfig, src_dict, tgt_dict) -> None:
+        """Raises: InputError: ``--valid-subnets`` names no subnet or a spec that does not parse."""
         super().__init__(cfg, src_dict, tgt_dict)
-        self.fixed_subnet_spec = cfg.subnet
-        self.fixed_subnet: Optional[SubnetConfig] = None
+        self.fixed_subnet: Optional[SubnetConfig] = None  # set from the model's --subnet by build_model
         self.inactive_guard = InactiveParameterGuard()
-        if cfg.subnet and cfg.subnet not in NAMED_SUBNETS:
-            self.fixed_subnet = load_subnet(cfg.subnet)
+        self._valid_specs = [s.strip() for s in cfg.valid_subnets.split(",") if s.strip()]
+        if not self._valid_specs:
+            raise InputError(f"{VALID_SUBNETS_OPTION} {cfg.valid_subnets!r} names no subnet "
+                             "(allowed: comma-separated largest, smallest, .json/.yaml files)")
+        for spec in self._valid_specs:
+            parse_subnet_spec(spec, VALID_SUBNETS_OPTION)
+        self._valid_subnets: Dict[SearchSpace, List[Tuple[str, SubnetConfig]]] = {}
 
     # -- subnets ------------------------------------------------------------------------------
     def valid_subnets(self, model) -> List[Tuple[str, SubnetConfig]]:
-        """The (name, config) pairs validated separately; the fixed subnet alone if one is set."""
+        """The (name, config) pairs validated separately; the fixed subnet alone if one is set.
+
+        Raises:
+            InputError: a ``--valid-subnets`` spec is not in ``model.space`` (naming the option and field).
+        """
         if self.fixed_subnet is not None:
             return [("subnet", self.fixed_subnet)]
-        subnets = []
-        for spec in filter(None, (s.strip() for s in self.cfg.valid_subnets.split(","))):
-            if spec in NAMED_SUBNETS:
-                subnets.append((spec, NAMED_SUBNETS[spec](model.space)))
-            else:
-                name = spec.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-                subnets.append((name, load_subnet(spec)))
-        if not subnets:
-            raise ValueError("--valid-subnets names no subnet")
-        return subnets
+        if model.space not in self._valid_subnets:
+            self._valid_subnets[model.space] = [
+                (spec if spec in NAMED_SUBNETS else spec.rsplit("/", 1)[-1].rsplit(".", 1)[0],
+                 resolve_subnet(spec, model.space, VALID_SUBNETS_OPTION))
+                for spec in self._valid_specs
+            ]
+        return self._valid_subnets[model.space]
 
     def train_subnets(self, model, update_num: int) -> List[SubnetConfig]:
         """The subnets trained on this update's batches."""
@@ -89,11 +107,16 @@ class SupernetTranslationTask(TranslationTask):
 
     # -- fairseq hooks ----------------------------------------------------------------------------
     def build_model(self, cfg, from_checkpoint: bool = False):
+        """The model; for a supernet also its fixed subnet (``--subnet``) and the validated subnets, checked now.
+
+        Raises:
+            InputError: a subnet spec does not fit the model's space (before any update runs).
+        """
         model = super().build_model(cfg, from_checkpoint)
-        if self.fixed_subnet_spec in NAMED_SUBNETS and hasattr(model, "space"):
-            self.fixed_subnet = NAMED_SUBNETS[self.fixed_subnet_spec](model.space)
-        if self.fixed_subnet is not None and hasattr(model, "set_subnet"):
-            model.set_subnet(self.fixed_subnet)
+        if hasattr(model, "set_subnet"):
+            if getattr(cfg, "subnet", None):
+                self.fixed_subnet = model.subnet  # the model resolved and activated it
+            self.valid_subnets(model)
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..cli_errors import add_debug_flag, run_main
 from ..search.constraints import parse_constraint
 from ..search.evolution import EvolutionConfig
 from ..search.files import atomic_write_text
@@ -99,15 +100,19 @@ def _data_and_space(args: argparse.Namespace, space: Optional[VisionSpace] = Non
     return data, fitted
 
 
-def _run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
-         argv: Optional[Sequence[str]]) -> None:
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    try:
+def _entry(main: Callable[[argparse.Namespace], None], make_parser: Callable[[], argparse.ArgumentParser],
+           prog: str) -> Callable[[Optional[Sequence[str]]], None]:
+    """The console script ``prog``: parse, then ``main(args)``, with the package's one-line input errors."""
+
+    def run(argv: Optional[Sequence[str]]) -> None:
+        parser = make_parser()
+        add_debug_flag(parser)
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
         main(args)
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+    return run_main(run, prog)
 
 
 # -- train the supernet ------------------------------------------------------------------------------------------
@@ -133,8 +138,7 @@ def _train(args: argparse.Namespace) -> None:
         largest(space)), progress=not args.no_progress, device=args.device)
 
 
-def train_main(argv: Optional[Sequence[str]] = None) -> None:
-    _run(_train, train_parser(), argv)
+train_main = _entry(_train, train_parser, "fairseq-shiftadd-vision-train")
 
 
 # -- search -------------------------------------------------------------------------------------------------------
@@ -194,8 +198,7 @@ def _search(args: argparse.Namespace) -> None:
         logger.info("best: loss %.4f %s | %s", c.fitness, json.dumps(c.metrics), c.subnet.describe())
 
 
-def search_main(argv: Optional[Sequence[str]] = None) -> None:
-    _run(_search, search_parser(), argv)
+search_main = _entry(_search, search_parser, "fairseq-shiftadd-vision-search")
 
 
 # -- retrain / fine-tune ----------------------------------------------------------------------------------------
@@ -245,8 +248,7 @@ def _retrain(args: argparse.Namespace) -> Dict[str, object]:
     return results
 
 
-def retrain_main(argv: Optional[Sequence[str]] = None) -> None:
-    _run(_retrain, retrain_parser(), argv)
+retrain_main = _entry(_retrain, retrain_parser, "fairseq-shiftadd-vision-retrain")
 
 
 COMMANDS: Dict[str, Callable[[Optional[Sequence[str]]], None]] = {

@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
+from ..progress import progress as progress_bar
 from ..search.files import atomic_path
 from .data import ImageData, ImageSplit
 from .space import VisionSubnet, largest, sample, smallest
@@ -205,8 +205,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started, losses = time.time(), []
-        bar = tqdm(train_batches(data.train, config, epoch), total=steps_per_epoch, disable=not progress,
-                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        bar = progress_bar(train_batches(data.train, config, epoch), total=steps_per_epoch, enabled=progress,
+                           desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
             update = epoch * steps_per_epoch + step

@@ -136,6 +136,34 @@ def test_collector_refuses_to_mix_protocols(tmp_path: Path) -> None:
     assert len(read_latency_csv(out)) == 1
 
 
+@pytest.mark.parametrize("setting, value, message", [
+    ("vocab_size", 30, "vocab_size 20 in the file, 30 now"),
+    ("runs", 2, "runs 1 in the file, 2 now"),
+    ("warmup", 1, "warmup 0 in the file, 1 now"),
+])
+def test_collector_refuses_to_resume_another_workload(tmp_path: Path, setting: str, value: int, message: str) -> None:
+    out = tmp_path / "lat.csv"
+    collect_latency_dataset(TINY, 1, out, progress=False, **FAST)
+    before = out.read_text()
+    with pytest.raises(ValueError, match=message):
+        collect_latency_dataset(TINY, 2, out, progress=False, **{**FAST, setting: value})
+    assert out.read_text() == before
+    assert read_latency_csv(out)[0].protocol[setting] == FAST[setting]
+
+
+def test_legacy_csv_reads_but_does_not_resume(tmp_path: Path) -> None:
+    """A file without the vocab_size/warmup/runs columns (older version) reads, with those unknown."""
+    out = tmp_path / "lat.csv"
+    collect_latency_dataset(TINY, 1, out, progress=False, **FAST)
+    rows = [line.rsplit(",", 3)[0] for line in out.read_text().splitlines()]
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_text("\n".join(rows) + "\n")
+    (record,) = read_latency_csv(legacy)
+    assert record.vocab_size is None and record.subnet == read_latency_csv(out)[0].subnet
+    with pytest.raises(ValueError, match="vocab_size None in the file, 20 now"):
+        collect_latency_dataset(TINY, 2, legacy, progress=False, **FAST)
+
+
 def test_read_latency_csv_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_latency_csv(tmp_path / "missing.csv")

@@ -68,7 +68,7 @@ def _train_two_updates(builders, task, guarded: bool):
         + with_conv.encoder[1:],
     )
     plain = largest(space)
-    seeded = SupernetTranslationConfig(seed=1, subnet=with_conv.to_json())
+    seeded = SupernetTranslationConfig(seed=1)  # the fixed subnet is set per update below
     trainer_task = SupernetTranslationTask(seeded, task.source_dictionary, task.target_dictionary)
     if not guarded:
         trainer_task.inactive_guard = SimpleNamespace(record=lambda *a: None, attach=lambda *a: None)

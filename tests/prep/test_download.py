@@ -10,7 +10,7 @@ from typing import Iterator, List
 import pytest
 from prep_fakes import write_tar
 
-from fairseq_shiftadd.prep.download import DownloadError, download, extract_members, fetch_members
+from fairseq_shiftadd.prep.download import DownloadError, download, download_all, extract_members, fetch_members
 
 PAYLOAD = bytes(range(256)) * 1000
 
@@ -94,3 +94,20 @@ def test_extract_members(tmp_path: Path) -> None:
     archive.unlink()  # everything extracted: no archive (and no download) needed
     assert fetch_members("http://127.0.0.1:9/a.tgz", archive, ["training/x.en"], tmp_path / "ex") == {
         "training/x.en": tmp_path / "ex" / "training" / "x.en"}
+
+
+def test_download_all_names_every_missing_file(tmp_path: Path) -> None:
+    """Every download is tried; the one-line error names all that failed, not only the first."""
+    present = tmp_path / "remote" / "ok.gz"
+    present.parent.mkdir()
+    present.write_bytes(PAYLOAD)
+    names = ["train.en.gz", "train.de.gz", "val.en.gz"]
+    items = [(present.as_uri(), tmp_path / "dl" / "ok.gz")]
+    items += [((tmp_path / "remote" / name).as_uri(), tmp_path / "dl" / name) for name in names]
+    with pytest.raises(DownloadError) as info:
+        download_all(items + items[:1])  # a duplicate is fetched once
+    message = str(info.value)
+    assert message.startswith("could not download 3 of 4 files") and "\n" not in message
+    assert all(str(tmp_path / "dl" / name) in message for name in names)
+    assert (tmp_path / "dl" / "ok.gz").read_bytes() == PAYLOAD  # what could be fetched was
+    assert isinstance(info.value, OSError)  # console scripts print it as one line
