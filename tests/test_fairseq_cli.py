@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# It trains fairseq's own Transformer (the plugin only imports): slow; the default suite's real end-to-end run
+# is tests/test_supernet_task.py (supernet training, export, generate) and checkpoint averaging is also run by
+# tests/test_scoring_pipeline.py.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRANSFORMER = (
     "--arch transformer --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64 "
