@@ -81,11 +81,10 @@ RUN_BY = {
     "fairseq-shiftadd-search": "tests/test_readme.py::test_search_command_runs_as_written",
     "fairseq-generate DATA": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
     "fairseq-shiftadd-score": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
-    "bash data_prep/wmt14_en_de.sh": "tests/prep/test_data_prep_scripts.py::test_usage_without_arguments",
-    "bash examples/pipeline.sh": "tests/test_examples.py::test_pipeline_runs_every_stage_at_a_tiny_scale",
+    "bash data_prep/wmt14_en_de.sh": "tests/prep/test_readme_recipe.py::test_recipes_block_runs_as_written",
+    "bash examples/pipeline.sh": "tests/prep/test_readme_recipe.py::test_recipes_block_runs_as_written",
 }
-"""What runs each README command (by its start). ``data_prep/wmt14_en_de.sh`` downloads 1.5 GB: only its usage
-runs as written; its Python pipeline runs on fake archives in the real formats (``tests/prep/test_wmt14.py``)."""
+"""What runs each README command (by its start)."""
 
 
 def test_every_readme_command_is_run_by_a_test_the_demo_or_ci() -> None:
