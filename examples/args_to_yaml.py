@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional
 
 EXAMPLES = Path(__file__).resolve().parent
 MISSING = "???"
-RUN_TIME_FLAGS = {"shiftadd_transformer": ["--subnet", MISSING]}
-"""Flags the scripts add at run time, per architecture (besides the data and ``--save-dir``)."""
+RUN_TIME = {"shiftadd_transformer": {"model.subnet": "--subnet"}}
+"""Fields (and their flags) the scripts give at run time, per architecture, besides the data and ``--save-dir``."""
 CHOOSERS = ("--user-dir", "--task", "--arch", "--criterion", "--optimizer", "--lr-scheduler")
 """The flags that choose the plugin and the components."""
 HYDRA = {"run": {"dir": "${checkpoint.save_dir}/hydra"}, "job": {"chdir": False}}
@@ -77,7 +77,8 @@ def stage_flags(path: Path, minimal: bool = False) -> List[str]:
     arch = _arch(flags)
     if minimal:
         flags = [word for i, name in enumerate(flags) if name in CHOOSERS for word in flags[i:i + 2]]
-    return [MISSING, *flags, "--save-dir", MISSING, *RUN_TIME_FLAGS.get(arch, [])]
+    run_time = [word for flag in RUN_TIME.get(arch, {}).values() for word in (flag, MISSING)]
+    return [MISSING, *flags, "--save-dir", MISSING, *run_time]
 
 
 def _defaults(group: str, name: Optional[str]) -> Dict[str, Any]:
@@ -150,16 +151,16 @@ def render(path: Path) -> str:
         f"# GENERATED from {relative} by examples/args_to_yaml.py: edit the .args file, then rerun the tool.\n"
         f"#   fairseq-hydra-train --config-dir {relative.parent} --config-name {path.stem} "
         "task.data=DATA checkpoint.save_dir=DIR"
-        + (" model.subnet=SUBNET" if "model.subnet" in _required(path) else "") + "\n"
+        + "".join(f" {field}={field.split('.')[-1].upper()}" for field in required_fields(path)) + "\n"
         "# (from the repository root: common.user_dir is relative to it)\n"
     )
     arch_defaults = training_config(stage_flags(path, minimal=True))["model"]
     return header + OmegaConf.to_yaml(hydra_config(training_config(stage_flags(path)), arch_defaults))
 
 
-def _required(path: Path) -> List[str]:
+def required_fields(path: Path) -> List[str]:
     """The fields a stage's YAML leaves required (``???``) besides the data and the save directory."""
-    return ["model.subnet"] if _arch(args_flags(path)) in RUN_TIME_FLAGS else []
+    return list(RUN_TIME.get(_arch(args_flags(path)), {}))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

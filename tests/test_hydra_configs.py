@@ -45,7 +45,7 @@ def _resolved(config: Any) -> Dict[str, Any]:
 def _run_time(stage: Path, tmp_path: Path) -> Dict[str, str]:
     """The values the scripts give at run time, as Hydra overrides and as fairseq-train flags."""
     values = {"task.data": str(tmp_path / "data-bin"), "checkpoint.save_dir": str(tmp_path / "save")}
-    if "model.subnet" in args_to_yaml._required(stage):
+    if "model.subnet" in args_to_yaml.required_fields(stage):
         values["model.subnet"] = str(tmp_path / "best.yaml")
     return values
 
