@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.search.cli import main as search_main
+from fairseq_shiftadd.search.cli import _main as search_main  # unwrapped: raises instead of exiting
 from fairseq_shiftadd.space import SubnetConfig, check, get_space
 
 REPO = Path(__file__).resolve().parents[2]
