@@ -8,8 +8,9 @@ into the configuration the ``.args`` give to ``fairseq-train``.
 
 A YAML holds, per group of fairseq's configuration, the fields whose value from the ``.args`` differs from
 the group's dataclass default (a mirror such as ``optimizer.lr = ${optimization.lr}`` only when it differs from
-its source), the ``_name`` of every registered component (task, model, criterion, optimizer, scheduler, scoring), and ``???`` (required) for what the scripts give at
-run time: ``task.data``, ``checkpoint.save_dir`` and the retrained subnet's ``model.subnet``.
+its source), the ``_name`` of every registered component (task, model, criterion, optimizer, scheduler,
+scoring), and ``???`` (required) for what the scripts give at run time: ``task.data``, ``checkpoint.save_dir``
+and the retrained subnet's ``model.subnet``.
 
     python examples/args_to_yaml.py            # rewrite every training stage's YAML
     python examples/args_to_yaml.py --check    # exit 1 naming every YAML that differs from its .args

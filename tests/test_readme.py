@@ -162,10 +162,15 @@ def finetuned(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return {**values, "CKPT": str(work / "finetune" / "checkpoint_best.pt"), "work": str(work)}
 
 
+def _placeholders(finetuned: Dict[str, str]) -> Dict[str, str]:
+    """The fixture's placeholder values (without its working directory)."""
+    return {name: value for name, value in finetuned.items() if name != "work"}
+
+
 @pytest.mark.slow
 def test_using_a_trained_model_commands_run(finetuned: Dict[str, str], multi30k_en_de: Path) -> None:
-    finetuned = dict(finetuned)
-    work = Path(finetuned.pop("work"))
+    work = Path(finetuned["work"])
+    finetuned = _placeholders(finetuned)
     generate, validate, interactive = bash_lines("Using a trained model")
     short = {**finetuned, "--beam 4": "--beam 2 --max-len-b 5"}
     _run(generate, short, work)
@@ -194,7 +199,8 @@ def test_search_command_runs_as_written(finetuned: Dict[str, str], multi30k_en_d
     (command,) = [c for _, c in readme_commands() if c.startswith("fairseq-shiftadd-search")]
     command = without_options(command) + (" --population 4 --parents 2 --mutations 1 --crossovers 1"
                                           " --generations 1 --max-valid-sentences 20")
-    values = {**finetuned, "DATA": str(multi30k_en_de), "--save-dir search": "--save-dir search_readme"}
+    values = {**_placeholders(finetuned), "DATA": str(multi30k_en_de),
+              "--save-dir search": "--save-dir search_readme"}  # search/ holds the fixture's best.yaml
     _run(command, values, Path(finetuned["work"]))
     best = SubnetConfig.load(Path(finetuned["work"]) / "search_readme" / "best.yaml")
     check(get_space("tiny"), best)
@@ -204,7 +210,7 @@ def test_search_command_runs_as_written(finetuned: Dict[str, str], multi30k_en_d
 def test_decode_and_score_commands_run_as_written(finetuned: Dict[str, str], multi30k_en_de: Path,
                                                   tmp_path: Path) -> None:
     generate, score = [c for title, c in readme_commands() if title == "Scoring (`fairseq-shiftadd-score`)"]
-    values = {**finetuned, "DATA": str(multi30k_en_de), "--beam 4": "--beam 2 --max-len-b 5"}
+    values = {**_placeholders(finetuned), "DATA": str(multi30k_en_de), "--beam 4": "--beam 2 --max-len-b 5"}
     _run(generate, values, tmp_path)
     assert "sacreBLEU (detokenized)" in _run(without_options(score), values, tmp_path)
     scores = json.loads(_run(without_options(score) + " " + " ".join(options(score)), values, tmp_path))
