@@ -15,6 +15,10 @@
   NaN validation loss became the "best" forever (and could be saved as ``checkpoint_best.pt``).
   :func:`install` makes a NaN or infinite metric count as "no validation" for that choice (the epoch and
   last checkpoints are still written; a warning says so).
+* ``--patience`` early stopping (``fairseq_cli.train.should_stop_early``) has the same flaw: a NaN first
+  validation became its best, no later loss compared better, and the run stopped after ``--patience``
+  validations however much it improved. :func:`install` makes a NaN or infinite loss a validation without
+  improvement: it is never the best, and it counts towards ``--patience`` (so a diverged run still stops).
 * fairseq 0.12's ``batch_by_size`` drops the last batch when its size is not a multiple of
   ``--required-batch-size-multiple`` (default 8): ``fairseq-generate`` silently translated 1,008 of
   the 1,014 Multi30k validation sentences at ``--batch-size 100`` or ``128``, and validation losses left
@@ -22,13 +26,16 @@
   every sentence is decoded, validated and trained on.
 * ``fairseq-interactive`` without ``--bpe sentencepiece --sentencepiece-model`` looks raw words up in a
   dictionary of sentencepiece pieces, so they silently become ``<unk>``. With a task whose dictionary
-  holds such pieces (``▁``) and no ``--bpe``, it is refused with one line saying what to pass.
+  holds such pieces (``▁``) and no ``--bpe``, it is refused with one line saying what to pass, before the
+  model loads (fairseq offers no hook between task set-up and model loading, so the check wraps
+  ``fairseq_cli.interactive.main`` and sets the task up once more: dictionaries only, milliseconds).
 * fairseq's uncaught :class:`~fairseq_shiftadd.cli_errors.InputError` (a bad ``--subnet``, ``--space``,
   ``--valid-subnets``, an unreadable checkpoint) prints one line instead of a traceback
   (:func:`~fairseq_shiftadd.cli_errors.install_excepthook`).
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import math
@@ -180,30 +187,57 @@ def _holds_pieces(dictionary: Any) -> bool:
 
 
 def _refuse_raw_words(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``FairseqTask.build_bpe`` that refuses ``fairseq-interactive`` on a dictionary of pieces without ``--bpe``."""
+    """``fairseq_cli.interactive.main`` that refuses a dictionary of pieces without ``--bpe``, before loading.
 
-    def build_bpe(self: Any, args: Any) -> Any:
-        bpe = original(self, args)
-        interactive = os.path.basename(sys.argv[0]) == "fairseq-interactive"
-        if bpe is None and interactive and _holds_pieces(getattr(self, "source_dictionary", None)):
+    Raises:
+        InputError: the task's source dictionary holds sentencepiece pieces and no ``--bpe`` is set.
+    """
+
+    def main(cfg: Any) -> Any:
+        from fairseq import tasks
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        if isinstance(cfg, argparse.Namespace):
+            cfg = convert_namespace_to_omegaconf(cfg)
+        task = tasks.setup_task(cfg.task)  # dictionaries only; fairseq sets it up again, then loads the model
+        if task.build_bpe(cfg.bpe) is None and _holds_pieces(task.source_dictionary):
             raise InputError(
                 "the dictionary holds sentencepiece pieces but no --bpe is set: raw input words would become "
                 "<unk>; pass --bpe sentencepiece --sentencepiece-model PREPARED/sentencepiece/spm.model"
             )
-        return bpe
+        return original(cfg)
 
-    return build_bpe
+    return main
+
+
+def _no_non_finite_patience(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``fairseq_cli.train.should_stop_early`` for which a NaN or infinite loss is a validation without improvement.
+
+    fairseq keeps its state (``best``, ``num_runs``) as attributes of the module-level name, which is then
+    this wrapper, so a finite loss goes through fairseq's own rule unchanged.
+    """
+
+    def should_stop_early(cfg: Any, valid_loss: Any) -> bool:
+        if valid_loss is None or math.isfinite(float(valid_loss)) or cfg.checkpoint.patience <= 0:
+            return original(cfg, valid_loss)
+        should_stop_early.num_runs = getattr(should_stop_early, "num_runs", 0) + 1
+        logger.warning("validation loss is %s: no improvement (%d of --patience %d)", valid_loss,
+                       should_stop_early.num_runs, cfg.checkpoint.patience)
+        return should_stop_early.num_runs >= cfg.checkpoint.patience
+
+    return should_stop_early
 
 
 def install() -> None:
     """Apply every fix above (idempotent)."""
     from fairseq import checkpoint_utils, utils
     from fairseq.data import data_utils
-    from fairseq.tasks import FairseqTask
+    from fairseq_cli import interactive, train
 
     _patch_checkpoint_loading()
     _replace(utils, "import_user_module", _keep_imported_copy)
     _replace(checkpoint_utils, "save_checkpoint", _no_non_finite_best)
     _replace(data_utils, "batch_by_size", _keep_last_batch)
-    _replace(FairseqTask, "build_bpe", _refuse_raw_words)
+    _replace(train, "should_stop_early", _no_non_finite_patience)
+    _replace(interactive, "main", _refuse_raw_words)
     install_excepthook()

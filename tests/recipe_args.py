@@ -1,13 +1,12 @@
-"""The flags of a recipe's .args file, read by the recipes' own parser (``examples/args.sh``), not a copy."""
-import subprocess
+"""The recipes' tools for the tests: ``args_flags`` reads a stage's .args file with the recipes' own parser
+(``examples/args.sh``, not a copy), ``args_to_yaml`` is ``examples/args_to_yaml.py``."""
+import importlib.util
 from pathlib import Path
-from typing import List
 
-ARGS_SH = Path(__file__).resolve().parents[1] / "examples" / "args.sh"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
+_spec = importlib.util.spec_from_file_location("args_to_yaml", EXAMPLES / "args_to_yaml.py")
+args_to_yaml = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(args_to_yaml)
 
-def args_flags(path: Path) -> List[str]:
-    """``args_flags FILE`` of ``examples/args.sh``: the words of the file, one per flag or value."""
-    out = subprocess.run(["bash", "-c", f'source "{ARGS_SH}" && args_flags "$0"', str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return out.splitlines()
+args_flags = args_to_yaml.args_flags

@@ -1,5 +1,6 @@
 """fairseq compatibility: checkpoint loading on torch >= 2.6, the --user-dir double import, dropped batches,
-unreadable checkpoints and non-finite validation losses."""
+unreadable checkpoints, non-finite validation losses (best checkpoint, --patience) and
+fairseq-interactive on raw words."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -125,19 +127,51 @@ def test_non_finite_validation_loss_is_never_the_best(tmp_path: Path) -> None:
             del save.best
 
 
-def test_interactive_without_sentencepiece_is_refused(monkeypatch) -> None:
-    """Raw words looked up in a dictionary of pieces silently become <unk>: refused under fairseq-interactive."""
-    from fairseq.data import Dictionary
-    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+def test_patience_never_takes_a_non_finite_loss_as_best() -> None:
+    """fairseq alone: a NaN first validation became the best and --patience 2 stopped an improving run."""
+    from fairseq.dataclass.configs import FairseqConfig
+    from fairseq_cli import train
 
-    pieces, words = Dictionary(), Dictionary()
-    for symbol in ("▁A", "▁man", "s", "▁ride", "▁a", "▁bike", "."):
-        pieces.add_symbol(symbol)
-        words.add_symbol(symbol.lstrip("▁") or symbol)
-    no_bpe = argparse.Namespace(bpe=None)
-    monkeypatch.setattr(sys, "argv", ["fairseq-interactive"])
+    cfg = FairseqConfig()
+    cfg.checkpoint.patience = 2
+    stop = train.should_stop_early
+
+    def run(losses: List[float]) -> List[bool]:
+        for name in ("best", "num_runs"):
+            stop.__dict__.pop(name, None)
+        try:
+            return [stop(cfg, loss) for loss in losses]
+        finally:
+            for name in ("best", "num_runs"):
+                stop.__dict__.pop(name, None)
+
+    assert run([float("nan"), 5.0, 4.0, 3.0]) == [False] * 4  # fairseq alone stops at 4.0
+    assert run([5.0, float("inf"), 4.0, float("nan"), float("nan")]) == [False, False, False, False, True]
+    assert run([5.0, 6.0, 7.0]) == [False, False, True]  # finite losses: fairseq's own rule
+
+
+def _translation_dir(path: Path, symbols: Tuple[str, ...]) -> Path:
+    path.mkdir()
+    for lang in ("en", "de"):
+        (path / f"dict.{lang}.txt").write_text("".join(f"{s} 1\n" for s in symbols), encoding="utf-8")
+    return path
+
+
+def test_interactive_without_sentencepiece_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    """Raw words looked up in a dictionary of pieces silently become <unk>: refused before the checkpoint loads."""
+    from fairseq import options
+    from fairseq_cli import interactive
+
+    def main(data: Path) -> None:
+        parser = options.get_interactive_generation_parser()
+        args = options.parse_args_and_arch(parser, [str(data), "--path", str(tmp_path / "missing.pt"),
+                                                    "--source-lang", "en", "--target-lang", "de"])
+        interactive.main(args)
+
+    pieces = _translation_dir(tmp_path / "pieces", ("▁A", "▁man", "s", "▁ride", "▁a", "."))
     with pytest.raises(InputError, match="pass --bpe sentencepiece --sentencepiece-model"):
-        TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe)
-    assert TranslationTask(TranslationConfig(), words, words).build_bpe(no_bpe) is None  # a word dictionary
-    monkeypatch.setattr(sys, "argv", ["fairseq-generate"])  # binarised input is already encoded
-    assert TranslationTask(TranslationConfig(), pieces, pieces).build_bpe(no_bpe) is None
+        main(pieces)  # fairseq alone: fails on missing.pt first, then decodes raw words as <unk>
+    words = _translation_dir(tmp_path / "words", ("A", "man", "rides", "a", "bike", "."))
+    with pytest.raises(Exception, match="missing.pt") as loading:  # a word dictionary: on to loading the model
+        main(words)
+    assert not isinstance(loading.value, InputError) or "sentencepiece" not in str(loading.value)

@@ -83,33 +83,39 @@ def test_generate_recipe(dataset: str, tmp_path: Path) -> None:
         assert (args.beam, args.lenpen) == (4, 0.6)
 
 
-def test_pipeline_runs_every_stage_at_a_tiny_scale(multi30k_en_de: Path, tmp_path: Path) -> None:
-    """The WMT14 En-De recipe on the small Multi30k data, shrunk by the per-stage flags the script documents."""
-    prepared, work = multi30k_en_de.parent, tmp_path / "work"
-    small = "--arch {} --space tiny --max-tokens 2048 --train-subset valid --warmup-updates 4 --lr 3e-3 --num-workers 0"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "TOTAL_UPDATE_FREQ": "1",
-        "AVERAGE_LAST": "1",
-        "SUPERNET_FLAGS": small.format("shiftadd_supernet_tiny") + " --max-update 8 --valid-subnets smallest",
-        "SEARCH_FLAGS": "--population 4 --parents 2 --mutations 1 --crossovers 1 --generations 2 "
-        "--max-valid-sentences 64",
-        "SUBNET_FLAGS": small.format("shiftadd_transformer") + " --max-epoch 2",
-        "GENERATE_FLAGS": "--beam 1 --max-len-a 0 --max-len-b 8",
-    }
-    result = subprocess.run(
-        ["bash", str(EXAMPLES / "pipeline.sh"), "wmt14_en_de", str(prepared), str(work)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
-    best = SubnetConfig.load(work / "search" / "best.yaml")
-    check(get_space("tiny"), best)
+_SMALL = "--arch {} --space tiny --max-tokens 2048 --train-subset valid --warmup-updates 4 --lr 3e-3 --num-workers 0"
+TINY_PIPELINE = {
+    "OMP_NUM_THREADS": "1",
+    "TOTAL_UPDATE_FREQ": "1",
+    "AVERAGE_LAST": "1",
+    "SUPERNET_FLAGS": _SMALL.format("shiftadd_supernet_tiny") + " --max-update 8 --valid-subnets smallest",
+    "SEARCH_FLAGS": "--population 4 --parents 2 --mutations 1 --crossovers 1 --generations 2 --max-valid-sentences 64",
+    "SUBNET_FLAGS": _SMALL.format("shiftadd_transformer") + " --max-epoch 2",
+    "GENERATE_FLAGS": "--beam 1 --max-len-a 0 --max-len-b 8",
+}
+"""The environment that shrinks ``examples/pipeline.sh`` to a tiny scale (the per-stage flags it documents)."""
+
+
+def check_pipeline_outputs(prepared: Path, work: Path, target_lang: str) -> None:
+    """All four stages wrote their outputs: a best subnet of the tiny space, the average, every test sentence
+    decoded and scored."""
+    check(get_space("tiny"), SubnetConfig.load(work / "search" / "best.yaml"))
     assert (work / "subnet" / "checkpoint_avg_last1.pt").is_file()
     scores = (work / "bleu-test.txt").read_text()
     assert "sacreBLEU (detokenized)" in scores and "compound-split" in scores
     hypotheses = [line for line in (work / "generate-test.txt").read_text().splitlines() if line.startswith("D-")]
-    assert len(hypotheses) == len((prepared / "raw" / "test.de").read_text().splitlines())
+    assert len(hypotheses) == len((prepared / "raw" / f"test.{target_lang}").read_text().splitlines())
+
+
+def test_pipeline_runs_every_stage_at_a_tiny_scale(multi30k_en_de: Path, tmp_path: Path) -> None:
+    """The WMT14 En-De recipe on the small Multi30k data, shrunk by the per-stage flags the script documents."""
+    prepared, work = multi30k_en_de.parent, tmp_path / "work"
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / "pipeline.sh"), "wmt14_en_de", str(prepared), str(work)],
+        cwd=REPO, env={**os.environ, **TINY_PIPELINE}, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    check_pipeline_outputs(prepared, work, "de")
 
 
 def test_pipeline_rejects_unknown_dataset_and_stage(tmp_path: Path) -> None:

@@ -1,15 +1,19 @@
-"""README.md as a newcomer reads it: its flags table is complete, and its commands run as written (tiny scale).
+"""README.md as a newcomer reads it: its flags table is complete, and every command of its ```bash blocks is run,
+as written, by a test here or elsewhere (``RUN_BY``), by the demo or by CI.
 
-Placeholders are filled in (``PREPARED``, ``CKPT``, ``SPACE``, the supernet and search outputs) and only the
-scale is changed: fewer updates and shorter decodes.
+Placeholders are filled in (``PREPARED``, ``DATA``, ``CKPT``, ``SPACE``, the supernet and search outputs) and only
+the scale is changed: fewer updates, samples and candidates, shorter decodes. ``[optional]`` parts are run
+without them, and each on its own where that is cheap.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterionConfig
@@ -17,7 +21,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks.translation import TranslationConfig
 
 from fairseq_shiftadd.registry import CRITERIONS, MODELS, TASKS
-from fairseq_shiftadd.space import get_space, smallest
+from fairseq_shiftadd.space import SubnetConfig, check, get_space, smallest
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -35,6 +39,76 @@ def bash_lines(title: str) -> List[str]:
     block = re.search(r"```bash\n(.*?)```", section(title), re.S)
     assert block, f"section {title!r} has no bash block"
     return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def readme_commands() -> List[Tuple[str, str]]:
+    """Every command of the README's ```bash blocks as (section, command): continuations joined, comments cut."""
+    commands, title = [], ""
+    for match in re.finditer(r"^#+ ([^\n]*)$|^```bash\n(.*?)^```", README, re.S | re.M):
+        if match.group(1) is not None:
+            title = match.group(1)
+            continue
+        for line in re.sub(r"\\\n\s*", "", match.group(2)).splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line:
+                commands.append((title, line))
+    return commands
+
+
+def without_options(command: str) -> str:
+    """``command`` without its ``[optional]`` parts."""
+    return re.sub(r"\s*\[[^\[\]]*\]", "", command)
+
+
+def options(command: str) -> List[str]:
+    """The ``[optional]`` parts of ``command`` (the first of ``a|b`` alternatives)."""
+    return [part.split("|")[0].strip() for part in re.findall(r"\[([^\[\]]*)\]", command)]
+
+
+RUN_BY = {
+    "bash scripts/demo.sh": "scripts/demo.sh",  # the demo itself
+    "bash scripts/test.sh": ".ci/run",  # CI runs exactly this
+    "pip install": "scripts/install.sh",  # the same three installs, run by scripts/demo.sh and scripts/test.sh
+    "fairseq-generate PREPARED/data-bin": "tests/test_readme.py::test_using_a_trained_model_commands_run",
+    "fairseq-validate": "tests/test_readme.py::test_using_a_trained_model_commands_run",
+    'echo "A man rides a bike." | fairseq-interactive': "tests/test_readme.py::test_using_a_trained_model_commands_run",
+    "fairseq-shiftadd-extract-subnet": "tests/test_readme.py::finetuned",
+    "fairseq-train PREPARED/data-bin": "tests/test_readme.py::finetuned",
+    "fairseq-hydra-train": "tests/test_hydra_train.py::test_hydra_train_runs_the_supernet",
+    "fairseq-shiftadd-cost": "tests/test_readme.py::test_cost_command_runs_as_written",
+    "fairseq-shiftadd-latency-dataset": "tests/test_readme.py::test_latency_commands_run_as_written",
+    "fairseq-shiftadd-train-latency-predictor": "tests/test_readme.py::test_latency_commands_run_as_written",
+    "fairseq-shiftadd-search": "tests/test_readme.py::test_search_command_runs_as_written",
+    "fairseq-generate DATA": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
+    "fairseq-shiftadd-score": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
+    "bash data_prep/wmt14_en_de.sh": "tests/prep/test_readme_recipe.py::test_recipes_block_runs_as_written",
+    "bash examples/pipeline.sh": "tests/prep/test_readme_recipe.py::test_recipes_block_runs_as_written",
+}
+"""What runs each README command (by its start)."""
+
+
+def test_every_readme_command_is_run_by_a_test_the_demo_or_ci() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 17
+    for title, command in commands:
+        runners = [runner for start, runner in RUN_BY.items() if command.startswith(start)]
+        assert len(runners) == 1, f"README {title!r}: nothing (or several) in RUN_BY runs {command!r}"
+        path, _, name = runners[0].partition("::")
+        assert (REPO / path).is_file(), runners[0]
+        if name:
+            assert re.search(rf"^def {name}\(", (REPO / path).read_text(), re.M), runners[0]
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+    assert "scripts/install.sh" in (REPO / "scripts" / "demo.sh").read_text()
+
+
+def test_cost_command_runs_as_written() -> None:
+    """The cost block's command: as written via the console script, then with each option (in-process)."""
+    from fairseq_shiftadd.cost.cli import main
+
+    (command,) = [c for _, c in readme_commands() if c.startswith("fairseq-shiftadd-cost")]
+    assert re.search(r"^total: energy [\d.]+ mJ", _run(without_options(command), {}, REPO), re.M)
+    for option in options(command):
+        assert main(shlex.split(without_options(command))[1:] + shlex.split(option)) in (0, None), option
 
 
 def _own_fields(config: type, base: type) -> List[str]:
@@ -88,9 +162,15 @@ def finetuned(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return {**values, "CKPT": str(work / "finetune" / "checkpoint_best.pt"), "work": str(work)}
 
 
+def _placeholders(finetuned: Dict[str, str]) -> Dict[str, str]:
+    """The fixture's placeholder values (without its working directory)."""
+    return {name: value for name, value in finetuned.items() if name != "work"}
+
+
 @pytest.mark.slow
 def test_using_a_trained_model_commands_run(finetuned: Dict[str, str], multi30k_en_de: Path) -> None:
-    work = Path(finetuned.pop("work"))
+    work = Path(finetuned["work"])
+    finetuned = _placeholders(finetuned)
     generate, validate, interactive = bash_lines("Using a trained model")
     short = {**finetuned, "--beam 4": "--beam 2 --max-len-b 5"}
     _run(generate, short, work)
@@ -100,3 +180,38 @@ def test_using_a_trained_model_commands_run(finetuned: Dict[str, str], multi30k_
     out = _run(interactive, short, work)
     assert re.search(r"^S-0\t▁A ▁man", out, re.M) and re.search(r"^D-0\t", out, re.M)
     assert "<unk>" not in re.search(r"^S-0\t(.*)$", out, re.M).group(1)
+
+
+@pytest.mark.slow
+def test_latency_commands_run_as_written(tmp_path: Path) -> None:
+    commands = [c for _, c in readme_commands() if c.startswith("fairseq-shiftadd-latency-dataset")
+                or c.startswith("fairseq-shiftadd-train-latency-predictor")]
+    assert len(commands) == 2
+    tiny = {"--samples 300": "--samples 24 --runs 2 --warmup 0 --src-len 4 --tgt-len 3"}
+    for command in commands:
+        out = _run(without_options(command), tiny, tmp_path)
+    assert len((tmp_path / "lat.csv").read_text().splitlines()) > 24
+    assert (tmp_path / "predictor.pt").is_file() and "MAPE" in out
+
+
+@pytest.mark.slow
+def test_search_command_runs_as_written(finetuned: Dict[str, str], multi30k_en_de: Path) -> None:
+    (command,) = [c for _, c in readme_commands() if c.startswith("fairseq-shiftadd-search")]
+    command = without_options(command) + (" --population 4 --parents 2 --mutations 1 --crossovers 1"
+                                          " --generations 1 --max-valid-sentences 20")
+    values = {**_placeholders(finetuned), "DATA": str(multi30k_en_de),
+              "--save-dir search": "--save-dir search_readme"}  # search/ holds the fixture's best.yaml
+    _run(command, values, Path(finetuned["work"]))
+    best = SubnetConfig.load(Path(finetuned["work"]) / "search_readme" / "best.yaml")
+    check(get_space("tiny"), best)
+
+
+@pytest.mark.slow
+def test_decode_and_score_commands_run_as_written(finetuned: Dict[str, str], multi30k_en_de: Path,
+                                                  tmp_path: Path) -> None:
+    generate, score = [c for title, c in readme_commands() if title == "Scoring (`fairseq-shiftadd-score`)"]
+    values = {**_placeholders(finetuned), "DATA": str(multi30k_en_de), "--beam 4": "--beam 2 --max-len-b 5"}
+    _run(generate, values, tmp_path)
+    assert "sacreBLEU (detokenized)" in _run(without_options(score), values, tmp_path)
+    scores = json.loads(_run(without_options(score) + " " + " ".join(options(score)), values, tmp_path))
+    assert 0 <= scores["sacrebleu"] <= 100 and 0 <= scores["tokenized_bleu"] <= 100
