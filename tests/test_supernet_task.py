@@ -4,6 +4,7 @@ The end-to-end run trains the tiny supernet with ``--task shiftadd_translation``
 updates, checks that the validation loss of both the largest and the smallest subnet goes down, exports
 a subnet with ``fairseq-shiftadd-extract-subnet`` and decodes it with ``fairseq-generate``.
 """
+import dataclasses
 import json
 import re
 import shutil
@@ -139,6 +140,25 @@ def test_extracted_subnet_generates(trained_supernet: Path, multi30k_en_de: Path
                "--remove-bpe", "sentencepiece")
     assert len([line for line in out.splitlines() if line.startswith("H-")]) >= 1000
     assert re.search(r"BLEU4 = [\d.]+", out)
+
+
+def test_checkpoint_older_than_the_block_detail_and_quant_fields_loads(trained_supernet: Path, tmp_path: Path) -> None:
+    """A supernet checkpoint written before ``--two-branch-qkv-dim`` and the others existed builds as before."""
+    from fairseq_shiftadd.models.supernet import SupernetConfig
+
+    added = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads", "shift_weights", "quant_bits")
+    assert set(added) <= {f.name for f in dataclasses.fields(SupernetConfig)}
+    state = torch.load(trained_supernet / "checkpoint_best.pt", weights_only=False)
+    for name in added:
+        del state["cfg"]["model"][name]
+    torch.save(state, tmp_path / "old.pt")
+    exported = {}
+    for name, checkpoint in (("new", trained_supernet / "checkpoint_best.pt"), ("old", tmp_path / "old.pt")):
+        _run("fairseq-shiftadd-extract-subnet", "--checkpoint", str(checkpoint), "--subnet", "largest",
+             "--output", str(tmp_path / f"{name}_sub.pt"))
+        exported[name] = torch.load(tmp_path / f"{name}_sub.pt", weights_only=False)["model"]
+    assert exported["old"].keys() == exported["new"].keys()
+    assert all(torch.equal(exported["old"][k], exported["new"][k]) for k in exported["new"])
 
 
 def test_extract_rejects_non_supernet_checkpoint(tmp_path: Path) -> None:

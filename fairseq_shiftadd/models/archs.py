@@ -1,10 +1,14 @@
 """Named architectures of the supernet (registered in :mod:`fairseq_shiftadd.registry`).
 
 Each fills only the fields absent from the command line, then chains to :func:`supernet_base`; every other
-field keeps its :class:`~fairseq_shiftadd.models.supernet.SupernetConfig` default.
+field keeps its :class:`~fairseq_shiftadd.models.supernet.SupernetConfig` default. fairseq builds a named arch's
+model from the stored configuration without the dataclass's defaults, so :func:`supernet_base` also gives a
+field that a checkpoint predates (written before the field existed) its default: old checkpoints load and compute
+as before (every added field defaults to the earlier behaviour).
 """
 from __future__ import annotations
 
+import dataclasses
 from argparse import Namespace
 
 __all__ = [
@@ -19,10 +23,15 @@ __all__ = [
 
 
 def supernet_base(args: Namespace) -> None:
-    """The paper's recipe: all embeddings shared, dropout 0.3, attention dropout 0.1."""
+    """The paper's recipe: all embeddings shared, dropout 0.3, attention dropout 0.1; absent fields: defaults."""
     args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
     args.dropout = getattr(args, "dropout", 0.3)
     args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    from .supernet import SupernetConfig  # the model's module imports fairseq; this one stays import-light
+
+    for field in dataclasses.fields(SupernetConfig):
+        if not hasattr(args, field.name) and field.default is not dataclasses.MISSING:
+            setattr(args, field.name, field.default)
 
 
 def supernet_wmt14_en_de(args: Namespace) -> None:
