@@ -154,17 +154,19 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
     return profile
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+def _configure_logging(rank: int = 0) -> None:
+    """INFO on rank 0; warnings and errors only on the other ranks (rank 0 reports the search for all of them)."""
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
                         force=True)  # importing fairseq may have set the root logger to DEBUG
 
 
 def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     """One rank's search (every rank runs it; rank 0 writes)."""
-    _configure_logging()  # a spawned rank starts a fresh interpreter
+    rank, world = rank_and_world()
+    _configure_logging(rank)  # a spawned rank starts a fresh interpreter
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world = rank_and_world()
     constraints, config = _settings(args)
     pareto = list(config.pareto_metrics)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
