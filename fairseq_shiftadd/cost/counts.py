@@ -3,7 +3,7 @@
 The model is split into *parts* (one linear, one attention matmul, one lightweight mixer, ...); each
 :class:`Part` carries its arithmetic as :class:`~fairseq_shiftadd.ops.counts.OpCounts`, its dot-product terms
 (for the latency model), its parameters and the bits it moves at each memory level. The parts follow
-``fairseq_shiftadd/models`` (blocks.py, layers.py, supernet.py) exactly.
+``fairseq_shiftadd/models`` (attention.py, lightweight.py, mixer.py, ffn.py, layers.py, supernet.py) exactly.
 
 Arithmetic rules (the operators' own, :meth:`OpCounts.dot_products`): a dot product of length ``K`` costs
 ``K`` mults and ``K - 1`` adds (mult), ``K`` shifts and ``K - 1`` adds (shift) or ``2K - 1`` adds (add, the

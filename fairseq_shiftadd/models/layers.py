@@ -26,14 +26,12 @@ from ..ops.kinds import BlockType, OpKind
 from ..ops.quant import QuantConfig
 from ..ops.shift import ShiftMode
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
-from .blocks import (
-    ElasticAttention,
-    ElasticFFN,
-    ElasticLayerNorm,
-    IncrementalState,
-    TokenMixer,
-    merge_states,
-)
+from .attention import ElasticAttention
+from .ffn import ElasticFFN
+from .incremental import IncrementalState
+from .mixer import TokenMixer
+from .norm import ElasticLayerNorm
+from .states import merge_states
 
 __all__ = ["LayerCandidates", "EncoderLayer", "DecoderLayer"]
 
@@ -117,7 +115,7 @@ class _Layer(nn.Module):
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on lightweight kernels.
         shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
-        quant: quantisation-aware training (``None``: float), see :mod:`.blocks`.
+        quant: quantisation-aware training (``None``: float), see :mod:`.quantisers`.
     """
 
     causal: bool  # decoder layers: causal attention and kernels

@@ -8,7 +8,7 @@ beyond the subnet's depth are skipped. Both read the :class:`~fairseq_shiftadd.s
 model root hands them (the sequence generator calls them separately); nothing below holds ``active_*`` state.
 
 :class:`ShiftAddSupernet` allocates every candidate of a :class:`~fairseq_shiftadd.space.SearchSpace` at
-its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.blocks`), and runs the subnet
+its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.sharing`), and runs the subnet
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
@@ -30,7 +30,7 @@ from ..ops.hetero import SharingMode
 from ..ops.quant import QuantConfig, check_bits
 from ..ops.shift import ShiftMode
 from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
-from .blocks import IncrementalState
+from .incremental import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
@@ -294,7 +294,7 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
 
     ``logits = x E[:, :d]^T`` with ``E`` the decoder's input embedding. Incremental decoding (fairseq's
     ``incremental_state``) runs only the last token; every block type keeps its own cache
-    (:mod:`.blocks`), reordered by :meth:`reorder_incremental_state_scripting`.
+    (:mod:`.attention`, :mod:`.lightweight`), reordered by :meth:`reorder_incremental_state_scripting`.
 
     Args: as :class:`ShiftAddEncoder` (target dictionary).
     """

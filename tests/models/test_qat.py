@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from fairseq_shiftadd.models.blocks import SlotUser, WeightSlot, add_weight_scale
+from fairseq_shiftadd.models.sharing import SlotUser, WeightSlot, add_weight_scale
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
 from fairseq_shiftadd.ops.kinds import OpKind

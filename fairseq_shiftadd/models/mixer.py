@@ -1,0 +1,126 @@
+"""The token mixer of one layer of the ShiftAddNAS translation supernet (arXiv 2205.08119), layout ``T x B x C``.
+
+:class:`TokenMixer`: the candidate block types of one layer; ``attention+X`` splits the channels in halves, the
+first through attention (width ``d / 2``, Q/K/V width ``space.attention_qkv_dim(block)``), the second through
+``X`` (width ``d / 2``), and concatenates. The lightweight kernel has ``space.kernel_heads(block, num_heads)``
+rows. No block keeps ``active_*`` state: every forward receives what the sampled layer is (block type, heads;
+input widths are read from the input), and the slots serve each candidate under its block type's name.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.hetero import SharingMode
+from ..ops.kinds import BlockType
+from ..ops.lightconv import Padding
+from ..ops.quant import QuantConfig
+from ..ops.shift import ShiftMode
+from ..space import SearchSpace
+from .attention import ElasticAttention
+from .incremental import IncrementalState
+from .lightweight import LightweightBranch
+from .states import merge_states
+
+__all__ = ["TokenMixer"]
+
+
+class TokenMixer(nn.Module):
+    """The candidate token mixers of one layer (:class:`BlockType`), over shared or owned slots.
+
+    ``attention``: :class:`ElasticAttention` at width ``d``, Q/K/V width ``qkv_dim``; ``lightweight_*``:
+    :class:`LightweightBranch` at width ``d``; ``attention+lightweight_*``: ``concat(attention(x[:, :d/2]),
+    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``space.attention_qkv_dim(block)`` (default
+    ``qkv_dim / 2``). The lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows. Users are named
+    by block type.
+
+    Args:
+        blocks: the candidate block types.
+        max_dim: allocated width ``d_max``.
+        space: the search space (``qkv_dim`` and the block details).
+        max_heads: most self-attention heads.
+        kernel_size: lightweight kernel size (ignored without lightweight candidates).
+        causal: decoder (causal attention and kernel) or encoder (centred kernel).
+        sharing: weight sharing between the candidates.
+        attention_dropout: dropout on attention probabilities.
+        weight_dropout: DropConnect on the lightweight kernels.
+        quant: quantisation-aware training of every candidate (see the module docstring).
+        shift_weights: DeepShift variant of the shift linears (``"q"`` or ``"ps"``).
+
+    Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[BlockType],
+        max_dim: int,
+        space: SearchSpace,
+        max_heads: int,
+        kernel_size: Optional[int],
+        causal: bool,
+        sharing: SharingMode | str,
+        attention_dropout: float,
+        weight_dropout: float,
+        quant: Optional[QuantConfig] = None,
+        shift_weights: ShiftMode | str = ShiftMode.Q,
+    ) -> None:
+        super().__init__()
+        self.blocks = tuple(BlockType(b) for b in blocks)
+        self.causal = causal
+        self.space = space
+        width = space.mixer_width
+        attention_users = {
+            b.value: (width(b, max_dim), width(b, max_dim), space.attention_qkv_dim(b))
+            for b in self.blocks
+            if b.has_attention
+        }
+        light_users = {b.value: (b.lightweight_part, width(b, max_dim)) for b in self.blocks if b.lightweight_part}
+        kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
+        self.attention = ElasticAttention(attention_users, sharing, attention_dropout, quant) if attention_users else None
+        if light_users and kernel_size is None:
+            raise ValueError("kernel_size is required for lightweight blocks")
+        padding = Padding.CAUSAL if causal else Padding.CENTRED
+        self.lightweight = (
+            LightweightBranch(
+                light_users, kernel_rows, kernel_size, padding, sharing, weight_dropout, quant, shift_weights
+            )
+            if light_users
+            else None
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        block: BlockType,
+        num_heads: int,
+        padding_mask: Optional[Tensor] = None,
+        incremental_state: Optional[IncrementalState] = None,
+    ) -> Tensor:
+        if block not in self.blocks:
+            raise ValueError(f"block must be one of {[b.value for b in self.blocks]}, got {BlockType(block).value!r}")
+        common = dict(user=block.value, incremental_state=incremental_state)
+        kernel_heads = self.space.kernel_heads(block, num_heads)
+        if block.lightweight_part is None:
+            return self.attention(x, x, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common)
+        if not block.has_attention:
+            return self.lightweight(x, num_heads=kernel_heads, padding_mask=padding_mask, **common)
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat(
+            [
+                self.attention(a, a, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common),
+                self.lightweight(b, num_heads=kernel_heads, padding_mask=padding_mask, **common),
+            ],
+            dim=-1,
+        )
+
+    def export(self, block: BlockType, dim: int, num_heads: int) -> Dict[str, Tensor]:
+        """State dict of the standalone mixer of ``block`` at width ``dim``."""
+        half = self.space.mixer_width(block, dim)
+        states = {}
+        if block.has_attention:
+            states["attention"] = self.attention.export(block.value, half, half)
+        if block.lightweight_part:
+            states["lightweight"] = self.lightweight.export(block.value, half, self.space.kernel_heads(block, num_heads))
+        return merge_states(states)
