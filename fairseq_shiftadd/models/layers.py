@@ -103,7 +103,9 @@ def _side(side: str) -> bool:
 
 
 def _kernel_size(space: SearchSpace, blocks: Sequence[BlockType], index: int) -> Optional[int]:
-    return space.kernel_sizes[index] if any(b.lightweight_part for b in blocks) else None
+    """The lightweight kernel size of layer ``index`` (:meth:`BlockType.kernel_size`; ``None`` without lightweight
+    candidates)."""
+    return next((size for b in blocks if (size := b.kernel_size(space.kernel_sizes, index)) is not None), None)
 
 
 class _Layer(nn.Module):

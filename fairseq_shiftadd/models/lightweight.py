@@ -43,7 +43,7 @@ class LightweightBranch(nn.Module):
     decoding (causal only) buffers the last ``K - 1`` mixer inputs and mixes the window with the same primitive.
 
     Args:
-        users: user name -> ``(lightweight block type, max width)``.
+        users: user name -> ``(block type, max width)`` (a block type with a lightweight branch).
         max_heads: rows of the kernel.
         kernel_size: ``K`` (odd).
         padding: ``"centred"`` (encoder) or ``"causal"`` (decoder).
@@ -70,23 +70,16 @@ class LightweightBranch(nn.Module):
         self.kinds = {name: kind for name, (kind, _) in users.items()}
         square = {name: (width, width) for name, (_, width) in users.items()}
         self.linear1 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing, quant=quant)
-        shift_users = {n: SlotUser(OpKind.SHIFT, s) for n, s in square.items() if self._has_shift(n)}
+        shift_users = {n: SlotUser(OpKind.SHIFT, s) for n, s in square.items() if self.kinds[n].has_shift}
         self.shift = WeightSlot(shift_users, sharing, quant=quant, shift_weights=shift_weights) if shift_users else None
         self.kernel = WeightSlot(
-            {n: SlotUser(self.mixer_op(n), (max_heads, kernel_size)) for n in users}, sharing, False, _kernel_init
+            {n: SlotUser(self.kinds[n].mixer_op, (max_heads, kernel_size)) for n in users}, sharing, False, _kernel_init
         )
-        self.mixer_quant = operand_quantisers({n: self.mixer_op(n) for n in users}, quant)
+        self.mixer_quant = operand_quantisers({n: self.kinds[n].mixer_op for n in users}, quant)
         self.linear2 = WeightSlot({n: SlotUser(OpKind.MULT, s) for n, s in square.items()}, sharing, quant=quant)
         self.kernel_size = kernel_size
         self.padding = Padding(padding)
         self.weight_dropout = weight_dropout
-
-    def _has_shift(self, user: str) -> bool:
-        return self.kinds[user] is BlockType.LIGHTWEIGHT_SHIFTADD
-
-    def mixer_op(self, user: str) -> OpKind:
-        """The mixing primitive of ``user``: ``MULT`` for lightweight_conv, ``ADD`` for the adder variants."""
-        return OpKind.MULT if self.kinds[user] is BlockType.LIGHTWEIGHT_CONV else OpKind.ADD
 
     def forward(
         self,
@@ -101,14 +94,14 @@ class LightweightBranch(nn.Module):
         if width % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide the lightweight width {width}")
         h = self._masked(self.linear1.linear(self._masked(x, padding_mask), user, width), padding_mask)
-        if self._has_shift(user):
+        if self.kinds[user].has_shift:
             h = self._masked(self.shift.linear(h, user, width), padding_mask)
         weight, _ = self.kernel.weight(user)
         if num_heads > weight.size(0):
             raise ValueError(f"num_heads={num_heads} exceeds the {weight.size(0)} allocated kernel rows")
         kernel = F.dropout(F.softmax(weight[:num_heads], dim=-1), p=self.weight_dropout, training=self.training)
         h, kernel = quantised(self.mixer_quant, user, h, kernel)
-        op = self.mixer_op(user)
+        op = self.kinds[user].mixer_op
         eta = ADD_ETA if op is OpKind.ADD else None
         if incremental_state is None:
             mixed = lightweight_mix(h, kernel, op, self.padding, eta, ADD_GRAD_NORM)
@@ -128,7 +121,7 @@ class LightweightBranch(nn.Module):
     def export(self, user: str, width: int, num_heads: int) -> Dict[str, Tensor]:
         """State dict of the standalone branch of ``user`` at ``width`` with ``num_heads`` kernel rows."""
         shapes = {"linear1": (width, width), "linear2": (width, width), "kernel": (num_heads, self.kernel_size)}
-        if self._has_shift(user):
+        if self.kinds[user].has_shift:
             shapes["shift"] = (width, width)
         states = {name: getattr(self, name).export(user, shape) for name, shape in shapes.items()}
         return {**merge_states(states), **quantiser_state(self.mixer_quant, user, "mixer_quant")}

@@ -30,11 +30,11 @@ __all__ = ["TokenMixer"]
 class TokenMixer(nn.Module):
     """The candidate token mixers of one layer (:class:`BlockType`), over shared or owned slots.
 
-    ``attention``: :class:`ElasticAttention` at width ``d``, Q/K/V width ``qkv_dim``; ``lightweight_*``:
-    :class:`LightweightBranch` at width ``d``; ``attention+lightweight_*``: ``concat(attention(x[:, :d/2]),
-    lightweight(x[:, d/2:]))``, the attention at Q/K/V width ``space.attention_qkv_dim(block)`` (default
-    ``qkv_dim / 2``). The lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows. Users are named
-    by block type.
+    ``attention``: :class:`ElasticAttention` at width ``d``; ``lightweight_*``: :class:`LightweightBranch` at
+    width ``d``; ``attention+lightweight_*``: ``concat(attention(x[:, :d/2]), lightweight(x[:, d/2:]))``. The
+    rules are read, never restated: branch widths from :meth:`BlockType.branch_width`, the attention's Q/K/V
+    width from ``space.attention_qkv_dim(block)``, the kernel rows from ``space.kernel_heads(block,
+    num_heads)``. Users are named by block type.
 
     Args:
         blocks: the candidate block types.
@@ -70,13 +70,12 @@ class TokenMixer(nn.Module):
         self.blocks = tuple(BlockType(b) for b in blocks)
         self.causal = causal
         self.space = space
-        width = space.mixer_width
         attention_users = {
-            b.value: (width(b, max_dim), width(b, max_dim), space.attention_qkv_dim(b))
+            b.value: (b.branch_width(max_dim), b.branch_width(max_dim), space.attention_qkv_dim(b))
             for b in self.blocks
             if b.has_attention
         }
-        light_users = {b.value: (b.lightweight_part, width(b, max_dim)) for b in self.blocks if b.lightweight_part}
+        light_users = {b.value: (b, b.branch_width(max_dim)) for b in self.blocks if b.lightweight_part}
         kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
         self.attention = ElasticAttention(attention_users, sharing, attention_dropout, quant) if attention_users else None
         if light_users and kernel_size is None:
@@ -101,26 +100,25 @@ class TokenMixer(nn.Module):
         if block not in self.blocks:
             raise ValueError(f"block must be one of {[b.value for b in self.blocks]}, got {BlockType(block).value!r}")
         common = dict(user=block.value, incremental_state=incremental_state)
-        kernel_heads = self.space.kernel_heads(block, num_heads)
-        if block.lightweight_part is None:
-            return self.attention(x, x, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common)
-        if not block.has_attention:
-            return self.lightweight(x, num_heads=kernel_heads, padding_mask=padding_mask, **common)
-        a, b = x.chunk(2, dim=-1)
-        return torch.cat(
-            [
-                self.attention(a, a, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common),
-                self.lightweight(b, num_heads=kernel_heads, padding_mask=padding_mask, **common),
-            ],
-            dim=-1,
-        )
+        branch_inputs = iter(x.split(block.branch_width(x.size(-1)), dim=-1))  # (x,) or its two halves
+        outputs = []
+        if block.has_attention:
+            a = next(branch_inputs)
+            outputs.append(
+                self.attention(a, a, num_heads=num_heads, key_padding_mask=padding_mask, causal=self.causal, **common)
+            )
+        if block.lightweight_part:
+            kernel_heads = self.space.kernel_heads(block, num_heads)
+            outputs.append(self.lightweight(next(branch_inputs), num_heads=kernel_heads, padding_mask=padding_mask,
+                                            **common))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
 
     def export(self, block: BlockType, dim: int, num_heads: int) -> Dict[str, Tensor]:
         """State dict of the standalone mixer of ``block`` at width ``dim``."""
-        half = self.space.mixer_width(block, dim)
+        width = block.branch_width(dim)
         states = {}
         if block.has_attention:
-            states["attention"] = self.attention.export(block.value, half, half)
+            states["attention"] = self.attention.export(block.value, width, width)
         if block.lightweight_part:
-            states["lightweight"] = self.lightweight.export(block.value, half, self.space.kernel_heads(block, num_heads))
+            states["lightweight"] = self.lightweight.export(block.value, width, self.space.kernel_heads(block, num_heads))
         return merge_states(states)

@@ -31,7 +31,7 @@ def _mixer_shapes(model, layer: int, block: BlockType):
     """(q weight shape, kernel weight shape) that ``block`` reads in encoder layer ``layer`` (``sharing = none``)."""
     mixer = model.encoder.layers[layer].mixer
     q = mixer.attention.q.storage(block.value).weights[OpKind.MULT.value]
-    kernel = mixer.lightweight.kernel.storage(block.value).weight_for(mixer.lightweight.mixer_op(block.value))
+    kernel = mixer.lightweight.kernel.storage(block.value).weight_for(block.mixer_op)
     return tuple(q.shape), tuple(kernel.shape)
 
 
