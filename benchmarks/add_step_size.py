@@ -34,7 +34,7 @@ def shared_ffn_grad_norms(model: ShiftAddSupernet, op: OpKind, sentences: int, l
     logits = model(src, torch.full((sentences,), length), prev)[0]
     F.cross_entropy(logits.flatten(0, 1), prev.roll(-1, 1).flatten(), reduction="sum").backward()
     ffn = model.encoder.layers[0].ffn
-    return [float(slot["shared"].weight.weights["shared"].grad.norm()) / (sentences * length) for slot in (ffn.fc1, ffn.fc2)]
+    return [float(slot.weight["shared"].grad.norm()) / (sentences * length) for slot in (ffn.fc1, ffn.fc2)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.hetero import SharedWeight, SharingMode
+from ..ops.hetero import SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..ops.quant import QuantConfig
 from ..ops.shift import ShiftMode
@@ -158,8 +158,9 @@ class _Layer(nn.Module):
         y = self.ffn(x, cfg.ffn_op, cfg.ffn_dim, activation_dropout)
         return self.ffn_norm(x + F.dropout(y, p=dropout, training=self.training))
 
-    def add_weights(self, cfg: LayerConfig) -> List[SharedWeight]:
-        """The stored weights that candidate ``cfg`` reads as add-linear weights: ``fc1``, ``fc2`` of an add FFN.
+    def sharing_regularisers(self, cfg: LayerConfig) -> List[Tensor]:
+        """The sharing regularisers of the weights that candidate ``cfg`` reads as add-linear weights: ``fc1``,
+        ``fc2`` of an add FFN (:meth:`~.sharing.WeightSlot.regulariser`; 0 unless heterogeneous).
 
         The adder mixers' kernels are not among them: an adder mixer subtracts the softmax-normalised kernel
         (non-negative, each row summing to 1), whose values cannot follow the zero-centred Laplace shape
@@ -168,7 +169,7 @@ class _Layer(nn.Module):
         """
         if cfg.ffn_op is not OpKind.ADD:
             return []
-        return [slot.storage(cfg.ffn_op.value) for slot in (self.ffn.fc1, self.ffn.fc2)]
+        return [slot.regulariser(cfg.ffn_op.value) for slot in (self.ffn.fc1, self.ffn.fc2)]
 
     def export(self, cfg: LayerConfig, dim: int) -> Dict[str, Tensor]:
         """State dict of the standalone layer ``cfg`` at model width ``dim`` (weights as computed here)."""

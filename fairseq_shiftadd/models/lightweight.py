@@ -96,7 +96,7 @@ class LightweightBranch(nn.Module):
         h = self._masked(self.linear1.linear(self._masked(x, padding_mask), user, width), padding_mask)
         if self.kinds[user].has_shift:
             h = self._masked(self.shift.linear(h, user, width), padding_mask)
-        weight, _ = self.kernel.weight(user)
+        weight, _ = self.kernel.read(user)
         if num_heads > weight.size(0):
             raise ValueError(f"num_heads={num_heads} exceeds the {weight.size(0)} allocated kernel rows")
         kernel = F.dropout(F.softmax(weight[:num_heads], dim=-1), p=self.weight_dropout, training=self.training)

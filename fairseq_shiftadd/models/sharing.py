@@ -1,8 +1,8 @@
 """Weight slots: how the candidates of a ShiftAddNAS translation supernet layer (arXiv 2205.08119) share weights.
 
-A slot is allocated at its largest shape and front-sliced (``W[:out, :in]``, HAT); its weight ``W`` is a
-:class:`~fairseq_shiftadd.ops.hetero.SharedWeight`, so ``shift`` reads ``q(W)`` (signed powers of two) and, in
-heterogeneous mode, ``add`` reads ``T_add(W)``. Each candidate reads a slot under a *user* name (the block type
+A slot is allocated at its largest shape and front-sliced (``W[:out, :in]``, HAT); its candidates read ``W`` by
+the rule of :class:`~fairseq_shiftadd.ops.hetero.SharedWeight` (:func:`~fairseq_shiftadd.ops.hetero.weight_for_op`),
+so ``shift`` reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``. Each candidate reads a slot under a *user* name (the block type
 or FFN op it belongs to):
 
 ============================= ======================================= ============================================
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,10 +44,11 @@ from torch import Tensor, nn
 
 from ..ops.adder import GradNorm, add_matmul
 from ..ops.elastic import slice_linear
-from ..ops.hetero import SharedWeight, SharingMode
+from ..ops.hetero import PiecewiseLinearRemap, SharingMode, add_remap_regulariser, weight_for_op
 from ..ops.kinds import OpKind
 from ..ops.quant import QuantConfig
 from ..ops.shift import PSWeight, ShiftMode
+from .legacy_keys import legacy_key
 from .quantisers import operand_quantisers, quantised, quantiser_state
 from .states import prefixed
 
@@ -85,42 +86,30 @@ class SlotUser:
     shape: Tuple[int, ...]
 
 
-class _Storage(nn.Module):
-    """One stored weight (a :class:`SharedWeight`, or a :class:`PSWeight` for a DeepShift-PS shift candidate) and
-    its optional bias ``(shape[0],)``."""
-
-    def __init__(
-        self, shape: Tuple[int, ...], ops: Sequence[OpKind], sharing: SharingMode, bias: bool, init: _Init, ps: bool
-    ):
-        super().__init__()
-        self.weight = PSWeight(shape, init) if ps else SharedWeight(shape, ops, sharing, init=init)
-        self.bias = nn.Parameter(torch.zeros(shape[0])) if bias else None
-
-    def weight_for(self, op: OpKind) -> Tensor:
-        """The full-size weight that ``op`` computes with."""
-        return self.weight.weight if isinstance(self.weight, PSWeight) else self.weight.weight_for(op)
-
-    def state(self, op: OpKind, weight: Tensor, bias: Optional[Tensor]) -> Dict[str, Tensor]:
-        """The state dict of a ``sharing = none`` storage of the single op ``op`` (of this storage's kind) that
-        computes with ``weight`` and ``bias``."""
-        if isinstance(self.weight, PSWeight):
-            state = prefixed("weight", PSWeight.state_of(weight, self.weight.weight_bits))
-        else:
-            state = {f"weight.weights.{op.value}": weight}
-        if bias is not None:
-            state["bias"] = bias
-        return state
-
-
-class WeightSlot(nn.ModuleDict):
+class WeightSlot(nn.Module):
     """One weight slot of a layer (and its bias), read by several candidates ("users").
 
     ``sharing = none``: each user owns a tensor of its own shape (key: the user's name). Otherwise one tensor
-    (key ``"shared"``) of the elementwise largest shape serves all users, as a :class:`SharedWeight` over their
-    ops. A user reads :meth:`weight` (the full tensor its op computes with) and front-slices it.
+    (key ``"shared"``) of the elementwise largest shape serves all users. A user reads :meth:`read` (the full
+    tensor its op computes with, :func:`~fairseq_shiftadd.ops.hetero.weight_for_op`: ``W``, ``q(W)`` for shift,
+    and in heterogeneous mode ``T_add(W)`` / ``q(T_shift(W))``) and front-slices it.
 
     Shift users read DeepShift-Q weights ``q(w)`` (the default) or, with ``shift_weights = "ps"``, their own
-    DeepShift-PS :class:`PSWeight` (exponent and ternary sign; ``sharing = none`` only).
+    DeepShift-PS :class:`~fairseq_shiftadd.ops.shift.PSWeight` (exponent and ternary sign; ``sharing = none`` only).
+
+    State-dict keys (under the slot's name, e.g. ``encoder.layers.0.ffn.fc1``; ``<key>`` is ``shared`` or a
+    user's name)::
+
+        weight.<key>                  the stored weight (mult, add and DeepShift-Q shift users)
+        ps_weight.<key>.exponent      a DeepShift-PS shift user's exponent and sign
+        ps_weight.<key>.sign
+        bias.<key>                    its bias (slots with biases)
+        remap.<op>.log_scale          heterogeneous mode: the bin slopes of T_add / T_shift
+        operand_quant.<user>.range.*  with quant: each user's running input range
+
+    Checkpoints from before these names (``<key>.weight.weights.<key or op>``, ``<key>.weight.exponent``,
+    ``<key>.weight.remaps.<op>.log_scale``, ``<key>.bias``) are rewritten on load by
+    :meth:`upgrade_state_dict_named` (:data:`~.legacy_keys.LEGACY_KEYS`, the one mapping).
 
     Args:
         users: user name -> :class:`SlotUser`.
@@ -146,20 +135,32 @@ class WeightSlot(nn.ModuleDict):
         super().__init__()
         if not users:
             raise ValueError("users must name at least one candidate")
-        sharing = SharingMode(sharing)
+        self.sharing = SharingMode(sharing)
         ps = ShiftMode(shift_weights) is ShiftMode.PS
-        if ps and sharing is not SharingMode.NONE and any(u.op is OpKind.SHIFT for u in users.values()):
+        if ps and self.sharing is not SharingMode.NONE and any(u.op is OpKind.SHIFT for u in users.values()):
             raise ValueError(
                 f"shift_weights='ps' needs sharing='none' (DeepShift-PS keeps its own exponent and sign per "
-                f"candidate), got sharing={sharing.value!r}"
+                f"candidate), got sharing={self.sharing.value!r}"
             )
         self.users = dict(users)
-        self.key_of = {name: name if sharing is SharingMode.NONE else "shared" for name in self.users}
+        self.key_of = {name: name if self.sharing is SharingMode.NONE else "shared" for name in self.users}
+        self.weight = nn.ParameterDict()
+        self.ps_weight = nn.ModuleDict()
+        self.bias = nn.ParameterDict() if bias else None
         for key in dict.fromkeys(self.key_of.values()):
             names = [name for name in self.users if self.key_of[name] == key]
             shape = tuple(max(dims) for dims in zip(*(self.users[n].shape for n in names)))
-            ops = tuple(dict.fromkeys(self.users[n].op for n in names))
-            self[key] = _Storage(shape, ops, sharing, bias, init, ps and ops == (OpKind.SHIFT,))
+            if ps and all(self.users[n].op is OpKind.SHIFT for n in names):
+                self.ps_weight[key] = PSWeight(shape, init)
+            else:
+                self.weight[key] = nn.Parameter(torch.empty(shape))
+                with torch.no_grad():
+                    init(self.weight[key])
+            if self.bias is not None:
+                self.bias[key] = nn.Parameter(torch.zeros(shape[0]))
+        remapped = {user.op for user in self.users.values() if user.op is not OpKind.MULT}
+        heterogeneous = self.sharing is SharingMode.HETEROGENEOUS
+        self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind if heterogeneous and op in remapped})
         self.operand_quant = operand_quantisers({name: user.op for name, user in self.users.items()}, quant)
 
     def _user(self, user: str) -> SlotUser:
@@ -167,16 +168,30 @@ class WeightSlot(nn.ModuleDict):
             raise ValueError(f"user must be one of {sorted(self.users)}, got {user!r}")
         return self.users[user]
 
-    def storage(self, user: str) -> SharedWeight | PSWeight:
-        """The :class:`SharedWeight` (or, for a DeepShift-PS shift user, the :class:`PSWeight`) that ``user`` reads."""
-        self._user(user)
-        return self[self.key_of[user]].weight
-
-    def weight(self, user: str) -> Tuple[Tensor, Optional[Tensor]]:
+    def read(self, user: str) -> Tuple[Tensor, Optional[Tensor]]:
         """The full-size weight and bias that ``user`` computes with (before slicing)."""
-        op = self._user(user).op
-        storage = self[self.key_of[user]]
-        return storage.weight_for(op), storage.bias
+        op, key = self._user(user).op, self.key_of[user]
+        bias = None if self.bias is None else self.bias[key]
+        if key in self.ps_weight:
+            return self.ps_weight[key].weight, bias
+        return weight_for_op(op, self.weight[key], self.sharing, self.remap), bias
+
+    def regulariser(self, user: str) -> Tensor:
+        """:func:`~fairseq_shiftadd.ops.hetero.add_remap_regulariser` of the weight an ``add`` user reads in
+        heterogeneous mode (0 otherwise): see :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`."""
+        op, key = self._user(user).op, self.key_of[user]
+        if op is not OpKind.ADD or OpKind.ADD.value not in self.remap:
+            return next(self.parameters()).new_zeros(())
+        return add_remap_regulariser(self.weight[key], self.remap[OpKind.ADD.value])
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str) -> None:
+        """Rewrite, in place, this slot's keys of a checkpoint saved before the current names (fairseq calls this
+        on every module when a model loads a state dict; keys already current are left alone)."""
+        prefix = f"{name}." if name else ""
+        for old in [k for k in state_dict if k.startswith(prefix)]:
+            new = legacy_key(old[len(prefix):], self.key_of.values())
+            if new is not None:
+                state_dict[prefix + new] = state_dict.pop(old)
 
     def linear(self, x: Tensor, user: str, out_dim: int) -> Tensor:
         """``x W[:out, :in]^T + b[:out]`` with the user's op; ``in = x.size(-1)``.
@@ -207,7 +222,7 @@ class WeightSlot(nn.ModuleDict):
 
         Shape: x ``(*, in)`` -> ``(*, out_dim)``.
         """
-        weight, bias = slice_linear(*self.weight(user), out_dim, x.size(-1))
+        weight, bias = slice_linear(*self.read(user), out_dim, x.size(-1))
         if self._user(user).op is not OpKind.ADD:
             return F.linear(*quantised(self.operand_quant, user, x, weight), bias)
         scale = add_weight_scale(out_dim, x.size(-1))
@@ -222,8 +237,12 @@ class WeightSlot(nn.ModuleDict):
 
         Its weight is what ``user`` computes with here (remapped / rounded as its op reads it), front-sliced.
         """
-        weight, bias = self.weight(user)
+        weight, bias = self.read(user)
         weight = weight[tuple(slice(0, n) for n in shape)]
-        storage = self[self.key_of[user]]
-        state = prefixed(user, storage.state(self._user(user).op, weight, None if bias is None else bias[: shape[0]]))
+        if self.key_of[user] in self.ps_weight:
+            state = prefixed(f"ps_weight.{user}", PSWeight.state_of(weight, self.ps_weight[self.key_of[user]].weight_bits))
+        else:
+            state = {f"weight.{user}": weight}
+        if bias is not None:
+            state[f"bias.{user}"] = bias[: shape[0]]
         return {**state, **quantiser_state(self.operand_quant, user, "operand_quant")}

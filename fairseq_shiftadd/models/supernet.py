@@ -449,9 +449,9 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
     def sharing_regulariser(self) -> Tensor:
         """Sum of the sharing regularisers of the add-FFN weights that the *active* subnet reads.
 
-        Each term is :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`, so the sum is non-zero only
-        in heterogeneous mode and for a subnet with an add FFN (the weights of
-        :meth:`~.layers.EncoderLayer.add_weights`; not the adder mixers' softmax-normalised kernels). A slot's
+        Each term is :meth:`~.sharing.WeightSlot.regulariser`, so the sum is non-zero only in heterogeneous mode
+        and for a subnet with an add FFN (the terms of :meth:`~.layers.EncoderLayer.sharing_regularisers`; not the
+        adder mixers' softmax-normalised kernels). A slot's
         ``T_add`` is thus pulled toward Laplace in the updates that train its add candidate, and only ``T_add``
         (the shared weight is read gradient-stopped): the term costs what the subnet uses (nothing without add
         FFNs), and inactive slots, layers beyond the depth included, get no gradient from it.
@@ -459,9 +459,9 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         sub = self.subnet
         stacks = ((self.encoder.layers, sub.encoder), (self.decoder.layers, sub.decoder))
         terms = [
-            weight.regulariser()
+            term
             for layers, cfgs in stacks
             for layer, cfg in zip(layers, cfgs)
-            for weight in layer.add_weights(cfg)
+            for term in layer.sharing_regularisers(cfg)
         ]
         return torch.stack(terms).sum() if terms else self.encoder.embedding.embed_tokens.weight.new_zeros(())
