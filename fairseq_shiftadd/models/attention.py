@@ -37,7 +37,7 @@ class ElasticAttention(nn.Module):
 
     ``y = concat_h softmax(q_h k_h^T / sqrt(hd) + mask) v_h  W_o[:d, :qkv]^T + b_o`` with ``q = x W_q[:qkv, :d]^T
     + b_q`` and ``k, v`` likewise from the key input (width ``d_k``); ``hd = qkv / heads``. ``qkv`` is fixed per
-    user (the full ``qkv_dim`` for plain attention, ``qkv_dim / 2`` in a two-branch block). The attention itself
+    user (the token mixer gives each block type ``space.attention_qkv_dim(block)``). The attention itself
     is :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels; dropout on the probabilities).
 
     Incremental decoding (fairseq ``incremental_state``): self-attention appends the new key/value to a cache

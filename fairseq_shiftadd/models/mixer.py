@@ -46,7 +46,7 @@ class TokenMixer(nn.Module):
         sharing: weight sharing between the candidates.
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on the lightweight kernels.
-        quant: quantisation-aware training of every candidate (see the module docstring).
+        quant: quantisation-aware training of every candidate (see :mod:`.quantisers`).
         shift_weights: DeepShift variant of the shift linears (``"q"`` or ``"ps"``).
 
     Shape: x ``(T, B, d)`` -> ``(T, B, d)``.
