@@ -282,17 +282,10 @@ class CostModel:
     # Keys are tuples of plain ints and strings (enum values): hashing frozen dataclasses and enums runs
     # Python code, hashing these does not.
 
-    def _kernel_size(self, block: BlockType, index: int) -> Optional[int]:
-        if block.lightweight_part is None:
-            return None
-        if index >= len(self.space.kernel_sizes):
-            raise ValueError(f"space {self.space.name!r} has no kernel size for layer {index}")
-        return self.space.kernel_sizes[index]
-
     def _component_keys(self, layer_key: _LayerKey) -> List[Tuple[Any, ...]]:
         """The components of a layer: token mixer, [encoder-decoder attention], FFN, norms."""
         (decoder, block, heads, ffn_op, ffn_dim, cross_heads, span), index, dim, encoder_dim = layer_key
-        kernel_size = self._kernel_size(BlockType(block), index)
+        kernel_size = BlockType(block).kernel_size(self.space.kernel_sizes, index)
         keys: List[Tuple[Any, ...]] = [("mixer", decoder, block, heads, dim, kernel_size)]
         if decoder:
             keys.append(("cross", cross_heads, attended_encoder_layers(span), dim, encoder_dim))
@@ -314,8 +307,8 @@ class CostModel:
             _, _, block, heads, dim, kernel_size = key
             block = BlockType(block)
             return token_mixer_parts(
-                block, stream, decoder, dim, qkv, heads, kernel_size, wl,
-                branch_qkv_dim=self.space.attention_qkv_dim(block), kernel_heads=self.space.kernel_heads(block, heads),
+                block, stream, decoder, dim, heads, wl, qkv_dim=self.space.attention_qkv_dim(block),
+                kernel_heads=self.space.kernel_heads(block, heads), kernel_size=kernel_size,
             )
         if kind == "ffn":
             _, _, op, ffn_dim, dim = key
