@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_shiftadd.cost.measure import collect_latency_dataset
+from fairseq_shiftadd.latency.measure import collect_latency_dataset
 from fairseq_shiftadd.space import get_space, largest, smallest
 
 REPO = Path(__file__).resolve().parents[1]

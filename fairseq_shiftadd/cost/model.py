@@ -1,7 +1,7 @@
 """The hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119): energy, analytical latency, counts.
 
 ``CostModel(space, profile, workload).metrics(sub)`` returns the :data:`METRICS` of one subnet; ``report(sub)``
-the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts` (under the
+the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.parts` (under the
 workload's accounting, :mod:`.workload`), the energy in :mod:`.energy`, the latency in :mod:`.analytical`.
 
 **Fixed energy** (:meth:`CostModel.fixed_energy_mj`): the part of a subnet's energy that no per-layer gene
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from ..ops.counts import OpCounts
+from ..ops.op_counts import OpCounts
 from ..ops.kinds import BlockType, OpKind
 from ..space import SearchSpace, SubnetConfig, attended_encoder_layers, check
 from .analytical import cycles_to_ms, part_cycles
-from .counts import (
+from .parts import (
     LEVELS,
     Part,
     cross_attention_parts,
@@ -239,7 +239,7 @@ def _load_predictor(predictor: Union[None, str, Path, LatencyPredictorLike], spa
     if predictor is None or hasattr(predictor, "predict"):
         return predictor
     if isinstance(predictor, (str, Path)):
-        from .predictor import LatencyPredictor  # torch; imported only when asked for
+        from ..latency.predictor import LatencyPredictor  # torch; imported only when asked for
 
         return LatencyPredictor.load(predictor, space=space)
     raise ValueError(f"latency_predictor must be None, a path or an object with .predict(subs), got {predictor!r}")

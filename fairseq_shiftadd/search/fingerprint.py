@@ -21,7 +21,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-from .costs import COST_OPTIONS
+from .metrics import COST_OPTIONS
 
 __all__ = ["FINGERPRINT_OPTIONS", "file_sha256", "search_settings"]
 
@@ -35,7 +35,7 @@ FINGERPRINT_OPTIONS = (
 )
 """``argparse`` destinations of the options a resumed search must share (besides the search's own
 hyperparameters, constraints and space, which the engine fingerprints itself). The cost options are
-:data:`~.costs.COST_OPTIONS` (their owner); the supernet's ``quant_bits`` (the default ``--cost-bits``) is
+:data:`~.metrics.COST_OPTIONS` (their owner); the supernet's ``quant_bits`` (the default ``--cost-bits``) is
 covered by the checkpoint's content."""
 
 _CHUNK = 1 << 20

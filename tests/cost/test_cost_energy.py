@@ -7,7 +7,7 @@ import pytest
 
 from fairseq_shiftadd.cost import METRICS, CostModel, Workload, load_profile
 from fairseq_shiftadd.cost.analytical import part_cycles
-from fairseq_shiftadd.cost.counts import encoder_stream, linear_part
+from fairseq_shiftadd.cost.parts import encoder_stream, linear_part
 from fairseq_shiftadd.cost.energy import part_energy_pj
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample

@@ -8,7 +8,7 @@ from typing import List
 import pytest
 import torch
 
-from fairseq_shiftadd.cost.measure import (
+from fairseq_shiftadd.latency.measure import (
     LatencyMeasurement,
     build_latency_model,
     collect_latency_dataset,

@@ -10,15 +10,15 @@ from typing import List
 import pytest
 import torch
 
-from fairseq_shiftadd.cost.latency_cli import dataset_main, train_main
-from fairseq_shiftadd.cost.measure import (
+from fairseq_shiftadd.latency.cli import dataset_main, train_main
+from fairseq_shiftadd.latency.measure import (
     CSV_FIELDS,
     LatencyMeasurement,
     LatencyRecord,
     collect_latency_dataset,
     read_latency_csv,
 )
-from fairseq_shiftadd.cost.predictor import LatencyPredictor, kendall_tau, mape, train_predictor
+from fairseq_shiftadd.latency.predictor import LatencyPredictor, kendall_tau, mape, train_predictor
 from fairseq_shiftadd.space import encode, get_space, largest, sample, smallest
 
 TINY = get_space("tiny")

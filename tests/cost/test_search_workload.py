@@ -1,4 +1,4 @@
-"""The search's costed sentence (search/costs.py): accounting, the decoding beam, the supernet's quant_bits."""
+"""The search's costed sentence (search/metrics.py): accounting, the decoding beam, the supernet's quant_bits."""
 from __future__ import annotations
 
 import shlex
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fairseq_shiftadd.cost import Workload
-from fairseq_shiftadd.search.costs import COST_OPTIONS, search_workload
+from fairseq_shiftadd.search.metrics import COST_OPTIONS, search_workload
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

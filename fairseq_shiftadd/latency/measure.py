@@ -39,7 +39,7 @@ from torch import Tensor
 
 from ..cli_errors import InputError
 from ..space import SearchSpace, SubnetConfig, check, sample
-from .workload import Workload
+from ..cost.workload import Workload
 
 if TYPE_CHECKING:
     from ..models.subnet import ShiftAddTransformer

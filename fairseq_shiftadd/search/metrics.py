@@ -104,7 +104,7 @@ def cost_metrics(
         space: the search space.
         needed: the metrics that constraints and objectives name (each one of :data:`SEARCH_METRICS`).
         profile, workload: as :class:`~fairseq_shiftadd.cost.CostModel`.
-        latency_predictor: path of a saved :class:`~fairseq_shiftadd.cost.predictor.LatencyPredictor` for
+        latency_predictor: path of a saved :class:`~fairseq_shiftadd.latency.predictor.LatencyPredictor` for
             ``space`` (``None``: no ``predicted_latency_ms``).
         device: where ``measured_latency_ms`` is timed (the workload's lengths and beam, 5 warm-ups, 20 runs).
 
@@ -119,14 +119,14 @@ def cost_metrics(
     workload = Workload() if workload is None else workload
     stages: List[MetricsStage] = [CostModel(space, profile=profile, workload=workload).metrics]
     if latency_predictor is not None:
-        from ..cost.predictor import LatencyPredictor  # torch: imported only when asked for
+        from ..latency.predictor import LatencyPredictor  # torch: imported only when asked for
 
         predictor = LatencyPredictor.load(latency_predictor, space=space)
         stages.append(lambda sub: {"predicted_latency_ms": float(predictor.predict([sub])[0])})
     if MEASURED in needed:
 
         def measured(sub: SubnetConfig) -> Dict[str, float]:
-            from ..cost.measure import measure_latency  # builds fairseq models: imported only when asked for
+            from ..latency.measure import measure_latency  # builds fairseq models: imported only when asked for
 
             return {MEASURED: measure_latency(
                 space, sub, device=device, src_len=workload.src_len, tgt_len=workload.tgt_len,
