@@ -9,8 +9,8 @@
 Modules: :mod:`.workload` (what one inference is, and the two accountings), :mod:`.parts` (what each part computes and moves),
 :mod:`.profile` (YAML hardware profiles), :mod:`.energy`, :mod:`.analytical` (latency on the profile's PE
 array), :mod:`.model` (:class:`CostModel`, caching, fixed energy), :mod:`.anchors` (the paper's Transformer
-energies as subnets), :mod:`.cli` (``fairseq-shiftadd-cost``). Measured latency
-and the latency predictor are :mod:`.measure` and :mod:`.predictor` (torch; imported on demand).
+energies as subnets), :mod:`.cli` (``fairseq-shiftadd-cost``). All of it is arithmetic; measured latency and
+the latency predictor are the package :mod:`fairseq_shiftadd.latency`.
 """
 from .parts import LEVELS, Part
 from .model import METRICS, CostModel, CostReport, PartCost

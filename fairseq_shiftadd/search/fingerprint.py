@@ -11,6 +11,10 @@ by their resolved path and identified by the SHA-256 of their content, streamed 
 * ``--hardware-profile``: the profile's YAML file (shipped ones too);
 * ``--latency-predictor``: the predictor file.
 
+A ``measured_latency_ms`` is timed under ``TimingProtocol.for_workload`` of the costed sentence
+(:mod:`.metrics`): its lengths and beam are the ``--cost-*`` options fingerprinted here, and its warm-ups, runs
+and clock are :class:`~fairseq_shiftadd.latency.TimingProtocol`'s defaults, which no option changes.
+
 Not covered: the device (``--cpu``), ranks and threads (they change a loss only by float rounding), and the
 machine a ``measured_latency_ms`` is timed on. This module needs no fairseq.
 """

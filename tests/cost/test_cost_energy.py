@@ -115,6 +115,8 @@ def test_metrics_keys_and_predictor():
     assert {k: v for k, v in batch[0].items() if k != "predicted_latency_ms"} == plain
     with pytest.raises(ValueError, match="latency_predictor"):
         CostModel(WMT, latency_predictor=3)
+    with pytest.raises(ValueError, match="LatencyPredictor.load"):  # the cost model reads no files
+        CostModel(WMT, latency_predictor="predictor.pt")
 
 
 def test_invalid_subnet_and_workload_are_rejected():
