@@ -161,5 +161,5 @@ def measure_latency(
         ValueError: ``sub`` is not in ``space``, ``vocab_size`` is too small, or the clock cannot time this run.
     """
     check(space, sub)
-    protocol.check_clock()
+    protocol.check_clock()  # before building the model
     return time_model(build_latency_model(space, sub, vocab_size), protocol)
