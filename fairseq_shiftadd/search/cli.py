@@ -34,7 +34,7 @@ from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cost import HardwareProfile, load_profile, workload_header
 from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
-from .costs import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
+from .metrics import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
 from .domain import TranslationDomain
 from .evolution import EvolutionConfig, EvolutionarySearch, search_fingerprint
@@ -145,7 +145,7 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
         raise ValueError(f"--cost-bits {args.cost_bits} not in --hardware-profile {profile.name!r}'s widths "
                          f"{profile.bit_widths}")
     if args.latency_predictor is not None:
-        from ..cost.predictor import LatencyPredictor
+        from ..latency.predictor import LatencyPredictor
 
         try:
             LatencyPredictor.load(args.latency_predictor)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fairseq_shiftadd.cost import CostModel, Workload
-from fairseq_shiftadd.cost.counts import (
+from fairseq_shiftadd.cost.parts import (
     decoder_stream,
     encoder_stream,
     ffn_parts,

@@ -1,7 +1,7 @@
 """What a ShiftAddNAS subnet (arXiv 2205.08119) computes and moves for one :class:`~.workload.Workload`.
 
 The model is split into *parts* (one linear, one attention matmul, one lightweight mixer, ...); each
-:class:`Part` carries its arithmetic as :class:`~fairseq_shiftadd.ops.counts.OpCounts`, its dot-product terms
+:class:`Part` carries its arithmetic as :class:`~fairseq_shiftadd.ops.op_counts.OpCounts`, its dot-product terms
 (for the latency model), its parameters and the bits it moves at each memory level. The parts follow
 ``fairseq_shiftadd/models`` (attention.py, lightweight.py, mixer.py, ffn.py, layers.py, supernet.py) exactly.
 
@@ -62,7 +62,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from ..ops.counts import OpCounts
+from ..ops.op_counts import OpCounts
 from ..ops.kinds import BlockType, OpKind
 from .workload import Workload
 
