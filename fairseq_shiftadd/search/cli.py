@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from fairseq import options
 
+from ..atomic import partial_path, remove
 from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cost import HardwareProfile, load_profile, workload_header
 from ..space import parse_restriction, restrict
@@ -213,11 +213,9 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
 def _prepare_output_dir(out_dir: Path, restart: bool) -> None:
     """Remove what a killed run may have left half-written (``*.partial``), and with ``restart`` every output."""
     for name in OUTPUTS:
-        for path in (out_dir / f"{name}.partial", *((out_dir / name,) if restart else ())):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        remove(partial_path(out_dir / name))
+        if restart:
+            remove(out_dir / name)
     if restart:
         logger.info("--restart: removed the previous outputs of %s", out_dir)
 

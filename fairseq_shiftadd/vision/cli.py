@@ -22,10 +22,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..atomic import write_text
 from ..cli_errors import add_debug_flag, run_main
 from ..search.constraints import parse_constraint
 from ..search.evolution import EvolutionConfig
-from ..search.files import atomic_write_text
 from .cost import VISION_METRICS, VisionCostModel
 from .data import DATASETS, ImageData, load_dataset
 from .models import VisionNet, VisionSupernet, extract_subnet, recalibrate_batchnorm
@@ -242,7 +242,7 @@ def _retrain(args: argparse.Namespace) -> Dict[str, object]:
                "valid_accuracy": max(h["valid_accuracy"] for h in history), "test_accuracy": test["accuracy"],
                "test_loss": test["loss"], "seed": args.seed,
                **VisionCostModel(space, args.hardware_profile).metrics(subnet)}
-    atomic_write_text(Path(args.save_dir) / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text(Path(args.save_dir) / "results.json", json.dumps(results, indent=2) + "\n")
     logger.info("test accuracy %.4f (best valid epoch %d), energy %.4f mJ", test["accuracy"], best["epoch"],
                 results["energy_mj"])
     return results

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..atomic import save_torch
 from ..progress import progress as progress_bar
-from ..search.files import atomic_path
 from .data import ImageData, ImageSplit
 from .space import VisionSubnet, largest, sample, smallest
 
@@ -151,9 +151,6 @@ def _lr_at(update: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _save(path: Path, payload: Dict[str, Any]) -> None:
-    with atomic_path(path) as partial:
-        torch.save(payload, partial)
 
 
 def load_checkpoint(path: str | Path) -> Dict[str, Any]:
@@ -227,6 +224,6 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
                    "epoch": epoch + 1, "history": history}
         if record["valid_accuracy"] > best_accuracy:
             best_accuracy = record["valid_accuracy"]
-            _save(best, payload)
-        _save(last, {**payload, "optimizer": optimizer.state_dict()})
+            save_torch(payload, best)
+        save_torch({**payload, "optimizer": optimizer.state_dict()}, last)
     return history

@@ -1,4 +1,4 @@
-"""Downloads resume from ``.part`` files and fail with a message saying where to place the file by hand;
+"""Downloads resume from ``.partial`` files and fail with a message saying where to place the file by hand;
 archive members are extracted atomically."""
 from __future__ import annotations
 
@@ -51,14 +51,14 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_resumes_from_part_file(server: str, tmp_path: Path) -> None:
+def test_resumes_from_partial_file(server: str, tmp_path: Path) -> None:
     dest = tmp_path / "data.bin"
     half = len(PAYLOAD) // 2
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:half])
+    (tmp_path / "data.bin.partial").write_bytes(PAYLOAD[:half])
     assert download(f"{server}/data.bin", dest) == dest
     assert dest.read_bytes() == PAYLOAD
     assert RangeHandler.ranges == [f"bytes={half}-"]
-    assert not (tmp_path / "data.bin.part").exists()
+    assert not (tmp_path / "data.bin.partial").exists()
     dest.write_bytes(b"placed by hand")
     download(f"{server}/data.bin", dest)  # present: skipped
     assert dest.read_bytes() == b"placed by hand" and RangeHandler.ranges == [f"bytes={half}-"]
@@ -67,7 +67,7 @@ def test_resumes_from_part_file(server: str, tmp_path: Path) -> None:
 def test_restarts_where_ranges_are_ignored(tmp_path: Path) -> None:
     source = tmp_path / "remote.bin"
     source.write_bytes(PAYLOAD)
-    (tmp_path / "local.bin.part").write_bytes(b"stale bytes")  # file:// ignores Range: start over
+    (tmp_path / "local.bin.partial").write_bytes(b"stale bytes")  # file:// ignores Range: start over
     assert download(source.as_uri(), tmp_path / "local.bin").read_bytes() == PAYLOAD
 
 

@@ -20,7 +20,7 @@ def splits(n: int = 60) -> dict:
 
 
 def leftovers(out: Path) -> list:
-    return sorted(p.name for p in out.iterdir() if p.name.endswith((".partial", ".part")))
+    return sorted(p.name for p in out.iterdir() if p.name.endswith(".partial"))
 
 
 def test_interrupted_raw_leaves_nothing_and_rerun_completes(tmp_path: Path) -> None:
