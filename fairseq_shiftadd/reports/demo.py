@@ -25,6 +25,7 @@ from typing import Dict, Optional, Sequence
 
 from ..atomic import write_text
 from ..cli_errors import add_debug_flag, run_main
+from ..cli_types import positive_int
 from ..cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
 from ..scoring import read_generate_output, read_reference
 from ..space import SearchSpace, SubnetConfig, get_space, resolve_subnet
@@ -79,14 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="a model: SUBNET is largest, smallest or a subnet file, SAVE_DIR its fairseq-train "
                              "save directory, GENERATE_OUTPUT its fairseq-generate output; repeatable")
     parser.add_argument("--candidates", type=Path, help="the search's candidates.csv (for front.png)")
-    parser.add_argument("--supernet", type=Path, help="supernet checkpoint, to place models the search did not evaluate")
-    parser.add_argument("--max-valid-sentences", type=int, default=None, help="as given to the search")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="batch size of that evaluation, in tokens")
+    parser.add_argument("--supernet", type=Path,
+                        help="supernet checkpoint, to place models the search did not evaluate")
+    parser.add_argument("--max-valid-sentences", type=positive_int, default=None, help="as given to the search")
+    parser.add_argument("--max-tokens", type=positive_int, default=4096,
+                        help="batch size of that evaluation, in tokens")
     parser.add_argument("--hardware-profile", default="45nm", help="cost-model profile (default: %(default)s)")
-    parser.add_argument("--beam", type=int, default=5,
+    parser.add_argument("--beam", type=positive_int, default=5,
                         help="the beam the models were decoded with: the streaming accounting's and the measured "
                              "latency's (default: %(default)s, as examples/multi30k_en_de/generate.args)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads for the latency measurement")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     add_debug_flag(parser)
     return parser

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..atomic import save_torch
+from ..ops.validate import positive_int
 from ..progress import progress as progress_bar
 from .data import ImageData, ImageSplit
 from .space import VisionSubnet, largest, sample, smallest
@@ -73,9 +74,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "sharing_reg_weight",
                      "augment_shift"):
             if not getattr(self, name) >= 0:
