@@ -37,8 +37,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .cli_errors import InputError
-from .ops.kinds import BlockType, OpKind
+from ..cli_errors import InputError
+from ..ops.kinds import BlockType, OpKind
 
 __all__ = [
     "BLOCK_DETAILS",
