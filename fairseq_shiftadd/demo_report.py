@@ -39,7 +39,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from .cli_errors import add_debug_flag, run_main
+from .cli_errors import InputError, add_debug_flag, run_main
 from .cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
 from .scoring import read_generate_output, read_reference, score
 from .search.pareto import pareto_front
@@ -308,7 +308,8 @@ def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fairseq_shiftadd.demo_report", description="Results table and search-front plot of the CPU demo.")
-    parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to")
+    parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to (as the "
+                                                        "--supernet checkpoint records it, with its block details)")
     parser.add_argument("--data", required=True, help="fairseq data-bin (dictionaries of the checkpoints)")
     parser.add_argument("--reference", required=True, type=Path, help="untouched test references, e.g. raw/test.de")
     parser.add_argument("--target-lang", required=True, help="target language (Moses tokenizer, compound splitting)")
@@ -329,7 +330,11 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     add_debug_flag(parser)
     args = parser.parse_args(argv)
 
-    space = get_space(args.space)
+    from .models.space_record import checkpoint_space  # imports fairseq
+
+    space = checkpoint_space(args.supernet) if args.supernet else get_space(args.space)
+    if space.name != args.space:
+        raise InputError(f"--space {args.space}: the --supernet checkpoint was built over space {space.name!r}")
     specs = [_parse_model(values, space) for values in args.model]
     references = read_reference(args.reference)
     # every decode must hold every test sentence: checked for all models before any is evaluated
