@@ -10,7 +10,8 @@ One job per module; the public names are re-exported here, so ``from fairseq_shi
 * :mod:`.genes`: the gene tables and :func:`check`;
 * :mod:`.sampling`: :func:`sample`, :func:`largest`, :func:`smallest`, :func:`mutate`, :func:`crossover`,
   :func:`subnet_seed`;
-* :mod:`.resolve`: the one subnet-spec grammar (:func:`parse_subnet_spec`, :func:`resolve_subnet`);
+* :mod:`.resolve`: the one subnet-spec grammar (:func:`parse_spec`, :func:`resolve_spec`; for translation subnets
+  :func:`parse_subnet_spec`, :func:`resolve_subnet`; the vision CLIs use it too);
 * :mod:`.features`: :func:`predictor_features`, the latency predictor's inputs.
 
 The package needs no fairseq and no torch.
@@ -27,7 +28,7 @@ from .configs import (
 )
 from .features import predictor_features
 from .genes import check
-from .resolve import NAMED_SUBNETS, parse_subnet_spec, resolve_subnet
+from .resolve import NAMED_SUBNETS, parse_spec, parse_subnet_spec, resolve_spec, resolve_subnet
 from .restrict import RESTRICTABLE, parse_restriction, restrict
 from .sampling import crossover, largest, mutate, sample, smallest, subnet_seed
 from .spaces import SPACES, get_space
@@ -51,7 +52,9 @@ __all__ = [
     "largest",
     "smallest",
     "NAMED_SUBNETS",
+    "parse_spec",
     "parse_subnet_spec",
+    "resolve_spec",
     "resolve_subnet",
     "mutate",
     "crossover",
