@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
 import torch
-from fairseq.models import FairseqEncoderDecoderModel
 from torch import Tensor
 
 from ..ops.hetero import SharingMode
@@ -34,8 +33,8 @@ from ..space import SearchSpace, SubnetConfig, check, resolve_subnet
 from .archs import restore_legacy_values
 from .blocks import merge_states
 from .layers import LayerCandidates
-from .space_record import check_state_fits, model_space, record_space, store_in_config
-from .supernet import ModelConfig, ShiftAddDecoder, ShiftAddEncoder, ShiftAddSupernet, build_encoder_decoder
+from .space_record import model_space, record_space, store_in_config
+from .supernet import ModelConfig, ShiftAddDecoder, ShiftAddEncoder, ShiftAddSupernet, SpaceModel, build_encoder_decoder
 
 __all__ = ["SubnetModelConfig", "ShiftAddTransformer", "dropout_widths", "extract_subnet_state"]
 
@@ -62,7 +61,7 @@ class SubnetModelConfig(ModelConfig):
     )
 
 
-class ShiftAddTransformer(FairseqEncoderDecoderModel):
+class ShiftAddTransformer(SpaceModel):
     """A fixed ShiftAddNAS subnet as a plain fairseq encoder-decoder (no weight sharing, no elastic sizes).
 
     Args:
@@ -118,13 +117,6 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
     def subnet(self) -> SubnetConfig:
         """The subnet this model is."""
         return self._subnet
-
-    def load_state_dict(self, state_dict: Dict[str, Tensor], strict: bool = True, model_cfg: Any = None,
-                        args: Any = None) -> Any:
-        """fairseq's load, after refusing a state dict that does not fit in one line (:func:`check_state_fits`)."""
-        self.upgrade_state_dict(state_dict)
-        check_state_fits(self, state_dict, self.space, strict)
-        return super().load_state_dict(state_dict, strict, model_cfg, args)
 
 
 def dropout_widths(cfg: SubnetModelConfig, space: SearchSpace, sub: SubnetConfig) -> Tuple[int, int]:

@@ -42,6 +42,7 @@ __all__ = [
     "ShiftAddEncoder",
     "ShiftAddDecoder",
     "build_encoder_decoder",
+    "SpaceModel",
     "ShiftAddSupernet",
 ]
 
@@ -406,7 +407,21 @@ def build_encoder_decoder(
     return encoder, decoder
 
 
-class ShiftAddSupernet(FairseqEncoderDecoderModel):
+class SpaceModel(FairseqEncoderDecoderModel):
+    """A fairseq encoder-decoder built over a :class:`SearchSpace` (``self.space``, set by the subclass), whose
+    :meth:`load_state_dict` refuses in one line a state dict that does not fit (:func:`check_state_fits`)."""
+
+    space: SearchSpace
+
+    def load_state_dict(self, state_dict: Dict[str, Tensor], strict: bool = True, model_cfg: Any = None,
+                        args: Any = None) -> Any:
+        """fairseq's load (key upgrades first), after :func:`check_state_fits`."""
+        self.upgrade_state_dict(state_dict)
+        check_state_fits(self, state_dict, self.space, strict)
+        return super().load_state_dict(state_dict, strict, model_cfg, args)
+
+
+class ShiftAddSupernet(SpaceModel):
     """Weight-sharing supernet over a search space; runs one subnet at a time (:meth:`set_subnet`).
 
     Args:
@@ -447,13 +462,6 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
     def subnet(self) -> SubnetConfig:
         """The active subnet."""
         return _active(self._subnet)
-
-    def load_state_dict(self, state_dict: Dict[str, Tensor], strict: bool = True, model_cfg: Any = None,
-                        args: Any = None) -> Any:
-        """fairseq's load, after refusing a state dict that does not fit in one line (:func:`check_state_fits`)."""
-        self.upgrade_state_dict(state_dict)
-        check_state_fits(self, state_dict, self.space, strict)
-        return super().load_state_dict(state_dict, strict, model_cfg, args)
 
     def set_subnet(self, sub: SubnetConfig) -> None:
         """Activate ``sub`` (for the encoder and the decoder).
