@@ -31,8 +31,8 @@ What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``), under the w
   and values are projected once from ``n * S`` rows and read once by the batch of ``T`` queries. No
   embedding traffic and no output projection.
 * two-branch blocks (``attention+X``) split the channels: attention at width ``d / 2`` with Q/K/V width
-  ``space.attention_qkv_dim(block)`` (default ``qkv_dim / 2``), the lightweight branch at ``d / 2``; the
-  lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows (default ``num_heads``) and
+  ``space.attention_qkv_dim(block)`` (per the space's block details: :class:`~fairseq_shiftadd.space.BlockDetails`),
+  the lightweight branch at ``d / 2``; the lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows and
   ``space.kernel_sizes[layer]`` taps; add FFNs have a LayerNorm after each add linear.
 
 Memory-traffic model (bits moved per level; energy per access scales with the bits accessed):
