@@ -32,6 +32,7 @@ __all__ = [
     "BlockDetails",
     "BLOCK_DETAILS",
     "BLOCK_DETAIL_OVERRIDES",
+    "FIXED_FIELDS",
     "ORIGINAL_KERNEL_HEADS",
     "SIDES",
     "attended_encoder_layers",
@@ -63,6 +64,8 @@ BLOCK_DETAIL_OVERRIDES = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two
 """The :class:`SearchSpace` fields that override one block detail of the preset (0: the preset's)."""
 BLOCK_DETAILS = ("block_details",) + BLOCK_DETAIL_OVERRIDES
 """The :class:`SearchSpace` fields that are block details, not genes (the models' flags of the same names)."""
+FIXED_FIELDS = ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
+"""The :class:`SearchSpace` fields that are not gene choices: fixed per space (a restriction cannot narrow them)."""
 ORIGINAL_KERNEL_HEADS = {False: 16, True: 4}
 """Kernel rows of the ``original`` block details, by ``has_attention``: 16 standalone, 4 in ``attention+X``."""
 _KERNEL_HEADS_FIELD = {False: "lightweight_kernel_heads", True: "two_branch_kernel_heads"}  # by has_attention
@@ -174,8 +177,7 @@ class SearchSpace(Serialisable):
         where = f"SearchSpace {self.name!r}:"
         if not self.name:
             raise ValueError(f"{where} name must be non-empty")
-        not_choices = ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
-        choice_fields = [f.name for f in dataclasses.fields(self) if f.name not in not_choices]
+        choice_fields = [f.name for f in dataclasses.fields(self) if f.name not in FIXED_FIELDS]
         for name in choice_fields:
             values = getattr(self, name)
             if not values:

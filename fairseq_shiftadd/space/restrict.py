@@ -8,17 +8,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
-from .configs import BLOCK_DETAILS, SearchSpace
+from .configs import FIXED_FIELDS, SearchSpace
 from .serialise import fmt_values, to_plain
 
 __all__ = ["RESTRICTABLE", "parse_restriction", "restrict"]
 
 
-RESTRICTABLE: Tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(SearchSpace) if f.name not in ("name", "kernel_sizes", "qkv_dim") + BLOCK_DETAILS
-)
-"""The :class:`SearchSpace` fields a restriction may narrow: the gene choices (not the kernel sizes, ``qkv_dim`` or
-the :data:`BLOCK_DETAILS`, which are fixed per space)."""
+RESTRICTABLE: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SearchSpace) if f.name not in FIXED_FIELDS)
+"""The :class:`SearchSpace` fields a restriction may narrow: the gene choices (not the
+:data:`~.configs.FIXED_FIELDS`: kernel sizes, ``qkv_dim``, block details)."""
 
 
 def _restriction_fields(key: str) -> Tuple[str, ...]:
