@@ -27,6 +27,7 @@ from omegaconf import OmegaConf, open_dict
 
 from . import compat
 from .cli_errors import InputError, add_debug_flag, run_main
+from .models.space_record import record_space
 from .models.subnet import SubnetModelConfig, extract_subnet_state
 from .models.supernet import ShiftAddSupernet
 from .atomic import save_torch
@@ -74,6 +75,7 @@ def extract_checkpoint(
             model_cfg[key] = cfg.model[key]
     model_cfg.subnet = sub.to_json()
     model_cfg._name = SUBNET_MODEL
+    record_space(model_cfg, supernet.space)  # as the supernet was built, also from a checkpoint without the record
     with open_dict(cfg):
         cfg.model = model_cfg
         if cfg.get("task") is not None and "subnet" in cfg.task:

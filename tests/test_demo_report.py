@@ -95,7 +95,7 @@ def test_recipe_args_parse_with_fairseq(name):
 
 def test_cpu_recipes_share_the_training_recipe():
     """The retrained hybrid and the baseline differ only in the model: same optimiser, schedule, batch, dropout."""
-    model_flags = {"--arch", "--space", "--user-dir", "--weight-dropout"}  # weight dropout: lightweight kernels only
+    model_flags = {"--arch", "--space", "--user-dir", "--weight-dropout", "--block-details"}  # weight dropout: kernels only
 
     def recipe(name):
         flags = _args_flags(name)

@@ -16,16 +16,17 @@ from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import (
     BLOCK_DETAILS,
     SPACES,
+    BlockDetails,
     LayerConfig,
     SearchSpace,
     SubnetConfig,
     attended_encoder_layers,
     check,
     crossover,
-    encode,
     get_space,
     largest,
     mutate,
+    predictor_features,
     sample,
     smallest,
     subnet_seed,
@@ -131,8 +132,12 @@ def test_attended_encoder_layers():
         (dict(decoder_layers=(0, 1)), "decoder_layers=(0, 1) must be positive"),
         (dict(decoder_cross_heads=(-2,)), "decoder_cross_heads=(-2) must be positive"),
         (dict(qkv_dim=0), "qkv_dim=0 must be positive"),
-        (dict(qkv_dim=36), "qkv_dim=36 not divisible by 2 * encoder_heads value 4"),
+        (dict(qkv_dim=36, block_details=BlockDetails.COMPACT),
+         "Q/K/V width 18 of two-branch encoder blocks (qkv_dim / 2 under block_details='compact') not "
+         "divisible by encoder_heads value 4"),
         (dict(decoder_cross_heads=(3,)), "qkv_dim=128 not divisible by decoder_cross_heads value 3"),
+        (dict(encoder_embed_dims=(128, 72)), "lightweight_kernel_heads 16 of block_details='original' does not "
+                                             "divide the 72 channels of 'lightweight_conv' at encoder_embed_dims"),
         (dict(encoder_embed_dims=(128, 66)), "encoder_embed_dims value 66 must be even with half divisible"),
         (dict(decoder_embed_dims=(127,)), "decoder_embed_dims value 127 must be even"),
         (dict(decoder_blocks=(BlockType.ATTENTION, BlockType.LIGHTWEIGHT_ADD)), "decoder_blocks must contain"),
@@ -506,10 +511,10 @@ def test_subnet_seed():
 
 
 @pytest.mark.parametrize("name", SPACE_NAMES)
-def test_encode(name):
+def test_predictor_features(name):
     space = SPACES[name]
     subs = samples(space, 30) + [largest(space), smallest(space)]
-    features = [encode(space, sub) for sub in subs]
+    features = [predictor_features(space, sub) for sub in subs]
     one_hots = (len(space.encoder_blocks) + len(space.ffn_ops)) * space.max_encoder_layers + (
         len(space.decoder_blocks) + len(space.ffn_ops)
     ) * space.max_decoder_layers
@@ -531,34 +536,54 @@ def test_encode_values():
     numeric = [1.0, 0.5, 1.0, 0.5, 1.0, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5]
     encoder_layer = [0, 0, 0, 0, 0, 1, 0] + [0, 1, 0]  # attention+lightweight_add, shift
     decoder_layer = [0, 0, 1, 0] + [0, 1, 0]
-    assert encode(TINY, sub) == numeric + encoder_layer * 2 + decoder_layer + [0] * 7
+    assert predictor_features(TINY, sub) == numeric + encoder_layer * 2 + decoder_layer + [0] * 7
 
 
 # ---------------------------------------------------------------------------------------------- block details
 
 
-def test_block_detail_defaults_are_this_projects():
+def test_block_detail_defaults_are_the_originals():
     two_branch = BlockType.ATTENTION_LIGHTWEIGHT_ADD
-    assert WMT.attention_qkv_dim(BlockType.ATTENTION) == 512 and WMT.attention_qkv_dim(two_branch) == 256
-    assert WMT.kernel_heads(BlockType.LIGHTWEIGHT_CONV, 8) == 8 and WMT.kernel_heads(two_branch, 4) == 4
-    assert WMT.mixer_width(two_branch, 1024) == 512 and WMT.mixer_width(BlockType.LIGHTWEIGHT_ADD, 1024) == 1024
+    assert WMT.block_details is BlockDetails.ORIGINAL
+    assert WMT.attention_qkv_dim(BlockType.ATTENTION) == 512 and WMT.attention_qkv_dim(two_branch) == 512
+    assert WMT.kernel_heads(BlockType.LIGHTWEIGHT_CONV, 8) == 16 and WMT.kernel_heads(two_branch, 8) == 4
+    assert WMT.fixed_kernel_heads(BlockType.LIGHTWEIGHT_CONV) == 16 and WMT.fixed_kernel_heads(two_branch) == 4
 
 
-def test_original_block_details():
-    original = dataclasses.replace(WMT, two_branch_qkv_dim=512, lightweight_kernel_heads=16, two_branch_kernel_heads=4)
+def test_compact_block_details():
+    compact = dataclasses.replace(WMT, block_details=BlockDetails.COMPACT)
     two_branch = BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD
-    assert original.attention_qkv_dim(two_branch) == 512 and original.attention_qkv_dim(BlockType.ATTENTION) == 512
-    assert original.kernel_heads(BlockType.LIGHTWEIGHT_SHIFTADD, 8) == 16 and original.kernel_heads(two_branch, 16) == 4
-    assert SearchSpace.from_dict(original.to_dict()) == original
+    assert compact.attention_qkv_dim(two_branch) == 256 and compact.attention_qkv_dim(BlockType.ATTENTION) == 512
+    assert compact.kernel_heads(BlockType.LIGHTWEIGHT_SHIFTADD, 8) == 8 and compact.kernel_heads(two_branch, 4) == 4
+    assert compact.fixed_kernel_heads(two_branch) == 0
+    assert SearchSpace.from_dict(compact.to_dict()) == compact
+    assert compact.sha256() != WMT.sha256()
+    assert SearchSpace.from_dict(json.loads(compact.to_json())).sha256() == compact.sha256()
+
+
+def test_explicit_block_details_override_the_preset():
+    explicit = dict(two_branch_qkv_dim=512, lightweight_kernel_heads=16, two_branch_kernel_heads=4)
+    overridden = dataclasses.replace(WMT, block_details=BlockDetails.COMPACT, **explicit)
+    two_branch = BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD
+    for block, heads in ((two_branch, 16), (BlockType.LIGHTWEIGHT_SHIFTADD, 8), (BlockType.ATTENTION, 4)):
+        assert overridden.attention_qkv_dim(block) == WMT.attention_qkv_dim(block)
+        assert overridden.kernel_heads(block, heads) == WMT.kernel_heads(block, heads)
+    assert dataclasses.replace(WMT, two_branch_kernel_heads=8).kernel_heads(two_branch, 16) == 8
     old = {k: v for k, v in WMT.to_dict().items() if k not in BLOCK_DETAILS}
-    assert SearchSpace.from_dict(old) == WMT  # a space saved before these fields loads with the defaults
+    assert SearchSpace.from_dict(old) == WMT  # a space written without the fields loads with the defaults
+
+
+def test_shipped_spaces_validate_under_both_presets():
+    for space in SPACES.values():
+        for preset in BlockDetails:
+            assert dataclasses.replace(space, block_details=preset).block_details is preset
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
         (dict(two_branch_qkv_dim=-1), "two_branch_qkv_dim=-1 must be 0 (the default) or positive"),
-        (dict(two_branch_qkv_dim=100), "two_branch_qkv_dim=100 not divisible by encoder_heads value 16"),
+        (dict(two_branch_qkv_dim=100), "(two_branch_qkv_dim=100) not divisible by encoder_heads value 16"),
         (dict(two_branch_kernel_heads=3), "two_branch_kernel_heads=3 does not divide the 512 channels of "
                                           "'attention+lightweight_conv' at encoder_embed_dims value 1024"),
     ],

@@ -142,13 +142,19 @@ def test_extracted_subnet_generates(trained_supernet: Path, multi30k_en_de: Path
     assert re.search(r"BLEU4 = [\d.]+", out)
 
 
-def test_checkpoint_older_than_the_block_detail_and_quant_fields_loads(trained_supernet: Path, tmp_path: Path) -> None:
-    """A supernet checkpoint written before ``--two-branch-qkv-dim`` and the others existed builds as before."""
+def test_checkpoint_older_than_the_space_record_and_other_fields_loads(trained_supernet: Path, tmp_path: Path) -> None:
+    """A supernet checkpoint written before the space record, the block-detail ints, ``--shift-weights`` and
+    ``--quant-bits`` existed builds from the named space as before; without ``block_details`` too it is taken as
+    trained with the compact details, so this one (trained with the original's) is refused in one line."""
+    from fairseq_shiftadd.cli_errors import InputError
+    from fairseq_shiftadd.extract import extract_checkpoint
     from fairseq_shiftadd.models.supernet import SupernetConfig
 
-    added = ("two_branch_qkv_dim", "lightweight_kernel_heads", "two_branch_kernel_heads", "shift_weights", "quant_bits")
-    assert set(added) <= {f.name for f in dataclasses.fields(SupernetConfig)}
+    added = ("space_definition", "space_hash", "two_branch_qkv_dim", "lightweight_kernel_heads",
+             "two_branch_kernel_heads", "shift_weights", "quant_bits")
+    assert set(added) | {"block_details"} <= {f.name for f in dataclasses.fields(SupernetConfig)}
     state = torch.load(trained_supernet / "checkpoint_best.pt", weights_only=False)
+    assert state["cfg"]["model"]["block_details"] == "original" and state["cfg"]["model"]["space_definition"]
     for name in added:
         del state["cfg"]["model"][name]
     torch.save(state, tmp_path / "old.pt")
@@ -159,6 +165,11 @@ def test_checkpoint_older_than_the_block_detail_and_quant_fields_loads(trained_s
         exported[name] = torch.load(tmp_path / f"{name}_sub.pt", weights_only=False)["model"]
     assert exported["old"].keys() == exported["new"].keys()
     assert all(torch.equal(exported["old"][k], exported["new"][k]) for k in exported["new"])
+    del state["cfg"]["model"]["block_details"]
+    torch.save(state, tmp_path / "older.pt")
+    with pytest.raises(InputError, match=r"does not fit the model built from space 'tiny' \(block_details 'compact'\)"):
+        extract_checkpoint(tmp_path / "older.pt", "largest", tmp_path / "older_sub.pt")
+    assert not (tmp_path / "older_sub.pt").exists()
 
 
 def test_extract_rejects_non_supernet_checkpoint(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple
 
 from ..cli_errors import add_debug_flag, run_main
 from ..cli_types import positive_int
-from ..space import get_space, resolve_subnet
+from ..space import BlockDetails, get_space, resolve_subnet
 from .model import CostModel
 from .profile import load_profile, shipped_profiles
 from .workload import ACCOUNTINGS, Workload, read_workload_header
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     recorded = "default: as recorded in a subnet file written by the search, else"
     defaults = Workload()
     parser.add_argument("--space", default="wmt14_en_de", help="search space name (default: %(default)s)")
+    parser.add_argument("--block-details", choices=[d.value for d in BlockDetails], default=BlockDetails.ORIGINAL.value,
+                        help="the block details the model was built with, as its --block-details (default: "
+                             "%(default)s; compact for the CPU demo's models and checkpoints from before the option)")
     parser.add_argument("--subnet", default="largest",
                         help="largest | smallest | FILE.json | FILE.yaml | inline JSON (default: %(default)s)")
     parser.add_argument("--profile", default=None,
@@ -89,7 +92,7 @@ def resolve_settings(args: argparse.Namespace) -> Tuple[Workload, str]:
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    space = get_space(args.space)
+    space = dataclasses.replace(get_space(args.space), block_details=BlockDetails(args.block_details))
     sub = resolve_subnet(args.subnet, space)
     workload, profile = resolve_settings(args)
     report = CostModel(space, profile=profile, workload=workload).report(sub)

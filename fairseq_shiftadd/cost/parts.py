@@ -34,7 +34,8 @@ What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``), under the w
   two-branch blocks (``attention+X``) split the channels (:meth:`BlockType.branch_width`), the lightweight branch
   has a shift linear or not (:attr:`BlockType.has_shift`) and mixes by ``mult`` or ``add``
   (:attr:`BlockType.mixer_op`) with ``BlockType.kernel_size(space.kernel_sizes, layer)`` taps; the attention's
-  Q/K/V width and the kernel rows are the caller's (``space.attention_qkv_dim(block)``,
+  Q/K/V width and the kernel rows are the caller's (``space.attention_qkv_dim(block)``, per the space's
+  block details :class:`~fairseq_shiftadd.space.BlockDetails`;
   ``space.kernel_heads(block, num_heads)``); add FFNs have a LayerNorm after each add linear.
 
 Memory-traffic model (bits moved per level; energy per access scales with the bits accessed):

@@ -1,7 +1,7 @@
 """A latency predictor trained on the user's own measurements (HAT, arXiv 2005.14187; ShiftAddNAS, 2205.08119).
 
 :class:`LatencyPredictor` is HAT's MLP (3 hidden layers of 400, ReLU) on the features of
-:func:`fairseq_shiftadd.space.encode`, standardised with the training split's mean and standard deviation
+:func:`fairseq_shiftadd.space.predictor_features`, standardised with the training split's mean and standard deviation
 (stored with the weights). It regresses the standardised ``log(latency_ms)`` by default (``transform="log"``:
 the squared error of a log is about the squared relative error, which is what MAPE measures) or the
 standardised latency itself (``"linear"``).
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..atomic import save_torch
-from ..space import SearchSpace, SubnetConfig, encode, smallest
+from ..space import SearchSpace, SubnetConfig, predictor_features, smallest
 from .dataset import read_latency_csv
 
 __all__ = ["TARGETS", "TRANSFORMS", "LatencyPredictor", "PredictorReport", "mape", "kendall_tau", "train_predictor"]
@@ -43,7 +43,7 @@ def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
 class LatencyPredictor(nn.Module):
     """MLP latency predictor of one search space: ``ms = g^-1(s * MLP((x - mu) / sigma) + m)``.
 
-    ``x = encode(space, sub)``; ``mu, sigma`` (per feature) and ``m, s`` (of the transformed target) are
+    ``x = predictor_features(space, sub)``; ``mu, sigma`` (per feature) and ``m, s`` (of the transformed target) are
     buffers set by :meth:`fit_normalisation`; ``g`` is ``log`` or the identity (``transform``).
 
     Args:
@@ -66,7 +66,7 @@ class LatencyPredictor(nn.Module):
         self.target = _choice("target", target, TARGETS)
         self.transform = _choice("transform", transform, TRANSFORMS)
         self.hidden, self.layers = hidden, layers
-        num_features = len(encode(space, smallest(space)))
+        num_features = len(predictor_features(space, smallest(space)))
         widths = [num_features] + [hidden] * layers
         blocks: List[nn.Module] = []
         for d_in, d_out in zip(widths, widths[1:]):
@@ -78,8 +78,10 @@ class LatencyPredictor(nn.Module):
         self.register_buffer("target_std", torch.ones(()))
 
     def features(self, subs: Sequence[SubnetConfig]) -> Tensor:
-        """``encode(space, sub)`` of each subnet as ``(N, F)`` float32 (``ValueError`` if one is not in the space)."""
-        return torch.tensor([encode(self.space, sub) for sub in subs], dtype=torch.float32).reshape(len(subs), -1)
+        """``predictor_features(space, sub)`` of each subnet as ``(N, F)`` float32 (``ValueError`` if one is not in
+        the space)."""
+        features = [predictor_features(self.space, sub) for sub in subs]
+        return torch.tensor(features, dtype=torch.float32).reshape(len(subs), -1)
 
     def to_transformed(self, latency_ms: Tensor) -> Tensor:
         """``g(latency_ms)``."""

@@ -3,7 +3,8 @@
 :class:`ShiftAddTransformer` is built from ONE :class:`~fairseq_shiftadd.space.SubnetConfig` with the same
 encoder, decoder and layer classes as the supernet, each layer allocated for its single candidate at the
 subnet's exact sizes (``sharing = none``), so its parameter count is the subnet's true one. The subnet is
-stored inline as JSON in the model config, so checkpoints are self-contained.
+stored inline as JSON in the model config, and the space with its block details as its full definition
+(:mod:`.space_record`), so checkpoints are self-contained.
 
 Dropout. A subnet retrains with the dropout it had in the supernet, ``p * d / d_ref`` with ``d_ref`` the
 supernet's (the space's) largest embed width of the side, as the original retrained subnets inside the
@@ -24,23 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
 import torch
-from fairseq.models import FairseqEncoderDecoderModel
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from ..ops.hetero import SharingMode
 from ..cli_errors import InputError
 from ..space import SearchSpace, SubnetConfig, check, resolve_subnet
+from .archs import restore_legacy_values
 from .states import merge_states
 from .layers import LayerCandidates
-from .supernet import (
-    ModelConfig,
-    ShiftAddDecoder,
-    ShiftAddEncoder,
-    ShiftAddSupernet,
-    build_encoder_decoder,
-    model_space,
-)
+from .space_record import model_space, record_space, store_in_config
+from .supernet import ModelConfig, ShiftAddDecoder, ShiftAddEncoder, ShiftAddSupernet, SpaceModel, build_encoder_decoder
 
 __all__ = ["SubnetModelConfig", "ShiftAddTransformer", "dropout_widths", "extract_subnet_state"]
 
@@ -67,21 +61,25 @@ class SubnetModelConfig(ModelConfig):
     )
 
 
-class ShiftAddTransformer(FairseqEncoderDecoderModel):
+class ShiftAddTransformer(SpaceModel):
     """A fixed ShiftAddNAS subnet as a plain fairseq encoder-decoder (no weight sharing, no elastic sizes).
 
     Args:
         encoder, decoder: stacks allocated for exactly ``sub``.
         sub: the subnet.
+        space: the space ``sub`` belongs to (its block details shaped the stacks).
     """
 
-    def __init__(self, encoder: ShiftAddEncoder, decoder: ShiftAddDecoder, sub: SubnetConfig) -> None:
+    def __init__(self, encoder: ShiftAddEncoder, decoder: ShiftAddDecoder, sub: SubnetConfig,
+                 space: SearchSpace) -> None:
         super().__init__(encoder, decoder)
         self._subnet = self.encoder.subnet = self.decoder.subnet = sub
+        self.space = space
 
     @classmethod
     def build_model(cls, cfg: SubnetModelConfig, task: Any) -> "ShiftAddTransformer":
-        """Build from ``cfg.subnet`` (checked against ``cfg.space``), which is rewritten as inline JSON.
+        """Build from ``cfg.subnet`` (checked against the space of :func:`~.space_record.model_space`), which is
+        rewritten as inline JSON; the space's definition is recorded in ``cfg``.
 
         Raises:
             InputError: ``subnet`` is empty, unreadable or not in the space (naming the option and the field).
@@ -89,11 +87,13 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         if not cfg.subnet:
             raise InputError("--subnet is required by shiftadd_transformer: 'largest', 'smallest', a .json/.yaml "
                              "file or inline JSON of a SubnetConfig")
+        restore_legacy_values(cfg)
         space = model_space(cfg)
         sub = resolve_subnet(cfg.subnet, space)
-        _store(cfg, "subnet", sub.to_json())
+        store_in_config(cfg, "subnet", sub.to_json())
         for name, width in zip(("encoder_dropout_width", "decoder_dropout_width"), dropout_widths(cfg, space, sub)):
-            _store(cfg, name, width)
+            store_in_config(cfg, name, width)
+        record_space(cfg, space)
         return cls.from_subnet(cfg, task, space, sub)
 
     @classmethod
@@ -111,7 +111,7 @@ class ShiftAddTransformer(FairseqEncoderDecoderModel):
         encoder, decoder = build_encoder_decoder(
             cfg, task, encoder_layers, decoder_layers, SharingMode.NONE, dropout_widths(cfg, space, sub)
         )
-        return cls(encoder, decoder, sub)
+        return cls(encoder, decoder, sub, space)
 
     @property
     def subnet(self) -> SubnetConfig:
@@ -140,21 +140,6 @@ def dropout_widths(cfg: SubnetModelConfig, space: SearchSpace, sub: SubnetConfig
             )
         widths.append(width or largest_dim)
     return widths[0], widths[1]
-
-
-def _store(cfg: Any, name: str, value: Any) -> None:
-    """Set ``cfg.<name> = value``, also in the training config's ``model`` node that checkpoints save.
-
-    fairseq builds a model from a merged *copy* of that node (``merge_with_parent``), which keeps a link
-    to the node's parent; without following it a path given on the command line would be saved, and the
-    checkpoint would depend on that file.
-    """
-    given = getattr(cfg, name)
-    setattr(cfg, name, value)
-    parent = cfg._get_parent() if OmegaConf.is_config(cfg) else None
-    node = parent.get("model") if parent is not None else None
-    if OmegaConf.is_config(node) and node is not cfg and node.get(name) == given:
-        setattr(node, name, value)
 
 
 @torch.no_grad()

@@ -12,7 +12,6 @@ its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.shar
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -29,19 +28,21 @@ from ..ops.elastic import scale_dropout, slice_linear
 from ..ops.hetero import SharingMode
 from ..ops.quant import QuantConfig, check_bits
 from ..ops.shift import ShiftMode
-from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
+from ..space import SPACES, BlockDetails, SearchSpace, SubnetConfig, check, largest, resolve_subnet
+from .archs import restore_legacy_values
 from .incremental import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
+from .space_record import check_state_fits, model_space, record_space
 
 __all__ = [
     "ModelConfig",
     "model_quant",
     "SupernetConfig",
-    "model_space",
     "SinusoidalPositions",
     "ShiftAddEncoder",
     "ShiftAddDecoder",
     "build_encoder_decoder",
+    "SpaceModel",
     "ShiftAddSupernet",
 ]
 
@@ -49,6 +50,7 @@ EncoderOut = Dict[str, List[Tensor]]
 
 
 SHIFT_WEIGHTS_CHOICES = ChoiceEnum([m.value for m in ShiftMode])
+BLOCK_DETAILS_CHOICES = ChoiceEnum([d.value for d in BlockDetails])
 
 
 @dataclass
@@ -73,20 +75,35 @@ class ModelConfig(FairseqDataclass):
     )
     max_source_positions: int = field(default=1024, metadata={"help": "max number of source tokens"})
     max_target_positions: int = field(default=1024, metadata={"help": "max number of target tokens"})
+    block_details: BLOCK_DETAILS_CHOICES = field(  # type: ignore[valid-type]
+        default="original",
+        metadata={"help": "block details: original = the released ShiftAddNAS code's (the attention branch of "
+                          "attention+X at the full qkv_dim; lightweight kernels with 16 rows, 4 in attention+X) | "
+                          "compact = this project's earlier ones (qkv_dim / 2; rows = the layer's heads); the three "
+                          "flags below override single details"},
+    )
     two_branch_qkv_dim: int = field(
         default=0,
-        metadata={"help": "Q/K/V width of the attention branch of attention+X blocks (0: the space's qkv_dim / 2, "
-                          "256 for wmt14_en_de; the original ShiftAddNAS code used 512)"},
+        metadata={"help": "Q/K/V width of the attention branch of attention+X blocks (0: the --block-details "
+                          "preset's: the space's qkv_dim, or qkv_dim / 2 under compact)"},
     )
     lightweight_kernel_heads: int = field(
         default=0,
-        metadata={"help": "kernel rows of standalone lightweight_* blocks (0: the layer's sampled heads; "
-                          "the original used 16)"},
+        metadata={"help": "kernel rows of standalone lightweight_* blocks (0: the --block-details preset's: 16, "
+                          "or the layer's sampled heads under compact)"},
     )
     two_branch_kernel_heads: int = field(
         default=0,
-        metadata={"help": "kernel rows of the lightweight branch of attention+X blocks (0: the layer's sampled "
-                          "heads; the original used 4)"},
+        metadata={"help": "kernel rows of the lightweight branch of attention+X blocks (0: the --block-details "
+                          "preset's: 4, or the layer's sampled heads under compact)"},
+    )
+    space_definition: str = field(
+        default="",
+        metadata={"help": "the space's full definition (JSON), recorded when the model is built so checkpoints "
+                          "rebuild it whatever the named space says later; set by the model, not by hand"},
+    )
+    space_hash: str = field(
+        default="", metadata={"help": "SHA-256 of space_definition (recorded with it; a mismatch is refused)"}
     )
     shift_weights: SHIFT_WEIGHTS_CHOICES = field(  # type: ignore[valid-type]
         default="q",
@@ -133,15 +150,6 @@ class SupernetConfig(ModelConfig):
             "default: sample subnets (largest active)"
         },
     )
-
-
-def model_space(cfg: ModelConfig) -> SearchSpace:
-    """The space ``cfg.space`` with the block details of ``cfg`` (two-branch Q/K/V width, kernel heads).
-
-    Raises:
-        ValueError: an unknown space, or block details the space's widths and heads do not allow (naming the field).
-    """
-    return dataclasses.replace(get_space(cfg.space), **{name: getattr(cfg, name) for name in BLOCK_DETAILS})
 
 
 class SinusoidalPositions(nn.Module):
@@ -399,7 +407,21 @@ def build_encoder_decoder(
     return encoder, decoder
 
 
-class ShiftAddSupernet(FairseqEncoderDecoderModel):
+class SpaceModel(FairseqEncoderDecoderModel):
+    """A fairseq encoder-decoder built over a :class:`SearchSpace` (``self.space``, set by the subclass), whose
+    :meth:`load_state_dict` refuses in one line a state dict that does not fit (:func:`check_state_fits`)."""
+
+    space: SearchSpace
+
+    def load_state_dict(self, state_dict: Dict[str, Tensor], strict: bool = True, model_cfg: Any = None,
+                        args: Any = None) -> Any:
+        """fairseq's load (key upgrades first), after :func:`check_state_fits`."""
+        self.upgrade_state_dict(state_dict)
+        check_state_fits(self, state_dict, self.space, strict)
+        return super().load_state_dict(state_dict, strict, model_cfg, args)
+
+
+class ShiftAddSupernet(SpaceModel):
     """Weight-sharing supernet over a search space; runs one subnet at a time (:meth:`set_subnet`).
 
     Args:
@@ -414,7 +436,11 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg: SupernetConfig, task: Any) -> "ShiftAddSupernet":
-        return cls.from_space(cfg, task, model_space(cfg))
+        """Build over :func:`~.space_record.model_space` of ``cfg``, whose definition is recorded in ``cfg``."""
+        restore_legacy_values(cfg)
+        space = model_space(cfg)
+        record_space(cfg, space)
+        return cls.from_space(cfg, task, space)
 
     @classmethod
     def from_space(cls, cfg: SupernetConfig, task: Any, space: SearchSpace) -> "ShiftAddSupernet":

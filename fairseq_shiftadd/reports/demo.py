@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from ..atomic import write_text
-from ..cli_errors import add_debug_flag, run_main
+from ..cli_errors import InputError, add_debug_flag, run_main
 from ..cli_types import positive_int
 from ..cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
 from ..scoring import read_generate_output, read_reference
@@ -71,7 +71,8 @@ def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fairseq_shiftadd.reports.demo",
                                      description="Results table and search-front plot of the CPU demo.")
-    parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to")
+    parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to (as the "
+                                                        "--supernet checkpoint records it, with its block details)")
     parser.add_argument("--data", required=True, help="fairseq data-bin (dictionaries of the checkpoints)")
     parser.add_argument("--reference", required=True, type=Path, help="untouched test references, e.g. raw/test.de")
     parser.add_argument("--target-lang", required=True, help="target language (Moses tokenizer, compound splitting)")
@@ -97,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    space = get_space(args.space)
+    from ..models.space_record import checkpoint_space  # imports fairseq
+
+    space = checkpoint_space(args.supernet) if args.supernet else get_space(args.space)
+    if space.name != args.space:
+        raise InputError(f"--space {args.space}: the --supernet checkpoint was built over space {space.name!r}")
     specs = [_parse_model(values, space) for values in args.model]
     references = read_reference(args.reference)
     # every decode must hold every test sentence: checked for all models before any is evaluated

@@ -27,11 +27,12 @@ from ..cli_errors import add_debug_flag, run_main
 from ..cli_types import non_negative_int, positive_int
 from ..search.constraints import parse_constraint
 from ..search.evolution import EvolutionConfig
+from ..space.resolve import resolve_spec
 from .cost import VISION_METRICS, VisionCostModel
 from .data import DATASETS, ImageData, load_dataset
 from .models import VisionNet, VisionSupernet, extract_subnet, recalibrate_batchnorm
 from .search import SupernetFitness, run_search
-from .space import SPACES, VisionSpace, VisionSubnet, get_space, largest, load_subnet, smallest
+from .space import SPACES, VisionSpace, VisionSubnet, check, get_space, largest, smallest
 from .train import TrainConfig, classifier_loss, evaluate, fit, load_checkpoint, supernet_loss
 
 logger = logging.getLogger("fairseq_shiftadd.vision")
@@ -215,9 +216,9 @@ def retrain_parser() -> argparse.ArgumentParser:
 
 
 def resolve_subnet(spec: str, space: VisionSpace) -> VisionSubnet:
-    """``largest``, ``smallest``, a file or inline JSON (one resolver for every command)."""
-    named = {"largest": largest, "smallest": smallest}
-    return named[spec](space) if spec in named else load_subnet(spec)
+    """``largest``, ``smallest``, a file or inline JSON of a subnet of ``space`` (one resolver for every command:
+    :func:`fairseq_shiftadd.space.resolve_spec`, the grammar of translation subnets too)."""
+    return resolve_spec(spec, space, VisionSubnet, {"largest": largest, "smallest": smallest}, check, "--subnet")
 
 
 def _retrain(args: argparse.Namespace) -> Dict[str, object]:

@@ -15,7 +15,6 @@ spaces ``digits`` (8x8 grey), ``cifar`` (32x32 RGB) and ``imagenet`` (the origin
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +25,7 @@ import yaml
 
 from ..ops.kinds import OpKind
 from ..ops.validate import positive_int
+from ..space.resolve import parse_spec
 
 __all__ = [
     "VisionBlock",
@@ -275,27 +275,14 @@ class VisionSubnet:
 
 
 def load_subnet(spec: Union[str, Path]) -> VisionSubnet:
-    """A subnet from a .yaml/.json file or inline JSON.
+    """A subnet from a .yaml/.json file or inline JSON (the grammar of :func:`fairseq_shiftadd.space.parse_spec`).
 
     Raises:
-        ValueError: the file is missing or does not hold a vision subnet.
+        ValueError: (an ``InputError``) the file is missing or does not hold a vision subnet.
     """
-    text = str(spec)
-    if text.lstrip().startswith("{"):
-        try:
-            return VisionSubnet.from_dict(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"subnet: inline JSON is invalid: {err}") from None
-    path = Path(text)
-    if not path.is_file():
-        raise ValueError(f"subnet file {text!r} not found (give a .yaml/.json file or inline JSON)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"subnet file {text!r}: invalid YAML/JSON: {err}") from None
-    if not isinstance(data, Mapping):
-        raise ValueError(f"subnet file {text!r}: expected a mapping with 'stages'")
-    return VisionSubnet.from_dict(data)
+    sub = parse_spec(str(spec), VisionSubnet, {}, "subnet")
+    assert sub is not None  # no names given, so a spec is always read
+    return sub
 
 
 def check(space: VisionSpace, sub: VisionSubnet) -> VisionSubnet:

@@ -1,6 +1,7 @@
 """``fairseq-shiftadd-cost``: table and JSON reports, subnet specs, errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -8,7 +9,8 @@ import pytest
 
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.cost.cli import main
-from fairseq_shiftadd.space import get_space, largest
+from fairseq_shiftadd.ops.kinds import BlockType
+from fairseq_shiftadd.space import BlockDetails, get_space, largest
 
 
 def test_json_report_equals_cost_model(capsys):
@@ -18,6 +20,18 @@ def test_json_report_equals_cost_model(capsys):
     expected = CostModel(space, workload=Workload(beam=2, bits=8, vocab_size=500)).metrics(largest(space))
     assert data["metrics"] == pytest.approx(expected)
     assert data["workload"]["bits"] == 8 and data["profile"] == "45nm"
+
+
+def test_block_details_cost_what_the_model_computes(capsys):
+    space = get_space("tiny")
+    sub = largest(space, block=BlockType.ATTENTION_LIGHTWEIGHT_ADD)
+    energy = {}
+    for details in BlockDetails:
+        main(["--space", "tiny", "--subnet", sub.to_json(), "--block-details", details.value, "--json"])
+        energy[details] = json.loads(capsys.readouterr().out)["metrics"]["energy_mj"]
+        expected = CostModel(dataclasses.replace(space, block_details=details)).metrics(sub)["energy_mj"]
+        assert energy[details] == pytest.approx(expected)
+    assert energy[BlockDetails.ORIGINAL] > energy[BlockDetails.COMPACT]  # the branch's Q/K/V at 128, not 64
 
 
 def test_subnet_file_and_inline_json(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Cost-model counts: against the operators' own op_counts(), hand arithmetic, and the real model's parameters."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from fairseq_shiftadd.ops import (
     ShiftLinear,
 )
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample
+from fairseq_shiftadd.space import BlockDetails, LayerConfig, SubnetConfig, get_space, sample
 
 B = BlockType
 WMT = get_space("wmt14_en_de")
@@ -129,13 +130,19 @@ def _lightweight_counts(rows: int, dim: int, kernel: int, light: BlockType):
     return mults, adds, shifts
 
 
+BRANCH_QKV = [(BlockDetails.ORIGINAL, 512), (BlockDetails.COMPACT, 256)]
+"""Q/K/V width of the attention branch of ``attention+X`` in wmt14_en_de (qkv_dim 512) under each preset."""
+
+
+@pytest.mark.parametrize("details, branch_qkv", BRANCH_QKV, ids=lambda v: getattr(v, "value", v))
 @pytest.mark.parametrize("block", list(BlockType))
-def test_encoder_mixer_per_block_type(block):
+def test_encoder_mixer_per_block_type(block, details, branch_qkv):
     S, d, qkv, H, K = 30, 768, 512, 8, WMT.kernel_sizes[2]
     wl = Workload(src_len=S)
     sub = SubnetConfig(d, 512, (LayerConfig(block, 1024, H),) * 6,
                        (LayerConfig(B.ATTENTION, 1024, 4, cross_heads=4, enc_dec_span=-1),))
-    parts = CostModel(WMT, workload=wl).report(sub).layers["encoder.2"]
+    space = dataclasses.replace(WMT, block_details=details)
+    parts = CostModel(space, workload=wl).report(sub).layers["encoder.2"]
     ops = _ops([c.part for c in parts], "mixer")
     mults = adds = shifts = 0
     if block is B.ATTENTION:
@@ -145,25 +152,27 @@ def test_encoder_mixer_per_block_type(block):
         width = d // 2 if block.has_attention else d
         mults, adds, shifts = _lightweight_counts(S, width, K, block.lightweight_part)
         if block.has_attention:
-            a = qkv // 2
+            a = branch_qkv
             mults += _attention_mults(S, width, a, S * S)
             adds += 4 * S * width * a + S * S * H * (a // H - 1) + S * a * (S - 1)
     assert (ops.count(OpKind.MULT), ops.count(OpKind.ADD), ops.count(OpKind.SHIFT)) == (mults, adds, shifts)
 
 
+@pytest.mark.parametrize("details, branch_qkv", BRANCH_QKV, ids=lambda v: getattr(v, "value", v))
 @pytest.mark.parametrize("block", [b for b in BlockType if b.has_attention])
-def test_decoder_mixer_per_block_type(block):
+def test_decoder_mixer_per_block_type(block, details, branch_qkv):
     """Incremental decoding: step t projects B new rows; each row attends to its t cached keys."""
     T, beam, d, qkv, H = 12, 4, 512, 512, 4
     K = WMT.kernel_sizes[0]
     wl = Workload(src_len=10, tgt_len=T, beam=beam)
     sub = SubnetConfig(512, d, (LayerConfig(B.ATTENTION, 1024, 4),) * 6,
                        (LayerConfig(block, 1024, H, cross_heads=4, enc_dec_span=-1),))
-    parts = CostModel(WMT, workload=wl).report(sub).layers["decoder.0"]
+    space = dataclasses.replace(WMT, block_details=details)
+    parts = CostModel(space, workload=wl).report(sub).layers["decoder.0"]
     ops = _ops([c.part for c in parts], "mixer")
     rows, pairs = T * beam, beam * T * (T + 1) // 2
     width = d // 2 if block.lightweight_part else d
-    a = qkv // 2 if block.lightweight_part else qkv
+    a = branch_qkv if block.lightweight_part else qkv
     mults = _attention_mults(rows, width, a, pairs)
     adds = 4 * rows * width * a + pairs * H * (a // H - 1) + (pairs - rows) * a
     shifts = 0

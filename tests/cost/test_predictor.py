@@ -20,7 +20,7 @@ from fairseq_shiftadd.latency import (
 )
 from fairseq_shiftadd.latency.cli import dataset_main, train_main
 from fairseq_shiftadd.latency.predictor import LatencyPredictor, kendall_tau, mape, train_predictor
-from fairseq_shiftadd.space import encode, get_space, largest, sample, smallest
+from fairseq_shiftadd.space import get_space, largest, predictor_features, sample, smallest
 
 TINY = get_space("tiny")
 
@@ -41,7 +41,7 @@ def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for sub in subs:
-            total = linear_latency(encode(TINY, sub))
+            total = linear_latency(predictor_features(TINY, sub))
             m = LatencyMeasurement(encoder_ms=0.3 * total, decoder_ms=0.7 * total)
             writer.writerow(LatencyRecord("tiny", sub, m, "synthetic", 30, 30, 1).to_row())
 
@@ -84,7 +84,7 @@ def test_learns_a_known_linear_latency(synthetic_csv: Path, synthetic_trained) -
     assert report.test_kendall_tau > 0.8, report  # an untrained predictor: about 0
     assert report.test_mape < baseline / 4, (report, baseline)  # far better than predicting the mean
     unseen = [sample(TINY, random.Random(10_000 + i)) for i in range(50)]
-    truth = torch.tensor([linear_latency(encode(TINY, sub)) for sub in unseen])
+    truth = torch.tensor([linear_latency(predictor_features(TINY, sub)) for sub in unseen])
     assert mape(torch.tensor(predictor.predict(unseen)), truth) < baseline / 4
 
 
@@ -92,7 +92,7 @@ def test_predicts_another_target(synthetic_csv: Path) -> None:
     predictor, report = train_predictor(synthetic_csv, TINY, epochs=40, seed=1, target="encoder_ms", transform="linear")
     assert report.target == "encoder_ms" and report.test_kendall_tau > 0.7, report
     sub = largest(TINY)
-    assert predictor.predict([sub])[0] == pytest.approx(0.3 * linear_latency(encode(TINY, sub)), rel=0.25)
+    assert predictor.predict([sub])[0] == pytest.approx(0.3 * linear_latency(predictor_features(TINY, sub)), rel=0.25)
 
 
 def test_trains_on_real_measurements(measured_csv: Path) -> None:

@@ -1,8 +1,9 @@
-"""The original ShiftAddNAS block details as options: two-branch Q/K/V width, kernel heads, DeepShift-PS.
+"""The block details (two-branch Q/K/V width, kernel rows) and DeepShift-PS.
 
-Defaults (this project): ``attention+X`` attends at ``qkv_dim / 2``, lightweight kernels have the layer's head
-count as rows, shift layers are DeepShift-Q. The original: ``qkv_dim`` in ``attention+X``, 16 kernel rows
-standalone and 4 in ``attention+X``, DeepShift-PS (trained exponent and ternary sign).
+Default (the original's, ``--block-details original``): ``qkv_dim`` in ``attention+X``, 16 kernel rows standalone
+and 4 in ``attention+X``. ``--block-details compact`` (this project's earlier default, and what a checkpoint
+without the field was trained with): ``qkv_dim / 2`` in ``attention+X``, kernel rows = the layer's heads. Shift
+layers are DeepShift-Q by default; the original's DeepShift-PS (trained exponent and ternary sign) is an option.
 """
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from torch.testing import assert_close
 
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
-from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig, model_space
+from fairseq_shiftadd.models.space_record import model_space
+from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, largest, sample
+from fairseq_shiftadd.space import BlockDetails, LayerConfig, SubnetConfig, get_space, largest, sample
 
 ORIGINAL = dict(two_branch_qkv_dim=128, lightweight_kernel_heads=16, two_branch_kernel_heads=4)  # tiny: qkv 128
 TOL = dict(rtol=1e-5, atol=1e-4)
 
 
-def _original(space):
-    return dataclasses.replace(space, name=f"{space.name}_original", **ORIGINAL)
+def _compact(space):
+    return dataclasses.replace(space, name=f"{space.name}_compact", block_details=BlockDetails.COMPACT)
 
 
 def _mixer_shapes(model, layer: int, block: BlockType):
@@ -36,13 +38,17 @@ def _mixer_shapes(model, layer: int, block: BlockType):
 
 
 def test_flags_set_the_space_details_and_shapes(task):
-    cfg = SupernetConfig(space="tiny", sharing="none", **ORIGINAL)
+    cfg = SupernetConfig(space="tiny", sharing="none", block_details="compact", **ORIGINAL)
     model = ShiftAddSupernet.build_model(cfg, task)
-    assert model.space == dataclasses.replace(model_space(SupernetConfig(space="tiny")), **ORIGINAL)
+    assert model.space == dataclasses.replace(model_space(SupernetConfig(space="tiny", block_details="compact")),
+                                              **ORIGINAL)
     # supernet: two-branch q is (128 qkv, 64 = half of 128), kernels allocated at 16 rows (the most any user needs)
     assert _mixer_shapes(model, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((128, 64), (16, 3))
     default = ShiftAddSupernet.build_model(SupernetConfig(space="tiny", sharing="none"), task)
-    assert _mixer_shapes(default, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((64, 64), (4, 3))
+    assert default.space.block_details is BlockDetails.ORIGINAL
+    assert _mixer_shapes(default, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((128, 64), (16, 3))
+    compact = ShiftAddSupernet.build_model(SupernetConfig(space="tiny", sharing="none", block_details="compact"), task)
+    assert _mixer_shapes(compact, 0, BlockType.ATTENTION_LIGHTWEIGHT_CONV) == ((64, 64), (4, 3))
 
 
 def _sub(encoder_blocks, heads=2, dim=128):
@@ -53,21 +59,21 @@ def _sub(encoder_blocks, heads=2, dim=128):
 
 
 def test_standalone_kernel_rows_and_qkv_follow_the_details(builders, task):
-    space = _original(builders.tiny)
+    space = builders.tiny
     sub = _sub((BlockType.LIGHTWEIGHT_CONV, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD))
     state = builders.standalone(task, space, sub).state_dict()
     assert state["encoder.layers.0.mixer.lightweight.kernel.weight.lightweight_conv"].shape == (16, 3)
     user = "attention+lightweight_shiftadd"
     assert state[f"encoder.layers.1.mixer.lightweight.kernel.weight.{user}"].shape == (4, 7)
     assert state[f"encoder.layers.1.mixer.attention.q.weight.{user}"].shape == (128, 64)
-    default = builders.standalone(task, builders.tiny, sub).state_dict()
-    assert default["encoder.layers.0.mixer.lightweight.kernel.weight.lightweight_conv"].shape == (2, 3)
-    assert default[f"encoder.layers.1.mixer.attention.q.weight.{user}"].shape == (64, 64)
+    compact = builders.standalone(task, _compact(builders.tiny), sub).state_dict()
+    assert compact["encoder.layers.0.mixer.lightweight.kernel.weight.lightweight_conv"].shape == (2, 3)
+    assert compact[f"encoder.layers.1.mixer.attention.q.weight.{user}"].shape == (64, 64)
 
 
 @pytest.mark.parametrize("sharing", ["none", "heterogeneous"])
-def test_supernet_equals_standalone_with_the_original_details(builders, task, sharing):
-    space = _original(builders.spans)
+def test_supernet_equals_standalone_with_the_compact_details(builders, task, sharing):
+    space = _compact(builders.spans)
     supernet = builders.supernet(task, space, sharing, seed=1)
     subs = builders.covering_subnets(space, 4, seed=2) + [sample(space, random.Random(3))]
     for i, sub in enumerate(subs):
@@ -78,8 +84,8 @@ def test_supernet_equals_standalone_with_the_original_details(builders, task, sh
 
 
 @pytest.mark.parametrize("block", [b for b in BlockType if b.has_attention and b.lightweight_part], ids=lambda b: b.value)
-def test_incremental_equals_full_with_the_original_details(builders, task, block):
-    space = _original(builders.tiny)
+def test_incremental_equals_full_with_the_compact_details(builders, task, block):
+    space = _compact(builders.tiny)
     sub = dataclasses.replace(
         _sub((BlockType.LIGHTWEIGHT_ADD, BlockType.ATTENTION)),
         decoder=(LayerConfig(block, 256, 4, OpKind.MULT, cross_heads=2, enc_dec_span=-1),) * 2,
@@ -99,23 +105,28 @@ def test_incremental_equals_full_with_the_original_details(builders, task, block
 def test_details_the_widths_do_not_allow_are_refused(task):
     with pytest.raises(ValueError, match=r"lightweight_kernel_heads=3 does not divide the 128 channels of .lightweight_conv."):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", lightweight_kernel_heads=3), task)
-    with pytest.raises(ValueError, match=r"two_branch_qkv_dim=6 not divisible by encoder_heads value 4"):
+    with pytest.raises(ValueError, match=r"two_branch_qkv_dim=6\) not divisible by encoder_heads value 4"):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", two_branch_qkv_dim=6), task)
 
 
-def test_cost_model_counts_the_original_details(task):
-    """Parameters of the cost model equal the standalone model's, and the wider Q/K/V costs more energy."""
-    tiny = get_space("tiny")
-    original = _original(tiny)
+@pytest.mark.parametrize("details", list(BlockDetails), ids=lambda d: d.value)
+def test_cost_model_counts_what_the_model_computes(task, details):
+    """Parameters of the cost model equal the standalone model's under either preset."""
+    space = dataclasses.replace(get_space("tiny"), block_details=details)
     workload = Workload(vocab_size=len(task.source_dictionary))
     rng = random.Random(0)
     for _ in range(4):
-        sub = sample(original, rng)
-        model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space="tiny"), task, original, sub)
-        assert CostModel(original, workload=workload).metrics(sub)["params"] == sum(p.numel() for p in model.parameters())
+        sub = sample(space, rng)
+        model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space="tiny"), task, space, sub)
+        assert CostModel(space, workload=workload).metrics(sub)["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_the_original_wider_qkv_costs_more_energy(task):
+    original = get_space("tiny")
+    workload = Workload(vocab_size=len(task.source_dictionary))
     sub = _sub((BlockType.ATTENTION_LIGHTWEIGHT_CONV,) * 2)
-    energy = {s.name: CostModel(s, workload=workload).metrics(sub)["energy_mj"] for s in (tiny, original)}
-    assert energy[original.name] > energy[tiny.name]
+    energy = {s.name: CostModel(s, workload=workload).metrics(sub)["energy_mj"] for s in (original, _compact(original))}
+    assert energy[original.name] > energy[_compact(original).name]
 
 
 # ---------------------------------------------------------------------------------------------- DeepShift-PS

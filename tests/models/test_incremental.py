@@ -83,12 +83,13 @@ def test_state_is_per_module_and_subnet_sized(builders, task):
     shapes = sorted(tuple(t.shape) for buffer in state.values() for t in buffer.values())
     B, S = src.shape
     kernel = builders.spans.kernel_sizes
-    # per decoder layer: self-attention (half width, qkv/2 over 2 steps), lightweight window, cross attention (3 S)
+    # per decoder layer: self-attention (half width, Q/K/V qkv_dim under the original block details), lightweight
+    # window, cross attention (3 S)
     expected = []
     for i, layer in enumerate(sub.decoder):
         heads = layer.num_heads
-        qkv_half = builders.spans.qkv_dim // 2
-        expected += [(B, heads, 1, qkv_half // heads)] * 2  # incremental call with one new token
+        branch_qkv = builders.spans.qkv_dim
+        expected += [(B, heads, 1, branch_qkv // heads)] * 2  # incremental call with one new token
         expected += [(B, sub.decoder_embed_dim // 2, kernel[i] - 1)]
         expected += [(B, layer.cross_heads, 3 * S, builders.spans.qkv_dim // layer.cross_heads)] * 2
     assert shapes == sorted(expected)

@@ -87,8 +87,11 @@ def test_quantised_supernet_equals_exported_subnet(builders, task, sharing):
 
 
 def test_quantised_incremental_decoding_equals_full(builders, task):
+    """In float64: full and incremental decoding sum in different orders, and in float32 a value within rounding
+    of a quantisation boundary can land on either side (measured: one position of one sentence, 0.024, with the
+    original block details' shapes at this seed; float64 gives 0)."""
     space = builders.spans
-    supernet = _quant_supernet(builders, task, space, seed=5)
+    supernet = _quant_supernet(builders, task, space, seed=5).double()
     for sub in builders.covering_subnets(space, 2, seed=6):
         supernet.set_subnet(sub)
         src, lengths, prev = builders.token_batch(task, seed=7)

@@ -66,7 +66,7 @@ def test_killed_training_continues_to_the_same_result(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["retrain", "--subnet", '{"stages": [{"width": 17, "blocks": []}]}'], "subnet has 1 stages"),
-    (["retrain", "--subnet", "missing.yaml"], "subnet file 'missing.yaml' not found"),
+    (["retrain", "--subnet", "missing.yaml"], "--subnet 'missing.yaml': no such file"),
     (["train", "--dataset", "cifar"], "dataset 'cifar' needs --data-dir"),
     (["train", "--dataset", "folder", "--space", "cifar", "--image-size", "30"],
      "image_size=30 cannot be taken by space 'cifar'"),
