@@ -1,7 +1,7 @@
 """``fairseq-shiftadd-search`` end to end on a tiny supernet trained on Multi30k (CPU): constraints met,
 outputs, Pareto mode, BLEU fitness, resume, and 2 gloo processes giving the result of 1.
 
-The session fixture prepares the data and trains the supernet (about 2 minutes on a busy 2-core machine); the
+The supernet is the session's ``tiny_supernet`` (tests/conftest.py; shared with tests/test_supernet_task.py); the
 constrained search runs by default, the other end-to-end runs are ``slow``."""
 import csv
 import json
