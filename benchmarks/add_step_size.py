@@ -5,7 +5,7 @@ mult FFNs on the same random batch (eval mode: no dropout); the summed cross-ent
 the token count (fairseq's trainer). Printed: the norm of the shared FFN weights' gradient (encoder layer 0,
 ``fc1`` and ``fc2``) under the add candidate divided by that under the mult candidate, for two batch sizes.
 Under AdderNet's adaptive scaling (fixed norm per backward) this ratio falls with the token count; under the
-models' rule (:data:`~fairseq_shiftadd.models.blocks.ADD_GRAD_NORM`, a mult layer's norm) it does not.
+models' rule (:data:`~fairseq_shiftadd.models.sharing.ADD_GRAD_NORM`, a mult layer's norm) it does not.
 
     python benchmarks/add_step_size.py [--tokens-per-sentence 64] [--sentences 16 64]
 """
@@ -34,7 +34,7 @@ def shared_ffn_grad_norms(model: ShiftAddSupernet, op: OpKind, sentences: int, l
     logits = model(src, torch.full((sentences,), length), prev)[0]
     F.cross_entropy(logits.flatten(0, 1), prev.roll(-1, 1).flatten(), reduction="sum").backward()
     ffn = model.encoder.layers[0].ffn
-    return [float(slot["shared"].weight.weights["shared"].grad.norm()) / (sentences * length) for slot in (ffn.fc1, ffn.fc2)]
+    return [float(slot.weight["shared"].grad.norm()) / (sentences * length) for slot in (ffn.fc1, ffn.fc2)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,7 +28,7 @@ from typing import List, Sequence, Tuple
 
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
-from fairseq_shiftadd.search.costs import SEARCH_METRICS, cost_metrics
+from fairseq_shiftadd.search.metrics import SEARCH_METRICS, cost_metrics
 from fairseq_shiftadd.search.fitness import ValidationFitness
 from fairseq_shiftadd.space import SubnetConfig, get_space, sample
 

@@ -5,7 +5,9 @@
 ``--num-epoch-checkpoints N`` (the N newest ``checkpoint<epoch>.pt``). The first checkpoint's
 configuration and extra state are kept; the model parameters are the element-wise mean, computed
 in float64 and cast back to each tensor's dtype. Inputs must hold the same parameter names and
-shapes: anything else is an error that names the offending file and parameter. ``--output`` may not be
+shapes (after renaming the weight-slot keys of checkpoints written before today's names,
+:func:`~fairseq_shiftadd.models.legacy_keys.upgrade_legacy_keys`, so old and new checkpoints of one run average
+together): anything else is an error that names the offending file and parameter. ``--output`` may not be
 one of the inputs; an existing output is replaced only with ``--force``; it is written atomically.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from .cli_errors import InputError, add_debug_flag, run_main
 from .compat import load_checkpoint_file
+from .models.legacy_keys import upgrade_legacy_keys
 from .outputs import check_output, save_atomically
 
 logger = logging.getLogger(__name__)
@@ -43,12 +46,12 @@ def average_checkpoints(paths: Sequence[Path]) -> dict:
     if not paths:
         raise ValueError("inputs: no checkpoint to average")
     first = _load(Path(paths[0]))
-    reference = first["model"]
+    reference = upgrade_legacy_keys(first["model"])
     sums: Dict[str, torch.Tensor] = collections.OrderedDict(
         (name, tensor.detach().to(torch.float64).clone()) for name, tensor in reference.items()
     )
     for path in paths[1:]:
-        model = _load(Path(path))["model"]
+        model = upgrade_legacy_keys(_load(Path(path))["model"])
         if model.keys() != reference.keys():
             diff = sorted(set(model) ^ set(reference))[:5]
             raise ValueError(f"{path} has different parameters than {paths[0]} (e.g. {diff})")

@@ -9,7 +9,7 @@ paper's ``original``, one teacher-forced pass with weights fetched once), the sh
 gene of the space can change (:meth:`.cost.CostModel.fixed_energy_mj`), and the parameter and mult/add/shift
 counts (streaming), all at the model's arithmetic width (its checkpoint's ``quant_bits``, 32 for a float
 model); latency of ``checkpoint_best.pt`` measured on this machine
-(:func:`.cost.measure.time_model`, HAT's protocol on the streaming workload); and the training time and updates
+(:func:`.latency.time_model`, HAT's protocol on the streaming workload); and the training time and updates
 recorded in ``checkpoint_last.pt``. A plain
 fairseq ``transformer`` counts as the space's subnet of the same shape (``largest`` of the ``demo`` space:
 the same layers and the same parameter count).
@@ -122,14 +122,13 @@ def measure_checkpoint_latency(checkpoint: Path, data: str, workload: Workload, 
     """Latency (ms) of a trained checkpoint on this CPU: HAT's protocol on ``workload``, ``threads`` torch threads."""
     from fairseq import checkpoint_utils
 
-    from .cost.measure import time_model
+    from .latency import TimingProtocol, time_model
 
     models, _ = checkpoint_utils.load_model_ensemble([str(checkpoint)], arg_overrides={"data": data})
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        timing = time_model(models[0].float(), device="cpu", src_len=workload.src_len, tgt_len=workload.tgt_len,
-                            beam=workload.beam)
+        timing = time_model(models[0].float(), TimingProtocol.for_workload(workload, "cpu"))
     finally:
         torch.set_num_threads(previous)
     return timing.total_ms

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_shiftadd.cost.measure import collect_latency_dataset
+from fairseq_shiftadd.latency import TimingProtocol, collect_latency_dataset
 from fairseq_shiftadd.space import get_space, largest, smallest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,9 @@ BAD_INPUTS = [
     ("latency resume with another workload",
      "fairseq-shiftadd-latency-dataset --space tiny --samples 2 --out {lat} --src-len 4 --tgt-len 3 --warmup 0 "
      "--runs 1 --vocab-size 30 --threads 1", "vocab_size 20 in the file, 30 now"),
+    ("latency bad device",
+     "fairseq-shiftadd-latency-dataset --space tiny --samples 1 --out {tmp}/lat.csv --device tpu",
+     "device='tpu' not supported"),
     ("predictor missing data",
      "fairseq-shiftadd-train-latency-predictor --data {tmp}/none.csv --space tiny --out {tmp}/p.pt",
      "none.csv"),
@@ -89,8 +92,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict:
     smallest(get_space("wmt14_en_de")).save(root / "wide.yaml")
     (root / "ref.de").write_text("▁Ein ▁Hund\n▁Zwei ▁Katzen\n", encoding="utf-8")
     (root / "ref.de.txt").write_text("Ein Hund\nZwei Katzen\n", encoding="utf-8")
-    collect_latency_dataset(get_space("tiny"), 1, root / "lat.csv", src_len=4, tgt_len=3, warmup=0, runs=1,
-                            vocab_size=20, progress=False)
+    quick = TimingProtocol(src_len=4, tgt_len=3, warmup=0, runs=1)
+    collect_latency_dataset(get_space("tiny"), 1, root / "lat.csv", quick, vocab_size=20, progress=False)
     return {"data": root / "data", "bad": root / "bad.pt", "ck": root / "ck.pt", "wide": root / "wide.yaml",
             "lat": root / "lat.csv", "spm_ref": root / "ref.de"}
 

@@ -13,7 +13,7 @@ Global-buffer, NoC and RF bandwidths are assumed sufficient. ``latency_ms = cycl
 """
 from __future__ import annotations
 
-from .counts import Part
+from .parts import Part
 from .profile import AcceleratorProfile
 
 __all__ = ["part_cycles", "cycles_to_ms"]

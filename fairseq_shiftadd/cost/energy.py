@@ -2,14 +2,14 @@
 
 ``E(part) = sum_{(op, bits)} count * e_op(bits)  +  sum_level bits_moved(level) / 16 * e_level`` in pJ, where
 ``e_op`` is the profile's per-operation energy and ``e_level`` its cost of one 16-bit access (an access of
-``b`` bits costs ``b / 16`` of it). The traffic comes from :mod:`.counts`.
+``b`` bits costs ``b / 16`` of it). The traffic comes from :mod:`.parts`.
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
 from ..ops.kinds import OpKind
-from .counts import LEVELS, Part
+from .parts import LEVELS, Part
 from .profile import HardwareProfile
 
 __all__ = ["ENERGY_COMPONENTS", "PJ_PER_MJ", "part_energy_pj"]

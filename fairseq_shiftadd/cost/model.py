@@ -1,7 +1,7 @@
 """The hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119): energy, analytical latency, counts.
 
 ``CostModel(space, profile, workload).metrics(sub)`` returns the :data:`METRICS` of one subnet; ``report(sub)``
-the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.counts` (under the
+the full breakdown (:class:`CostReport`). What is counted and moved is documented in :mod:`.parts` (under the
 workload's accounting, :mod:`.workload`), the energy in :mod:`.energy`, the latency in :mod:`.analytical`.
 
 **Fixed energy** (:meth:`CostModel.fixed_energy_mj`): the part of a subnet's energy that no per-layer gene
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from ..ops.counts import OpCounts
+from ..ops.op_counts import OpCounts
 from ..ops.kinds import BlockType, OpKind
 from ..space import SearchSpace, SubnetConfig, attended_encoder_layers, check
 from .analytical import cycles_to_ms, part_cycles
-from .counts import (
+from .parts import (
     LEVELS,
     Part,
     cross_attention_parts,
@@ -235,14 +235,15 @@ class CostReport:
         return "\n".join(lines)
 
 
-def _load_predictor(predictor: Union[None, str, Path, LatencyPredictorLike], space: SearchSpace) -> Any:
+def _check_predictor(predictor: Optional[LatencyPredictorLike]) -> Optional[LatencyPredictorLike]:
+    """``predictor`` if it is ``None`` or has ``predict``; ``ValueError`` otherwise, a path among them (the cost
+    model is arithmetic and imports no latency code: load a saved one with ``fairseq_shiftadd.latency``)."""
     if predictor is None or hasattr(predictor, "predict"):
         return predictor
-    if isinstance(predictor, (str, Path)):
-        from .predictor import LatencyPredictor  # torch; imported only when asked for
-
-        return LatencyPredictor.load(predictor, space=space)
-    raise ValueError(f"latency_predictor must be None, a path or an object with .predict(subs), got {predictor!r}")
+    raise ValueError(
+        f"latency_predictor must be None or an object with .predict(subs) (a saved file: pass "
+        f"fairseq_shiftadd.latency.LatencyPredictor.load(path, space)), got {predictor!r}"
+    )
 
 
 class CostModel:
@@ -254,8 +255,8 @@ class CostModel:
             :class:`~.profile.HardwareProfile`.
         workload: what one costed inference is (default :class:`~.workload.Workload()`: 30 + 30 tokens,
             beam 1, 32-bit, 32000 words, streaming accounting).
-        latency_predictor: ``None``, an object with ``predict(subs) -> List[float]`` (ms), or the path of a
-            saved :class:`~.predictor.LatencyPredictor`; adds ``"predicted_latency_ms"`` to the metrics.
+        latency_predictor: ``None`` or an object with ``predict(subs) -> List[float]`` (ms), e.g. a
+            :class:`fairseq_shiftadd.latency.LatencyPredictor`; adds ``"predicted_latency_ms"`` to the metrics.
 
     Raises:
         ValueError: the profile has no unit energies at ``workload.bits``, or an invalid profile/predictor.
@@ -266,13 +267,13 @@ class CostModel:
         space: SearchSpace,
         profile: Union[str, Path, HardwareProfile] = "45nm",
         workload: Optional[Workload] = None,
-        latency_predictor: Union[None, str, Path, LatencyPredictorLike] = None,
+        latency_predictor: Optional[LatencyPredictorLike] = None,
     ) -> None:
         self.space = space
         self.profile = load_profile(profile)
         self.workload = Workload() if workload is None else workload
         self.profile.check_bits(self.workload.bits)
-        self.latency_predictor = _load_predictor(latency_predictor, space)
+        self.latency_predictor = _check_predictor(latency_predictor)
         self._components: Dict[Tuple[Any, ...], Tuple[Tuple[PartCost, ...], _Summary]] = {}
         self._layers: Dict[Tuple[Any, ...], _Summary] = {}
         self._fixed_layers: Dict[Tuple[Any, ...], float] = {}
@@ -282,17 +283,10 @@ class CostModel:
     # Keys are tuples of plain ints and strings (enum values): hashing frozen dataclasses and enums runs
     # Python code, hashing these does not.
 
-    def _kernel_size(self, block: BlockType, index: int) -> Optional[int]:
-        if block.lightweight_part is None:
-            return None
-        if index >= len(self.space.kernel_sizes):
-            raise ValueError(f"space {self.space.name!r} has no kernel size for layer {index}")
-        return self.space.kernel_sizes[index]
-
     def _component_keys(self, layer_key: _LayerKey) -> List[Tuple[Any, ...]]:
         """The components of a layer: token mixer, [encoder-decoder attention], FFN, norms."""
         (decoder, block, heads, ffn_op, ffn_dim, cross_heads, span), index, dim, encoder_dim = layer_key
-        kernel_size = self._kernel_size(BlockType(block), index)
+        kernel_size = BlockType(block).kernel_size(self.space.kernel_sizes, index)
         keys: List[Tuple[Any, ...]] = [("mixer", decoder, block, heads, dim, kernel_size)]
         if decoder:
             keys.append(("cross", cross_heads, attended_encoder_layers(span), dim, encoder_dim))
@@ -314,8 +308,8 @@ class CostModel:
             _, _, block, heads, dim, kernel_size = key
             block = BlockType(block)
             return token_mixer_parts(
-                block, stream, decoder, dim, qkv, heads, kernel_size, wl,
-                branch_qkv_dim=self.space.attention_qkv_dim(block), kernel_heads=self.space.kernel_heads(block, heads),
+                block, stream, decoder, dim, heads, wl, qkv_dim=self.space.attention_qkv_dim(block),
+                kernel_heads=self.space.kernel_heads(block, heads), kernel_size=kernel_size,
             )
         if kind == "ffn":
             _, _, op, ffn_dim, dim = key

@@ -32,7 +32,7 @@ from typing import Any, Dict, Mapping, Tuple, Union
 import yaml
 
 from ..ops.kinds import OpKind
-from .counts import LEVELS
+from .parts import LEVELS
 from .workload import BIT_WIDTHS
 
 __all__ = ["PROFILE_DIR", "AcceleratorProfile", "HardwareProfile", "shipped_profiles", "load_profile"]
@@ -77,7 +77,7 @@ class HardwareProfile:
     Args:
         name: the profile's name.
         compute_pj: pJ per operation, ``{(op, bits): pJ}``.
-        memory_pj_per_16bit: pJ per 16-bit access of each level of :data:`~.counts.LEVELS`.
+        memory_pj_per_16bit: pJ per 16-bit access of each level of :data:`~.parts.LEVELS`.
         accelerator: the PE array of the analytical latency.
         description: free text.
         source: the file it was read from (``"<dict>"`` otherwise).

@@ -9,7 +9,7 @@ HAT's latency protocol and ShiftAddNAS's energy simulation (arXiv 2205.08119) co
 * ``original`` (the paper's simulator, method.md section 5): the decoder is one teacher-forced pass over
   ``tgt_len`` tokens (beam 1, masked self-attention); every weight is fetched from DRAM once per sentence; no
   embedding and no output projection; cross-attention keys and values are computed once. Operators are still
-  costed as they compute (none of the original simulator's shortcuts: see :mod:`.counts`).
+  costed as they compute (none of the original simulator's shortcuts: see :mod:`.parts`).
 
 Deliberate deviation from the method: ``streaming`` is the default because it is what a deployed model pays
 when ``fairseq-generate`` decodes it step by step (weights of an Eyeriss-class accelerator do not stay on chip

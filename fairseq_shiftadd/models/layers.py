@@ -21,19 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.hetero import SharedWeight, SharingMode
+from ..ops.hetero import SharingMode
 from ..ops.kinds import BlockType, OpKind
 from ..ops.quant import QuantConfig
 from ..ops.shift import ShiftMode
 from ..space import LayerConfig, SearchSpace, SubnetConfig, attended_encoder_layers
-from .blocks import (
-    ElasticAttention,
-    ElasticFFN,
-    ElasticLayerNorm,
-    IncrementalState,
-    TokenMixer,
-    merge_states,
-)
+from .attention import ElasticAttention
+from .ffn import ElasticFFN
+from .incremental import IncrementalState
+from .mixer import TokenMixer
+from .norm import ElasticLayerNorm
+from .states import merge_states
 
 __all__ = ["LayerCandidates", "EncoderLayer", "DecoderLayer"]
 
@@ -105,7 +103,9 @@ def _side(side: str) -> bool:
 
 
 def _kernel_size(space: SearchSpace, blocks: Sequence[BlockType], index: int) -> Optional[int]:
-    return space.kernel_sizes[index] if any(b.lightweight_part for b in blocks) else None
+    """The lightweight kernel size of layer ``index`` (:meth:`BlockType.kernel_size`; ``None`` without lightweight
+    candidates)."""
+    return next((size for b in blocks if (size := b.kernel_size(space.kernel_sizes, index)) is not None), None)
 
 
 class _Layer(nn.Module):
@@ -117,7 +117,7 @@ class _Layer(nn.Module):
         attention_dropout: dropout on attention probabilities.
         weight_dropout: DropConnect on lightweight kernels.
         shift_weights: DeepShift variant of the shift linears, ``"q"`` (default) or ``"ps"`` (``sharing = none``).
-        quant: quantisation-aware training (``None``: float), see :mod:`.blocks`.
+        quant: quantisation-aware training (``None``: float), see :mod:`.quantisers`.
     """
 
     causal: bool  # decoder layers: causal attention and kernels
@@ -158,8 +158,9 @@ class _Layer(nn.Module):
         y = self.ffn(x, cfg.ffn_op, cfg.ffn_dim, activation_dropout)
         return self.ffn_norm(x + F.dropout(y, p=dropout, training=self.training))
 
-    def add_weights(self, cfg: LayerConfig) -> List[SharedWeight]:
-        """The stored weights that candidate ``cfg`` reads as add-linear weights: ``fc1``, ``fc2`` of an add FFN.
+    def sharing_regularisers(self, cfg: LayerConfig) -> List[Tensor]:
+        """The sharing regularisers of the weights that candidate ``cfg`` reads as add-linear weights: ``fc1``,
+        ``fc2`` of an add FFN (:meth:`~.sharing.WeightSlot.regulariser`; 0 unless heterogeneous).
 
         The adder mixers' kernels are not among them: an adder mixer subtracts the softmax-normalised kernel
         (non-negative, each row summing to 1), whose values cannot follow the zero-centred Laplace shape
@@ -168,7 +169,7 @@ class _Layer(nn.Module):
         """
         if cfg.ffn_op is not OpKind.ADD:
             return []
-        return [slot.storage(cfg.ffn_op.value) for slot in (self.ffn.fc1, self.ffn.fc2)]
+        return [slot.regulariser(cfg.ffn_op.value) for slot in (self.ffn.fc1, self.ffn.fc2)]
 
     def export(self, cfg: LayerConfig, dim: int) -> Dict[str, Tensor]:
         """State dict of the standalone layer ``cfg`` at model width ``dim`` (weights as computed here)."""

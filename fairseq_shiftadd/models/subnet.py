@@ -31,7 +31,7 @@ from torch import Tensor
 from ..ops.hetero import SharingMode
 from ..cli_errors import InputError
 from ..space import SearchSpace, SubnetConfig, check, resolve_subnet
-from .blocks import merge_states
+from .states import merge_states
 from .layers import LayerCandidates
 from .supernet import (
     ModelConfig,

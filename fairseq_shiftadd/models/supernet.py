@@ -8,7 +8,7 @@ beyond the subnet's depth are skipped. Both read the :class:`~fairseq_shiftadd.s
 model root hands them (the sequence generator calls them separately); nothing below holds ``active_*`` state.
 
 :class:`ShiftAddSupernet` allocates every candidate of a :class:`~fairseq_shiftadd.space.SearchSpace` at
-its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.blocks`), and runs the subnet
+its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.sharing`), and runs the subnet
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
@@ -30,7 +30,7 @@ from ..ops.hetero import SharingMode
 from ..ops.quant import QuantConfig, check_bits
 from ..ops.shift import ShiftMode
 from ..space import BLOCK_DETAILS, SPACES, SearchSpace, SubnetConfig, check, get_space, largest, resolve_subnet
-from .blocks import IncrementalState
+from .incremental import IncrementalState
 from .layers import DecoderLayer, EncoderLayer, LayerCandidates
 
 __all__ = [
@@ -294,7 +294,7 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
 
     ``logits = x E[:, :d]^T`` with ``E`` the decoder's input embedding. Incremental decoding (fairseq's
     ``incremental_state``) runs only the last token; every block type keeps its own cache
-    (:mod:`.blocks`), reordered by :meth:`reorder_incremental_state_scripting`.
+    (:mod:`.attention`, :mod:`.lightweight`), reordered by :meth:`reorder_incremental_state_scripting`.
 
     Args: as :class:`ShiftAddEncoder` (target dictionary).
     """
@@ -449,9 +449,9 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
     def sharing_regulariser(self) -> Tensor:
         """Sum of the sharing regularisers of the add-FFN weights that the *active* subnet reads.
 
-        Each term is :meth:`~fairseq_shiftadd.ops.hetero.SharedWeight.regulariser`, so the sum is non-zero only
-        in heterogeneous mode and for a subnet with an add FFN (the weights of
-        :meth:`~.layers.EncoderLayer.add_weights`; not the adder mixers' softmax-normalised kernels). A slot's
+        Each term is :meth:`~.sharing.WeightSlot.regulariser`, so the sum is non-zero only in heterogeneous mode
+        and for a subnet with an add FFN (the terms of :meth:`~.layers.EncoderLayer.sharing_regularisers`; not the
+        adder mixers' softmax-normalised kernels). A slot's
         ``T_add`` is thus pulled toward Laplace in the updates that train its add candidate, and only ``T_add``
         (the shared weight is read gradient-stopped): the term costs what the subnet uses (nothing without add
         FFNs), and inactive slots, layers beyond the depth included, get no gradient from it.
@@ -459,9 +459,9 @@ class ShiftAddSupernet(FairseqEncoderDecoderModel):
         sub = self.subnet
         stacks = ((self.encoder.layers, sub.encoder), (self.decoder.layers, sub.decoder))
         terms = [
-            weight.regulariser()
+            term
             for layers, cfgs in stacks
             for layer, cfg in zip(layers, cfgs)
-            for weight in layer.add_weights(cfg)
+            for term in layer.sharing_regularisers(cfg)
         ]
         return torch.stack(terms).sum() if terms else self.encoder.embedding.embed_tokens.weight.new_zeros(())

@@ -5,7 +5,7 @@ with the method's formulas and gradients, optional fake quantisation (``quant=Qu
 and reports its own arithmetic (``op_counts(input_shape) -> OpCounts``).
 """
 from .adder import AddConv2d, AddLinear, GradNorm, add_conv2d, add_matmul
-from .counts import OpCounts
+from .op_counts import OpCounts
 from .elastic import scale_dropout, slice_layer_norm, slice_linear
 from .hetero import PiecewiseLinearRemap, SharedWeight, SharingMode, excess_kurtosis, laplace_regulariser
 from .kinds import BlockType, OpKind

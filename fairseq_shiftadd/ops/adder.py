@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from .counts import OpCounts
+from .op_counts import OpCounts
 from .kernels import cpu_adder, dispatch
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind

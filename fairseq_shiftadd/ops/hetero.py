@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from enum import Enum
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ __all__ = [
     "laplace_regulariser",
     "excess_kurtosis",
     "SharedWeight",
+    "weight_for_op",
+    "add_remap_regulariser",
 ]
 
 _Bounds = Tuple[Tensor, Tensor]
@@ -151,6 +153,42 @@ def excess_kurtosis(values: Tensor) -> Tensor:
     return centred.pow(4).mean() / centred.square().mean().square() - 3.0
 
 
+def weight_for_op(
+    op: OpKind, stored: Tensor, mode: SharingMode, remaps: Mapping[str, PiecewiseLinearRemap], weight_bits: int = 5
+) -> Tensor:
+    """What candidate ``op`` computes with, read from the tensor it is stored in (the :class:`SharedWeight` table).
+
+    ``mult``: ``stored``; ``add``: ``T_add(stored)`` in HETEROGENEOUS mode, else ``stored``; ``shift``:
+    ``q(T_shift(stop_grad(stored)))`` in HETEROGENEOUS mode, else ``q(stored)``, with ``q`` =
+    :func:`~fairseq_shiftadd.ops.shift.round_pow2_ste` at ``weight_bits``. ``remaps``: ``T`` by op value (read in
+    HETEROGENEOUS mode only). The one implementation of the rule, for :class:`SharedWeight` and the translation
+    models' weight slots.
+
+    Shape: stored any -> same.
+    """
+    if op is OpKind.MULT:
+        return stored
+    if mode is SharingMode.HETEROGENEOUS:
+        remap = remaps[op.value]
+        stored = remap(stored) if op is OpKind.ADD else remap(stored.detach())
+    return round_pow2_ste(stored, weight_bits) if op is OpKind.SHIFT else stored
+
+
+def add_remap_regulariser(
+    weight: Tensor, remap: PiecewiseLinearRemap, scale: Optional[float] = None, max_samples: Optional[int] = 65536
+) -> Tensor:
+    """:func:`laplace_regulariser` of ``T_add(stop_grad(weight))`` (bounds of the whole weight), on at most
+    ``max_samples`` uniformly drawn elements (torch's RNG; ``None``: every element). See
+    :meth:`SharedWeight.regulariser` for why; its gradient reaches only ``remap``'s slopes.
+
+    Shape: weight any -> scalar.
+    """
+    values = weight.reshape(-1)
+    if max_samples is not None and values.numel() > positive_int("max_samples", max_samples):
+        values = values[torch.randint(values.numel(), (max_samples,), device=values.device)]
+    return laplace_regulariser(remap(values.detach(), remap.bounds(weight)), scale)
+
+
 def _default_init(weight: Tensor) -> None:
     """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = prod(shape[1:])`` (1-D: ``shape[0]``): the
     ``nn.Linear`` / ``nn.Conv2d`` default, as :class:`~fairseq_shiftadd.ops.adder.AddLinear` uses."""
@@ -248,13 +286,7 @@ class SharedWeight(nn.Module):
         op = _as_op("op", op)
         if op not in self.ops:
             raise ValueError(f"op must be one of this slot's ops {[k.value for k in self.ops]}, got {op.value!r}")
-        weight = self._stored(op)
-        if op is OpKind.MULT:
-            return weight
-        if self.mode is SharingMode.HETEROGENEOUS:
-            remap = self.remaps[op.value]
-            weight = remap(weight) if op is OpKind.ADD else remap(weight.detach())
-        return round_pow2_ste(weight, self.weight_bits) if op is OpKind.SHIFT else weight
+        return weight_for_op(op, self._stored(op), self.mode, self.remaps, self.weight_bits)
 
     def regulariser(self, scale: Optional[float] = None, max_samples: Optional[int] = 65536) -> Tensor:
         """:func:`laplace_regulariser` of ``T_add(w)`` in HETEROGENEOUS mode with an add candidate, else 0.
@@ -275,12 +307,7 @@ class SharedWeight(nn.Module):
         """
         if OpKind.ADD.value not in self.remaps:
             return self._stored(self.ops[0]).new_zeros(())
-        weight = self._stored(OpKind.ADD)
-        values = weight.reshape(-1)
-        if max_samples is not None and values.numel() > positive_int("max_samples", max_samples):
-            values = values[torch.randint(values.numel(), (max_samples,), device=values.device)]
-        remap = self.remaps[OpKind.ADD.value]
-        return laplace_regulariser(remap(values.detach(), remap.bounds(weight)), scale)
+        return add_remap_regulariser(self._stored(OpKind.ADD), self.remaps[OpKind.ADD.value], scale, max_samples)
 
     def num_parameters(self) -> int:
         """Stored scalars: weights and remap slopes."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .adder import GradNorm, add_matmul, scale_weight_grad
-from .counts import OpCounts
+from .op_counts import OpCounts
 from .kernels import cpu_adder
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .counts import OpCounts
+from .op_counts import OpCounts
 from .kernels.weight_cache import DerivedTensorCache
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits

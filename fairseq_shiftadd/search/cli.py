@@ -34,7 +34,7 @@ from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cost import HardwareProfile, load_profile, workload_header
 from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
-from .costs import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
+from .metrics import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
 from .domain import TranslationDomain
 from .evolution import EvolutionConfig, EvolutionarySearch, search_fingerprint
@@ -145,7 +145,7 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
         raise ValueError(f"--cost-bits {args.cost_bits} not in --hardware-profile {profile.name!r}'s widths "
                          f"{profile.bit_widths}")
     if args.latency_predictor is not None:
-        from ..cost.predictor import LatencyPredictor
+        from ..latency.predictor import LatencyPredictor
 
         try:
             LatencyPredictor.load(args.latency_predictor)
@@ -154,17 +154,19 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
     return profile
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+def _configure_logging(rank: int = 0) -> None:
+    """INFO on rank 0; warnings and errors only on the other ranks (rank 0 reports the search for all of them)."""
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
                         force=True)  # importing fairseq may have set the root logger to DEBUG
 
 
 def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     """One rank's search (every rank runs it; rank 0 writes)."""
-    _configure_logging()  # a spawned rank starts a fresh interpreter
+    rank, world = rank_and_world()
+    _configure_logging(rank)  # a spawned rank starts a fresh interpreter
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world = rank_and_world()
     constraints, config = _settings(args)
     pareto = list(config.pareto_metrics)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"

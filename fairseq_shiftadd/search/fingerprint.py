@@ -11,6 +11,10 @@ by their resolved path and identified by the SHA-256 of their content, streamed 
 * ``--hardware-profile``: the profile's YAML file (shipped ones too);
 * ``--latency-predictor``: the predictor file.
 
+A ``measured_latency_ms`` is timed under ``TimingProtocol.for_workload`` of the costed sentence
+(:mod:`.metrics`): its lengths and beam are the ``--cost-*`` options fingerprinted here, and its warm-ups, runs
+and clock are :class:`~fairseq_shiftadd.latency.TimingProtocol`'s defaults, which no option changes.
+
 Not covered: the device (``--cpu``), ranks and threads (they change a loss only by float rounding), and the
 machine a ``measured_latency_ms`` is timed on. This module needs no fairseq.
 """
@@ -21,7 +25,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-from .costs import COST_OPTIONS
+from .metrics import COST_OPTIONS
 
 __all__ = ["FINGERPRINT_OPTIONS", "file_sha256", "search_settings"]
 
@@ -35,7 +39,7 @@ FINGERPRINT_OPTIONS = (
 )
 """``argparse`` destinations of the options a resumed search must share (besides the search's own
 hyperparameters, constraints and space, which the engine fingerprints itself). The cost options are
-:data:`~.costs.COST_OPTIONS` (their owner); the supernet's ``quant_bits`` (the default ``--cost-bits``) is
+:data:`~.metrics.COST_OPTIONS` (their owner); the supernet's ``quant_bits`` (the default ``--cost-bits``) is
 covered by the checkpoint's content."""
 
 _CHUNK = 1 << 20

@@ -1,6 +1,6 @@
 """Energy, analytical latency and counts of one image through a vision subnet (ShiftAddNAS, arXiv 2205.08119).
 
-The network is split into :class:`~..cost.counts.Part` s priced by the translation cost model's own functions
+The network is split into :class:`~..cost.parts.Part` s priced by the translation cost model's own functions
 (:func:`~..cost.energy.part_energy_pj` under a :class:`~..cost.profile.HardwareProfile`,
 :func:`~..cost.analytical.part_cycles`), with the same rules:
 
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Union
 
 from ..cost.analytical import cycles_to_ms, part_cycles
-from ..cost.counts import Part
+from ..cost.parts import Part
 from ..cost.energy import PJ_PER_MJ, part_energy_pj
 from ..cost.profile import HardwareProfile, load_profile
 from ..cost.workload import Workload
-from ..ops.counts import OpCounts
+from ..ops.op_counts import OpCounts
 from ..ops.kinds import OpKind
 from .blocks import needs_projection
 from .space import BlockConfig, StageConfig, VisionBlock, VisionSpace, VisionSubnet, check, mid_channels

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fairseq_shiftadd.cost import CostModel, Workload
-from fairseq_shiftadd.cost.counts import (
+from fairseq_shiftadd.cost.parts import (
     decoder_stream,
     encoder_stream,
     ffn_parts,
@@ -67,7 +67,7 @@ def test_lightweight_mixer_matches_module_op_counts(block, make, causal, bits):
     C, K, H = 16, 7, 4
     wl = Workload(src_len=9, tgt_len=5, beam=3, bits=bits)
     stream = decoder_stream(wl) if causal else encoder_stream(wl)
-    parts = token_mixer_parts(block, stream, causal, C, 32, H, K, wl)
+    parts = token_mixer_parts(block, stream, causal, C, H, wl, qkv_dim=None, kernel_heads=H, kernel_size=K)
     module = make(C, K, H, "causal" if causal else "centred", QuantConfig(bits=8) if bits == 8 else None)
     T, batch = (wl.tgt_len, wl.beam) if causal else (wl.src_len, 1)
     ours = _ops(parts, "mixer.lightweight.shift") + _ops(parts, "mixer.lightweight.mixer")
@@ -102,7 +102,7 @@ def test_mult_linear_follows_dot_product_rule_and_hand_count():
 def test_depthwise_mixer_is_not_costed_as_dense():
     wl = Workload(src_len=10)
     d, K = 64, 7
-    parts = token_mixer_parts(B.LIGHTWEIGHT_CONV, encoder_stream(wl), False, d, 64, 4, K, wl)
+    parts = token_mixer_parts(B.LIGHTWEIGHT_CONV, encoder_stream(wl), False, d, 4, wl, qkv_dim=None, kernel_heads=4, kernel_size=K)
     mixer = next(p for p in parts if p.name == "mixer.lightweight.mixer")
     assert mixer.ops.count(OpKind.MULT) == 10 * d * K
     assert mixer.params == 4 * K

@@ -7,7 +7,7 @@ import pytest
 
 from fairseq_shiftadd.cost import METRICS, CostModel, Workload, load_profile
 from fairseq_shiftadd.cost.analytical import part_cycles
-from fairseq_shiftadd.cost.counts import encoder_stream, linear_part
+from fairseq_shiftadd.cost.parts import encoder_stream, linear_part
 from fairseq_shiftadd.cost.energy import part_energy_pj
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample
@@ -115,6 +115,8 @@ def test_metrics_keys_and_predictor():
     assert {k: v for k, v in batch[0].items() if k != "predicted_latency_ms"} == plain
     with pytest.raises(ValueError, match="latency_predictor"):
         CostModel(WMT, latency_predictor=3)
+    with pytest.raises(ValueError, match="LatencyPredictor.load"):  # the cost model reads no files
+        CostModel(WMT, latency_predictor="predictor.pt")
 
 
 def test_invalid_subnet_and_workload_are_rejected():

@@ -1,15 +1,20 @@
-"""Measured latency: HAT's protocol on a tiny subnet, the trimmed mean, the resumable dataset collector."""
+"""Measured latency: the timing protocol, HAT's protocol on a tiny subnet, the trimmed mean, the resumable dataset."""
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import List
 
 import pytest
 import torch
 
-from fairseq_shiftadd.cost.measure import (
+from fairseq_shiftadd.cost import Workload
+from fairseq_shiftadd.latency import (
+    CSV_FIELDS,
     LatencyMeasurement,
+    TimingProtocol,
     build_latency_model,
     collect_latency_dataset,
     measure_latency,
@@ -20,7 +25,9 @@ from fairseq_shiftadd.cost.measure import (
 from fairseq_shiftadd.space import get_space, largest, sample
 
 TINY = get_space("tiny")
-FAST = dict(src_len=4, tgt_len=3, warmup=0, runs=1, vocab_size=20)  # protocol shortened for tests
+FAST = TimingProtocol(src_len=4, tgt_len=3, warmup=0, runs=1)  # protocol shortened for tests
+VOCAB = 20
+DATASET = dict(protocol=FAST, vocab_size=VOCAB)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,7 +75,7 @@ def test_time_model_runs_the_protocol(beam: int) -> None:
 
     model.decoder.reorder_incremental_state_scripting = record_reorder
     src_len, tgt_len, warmup, runs = 5, 6, 1, 2
-    m = time_model(model, src_len=src_len, tgt_len=tgt_len, beam=beam, warmup=warmup, runs=runs)
+    m = time_model(model, TimingProtocol(src_len=src_len, tgt_len=tgt_len, beam=beam, warmup=warmup, runs=runs))
 
     assert m.encoder_ms > 0 and m.decoder_ms > 0 and m.total_ms == pytest.approx(m.encoder_ms + m.decoder_ms)
     # once for the decoder's encoder output, then warmup + runs timed calls; always batch 1
@@ -84,37 +91,65 @@ def test_time_model_runs_the_protocol(beam: int) -> None:
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_measure_latency_on_a_tiny_subnet(clock: str) -> None:
-    m = measure_latency(TINY, largest(TINY), beam=2, clock=clock, **FAST)
+    m = measure_latency(TINY, largest(TINY), replace(FAST, beam=2, clock=clock), VOCAB)
     assert isinstance(m, LatencyMeasurement)
     assert m.encoder_ms > 0 and m.decoder_ms > 0
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("device", "tpu", "device='tpu' not supported"),
+    ("src_len", 0, "src_len=0 must be an int >= 1"),
+    ("tgt_len", 2.5, "tgt_len=2.5 must be an int >= 1"),
+    ("beam", 0, "beam=0 must be an int >= 1"),
+    ("warmup", -1, "warmup=-1 must be an int >= 0"),
+    ("runs", True, "runs=True must be an int >= 1"),
+    ("clock", "sundial", "clock='sundial' not in allowed values"),
+])
+def test_timing_protocol_names_the_bad_field(setting: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TimingProtocol(**{setting: value})
+
+
+def test_timing_protocol_fields_and_defaults() -> None:
+    """HAT's protocol by default; the fields are the latency CSV's columns; a torch.device is stored as its name."""
+    assert TimingProtocol() == TimingProtocol("cpu", 30, 30, 1, 5, 20, "wall")
+    assert TimingProtocol.field_names() == ("device", "src_len", "tgt_len", "beam", "warmup", "runs", "clock")
+    assert set(TimingProtocol.field_names()) <= set(CSV_FIELDS)
+    assert TimingProtocol(device=torch.device("cpu")) == TimingProtocol(device="cpu")
+    recorded = FAST.recorded()
+    assert recorded["device"].startswith("cpu:") and "(1 threads)" in recorded["device"]
+    assert {k: v for k, v in recorded.items() if k != "device"} == {
+        "src_len": 4, "tgt_len": 3, "beam": 1, "warmup": 0, "runs": 1, "clock": "wall"}
+
+
+def test_timing_protocol_for_a_workload() -> None:
+    workload = Workload(src_len=7, tgt_len=9, beam=4)
+    assert TimingProtocol.for_workload(workload) == TimingProtocol(src_len=7, tgt_len=9, beam=4)
 
 
 def test_measure_latency_rejects_bad_input() -> None:
     other = largest(get_space("hat_wmt14"))
     with pytest.raises(ValueError, match="not in allowed values"):
-        measure_latency(TINY, other, **FAST)
-    with pytest.raises(ValueError, match="device='tpu'"):
-        measure_latency(TINY, largest(TINY), device="tpu", **FAST)
-    with pytest.raises(ValueError, match="beam=0"):
-        measure_latency(TINY, largest(TINY), **{**FAST, "beam": 0})
-    with pytest.raises(ValueError, match="clock='sundial' not in allowed values"):
-        measure_latency(TINY, largest(TINY), clock="sundial", **FAST)
+        measure_latency(TINY, other, FAST, VOCAB)
+    cpu_clock = replace(FAST, clock="cpu")
     torch.set_num_threads(2)
     try:
         with pytest.raises(ValueError, match="clock='cpu' times one CPU thread"):
-            measure_latency(TINY, largest(TINY), clock="cpu", **FAST)
+            replace(FAST, clock="cpu")
+        with pytest.raises(ValueError, match="clock='cpu' times one CPU thread"):  # threads changed since
+            measure_latency(TINY, largest(TINY), cpu_clock, VOCAB)
     finally:
         torch.set_num_threads(1)
 
 
 def test_collector_resumes(tmp_path: Path) -> None:
     out = tmp_path / "lat.csv"
-    first = collect_latency_dataset(TINY, 3, out, seed=5, progress=False, **FAST)
+    first = collect_latency_dataset(TINY, 3, out, seed=5, progress=False, **DATASET)
     lines = out.read_text().splitlines()
     assert len(first) == 3 and len(lines) == 4  # header + 3 rows
 
     out.write_text(out.read_text() + lines[-1][:25])  # a row cut short by a killed run
-    second = collect_latency_dataset(TINY, 5, out, seed=5, progress=False, **FAST)
+    second = collect_latency_dataset(TINY, 5, out, seed=5, progress=False, **DATASET)
     new_lines = out.read_text().splitlines()
     assert new_lines[:4] == lines  # the old rows are kept as they were, the cut row is dropped
     assert len(new_lines) == 6  # only 2 new rows
@@ -122,17 +157,17 @@ def test_collector_resumes(tmp_path: Path) -> None:
     assert len({r.subnet for r in second}) == 5
     assert read_latency_csv(out) == second
 
-    again = collect_latency_dataset(TINY, 5, out, seed=5, progress=False, **FAST)
+    again = collect_latency_dataset(TINY, 5, out, seed=5, progress=False, **DATASET)
     assert again == second and out.read_text().splitlines() == new_lines  # nothing left to measure
 
 
 def test_collector_refuses_to_mix_protocols(tmp_path: Path) -> None:
     out = tmp_path / "lat.csv"
-    collect_latency_dataset(TINY, 1, out, progress=False, **FAST)
+    collect_latency_dataset(TINY, 1, out, progress=False, **DATASET)
     with pytest.raises(ValueError, match="beam"):
-        collect_latency_dataset(TINY, 2, out, beam=2, progress=False, **FAST)
+        collect_latency_dataset(TINY, 2, out, replace(FAST, beam=2), progress=False, vocab_size=VOCAB)
     with pytest.raises(ValueError, match="clock"):
-        collect_latency_dataset(TINY, 2, out, clock="cpu", progress=False, **FAST)
+        collect_latency_dataset(TINY, 2, out, replace(FAST, clock="cpu"), progress=False, vocab_size=VOCAB)
     assert len(read_latency_csv(out)) == 1
 
 
@@ -143,25 +178,26 @@ def test_collector_refuses_to_mix_protocols(tmp_path: Path) -> None:
 ])
 def test_collector_refuses_to_resume_another_workload(tmp_path: Path, setting: str, value: int, message: str) -> None:
     out = tmp_path / "lat.csv"
-    collect_latency_dataset(TINY, 1, out, progress=False, **FAST)
+    collect_latency_dataset(TINY, 1, out, progress=False, **DATASET)
     before = out.read_text()
+    changed = {"vocab_size": value} if setting == "vocab_size" else {"protocol": replace(FAST, **{setting: value})}
     with pytest.raises(ValueError, match=message):
-        collect_latency_dataset(TINY, 2, out, progress=False, **{**FAST, setting: value})
+        collect_latency_dataset(TINY, 2, out, progress=False, **{**DATASET, **changed})
     assert out.read_text() == before
-    assert read_latency_csv(out)[0].protocol[setting] == FAST[setting]
+    assert read_latency_csv(out)[0].protocol[setting] == {"vocab_size": VOCAB, **FAST.recorded()}[setting]
 
 
 def test_legacy_csv_reads_but_does_not_resume(tmp_path: Path) -> None:
     """A file without the vocab_size/warmup/runs columns (older version) reads, with those unknown."""
     out = tmp_path / "lat.csv"
-    collect_latency_dataset(TINY, 1, out, progress=False, **FAST)
+    collect_latency_dataset(TINY, 1, out, progress=False, **DATASET)
     rows = [line.rsplit(",", 3)[0] for line in out.read_text().splitlines()]
     legacy = tmp_path / "legacy.csv"
     legacy.write_text("\n".join(rows) + "\n")
     (record,) = read_latency_csv(legacy)
     assert record.vocab_size is None and record.subnet == read_latency_csv(out)[0].subnet
     with pytest.raises(ValueError, match="vocab_size None in the file, 20 now"):
-        collect_latency_dataset(TINY, 2, legacy, progress=False, **FAST)
+        collect_latency_dataset(TINY, 2, legacy, progress=False, **DATASET)
 
 
 def test_read_latency_csv_errors(tmp_path: Path) -> None:

@@ -10,15 +10,16 @@ from typing import List
 import pytest
 import torch
 
-from fairseq_shiftadd.cost.latency_cli import dataset_main, train_main
-from fairseq_shiftadd.cost.measure import (
+from fairseq_shiftadd.latency import (
     CSV_FIELDS,
     LatencyMeasurement,
     LatencyRecord,
+    TimingProtocol,
     collect_latency_dataset,
     read_latency_csv,
 )
-from fairseq_shiftadd.cost.predictor import LatencyPredictor, kendall_tau, mape, train_predictor
+from fairseq_shiftadd.latency.cli import dataset_main, train_main
+from fairseq_shiftadd.latency.predictor import LatencyPredictor, kendall_tau, mape, train_predictor
 from fairseq_shiftadd.space import encode, get_space, largest, sample, smallest
 
 TINY = get_space("tiny")
@@ -61,8 +62,8 @@ def synthetic_trained(synthetic_csv: Path):
 def measured_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 tiny subnets really measured on this CPU (protocol shortened: 6 tokens, 1 warm-up, 3 runs)."""
     path = tmp_path_factory.mktemp("measured") / "lat.csv"
-    collect_latency_dataset(TINY, 40, path, seed=0, src_len=6, tgt_len=6, warmup=1, runs=3, vocab_size=100,
-                            progress=False)
+    collect_latency_dataset(TINY, 40, path, TimingProtocol(src_len=6, tgt_len=6, warmup=1, runs=3), seed=0,
+                            vocab_size=100, progress=False)
     return path
 
 

@@ -1,4 +1,4 @@
-"""The search's costed sentence (search/costs.py): accounting, the decoding beam, the supernet's quant_bits."""
+"""The search's costed sentence (search/metrics.py): accounting, the decoding beam, the supernet's quant_bits."""
 from __future__ import annotations
 
 import shlex
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fairseq_shiftadd.cost import Workload
-from fairseq_shiftadd.search.costs import COST_OPTIONS, search_workload
+from fairseq_shiftadd.search.metrics import COST_OPTIONS, search_workload
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -54,3 +54,24 @@ def test_recipes_cost_the_search_at_the_beam_they_decode_with(dataset):
     assert int(search.beam) == int(generate[generate.index("--beam") + 1])
     workload = search_workload(search)
     assert workload.beam == (1 if workload.accounting == "original" else int(search.beam))
+
+
+def test_measured_latency_is_timed_on_the_costed_sentence(monkeypatch: pytest.MonkeyPatch, one_thread) -> None:
+    """``measured_latency_ms`` times the costed sentence's lengths and beam with the dictionary's size."""
+    from fairseq_shiftadd.latency import TimingProtocol, measure
+    from fairseq_shiftadd.search.metrics import MEASURED, cost_metrics
+    from fairseq_shiftadd.space import get_space, smallest
+
+    calls = []
+    real = measure.measure_latency
+
+    def recording(space, sub, protocol, vocab_size):
+        calls.append((protocol, vocab_size))
+        return real(space, sub, protocol, vocab_size)
+
+    monkeypatch.setattr(measure, "measure_latency", recording)
+    tiny = get_space("tiny")
+    workload = Workload(src_len=4, tgt_len=3, beam=2, vocab_size=24)
+    *_, measured = cost_metrics(tiny, ["energy_mj", MEASURED], workload=workload)
+    assert measured(smallest(tiny))[MEASURED] > 0
+    assert calls == [(TimingProtocol(src_len=4, tgt_len=3, beam=2), 24)]

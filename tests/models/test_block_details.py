@@ -30,8 +30,8 @@ def _original(space):
 def _mixer_shapes(model, layer: int, block: BlockType):
     """(q weight shape, kernel weight shape) that ``block`` reads in encoder layer ``layer`` (``sharing = none``)."""
     mixer = model.encoder.layers[layer].mixer
-    q = mixer.attention.q.storage(block.value).weights[OpKind.MULT.value]
-    kernel = mixer.lightweight.kernel.storage(block.value).weight_for(mixer.lightweight.mixer_op(block.value))
+    q = mixer.attention.q.weight[block.value]
+    kernel = mixer.lightweight.kernel.read(block.value)[0]
     return tuple(q.shape), tuple(kernel.shape)
 
 
@@ -56,13 +56,13 @@ def test_standalone_kernel_rows_and_qkv_follow_the_details(builders, task):
     space = _original(builders.tiny)
     sub = _sub((BlockType.LIGHTWEIGHT_CONV, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD))
     state = builders.standalone(task, space, sub).state_dict()
-    assert state["encoder.layers.0.mixer.lightweight.kernel.lightweight_conv.weight.weights.mult"].shape == (16, 3)
+    assert state["encoder.layers.0.mixer.lightweight.kernel.weight.lightweight_conv"].shape == (16, 3)
     user = "attention+lightweight_shiftadd"
-    assert state[f"encoder.layers.1.mixer.lightweight.kernel.{user}.weight.weights.add"].shape == (4, 7)
-    assert state[f"encoder.layers.1.mixer.attention.q.{user}.weight.weights.mult"].shape == (128, 64)
+    assert state[f"encoder.layers.1.mixer.lightweight.kernel.weight.{user}"].shape == (4, 7)
+    assert state[f"encoder.layers.1.mixer.attention.q.weight.{user}"].shape == (128, 64)
     default = builders.standalone(task, builders.tiny, sub).state_dict()
-    assert default["encoder.layers.0.mixer.lightweight.kernel.lightweight_conv.weight.weights.mult"].shape == (2, 3)
-    assert default[f"encoder.layers.1.mixer.attention.q.{user}.weight.weights.mult"].shape == (64, 64)
+    assert default["encoder.layers.0.mixer.lightweight.kernel.weight.lightweight_conv"].shape == (2, 3)
+    assert default[f"encoder.layers.1.mixer.attention.q.weight.{user}"].shape == (64, 64)
 
 
 @pytest.mark.parametrize("sharing", ["none", "heterogeneous"])
@@ -132,12 +132,12 @@ def test_ps_shift_weights_are_trained_exponents_and_ternary_signs(builders, task
     supernet = builders.supernet(task, space, "none", seed=1, shift_weights="ps")
     ffn = supernet.encoder.layers[0].ffn.fc1
     names = {n for n, _ in ffn.named_parameters()}
-    assert {"shift.weight.exponent", "shift.weight.sign"} <= names and "shift.weight.weights.shift" not in names
-    weight = ffn.weight("shift")[0]
+    assert {"ps_weight.shift.exponent", "ps_weight.shift.sign"} <= names and "weight.shift" not in names
+    weight = ffn.read("shift")[0]
     nonzero = weight[weight != 0]
     assert torch.equal(nonzero.abs().log2(), nonzero.abs().log2().round())  # signed powers of two, or 0
-    ffn["shift"].weight.sign.data[0, 0] = 0.2  # rounds to a zero sign: DeepShift-PS weights may be 0
-    assert ffn.weight("shift")[0][0, 0] == 0
+    ffn.ps_weight["shift"].sign.data[0, 0] = 0.2  # rounds to a zero sign: DeepShift-PS weights may be 0
+    assert ffn.read("shift")[0][0, 0] == 0
 
 
 def test_ps_supernet_equals_standalone(builders, task):
@@ -155,7 +155,7 @@ def test_ps_gradients_reach_exponent_and_sign(builders, task):
     sub = largest(space, ffn_op=OpKind.SHIFT)
     supernet.set_subnet(sub)
     supernet(*builders.token_batch(task, seed=0))[0].square().mean().backward()
-    slot = supernet.encoder.layers[0].ffn.fc1["shift"].weight
+    slot = supernet.encoder.layers[0].ffn.fc1.ps_weight["shift"]
     assert slot.exponent.grad.abs().sum() > 0 and slot.sign.grad.abs().sum() > 0
 
 

@@ -25,7 +25,7 @@ from fairseq_shiftadd.tasks.supernet_translation import SupernetTranslationConfi
 
 def _is_candidate(name: str) -> bool:
     """The parameters of the lightweight_conv candidate of encoder layer 0 (``sharing = none``)."""
-    return name.startswith("encoder.layers.0.mixer.lightweight.") and ".lightweight_conv." in name
+    return name.startswith("encoder.layers.0.mixer.lightweight.") and "lightweight_conv" in name.split(".")
 
 
 def _sample(builders, task):

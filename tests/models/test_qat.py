@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from fairseq_shiftadd.models.blocks import SlotUser, WeightSlot, add_weight_scale
+from fairseq_shiftadd.models.sharing import SlotUser, WeightSlot, add_weight_scale
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
 from fairseq_shiftadd.ops.kinds import OpKind
@@ -49,12 +49,12 @@ def test_quantised_linear_equals_quantise_then_compute(op):
     torch.manual_seed(0)
     slot = WeightSlot({op.value: SlotUser(op, (6, 5))}, "none", quant=QuantConfig(bits=BITS))
     with torch.no_grad():
-        slot[op.value].bias.normal_()
+        slot.bias[op.value].normal_()
     slot.train().linear(torch.randn(7, 5) * 2, op.value, 4)  # initialises the running input range
     slot.eval()
     x = torch.randn(3, 7, 5) * 2
     y = slot.linear(x, op.value, 4)
-    weight, bias = slot.weight(op.value)
+    weight, bias = slot.read(op.value)
     weight, bias = weight[:4, :5].detach(), bias[:4].detach()
     quantiser = slot.operand_quant[op.value]
     low, high = quantiser.range.low, quantiser.range.high

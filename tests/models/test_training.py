@@ -9,7 +9,7 @@ import torch
 from torch.testing import assert_close
 
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
-from fairseq_shiftadd.ops.hetero import SharingMode
+from fairseq_shiftadd.ops.hetero import SharingMode, add_remap_regulariser
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig, extract_subnet_state
 from fairseq_shiftadd.space import get_space, largest, smallest
@@ -32,10 +32,12 @@ def test_gradients_finite_and_only_for_active_candidates(builders, task, sharing
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         assert all(torch.isfinite(g).all() for g in grads.values())
         layer = sub.encoder[0]
-        ffn_keys = {n.split(".")[5] for n in grads if n.startswith("encoder.layers.0.ffn.fc1.")}
+        fc1 = ("encoder.layers.0.ffn.fc1.weight.", "encoder.layers.0.ffn.fc1.bias.")
+        ffn_keys = {n.split(".")[-1] for n in grads if n.startswith(fc1)}
         assert ffn_keys == ({layer.ffn_op.value} if sharing == "none" else {"shared"})
         if sharing == "none":  # candidates of other block types get no gradient
-            users = {n.split(".")[6] for n in grads if n.startswith("encoder.layers.0.mixer.") and "weights" in n}
+            mixer_weights = [n for n in grads if n.startswith("encoder.layers.0.mixer.") and n.split(".")[-2] == "weight"]
+            users = {n.split(".")[-1] for n in mixer_weights}
             assert users == {layer.block.value}
         if len(sub.decoder) < len(model.decoder.layers):  # skipped layers get no gradient
             assert not any(n.startswith(f"decoder.layers.{len(sub.decoder)}.") for n in grads)
@@ -63,15 +65,16 @@ def test_regulariser_acts_on_the_add_weights_of_the_active_subnet_only(builders,
                dataclasses.replace(transformer.encoder[1], ffn_op=OpKind.ADD))
     model.set_subnet(dataclasses.replace(transformer, encoder=encoder))
     value = model.sharing_regulariser()
-    expected = [model.encoder.layers[1].ffn.fc1["shared"].weight, model.encoder.layers[1].ffn.fc2["shared"].weight]
-    assert_close(value, sum(w.regulariser() for w in expected))  # slots <= max_samples: no sampling, exact
+    ffn = model.encoder.layers[1].ffn
+    expected = [add_remap_regulariser(slot.weight["shared"], slot.remap["add"]) for slot in (ffn.fc1, ffn.fc2)]
+    assert_close(value, sum(expected))  # slots <= max_samples: no sampling, exact
     value.backward()
     remapped = {n for n, p in model.named_parameters() if p.grad is not None}
     # only the add views T_add of the add FFN: not the shared weights that the mult candidates read, and not
     # the adder mixer's kernel (softmax-normalised: no Laplace shape to match)
     assert remapped == {
-        "encoder.layers.1.ffn.fc1.shared.weight.remaps.add.log_scale",
-        "encoder.layers.1.ffn.fc2.shared.weight.remaps.add.log_scale",
+        "encoder.layers.1.ffn.fc1.remap.add.log_scale",
+        "encoder.layers.1.ffn.fc2.remap.add.log_scale",
     }
 
 
@@ -91,7 +94,7 @@ def test_add_step_on_a_shared_weight_follows_the_loss_and_matches_mult(task):
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), prev.roll(-1, 1).flatten(), reduction="sum")
         (loss * loss_scale).backward()
         ffn = model.encoder.layers[0].ffn
-        return [slot["shared"].weight.weights["shared"].grad.clone() for slot in (ffn.fc1, ffn.fc2)]
+        return [slot.weight["shared"].grad.clone() for slot in (ffn.fc1, ffn.fc2)]
 
     add, add_scaled, mult = grads(OpKind.ADD, 1.0), grads(OpKind.ADD, 1 / 4096), grads(OpKind.MULT, 1.0)
     for a, a_scaled, m in zip(add, add_scaled, mult):

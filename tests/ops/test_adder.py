@@ -13,7 +13,7 @@ from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, _tiles, add_matmul
-from fairseq_shiftadd.ops.counts import OpCounts
+from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import QuantConfig, SharedScaleFakeQuant
 

@@ -1,7 +1,7 @@
 """OpCounts arithmetic and the dot-product counting rules."""
 import pytest
 
-from fairseq_shiftadd.ops.counts import OpCounts
+from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 
 

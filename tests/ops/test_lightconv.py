@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.counts import OpCounts
+from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.lightconv import (
     BUFFER_BATCH_DIM,

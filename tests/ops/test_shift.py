@@ -8,7 +8,7 @@ from torch import nn
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.counts import OpCounts
+from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import ActivationFakeQuant, QuantConfig
 from fairseq_shiftadd.ops.shift import (

@@ -139,4 +139,5 @@ def test_two_processes_give_the_result_of_one(search, multi30k_en_de: Path, tmp_
     log = search(tmp_path / "two", "--generations", "2",
                   "--distributed-world-size", "2")
     assert "2 ranks" in log
+    assert len(re.findall(r"generation 2/2:", log)) == 1  # rank 0 reports; rank 1 logs warnings only
     assert_same_search(tmp_path / "two", tmp_path / "one")

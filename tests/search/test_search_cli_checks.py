@@ -14,7 +14,7 @@ from fairseq_shiftadd.cost import load_profile
 from fairseq_shiftadd.search import EvolutionarySearch, TranslationDomain
 from fairseq_shiftadd.search.cli import _main as main  # unwrapped: the checks raise; the console script prints one line
 from fairseq_shiftadd.search.cli import _settings, get_parser
-from fairseq_shiftadd.search.costs import COST_OPTIONS
+from fairseq_shiftadd.search.metrics import COST_OPTIONS
 from fairseq_shiftadd.search.fingerprint import FINGERPRINT_OPTIONS, file_sha256, search_settings
 from fairseq_shiftadd.search.report import OUTPUTS
 from fairseq_shiftadd.space import get_space

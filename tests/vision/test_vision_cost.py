@@ -3,7 +3,7 @@ import pytest
 
 from fairseq_shiftadd.cost.energy import part_energy_pj
 from fairseq_shiftadd.cost.workload import Workload
-from fairseq_shiftadd.ops.counts import OpCounts
+from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.vision.cost import VisionCostModel, as_multiplicative, subnet_parts
 from fairseq_shiftadd.vision.space import VisionBlock, get_space, uniform_subnet

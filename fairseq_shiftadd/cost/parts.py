@@ -1,9 +1,9 @@
 """What a ShiftAddNAS subnet (arXiv 2205.08119) computes and moves for one :class:`~.workload.Workload`.
 
 The model is split into *parts* (one linear, one attention matmul, one lightweight mixer, ...); each
-:class:`Part` carries its arithmetic as :class:`~fairseq_shiftadd.ops.counts.OpCounts`, its dot-product terms
+:class:`Part` carries its arithmetic as :class:`~fairseq_shiftadd.ops.op_counts.OpCounts`, its dot-product terms
 (for the latency model), its parameters and the bits it moves at each memory level. The parts follow
-``fairseq_shiftadd/models`` (blocks.py, layers.py, supernet.py) exactly.
+``fairseq_shiftadd/models`` (attention.py, lightweight.py, mixer.py, ffn.py, layers.py, supernet.py) exactly.
 
 Arithmetic rules (the operators' own, :meth:`OpCounts.dot_products`): a dot product of length ``K`` costs
 ``K`` mults and ``K - 1`` adds (mult), ``K`` shifts and ``K - 1`` adds (shift) or ``2K - 1`` adds (add, the
@@ -30,10 +30,12 @@ What runs (batch 1, ``S = src_len``, ``T = tgt_len``, ``B = beam``), under the w
   model's full-sequence forward does), the causal mixer applies ``K`` taps per output; encoder-decoder keys
   and values are projected once from ``n * S`` rows and read once by the batch of ``T`` queries. No
   embedding traffic and no output projection.
-* two-branch blocks (``attention+X``) split the channels: attention at width ``d / 2`` with Q/K/V width
-  ``space.attention_qkv_dim(block)`` (default ``qkv_dim / 2``), the lightweight branch at ``d / 2``; the
-  lightweight kernel has ``space.kernel_heads(block, num_heads)`` rows (default ``num_heads``) and
-  ``space.kernel_sizes[layer]`` taps; add FFNs have a LayerNorm after each add linear.
+* token mixers follow the rules of :class:`~fairseq_shiftadd.ops.kinds.BlockType`, which the models read too:
+  two-branch blocks (``attention+X``) split the channels (:meth:`BlockType.branch_width`), the lightweight branch
+  has a shift linear or not (:attr:`BlockType.has_shift`) and mixes by ``mult`` or ``add``
+  (:attr:`BlockType.mixer_op`) with ``BlockType.kernel_size(space.kernel_sizes, layer)`` taps; the attention's
+  Q/K/V width and the kernel rows are the caller's (``space.attention_qkv_dim(block)``,
+  ``space.kernel_heads(block, num_heads)``); add FFNs have a LayerNorm after each add linear.
 
 Memory-traffic model (bits moved per level; energy per access scales with the bits accessed):
 
@@ -60,7 +62,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from ..ops.counts import OpCounts
+from ..ops.op_counts import OpCounts
 from ..ops.kinds import BlockType, OpKind
 from .workload import Workload
 
@@ -255,13 +257,12 @@ def self_attention_parts(
 def lightweight_parts(
     prefix: str, block: BlockType, stream: Stream, dim: int, heads: int, kernel_size: int, wl: Workload
 ) -> Tuple[Part, ...]:
-    """``linear1 -> [shift linear] -> mixer -> linear2`` at width ``dim`` (``block`` is a lightweight type)."""
+    """``linear1 -> [shift linear] -> mixer -> linear2`` at width ``dim`` (``block`` has a lightweight branch)."""
     group = "lightweight"
     parts = [linear_part(f"{prefix}.linear1", group, OpKind.MULT, stream, dim, dim, True, wl)]
-    if block is BlockType.LIGHTWEIGHT_SHIFTADD:
+    if block.has_shift:
         parts.append(linear_part(f"{prefix}.shift", group, OpKind.SHIFT, stream, dim, dim, True, wl))
-    kind = OpKind.MULT if block is BlockType.LIGHTWEIGHT_CONV else OpKind.ADD
-    parts.append(mixer_part(f"{prefix}.mixer", kind, stream, dim, kernel_size, heads, wl))
+    parts.append(mixer_part(f"{prefix}.mixer", block.mixer_op, stream, dim, kernel_size, heads, wl))
     parts.append(linear_part(f"{prefix}.linear2", group, OpKind.MULT, stream, dim, dim, True, wl))
     return tuple(parts)
 
@@ -271,33 +272,34 @@ def token_mixer_parts(
     stream: Stream,
     causal: bool,
     dim: int,
-    qkv_dim: int,
     heads: int,
-    kernel_size: Optional[int],
     wl: Workload,
     *,
-    branch_qkv_dim: Optional[int] = None,
-    kernel_heads: Optional[int] = None,
+    qkv_dim: Optional[int],
+    kernel_heads: Optional[int],
+    kernel_size: Optional[int],
 ) -> Tuple[Part, ...]:
     """The token mixer of a layer: attention, a lightweight branch, or both on channel halves.
 
-    ``branch_qkv_dim``: Q/K/V width of the attention branch of ``attention+X`` (default ``qkv_dim / 2``);
-    ``kernel_heads``: rows of the lightweight kernel (default ``heads``); see ``SearchSpace.attention_qkv_dim``
-    and ``SearchSpace.kernel_heads``.
+    Each branch runs at ``block.branch_width(dim)``. ``qkv_dim``: Q/K/V width of the block's attention
+    (``SearchSpace.attention_qkv_dim(block)``); ``kernel_heads``: rows of the lightweight kernel
+    (``SearchSpace.kernel_heads(block, heads)``); ``kernel_size``: its taps (``block.kernel_size(...)``); each
+    ``None`` where the block has no such branch.
+
+    Raises:
+        ValueError: a branch of ``block`` lacks its width, rows or kernel size.
     """
-    light = block.lightweight_part
-    kernel_heads = heads if kernel_heads is None else kernel_heads
-    if light is None:
-        return self_attention_parts("mixer.attention", stream, causal, dim, qkv_dim, heads, wl)
-    if kernel_size is None:
-        raise ValueError(f"block {block.value!r} needs a kernel size (the space's kernel_sizes for this layer)")
-    if not block.has_attention:
-        return lightweight_parts("mixer.lightweight", light, stream, dim, kernel_heads, kernel_size, wl)
-    half = dim // 2
-    branch_qkv_dim = qkv_dim // 2 if branch_qkv_dim is None else branch_qkv_dim
-    return self_attention_parts("mixer.attention", stream, causal, half, branch_qkv_dim, heads, wl) + (
-        lightweight_parts("mixer.lightweight", light, stream, half, kernel_heads, kernel_size, wl)
-    )
+    width = block.branch_width(dim)
+    parts: Tuple[Part, ...] = ()
+    if block.has_attention:
+        if qkv_dim is None:
+            raise ValueError(f"block {block.value!r} needs the Q/K/V width of its attention")
+        parts += self_attention_parts("mixer.attention", stream, causal, width, qkv_dim, heads, wl)
+    if block.lightweight_part is not None:
+        if kernel_size is None or kernel_heads is None:
+            raise ValueError(f"block {block.value!r} needs a kernel size and kernel rows (the space's, for this layer)")
+        parts += lightweight_parts("mixer.lightweight", block, stream, width, kernel_heads, kernel_size, wl)
+    return parts
 
 
 def cross_attention_parts(

@@ -5,7 +5,8 @@
     fairseq-shiftadd-train-latency-predictor --data lat.csv --space tiny --out pred.pt [--epochs E] [--seed S]
 
 The first measures sampled subnets on this machine (resuming a killed run, see
-:func:`~.measure.collect_latency_dataset`); the second trains :class:`~.predictor.LatencyPredictor` on
+:func:`~.dataset.collect_latency_dataset`) under the :class:`~.protocol.TimingProtocol` its options
+give (the options are the protocol's fields); the second trains :class:`~.predictor.LatencyPredictor` on
 that CSV and prints its held-out error (test-split MAPE and Kendall tau).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from ..cli_errors import add_debug_flag, run_main
 from ..space import SPACES, get_space
+from .protocol import CLOCKS, TimingProtocol
 
 __all__ = ["dataset_main", "train_main"]
 
@@ -39,23 +41,30 @@ def _non_negative(text: str) -> int:
 
 def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
     """``fairseq-shiftadd-latency-dataset``: measure sampled subnets into a CSV."""
-    from .measure import CLOCKS, DEFAULT_VOCAB_SIZE, collect_latency_dataset
+    from .dataset import collect_latency_dataset
+    from .measure import DEFAULT_VOCAB_SIZE
 
+    defaults = TimingProtocol()
     parser = argparse.ArgumentParser(description="Measure the latency of sampled subnets (HAT's protocol) into a CSV.")
     parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space")
     parser.add_argument("--samples", type=_positive, required=True, help="distinct subnets to measure (in all)")
     parser.add_argument("--out", type=Path, required=True,
                         help="CSV to write; an existing one is resumed (only with the same settings)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--beam", type=_positive, default=1, help="beam rows in the decoder (default: 1)")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--beam", type=_positive, default=defaults.beam,
+                        help="beam rows in the decoder (default: %(default)s)")
     parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subnet sampler (default: 0)")
-    parser.add_argument("--src-len", type=_positive, default=30, help="source tokens (default: 30)")
-    parser.add_argument("--tgt-len", type=_positive, default=30, help="decoder steps (default: 30)")
-    parser.add_argument("--warmup", type=_non_negative, default=5, help="untimed runs (default: 5)")
-    parser.add_argument("--runs", type=_positive, default=20, help="timed runs, 10-90%% trimmed (default: 20)")
+    parser.add_argument("--src-len", type=_positive, default=defaults.src_len,
+                        help="source tokens (default: %(default)s)")
+    parser.add_argument("--tgt-len", type=_positive, default=defaults.tgt_len,
+                        help="decoder steps (default: %(default)s)")
+    parser.add_argument("--warmup", type=_non_negative, default=defaults.warmup,
+                        help="untimed runs (default: %(default)s)")
+    parser.add_argument("--runs", type=_positive, default=defaults.runs,
+                        help="timed runs, 10-90%% trimmed (default: %(default)s)")
     parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="wall",
+        "--clock", choices=sorted(CLOCKS), default=defaults.clock,
         help="wall (HAT's latency, default) or cpu (CPU time of one thread: --device cpu --threads 1, "
         "for a shared, busy machine)",
     )
@@ -68,10 +77,9 @@ def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    protocol = TimingProtocol(**{name: getattr(args, name) for name in TimingProtocol.field_names()})
     records = collect_latency_dataset(
-        get_space(args.space), args.samples, args.out, args.device, args.seed, src_len=args.src_len,
-        tgt_len=args.tgt_len, beam=args.beam, warmup=args.warmup, runs=args.runs, clock=args.clock,
-        vocab_size=args.vocab_size,
+        get_space(args.space), args.samples, args.out, protocol, args.seed, vocab_size=args.vocab_size
     )
     totals = sorted(r.measurement.total_ms for r in records)
     print(f"{args.out}: {len(records)} subnets on {records[0].device}; total latency "

@@ -1,7 +1,8 @@
 """The cost metrics the search constrains and trades off, as stages cheapest first: the
 :class:`~fairseq_shiftadd.cost.CostModel`'s analytical metrics, then ``predicted_latency_ms`` (with a latency
 predictor), then ``measured_latency_ms`` (timed on this machine with HAT's protocol, when a constraint or
-objective asks for it). The search runs a stage only while the constraints on the earlier ones hold.
+objective asks for it, under :meth:`~fairseq_shiftadd.latency.TimingProtocol.for_workload` of the costed sentence).
+The search runs a stage only while the constraints on the earlier ones hold.
 
 The search computes the metrics of each distinct subnet once (its candidate cache), so a subnet is timed at
 most once. :func:`search_workload` is the costed sentence of the search's options (``--cost-*``).
@@ -104,34 +105,36 @@ def cost_metrics(
         space: the search space.
         needed: the metrics that constraints and objectives name (each one of :data:`SEARCH_METRICS`).
         profile, workload: as :class:`~fairseq_shiftadd.cost.CostModel`.
-        latency_predictor: path of a saved :class:`~fairseq_shiftadd.cost.predictor.LatencyPredictor` for
+        latency_predictor: path of a saved :class:`~fairseq_shiftadd.latency.LatencyPredictor` for
             ``space`` (``None``: no ``predicted_latency_ms``).
-        device: where ``measured_latency_ms`` is timed (the workload's lengths and beam, 5 warm-ups, 20 runs).
+        device: where ``measured_latency_ms`` is timed, under ``TimingProtocol.for_workload(workload, device)``
+            (:class:`~fairseq_shiftadd.latency.TimingProtocol`: the workload's lengths and beam, the protocol's
+            default warm-ups, runs and clock).
 
     Returns:
         The stages; the measured latency, if needed, is the last one (it is not deterministic: under several
         ranks wrap it with :func:`~.distributed.from_rank0`).
 
     Raises:
-        ValueError: see :func:`check_metric_sources`; an invalid profile, workload or predictor.
+        ValueError: see :func:`check_metric_sources`; an invalid profile, workload, predictor or device.
     """
     check_metric_sources(needed, latency_predictor)
     workload = Workload() if workload is None else workload
     stages: List[MetricsStage] = [CostModel(space, profile=profile, workload=workload).metrics]
     if latency_predictor is not None:
-        from ..cost.predictor import LatencyPredictor  # torch: imported only when asked for
+        from ..latency.predictor import LatencyPredictor  # torch: imported only when asked for
 
         predictor = LatencyPredictor.load(latency_predictor, space=space)
         stages.append(lambda sub: {"predicted_latency_ms": float(predictor.predict([sub])[0])})
     if MEASURED in needed:
+        from ..latency.protocol import TimingProtocol  # torch: imported only when asked for
+
+        protocol = TimingProtocol.for_workload(workload, device)
 
         def measured(sub: SubnetConfig) -> Dict[str, float]:
-            from ..cost.measure import measure_latency  # builds fairseq models: imported only when asked for
+            from ..latency.measure import measure_latency  # builds fairseq models: imported only when asked for
 
-            return {MEASURED: measure_latency(
-                space, sub, device=device, src_len=workload.src_len, tgt_len=workload.tgt_len,
-                beam=workload.beam, vocab_size=workload.vocab_size,
-            ).total_ms}
+            return {MEASURED: measure_latency(space, sub, protocol, workload.vocab_size).total_ms}
 
         stages.append(measured)
     return stages

@@ -6,7 +6,7 @@
 the squared error of a log is about the squared relative error, which is what MAPE measures) or the
 standardised latency itself (``"linear"``).
 
-:func:`train_predictor` trains it on a CSV of :mod:`.measure` with Adam on the mean squared error, splits the
+:func:`train_predictor` trains it on a CSV of :mod:`.dataset` with Adam on the mean squared error, splits the
 rows 80/10/10 at random, keeps the epoch with the lowest validation MAPE (early stopping) and reports the
 held-out error on the test split: ``MAPE = 100 * mean(|pred - y| / y)`` and Kendall's tau-b between the
 predicted and measured latencies (the ranking is what a search uses).
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..space import SearchSpace, SubnetConfig, encode, smallest
-from .measure import read_latency_csv
+from .dataset import read_latency_csv
 
 __all__ = ["TARGETS", "TRANSFORMS", "LatencyPredictor", "PredictorReport", "mape", "kendall_tau", "train_predictor"]
 
