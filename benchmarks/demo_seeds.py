@@ -1,6 +1,6 @@
 """Mean and spread over seeds of the CPU demo's results, and the issue-9 targets checked on the means.
 
-Reads ``report/results.json`` (written by :mod:`fairseq_shiftadd.demo_report`) of each run folder given, e.g. the
+Reads ``report/results.json`` (written by :mod:`fairseq_shiftadd.reports.demo`) of each run folder given, e.g. the
 three of ``benchmarks/demo_seeds.sh``, and reports per model (hybrid, attention_only, baseline) the mean, the sample
 standard deviation and the range of its test sacreBLEU, tokenized BLEU and energy under both accountings; then the
 targets, each with its margin:

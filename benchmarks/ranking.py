@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from fairseq_shiftadd.atomic import atomic_path, write_text
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.space import SearchSpace, SubnetConfig, check, get_space, sample
 
@@ -114,7 +115,7 @@ def _check_settings(out: Path, settings: Dict[str, Any]) -> None:
         if changed:
             raise SystemExit(f"{out} holds a run with other settings ({'; '.join(changed)}): use another --out")
     else:
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+        write_text(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _budget_flags(args: argparse.Namespace) -> List[str]:
@@ -138,10 +139,8 @@ def _decode(args: argparse.Namespace, save_dir: Path, env: Dict[str, str]) -> Pa
     if not out.is_file():
         command = ["fairseq-generate", args.data, *_flags(args.generate_args), "--gen-subset", "valid",
                    "--path", str(save_dir / "checkpoint_best.pt"), *args.generate_flags]
-        partial = out.with_name(out.name + ".partial")
-        with open(partial, "w") as f, open(save_dir / "generate.log", "w") as log:
+        with atomic_path(out) as partial, open(partial, "w") as f, open(save_dir / "generate.log", "w") as log:
             subprocess.run(command, check=True, cwd=REPO, env=env, stdout=f, stderr=log)
-        os.replace(partial, out)
     return out
 
 
@@ -168,12 +167,10 @@ def _trained(save_dir: Path) -> Dict[str, float]:
 
 
 def _write_rows(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as f:
+    with atomic_path(path) as partial, open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in rows)
-    os.replace(partial, path)
 
 
 def plot_ranking(path: Path, rows: Sequence[Dict[str, Any]], taus: Dict[str, float]) -> None:
@@ -194,10 +191,9 @@ def plot_ranking(path: Path, rows: Sequence[Dict[str, Any]], taus: Dict[str, flo
         ax.set_ylabel(label)
         ax.set_title(f"Kendall tau {tau:+.2f} (n = {len(done)})")
     fig.tight_layout()
-    partial = path.with_name(path.name + ".partial")
-    fig.savefig(partial, format="png", dpi=110)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, format="png", dpi=110)
     plt.close(fig)
-    os.replace(partial, path)
 
 
 def _inherited_losses(args: argparse.Namespace, subs: Sequence[SubnetConfig], out: Path) -> List[float]:
@@ -211,7 +207,7 @@ def _inherited_losses(args: argparse.Namespace, subs: Sequence[SubnetConfig], ou
     for sub in subs:
         check(fitness.space, sub)
     losses = [fitness.loss(sub) for sub in subs]
-    path.write_text(json.dumps(losses) + "\n")
+    write_text(path, json.dumps(losses) + "\n")
     return losses
 
 

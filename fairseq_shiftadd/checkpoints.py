@@ -24,8 +24,9 @@ import torch
 
 from .cli_errors import InputError, add_debug_flag, run_main
 from .compat import load_checkpoint_file
+from .atomic import save_torch
 from .models.legacy_keys import upgrade_legacy_keys
-from .outputs import check_output, save_atomically
+from .outputs import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         paths = list(args.inputs)
     check_output(args.output, paths, args.force)
     averaged = average_checkpoints(paths)
-    save_atomically(averaged, args.output)
+    save_torch(averaged, args.output)
     logger.info("averaged %d checkpoints into %s", len(paths), args.output)
 
 

@@ -29,7 +29,8 @@ from . import compat
 from .cli_errors import InputError, add_debug_flag, run_main
 from .models.subnet import SubnetModelConfig, extract_subnet_state
 from .models.supernet import ShiftAddSupernet
-from .outputs import check_output, save_atomically
+from .atomic import save_torch
+from .outputs import check_output
 from .space import SubnetConfig, parse_subnet_spec, resolve_subnet
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def extract_checkpoint(
     state["cfg"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # as fairseq saves it
     state["model"] = weights
     state["last_optimizer_state"] = None
-    save_atomically(state, output)
+    save_torch(state, output)
     return sub
 
 

@@ -1,18 +1,17 @@
-"""Writing results without losing any: never over an input, never over a result unasked, never half-written.
+"""Writing results without losing any: never over an input, never over a result unasked.
 
-Every console script that writes a checkpoint uses these two functions (one owner of the rule).
+Every console script that writes a checkpoint checks its output with :func:`check_output` (one owner of the rule)
+and writes it with :func:`~fairseq_shiftadd.atomic.save_torch` (never half-written).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
-
-import torch
+from typing import Sequence
 
 from .cli_errors import InputError
 
-__all__ = ["check_output", "save_atomically"]
+__all__ = ["check_output"]
 
 
 def check_output(output: Path, inputs: Sequence[Path], force: bool, option: str = "--output") -> None:
@@ -31,11 +30,3 @@ def check_output(output: Path, inputs: Sequence[Path], force: bool, option: str 
     if not force:
         raise InputError(f"{option} {output} exists: pass --force to replace it")
 
-
-def save_atomically(state: Any, output: Path) -> None:
-    """``torch.save(state)`` to ``OUTPUT.partial``, then rename it to ``output`` (a kill leaves no half file)."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, output)

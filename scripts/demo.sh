@@ -132,7 +132,7 @@ BASELINE=$!
 wait "$HYBRID"
 wait "$ATTENTION"
 wait "$BASELINE"
-OMP_NUM_THREADS=1 python -m fairseq_shiftadd.demo_report --space demo --data "$DATA" \
+OMP_NUM_THREADS=1 python -m fairseq_shiftadd.reports.demo --space demo --data "$DATA" \
   --reference "$PREPARED/raw/test.de" --target-lang de \
   --model hybrid "$WORK/search/best.yaml" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
   --model attention_only "$WORK/search_attention/best.yaml" "$WORK/attention_only" "$WORK/attention_only/test.gen" \

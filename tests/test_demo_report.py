@@ -1,4 +1,4 @@
-"""The CPU demo's report (fairseq_shiftadd.demo_report) and its recipe files (examples/multi30k_en_de)."""
+"""The CPU demo's report (fairseq_shiftadd.reports) and its recipe files (examples/multi30k_en_de)."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +15,8 @@ from typing import List, Tuple
 import pytest
 import torch
 
-from fairseq_shiftadd import demo_report
+from fairseq_shiftadd import reports
+from fairseq_shiftadd.reports import demo
 from fairseq_shiftadd.cost import CostModel, Workload, workload_header
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import check, get_space, largest, parse_restriction, restrict, sample, smallest
@@ -118,7 +119,7 @@ def test_cpu_recipes_share_the_training_recipe():
 
 def test_describe_names_every_layer():
     sub = sample(DEMO, random.Random(3))
-    text = demo_report.describe(sub)
+    text = reports.describe(sub)
     enc, dec = text.split(" | ")
     assert enc.count("/") == len(sub.encoder) and dec.count("/") == len(sub.decoder)
     assert f"{sub.decoder[0].block.value}/{sub.decoder[0].ffn_op.value}{sub.decoder[0].ffn_dim}" in dec
@@ -138,10 +139,10 @@ def test_read_candidates_and_plot(tmp_path):
     energies = [10.0, 11.0, 12.0, 13.0, 14.0, 25.0]
     losses = [5.0, 4.0, 4.5, 3.5, 3.6, None]
     _write_candidates(tmp_path / "candidates.csv", subs, energies, losses)
-    candidates = demo_report.read_candidates(tmp_path / "candidates.csv")
+    candidates = reports.read_candidates(tmp_path / "candidates.csv")
     assert [c.subnet for c in candidates] == subs
     assert [c.energy_mj for c in candidates] == energies and [c.fitness for c in candidates] == losses
-    demo_report.plot_front(tmp_path / "front.png", candidates, {"hybrid": (13.0, 3.5, 22.0), "baseline": (22.8, 3.4, 21.0)})
+    reports.plot_front(tmp_path / "front.png", candidates, {"hybrid": (13.0, 3.5, 22.0), "baseline": (22.8, 3.4, 21.0)})
     assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "front.png.partial").exists()
 
@@ -149,15 +150,15 @@ def test_read_candidates_and_plot(tmp_path):
 def test_read_candidates_rejects_other_csv(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="energy_mj"):
-        demo_report.read_candidates(tmp_path / "x.csv")
+        reports.read_candidates(tmp_path / "x.csv")
 
 
 def test_training_progress_reads_checkpoint_last(tmp_path):
     torch.save({"extra_state": {"previous_training_time": 123.5}, "optimizer_history": [{"num_updates": 7}]},
                tmp_path / "checkpoint_last.pt")
-    assert demo_report.training_progress(tmp_path) == (123.5, 7)
+    assert reports.training_progress(tmp_path) == (123.5, 7)
     with pytest.raises(FileNotFoundError, match="checkpoint_last.pt"):
-        demo_report.training_progress(tmp_path / "missing")
+        reports.training_progress(tmp_path / "missing")
 
 
 def test_checkpoint_quant_bits(tmp_path):
@@ -167,12 +168,12 @@ def test_checkpoint_quant_bits(tmp_path):
     for model_cfg, expected in (({"quant_bits": 8}, 8), ({"quant_bits": None}, None), ({}, None),
                                 (Namespace(arch="transformer"), None), (Namespace(quant_bits=8), 8)):
         torch.save({"cfg": {"model": model_cfg}}, tmp_path / "c.pt")
-        assert demo_report.checkpoint_quant_bits(tmp_path / "c.pt") == expected
+        assert reports.checkpoint_quant_bits(tmp_path / "c.pt") == expected
 
 
 def test_format_table_has_a_row_per_model_and_every_column():
     rows = [
-        demo_report.ModelResult(name=n, subnet=demo_report.describe(largest(DEMO)), sacrebleu=b, sacrebleu_signature="sig",
+        reports.ModelResult(name=n, subnet=reports.describe(largest(DEMO)), sacrebleu=b, sacrebleu_signature="sig",
                                 tokenized_bleu=b + 1, bits=32, energy_streaming_mj=e, energy_original_mj=e / 10,
                                 fixed_share_streaming=0.6, fixed_share_original=0.4, latency_ms=30.0,
                                 params=1_950_720, mults=59_440_000, adds=59_150_000, shifts=0, train_s=720.4,
@@ -180,9 +181,9 @@ def test_format_table_has_a_row_per_model_and_every_column():
         for n, b, e in (("hybrid", 23.1, 18.2), ("baseline", 22.5, 22.8))
     ]
     workloads = {"streaming": Workload(vocab_size=8008, beam=5), "original": Workload(accounting="original")}
-    table = demo_report.format_table(rows, workloads, "45nm")
+    table = reports.format_table(rows, workloads, "45nm")
     lines = table.splitlines()
-    assert lines[0].count("|") == len(demo_report.COLUMNS) + 1
+    assert lines[0].count("|") == len(reports.COLUMNS) + 1
     assert "energy, streaming" in lines[0] and "energy, original" in lines[0]
     assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 32 | 18.20 | 1.82 | 60 % | 40 % |") and "| 720 | 450 |" in lines[2]
     assert lines[3].startswith("| baseline | 22.50")
@@ -251,7 +252,7 @@ def test_report_refuses_a_decode_that_lost_sentences(tmp_path, capsys):
     (tmp_path / "full.gen").write_text("".join(f"D-{i}\t-0.5\tSatz {i}\n" for i in range(3)), encoding="utf-8")
     (tmp_path / "short.gen").write_text("D-0\t-0.5\tSatz 0\nD-2\t-0.5\tSatz 2\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        demo_report.main([
+        demo.main([
             "--space", "demo", "--data", str(tmp_path / "no-data"), "--reference", str(tmp_path / "test.de"),
             "--target-lang", "de", "--model", "a", "largest", str(tmp_path / "a"), str(tmp_path / "full.gen"),
             "--model", "b", "smallest", str(tmp_path / "b"), str(tmp_path / "short.gen"), "--out", str(tmp_path / "r"),
@@ -289,7 +290,7 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
     search_workload = Workload(vocab_size=100, beam=2)  # what a search records in its best.yaml
     (tmp_path / "hybrid.yaml").write_text(f"{workload_header(search_workload, '45nm')}\n"
                                           + (tmp_path / "hybrid.yaml").read_text())
-    demo_report.main([
+    demo.main([
         "--space", "demo", "--data", data, "--reference", str(reference), "--target-lang", "de",
         "--model", "hybrid", str(tmp_path / "hybrid.yaml"), str(tmp_path / "hybrid"), str(tmp_path / "hybrid.gen"),
         "--model", "baseline", "largest", str(tmp_path / "baseline"), str(tmp_path / "baseline.gen"),

@@ -49,6 +49,6 @@ if [ ! -f "$WORK/hybrid/test.gen" ]; then
   fairseq-generate "$DATA" "${FLAGS[@]}" --path "$WORK/hybrid/checkpoint_best.pt" > "$WORK/hybrid/test.gen.partial"
   mv "$WORK/hybrid/test.gen.partial" "$WORK/hybrid/test.gen"
 fi
-python -m fairseq_shiftadd.demo_report --space iwslt14_de_en --data "$DATA" --reference "$WORK/data/raw/test.de" \
+python -m fairseq_shiftadd.reports.demo --space iwslt14_de_en --data "$DATA" --reference "$WORK/data/raw/test.de" \
   --target-lang de --model hybrid "$WORK/search/best.yaml" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
   --candidates "$WORK/search/candidates.csv" --out "$WORK/report"

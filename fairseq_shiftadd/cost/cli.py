@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from ..cli_errors import add_debug_flag, run_main
+from ..cli_types import positive_int
 from ..space import get_space, resolve_subnet
 from .model import CostModel
 from .profile import load_profile, shipped_profiles
@@ -51,14 +52,15 @@ def _parser() -> argparse.ArgumentParser:
                              f"pass, weights once per sentence, no vocabulary ({recorded} {defaults.accounting})")
     parser.add_argument("--bits", type=int, default=None, choices=shipped_bit_widths(),
                         help=f"operand width: the widths of the shipped profiles ({recorded} {defaults.bits})")
-    parser.add_argument("--src-len", type=int, default=None, help=f"source tokens ({recorded} {defaults.src_len})")
-    parser.add_argument("--tgt-len", type=int, default=None,
+    parser.add_argument("--src-len", type=positive_int, default=None,
+                        help=f"source tokens ({recorded} {defaults.src_len})")
+    parser.add_argument("--tgt-len", type=positive_int, default=None,
                         help=f"target tokens: decoding steps, or the original's one pass ({recorded} "
                              f"{defaults.tgt_len})")
-    parser.add_argument("--beam", type=int, default=None,
+    parser.add_argument("--beam", type=positive_int, default=None,
                         help=f"beam size of the streaming accounting; the original needs 1 ({recorded} "
                              f"{defaults.beam})")
-    parser.add_argument("--vocab-size", type=int, default=None,
+    parser.add_argument("--vocab-size", type=positive_int, default=None,
                         help=f"target vocabulary, charged by the streaming accounting ({recorded} "
                              f"{defaults.vocab_size})")
     parser.add_argument("--json", action="store_true",

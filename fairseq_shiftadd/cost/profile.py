@@ -32,6 +32,7 @@ from typing import Any, Dict, Mapping, Tuple, Union
 import yaml
 
 from ..ops.kinds import OpKind
+from ..ops.validate import int_range_text, is_int, is_number
 from .parts import LEVELS
 from .workload import BIT_WIDTHS
 
@@ -183,12 +184,12 @@ class _Where:
         bits = value
         if isinstance(value, str) and value.strip().isdigit():
             bits = int(value)
-        if not isinstance(bits, int) or isinstance(bits, bool) or bits not in BIT_WIDTHS:
+        if not is_int(bits) or bits not in BIT_WIDTHS:
             raise self.error(path, f"unknown bit width {value!r} (allowed: {', '.join(map(str, BIT_WIDTHS))})")
         return bits
 
     def _number(self, value: Any, path: str, what: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             raise self.error(path, f"{what} must be a finite number, got {value!r}")
         return float(value)
 
@@ -205,8 +206,8 @@ class _Where:
         return number
 
     def positive_int(self, value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.error(path, f"must be a positive integer, got {value!r}")
+        if not is_int(value) or value < 1:
+            raise self.error(path, f"must be {int_range_text(1)}, got {value!r}")
         return value
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..ops.kinds import OpKind
+from ..ops.validate import positive_int
 
 __all__ = ["ACCOUNTINGS", "BIT_WIDTHS", "Workload", "workload_header", "read_workload_header"]
 
@@ -35,11 +36,6 @@ BIT_WIDTHS = (32, 16, 8, 4)
 
 ACCOUNTINGS = ("streaming", "original")
 """How a sentence is charged (see the module docstring); the first is the default."""
-
-
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Workload.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Workload:
 
     def __post_init__(self) -> None:
         for name in ("src_len", "tgt_len", "beam", "bits", "vocab_size", "shift_weight_bits"):
-            _positive(name, getattr(self, name))
+            positive_int(f"Workload.{name}", getattr(self, name))
         if self.bits not in BIT_WIDTHS:
             raise ValueError(f"Workload.bits={self.bits} not in allowed values {BIT_WIDTHS}")
         if not 2 <= self.shift_weight_bits <= self.bits:

@@ -19,24 +19,11 @@ from typing import Optional, Sequence
 import torch
 
 from ..cli_errors import add_debug_flag, run_main
+from ..cli_types import non_negative_int, positive_int
 from ..space import SPACES, get_space
 from .protocol import CLOCKS, TimingProtocol
 
 __all__ = ["dataset_main", "train_main"]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
 
 
 def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
@@ -47,21 +34,21 @@ def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
     defaults = TimingProtocol()
     parser = argparse.ArgumentParser(description="Measure the latency of sampled subnets (HAT's protocol) into a CSV.")
     parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space")
-    parser.add_argument("--samples", type=_positive, required=True, help="distinct subnets to measure (in all)")
+    parser.add_argument("--samples", type=positive_int, required=True, help="distinct subnets to measure (in all)")
     parser.add_argument("--out", type=Path, required=True,
                         help="CSV to write; an existing one is resumed (only with the same settings)")
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--beam", type=_positive, default=defaults.beam,
+    parser.add_argument("--beam", type=positive_int, default=defaults.beam,
                         help="beam rows in the decoder (default: %(default)s)")
-    parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subnet sampler (default: 0)")
-    parser.add_argument("--src-len", type=_positive, default=defaults.src_len,
+    parser.add_argument("--src-len", type=positive_int, default=defaults.src_len,
                         help="source tokens (default: %(default)s)")
-    parser.add_argument("--tgt-len", type=_positive, default=defaults.tgt_len,
+    parser.add_argument("--tgt-len", type=positive_int, default=defaults.tgt_len,
                         help="decoder steps (default: %(default)s)")
-    parser.add_argument("--warmup", type=_non_negative, default=defaults.warmup,
+    parser.add_argument("--warmup", type=non_negative_int, default=defaults.warmup,
                         help="untimed runs (default: %(default)s)")
-    parser.add_argument("--runs", type=_positive, default=defaults.runs,
+    parser.add_argument("--runs", type=positive_int, default=defaults.runs,
                         help="timed runs, 10-90%% trimmed (default: %(default)s)")
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default=defaults.clock,
@@ -69,7 +56,7 @@ def _dataset_main(argv: Optional[Sequence[str]] = None) -> None:
         "for a shared, busy machine)",
     )
     parser.add_argument(
-        "--vocab-size", type=_positive, default=DEFAULT_VOCAB_SIZE,
+        "--vocab-size", type=positive_int, default=DEFAULT_VOCAB_SIZE,
         help=f"dictionary size: the output projection's width (default: {DEFAULT_VOCAB_SIZE}, as the cost model)",
     )
     add_debug_flag(parser)
@@ -94,7 +81,7 @@ def _train_main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="CSV of fairseq-shiftadd-latency-dataset")
     parser.add_argument("--space", required=True, choices=sorted(SPACES), help="search space of the CSV")
     parser.add_argument("--out", type=Path, required=True, help="predictor file to write (.pt)")
-    parser.add_argument("--epochs", type=_positive, default=300, help="training epochs (default: 300)")
+    parser.add_argument("--epochs", type=positive_int, default=300, help="training epochs (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the initialisation")
     parser.add_argument("--target", choices=TARGETS, default="total_ms", help="latency to predict")
     parser.add_argument("--transform", choices=TRANSFORMS, default="log", help="regress log or raw latency")

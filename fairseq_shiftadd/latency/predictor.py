@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..atomic import save_torch
 from ..space import SearchSpace, SubnetConfig, encode, smallest
 from .dataset import read_latency_csv
 
@@ -118,8 +119,6 @@ class LatencyPredictor(nn.Module):
 
     def save(self, path: Union[str, Path]) -> None:
         """Write weights, normalisation, space and settings to ``path`` (a torch file, loadable with weights_only)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -130,9 +129,7 @@ class LatencyPredictor(nn.Module):
             "layers": self.layers,
             "state_dict": self.state_dict(),
         }
-        tmp = path.with_name(path.name + ".partial")
-        torch.save(blob, tmp)
-        tmp.replace(path)
+        save_torch(blob, path)
 
     @classmethod
     def load(cls, path: Union[str, Path], space: Optional[SearchSpace] = None) -> "LatencyPredictor":

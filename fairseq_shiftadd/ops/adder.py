@@ -61,7 +61,7 @@ from .kernels import cpu_adder, dispatch
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
-from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
+from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
 
 __all__ = ["GradNorm", "add_matmul", "add_conv2d", "scale_weight_grad", "AddLinear", "AddConv2d"]
 
@@ -311,7 +311,7 @@ def add_matmul(
         raise ValueError(f"x (G, N, K) and weight (G, M, K) disagree on G or K: {shapes}")
     if x.dtype != weight.dtype or not x.is_floating_point():
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
-    _check_eta(eta)
+    positive_number("eta", eta, optional=True)
     try:
         grad_norm = GradNorm(grad_norm)
     except ValueError:
@@ -389,12 +389,6 @@ def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Ten
     return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
 
-def _check_eta(eta: Optional[float]) -> Optional[float]:
-    if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0):
-        raise ValueError(f"eta must be None or a positive number, got {eta!r}")
-    return eta
-
-
 class _AdderLayer(nn.Module):
     """What :class:`AddLinear` and :class:`AddConv2d` share: weight, bias, eta, budget, quantisation.
 
@@ -411,7 +405,7 @@ class _AdderLayer(nn.Module):
         memory_budget_bytes: int,
     ) -> None:
         super().__init__()
-        self.eta = _check_eta(eta)
+        self.eta = positive_number("eta", eta, optional=True)
         self.memory_budget_bytes = positive_int("memory_budget_bytes", memory_budget_bytes)
         self.quant = quant
         self.operand_quant = SharedScaleFakeQuant(quant)

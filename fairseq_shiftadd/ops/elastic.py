@@ -13,16 +13,9 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
+from .validate import int_in_range, probability
+
 __all__ = ["slice_linear", "slice_layer_norm", "scale_dropout"]
-
-
-def _check_width(name: str, value: int, maximum: Optional[int] = None) -> int:
-    """Return ``value`` if it is an integer in ``[1, maximum]`` (``>= 1`` if no maximum), else raise a
-    ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
-        allowed = ">= 1" if maximum is None else f"in [1, {maximum}]"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return value
 
 
 def _check_vector(name: str, vector: Optional[Tensor], length: int) -> None:
@@ -58,8 +51,8 @@ def slice_linear(
         raise ValueError(f"weight must have at least 2 dimensions (max_out, max_in, *), got {tuple(weight.shape)}")
     max_out, max_in = weight.shape[:2]
     _check_vector("bias", bias, max_out)
-    _check_width("out_dim", out_dim, max_out)
-    _check_width("in_dim", in_dim, max_in)
+    int_in_range("out_dim", out_dim, 1, max_out)
+    int_in_range("in_dim", in_dim, 1, max_in)
     return _front(weight, out_dim, in_dim), (None if bias is None else _front(bias, out_dim))
 
 
@@ -82,7 +75,7 @@ def slice_layer_norm(
     max_dim = reference.shape[0]
     _check_vector("weight", weight, max_dim)
     _check_vector("bias", bias, max_dim)
-    _check_width("dim", dim, max_dim)
+    int_in_range("dim", dim, 1, max_dim)
     return (None if weight is None else _front(weight, dim)), (None if bias is None else _front(bias, dim))
 
 
@@ -93,8 +86,7 @@ def scale_dropout(p: float, dim: int, max_dim: int) -> float:
         ValueError: ``p`` is not in ``[0, 1]``, ``max_dim`` is not a positive integer, or ``dim`` is not an
             integer in ``[1, max_dim]``.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:  # also rejects NaN
-        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-    _check_width("max_dim", max_dim)
-    _check_width("dim", dim, max_dim)
+    probability("p", p)
+    int_in_range("max_dim", max_dim, 1)
+    int_in_range("dim", dim, 1, max_dim)
     return p * dim / max_dim

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .kinds import OpKind
 from .shift import exponent_range, round_pow2_ste
-from .validate import positive_int
+from .validate import positive_int, positive_number
 
 __all__ = [
     "SharingMode",
@@ -135,9 +135,7 @@ def laplace_regulariser(values: Tensor, scale: Optional[float] = 2.0) -> Tensor:
     """
     if values.numel() == 0:
         raise ValueError("values must not be empty")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                              or not 0.0 < scale < math.inf):
-        raise ValueError(f"scale must be None or a positive finite number, got {scale!r}")
+    positive_number("scale", scale, optional=True)
     flat = values.reshape(-1)
     b = flat.abs().mean().clamp_min(torch.finfo(flat.dtype).tiny) if scale is None else scale
     quantiles = _laplace_quantiles(flat.numel(), flat.dtype, flat.device)

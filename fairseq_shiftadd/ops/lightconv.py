@@ -44,7 +44,7 @@ from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, operand_fake_quant
 from .shift import ShiftLinear
-from .validate import positive_int
+from .validate import positive_int, positive_number, probability
 
 __all__ = [
     "BUFFER_BATCH_DIM",
@@ -260,13 +260,13 @@ class LightweightMixer(nn.Module):
         positive_int("kernel_size", kernel_size)
         if self.padding is Padding.CENTRED and kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
-        if not 0.0 <= weight_dropout < 1.0:
-            raise ValueError(f"weight_dropout must be in [0, 1), got {weight_dropout!r}")
+        probability("weight_dropout", weight_dropout, high_open=True)
         op = OpKind(op)
         if op not in (OpKind.MULT, OpKind.ADD):
             raise ValueError(f"op must be 'mult' or 'add', got {op.value!r}")
-        if eta is not None and (op is not OpKind.ADD or isinstance(eta, bool) or not eta > 0):
-            raise ValueError(f"eta must be None or a positive float (adder mixers only), got {eta!r}")
+        if eta is not None and op is not OpKind.ADD:
+            raise ValueError(f"eta applies to adder mixers only (op='add'), got eta={eta!r} with op={op.value!r}")
+        positive_number("eta", eta, optional=True)
         self.channels = channels
         self.kernel_size = kernel_size
         self.num_heads = num_heads

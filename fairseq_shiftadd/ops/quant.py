@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .kinds import OpKind
+from .validate import int_in_range
 
 __all__ = [
     "QuantConfig",
@@ -41,10 +42,9 @@ _EPS = 1e-8
 
 
 def check_bits(name: str, bits: int, low: int = 2, high: int = 16) -> int:
-    """Return ``bits`` if it is an integer in ``[low, high]``, else raise a ValueError naming ``name``."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not low <= bits <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {bits!r}")
-    return bits
+    """Return ``bits`` if it is an integer in ``[low, high]`` (the default: fake quantisation's widths), else raise a
+    ValueError naming ``name``."""
+    return int_in_range(name, bits, low, high)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .op_counts import OpCounts
 from .kernels.weight_cache import DerivedTensorCache
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
-from .validate import Conv2dAttributes, Conv2dGeometry, positive_int
+from .validate import Conv2dAttributes, Conv2dGeometry, int_in_range, positive_int
 
 __all__ = [
     "ShiftMode",
@@ -186,8 +186,7 @@ class PSWeight(nn.Module):
 
 def _check_fixed_point(bits: int, frac_bits: int, prefix: str = "") -> None:
     check_bits(f"{prefix}bits", bits, *ACTIVATION_BITS_RANGE)
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= bits:
-        raise ValueError(f"{prefix}frac_bits must be an integer in [0, {prefix}bits={bits}], got {frac_bits!r}")
+    int_in_range(f"{prefix}frac_bits", frac_bits, 0, bits)
 
 
 def fixed_point_ste(x: Tensor, bits: int, frac_bits: int) -> Tensor:

@@ -1,24 +1,54 @@
-"""Argument checks and 2-D convolution geometry shared by the operators of ShiftAddNAS (arXiv 2205.08119).
+"""Value checks of the whole package, and 2-D convolution geometry shared by the operators of ShiftAddNAS
+(arXiv 2205.08119).
 
-Every check raises a ``ValueError`` whose message names the offending argument. :class:`Conv2dGeometry` is
-the one place that validates a convolution's channels, groups, kernel, stride, padding and dilation and
-computes its output size, so the shift and adder convolutions agree on them.
+The one owner of the small value checks (integers and numbers in a range, probabilities) that operators, configs
+and cost models apply to their arguments: every check raises a ``ValueError`` whose message names the argument
+(or field) and says what is allowed, e.g. ``dim must be an integer in [1, 64], got 65``; ``bool`` is never taken
+for a number. Command-line flags are parsed by :mod:`fairseq_shiftadd.cli_types`, in the same words
+(:func:`int_range_text`). :class:`Conv2dGeometry` is the one place that validates a convolution's channels,
+groups, kernel, stride, padding and dilation and computes its output size, so the shift and adder convolutions
+agree on them.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
-__all__ = ["positive_int", "int_pair", "Conv2dGeometry", "Conv2dAttributes"]
+__all__ = ["is_int", "is_number", "int_range_text", "int_in_range", "positive_int", "positive_number",
+           "probability", "int_pair", "Conv2dGeometry", "Conv2dAttributes"]
 
 IntPair = Tuple[int, int]
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     """Whether ``value`` is an ``int`` and not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is an ``int`` or a ``float`` and not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def int_range_text(low: int, high: Optional[int] = None) -> str:
+    """How the integers ``[low, high]`` (``>= low`` without ``high``) read in a message: ``a positive integer``,
+    ``an integer >= 0``, ``an integer in [2, 16]``."""
+    if high is not None:
+        return f"an integer in [{low}, {high}]"
+    return "a positive integer" if low == 1 else f"an integer >= {low}"
+
+
+def int_in_range(name: str, value: int, low: int, high: Optional[int] = None) -> int:
+    """Return ``value`` if it is an integer in ``[low, high]`` (``>= low`` without ``high``; ``bool`` is rejected).
+
+    Raises:
+        ValueError: otherwise; the message names ``name`` and the range (:func:`int_range_text`).
+    """
+    if not is_int(value) or value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {int_range_text(low, high)}, got {value!r}")
+    return value
 
 
 def positive_int(name: str, value: int) -> int:
@@ -27,8 +57,31 @@ def positive_int(name: str, value: int) -> int:
     Raises:
         ValueError: otherwise; the message names ``name``.
     """
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int_in_range(name, value, 1)
+
+
+def positive_number(name: str, value: Optional[float], optional: bool = False) -> Optional[float]:
+    """Return ``value`` if it is a finite number ``> 0`` (or ``None`` when ``optional``; ``bool`` is rejected).
+
+    Raises:
+        ValueError: otherwise; the message names ``name``.
+    """
+    if optional and value is None:
+        return None
+    if not is_number(value) or not 0 < value < math.inf:
+        allowed = "None or a positive finite number" if optional else "a positive finite number"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+def probability(name: str, value: float, high_open: bool = False) -> float:
+    """Return ``value`` if it is a number in ``[0, 1]`` (``[0, 1)`` when ``high_open``; NaN and ``bool`` rejected).
+
+    Raises:
+        ValueError: otherwise; the message names ``name``.
+    """
+    if not is_number(value) or not (0.0 <= value < 1.0 if high_open else 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a probability in [0, 1{')' if high_open else ']'}, got {value!r}")
     return value
 
 
@@ -39,7 +92,7 @@ def int_pair(name: str, value: int | Sequence[int], minimum: int) -> IntPair:
         ValueError: ``value`` is not an integer ``>= minimum`` or a pair of them; the message names ``name``.
     """
     pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or any(not _is_int(v) or v < minimum for v in pair):
+    if len(pair) != 2 or any(not is_int(v) or v < minimum for v in pair):
         raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
     return pair  # type: ignore[return-value]
 

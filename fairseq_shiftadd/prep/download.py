@@ -1,15 +1,15 @@
 """Resumable downloads and archive member extraction for the data preparation scripts.
 
-A download streams into ``<file>.part`` and is renamed to ``<file>`` once complete, so a present file is
-always whole; an interrupted download resumes from the ``.part`` file with an HTTP ``Range`` request (or
-starts over where the server ignores ranges). A file placed by hand at ``<file>`` is used as it is.
-Extracted members are written atomically (:func:`.steps.atomic_output`).
+A download streams into ``<file>.partial`` and is renamed to ``<file>`` once complete, so a present file is
+always whole; an interrupted download resumes from the ``.partial`` file with an HTTP ``Range`` request (or
+starts over where the server ignores ranges): :func:`~fairseq_shiftadd.atomic.atomic_path` with
+``partial="resume"``. A file placed by hand at ``<file>`` is used as it is. Extracted members are written
+atomically (:func:`.steps.atomic_output`).
 """
 from __future__ import annotations
 
 import http.client
 import logging
-import os
 import shutil
 import tarfile
 import urllib.error
@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from ..atomic import PARTIAL_SUFFIX, atomic_path, partial_path
 from ..progress import progress
 from .steps import atomic_output
 
@@ -34,12 +35,12 @@ class DownloadError(OSError):
 def _failure(url: str, dest: Path, reason: object) -> DownloadError:
     return DownloadError(
         f"could not download {url} ({reason}). Without internet access, download it elsewhere and place it "
-        f"at {dest}; a partial download in {dest}.part resumes on the next run"
+        f"at {dest}; a partial download in {partial_path(dest)} resumes on the next run"
     )
 
 
 def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` unless ``dest`` exists, resuming from ``dest.part``.
+    """Download ``url`` to ``dest`` unless ``dest`` exists, resuming from ``dest.partial``.
 
     Raises:
         DownloadError: on a network or HTTP error, or a body shorter than its ``Content-Length``.
@@ -48,34 +49,31 @@ def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     if dest.exists():
         logger.info("%s exists: download skipped", dest)
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            if offset and getattr(response, "status", None) != 206:
-                logger.info("%s ignores byte ranges: restarting the download", url)
-                offset = 0
-            length = response.headers.get("Content-Length")
-            total = None if length is None else offset + int(length)
-            with open(part, "ab" if offset else "wb") as f, progress(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name
-            ) as bar:
-                while chunk := response.read(_CHUNK):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # the range starts at the end: the .part file is complete
-            os.replace(part, dest)
-            return dest
-        raise _failure(url, dest, e) from e
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
-        raise _failure(url, dest, e) from e
-    size = part.stat().st_size
-    if total is not None and size != total:
-        raise _failure(url, dest, f"received {size} of {total} bytes")
-    os.replace(part, dest)
+    with atomic_path(dest, partial="resume") as part:
+        offset = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                if offset and getattr(response, "status", None) != 206:
+                    logger.info("%s ignores byte ranges: restarting the download", url)
+                    offset = 0
+                length = response.headers.get("Content-Length")
+                total = None if length is None else offset + int(length)
+                with open(part, "ab" if offset else "wb") as f, progress(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name
+                ) as bar:
+                    while chunk := response.read(_CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and offset:  # the range starts at the end: the partial file is complete
+                return dest
+            raise _failure(url, dest, e) from e
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
+            raise _failure(url, dest, e) from e
+        size = part.stat().st_size
+        if total is not None and size != total:
+            raise _failure(url, dest, f"received {size} of {total} bytes")
     logger.info("downloaded %s -> %s (%d bytes)", url, dest, size)
     return dest
 
@@ -99,8 +97,8 @@ def download_all(items: Sequence[Tuple[str, Path]], timeout_s: float = 60.0) -> 
         listing = ", ".join(f"{url} -> {dest}" for url, dest, _ in failed)
         raise DownloadError(
             f"could not download {len(failed)} of {len(unique)} files ({reason}): {listing}. Without internet "
-            "access, download them elsewhere and place them at those paths; partial downloads (.part) resume "
-            "on the next run"
+            f"access, download them elsewhere and place them at those paths; partial downloads ({PARTIAL_SUFFIX}) "
+            "resume on the next run"
         )
     return [dest for _, dest in unique]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..cli_errors import run_main
+from ..ops.validate import int_in_range
 from . import pipeline
 from .corpus import Pair, aligned, clean_pairs, read_lines, read_segments
 from .download import fetch_members
@@ -61,8 +62,7 @@ def read_tag_lines(path: Path) -> Iterator[str]:
 
 def split_valid(pairs: Sequence[Pair], every: int = VALID_EVERY) -> Tuple[List[Pair], List[Pair]]:
     """``(train, valid)``: valid holds the pairs whose 1-based position is divisible by ``every``."""
-    if every < 2:
-        raise ValueError(f"every must be at least 2, got {every}")
+    int_in_range("every", every, 2)
     train = [p for i, p in enumerate(pairs, 1) if i % every]
     valid = [p for i, p in enumerate(pairs, 1) if i % every == 0]
     return train, valid

@@ -25,7 +25,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from .. import cli_types
 from ..cli_errors import add_debug_flag
+from ..ops.validate import int_in_range, positive_int
 from ..progress import progress
 
 from .corpus import Pair
@@ -39,6 +41,8 @@ __all__ = ["SPLITS", "MODEL_TYPES", "SubwordConfig", "add_arguments", "add_clean
 
 SPLITS = ("train", "valid", "test")
 MODEL_TYPES = ("unigram", "bpe", "char", "word")
+MIN_VOCAB_SIZE = 100
+"""The smallest sentencepiece vocabulary a dataset may ask for."""
 _BATCH = 10_000
 
 
@@ -62,35 +66,34 @@ class SubwordConfig:
     num_threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 100:
-            raise ValueError(f"vocab_size must be at least 100, got {self.vocab_size}")
+        int_in_range("vocab_size", self.vocab_size, MIN_VOCAB_SIZE)
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
         if not 0 < self.character_coverage <= 1:
             raise ValueError(f"character_coverage must be in (0, 1], got {self.character_coverage}")
-        if self.input_sentence_size < 1 or self.num_threads < 1:
-            raise ValueError(f"input_sentence_size and num_threads must be positive, got "
-                             f"{self.input_sentence_size} and {self.num_threads}")
+        positive_int("input_sentence_size", self.input_sentence_size)
+        positive_int("num_threads", self.num_threads)
 
 
 def add_arguments(parser: argparse.ArgumentParser, vocab_size: int) -> None:
     """The CLI flags shared by every dataset: sentencepiece settings, ``--max-train``, ``--workers``."""
     add = parser.add_argument
     add("--out", type=Path, required=True, help="output directory")
-    add("--vocab-size", type=int, default=vocab_size, help="sentencepiece pieces (%(default)s)")
+    add("--vocab-size", type=cli_types.int_at_least(MIN_VOCAB_SIZE), default=vocab_size,
+        help="sentencepiece pieces (%(default)s)")
     add("--model-type", choices=MODEL_TYPES, default="unigram", help="sentencepiece model (%(default)s)")
     add("--character-coverage", type=float, default=1.0, help="sentencepiece alphabet coverage (%(default)s)")
-    add("--input-sentence-size", type=int, default=SubwordConfig.input_sentence_size,
+    add("--input-sentence-size", type=cli_types.positive_int, default=SubwordConfig.input_sentence_size,
         help="training sentences sampled for sentencepiece (%(default)s)")
-    add("--threads", type=int, default=2, help="sentencepiece threads (%(default)s)")
-    add("--workers", type=int, default=2, help="fairseq-preprocess workers (%(default)s)")
-    add("--max-train", type=int, default=None, help="keep only the first N training pairs")
+    add("--threads", type=cli_types.positive_int, default=2, help="sentencepiece threads (%(default)s)")
+    add("--workers", type=cli_types.positive_int, default=2, help="fairseq-preprocess workers (%(default)s)")
+    add("--max-train", type=cli_types.positive_int, default=None, help="keep only the first N training pairs")
     add_debug_flag(parser)
 
 
 def add_cleaning_arguments(parser: argparse.ArgumentParser, max_len: int) -> None:
     """``--max-len`` and ``--ratio``: the training-pair filter of :func:`.corpus.clean_pairs`."""
-    parser.add_argument("--max-len", type=int, default=max_len,
+    parser.add_argument("--max-len", type=cli_types.positive_int, default=max_len,
                         help="most words a side in a training pair (%(default)s)")
     parser.add_argument("--ratio", type=float, default=1.5,
                         help="largest word-count ratio of a training pair (%(default)s)")
@@ -131,9 +134,7 @@ def limit(pairs: Iterable[Pair], max_train: Optional[int]) -> Iterable[Pair]:
     """The first ``max_train`` pairs (all when None)."""
     if max_train is None:
         return pairs
-    if max_train < 1:
-        raise ValueError(f"max_train must be positive or None, got {max_train}")
-    return islice(pairs, max_train)
+    return islice(pairs, positive_int("max_train", max_train))
 
 
 def write_raw(out: Path, langs: Tuple[str, str],
@@ -229,8 +230,7 @@ def binarize(pieces_dir: Path, out: Path, src: str, tgt: str, workers: int = 2) 
 
 def build(raw: Path, out: Path, langs: Tuple[str, str], subword: SubwordConfig, workers: int = 2) -> Path:
     """Sentencepiece, encoding and binarisation of ``raw`` (each step skipped if finished); returns data-bin."""
-    if workers < 1:
-        raise ValueError(f"workers must be positive, got {workers}")
+    positive_int("workers", workers)
     model = train_sentencepiece(raw, out, langs, subword)
     pieces_dir = encode(raw, out, model, langs, subword.num_threads)
     return binarize(pieces_dir, out, langs[0], langs[1], workers)

@@ -1,17 +1,17 @@
 """Resumable, atomic preparation steps.
 
-A step writes into ``<output>.partial`` and renames it to ``<output>`` when it succeeds, so an
-interrupted run never leaves an output that a later run would take as finished; a finished
-output is skipped on re-runs.
+A step writes its output atomically (:func:`~fairseq_shiftadd.atomic.atomic_path`: into ``<output>.partial``,
+renamed to ``<output>`` when it succeeds), so an interrupted run never leaves an output that a later run would
+take as finished; a finished output is skipped on re-runs.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Iterator
+
+from ..atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ __all__ = ["atomic_output"]
 
 @contextlib.contextmanager
 def atomic_output(path: Path, is_dir: bool = False) -> Iterator[Path | None]:
-    """Yield a temporary path to write ``path`` into, or None when ``path`` already exists.
+    """Yield a temporary path to write ``path`` into (an empty directory if ``is_dir``), or None when ``path``
+    already exists.
 
     Usage::
 
@@ -33,21 +34,5 @@ def atomic_output(path: Path, is_dir: bool = False) -> Iterator[Path | None]:
         logger.info("%s exists: skipped", path)
         yield None
         return
-    tmp = path.with_name(path.name + ".partial")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    elif tmp.exists():
-        tmp.unlink()
-    if is_dir:
-        tmp.mkdir(parents=True)
-    else:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(path, directory=is_dir) as tmp:
         yield tmp
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
-    os.replace(tmp, path)

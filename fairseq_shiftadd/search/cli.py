@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -30,7 +29,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from fairseq import options
 
+from ..atomic import partial_path, remove
 from ..cli_errors import add_debug_flag, run_main, short_usage
+from ..cli_types import positive_int
 from ..cost import HardwareProfile, load_profile, workload_header
 from ..space import parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
@@ -48,13 +49,6 @@ logger = logging.getLogger("fairseq_shiftadd.search")
 __all__ = ["get_parser", "main"]
 
 SYNOPSIS = "DATA --path SUPERNET.pt --save-dir DIR --max-tokens N [--constraint METRIC<=BOUND]..."
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +74,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                             "(a tight constraint switches to the repair walk; see the README)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads per rank (default 0: torch's default; 1 is fastest on a busy machine)")
-    group.add_argument("--max-valid-sentences", type=_positive_int, default=None,
+    group.add_argument("--max-valid-sentences", type=positive_int, default=None,
                        help="evaluate fitness on the first N sentences of --valid-subset (default: all)")
     group.add_argument("--restrict", action="append", default=[], metavar="FIELD=V1[,V2...]",
                        help="search a sub-space of the supernet's space: FIELD (a SearchSpace field, or X for "
@@ -215,11 +209,9 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
 def _prepare_output_dir(out_dir: Path, restart: bool) -> None:
     """Remove what a killed run may have left half-written (``*.partial``), and with ``restart`` every output."""
     for name in OUTPUTS:
-        for path in (out_dir / f"{name}.partial", *((out_dir / name,) if restart else ())):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        remove(partial_path(out_dir / name))
+        if restart:
+            remove(out_dir / name)
     if restart:
         logger.info("--restart: removed the previous outputs of %s", out_dir)
 

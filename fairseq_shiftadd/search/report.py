@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..atomic import atomic_path, write_text
 from .constraints import Constraint
 from .evolution import SearchResult
-from .files import atomic_path, atomic_write_text
 from .state import Candidate, GenerationStats
 
 __all__ = ["OUTPUTS", "write_best", "write_candidates_csv", "write_generations_csv", "plot_search", "write_report"]
@@ -59,7 +58,7 @@ def write_candidates_csv(path: Path, candidates: Sequence[Candidate], fitness_na
          json.dumps(c.subnet.to_dict(), separators=(",", ":"))]
         for i, c in enumerate(candidates)
     ]
-    atomic_write_text(path, _csv_text(header, rows))
+    write_text(path, _csv_text(header, rows))
 
 
 def write_generations_csv(path: Path, stats: Sequence[GenerationStats]) -> None:
@@ -67,7 +66,7 @@ def write_generations_csv(path: Path, stats: Sequence[GenerationStats]) -> None:
     fields = ["generation", "draws", "feasible", "acceptance", "repaired", "evaluations", "non_finite"]
     rows = [[*(getattr(s, f) for f in fields[:3]), f"{s.acceptance:.6g}", s.repaired, s.evaluations, s.non_finite]
             for s in stats]
-    atomic_write_text(path, _csv_text(fields, rows))
+    write_text(path, _csv_text(fields, rows))
 
 
 def _subnet_yaml(c: Candidate, fitness_name: str, cost_record: Optional[str]) -> str:
@@ -84,18 +83,15 @@ def write_best(out_dir: Path, result: SearchResult, fitness_name: str, pareto: b
     """
     if not pareto:
         path = out_dir / "best.yaml"
-        atomic_write_text(path, _subnet_yaml(result.best[0], fitness_name, cost_record))
+        write_text(path, _subnet_yaml(result.best[0], fitness_name, cost_record))
         return [path]
     front_dir = out_dir / "front"
-    with atomic_path(front_dir) as partial:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
+    with atomic_path(front_dir, directory=True) as partial:
         for i, c in enumerate(result.best):
             (partial / f"{i:02d}.yaml").write_text(_subnet_yaml(c, fitness_name, cost_record), encoding="utf-8")
-        shutil.rmtree(front_dir, ignore_errors=True)
     metrics = _metric_names(result.best)
     rows = [[f"front/{i:02d}.yaml", c.fitness, *(c.metrics[m] for m in metrics)] for i, c in enumerate(result.best)]
-    atomic_write_text(out_dir / "front.csv", _csv_text(["file", fitness_name, *metrics], rows))
+    write_text(out_dir / "front.csv", _csv_text(["file", fitness_name, *metrics], rows))
     return [front_dir / f"{i:02d}.yaml" for i in range(len(result.best))]
 
 

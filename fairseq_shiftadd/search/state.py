@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple, Union
 
-from .files import atomic_write_text
+from ..atomic import write_text
 
 __all__ = [
     "Candidate",
@@ -144,7 +144,7 @@ class SearchState:
             "stats": [s.to_dict() for s in self.stats],
             "acceptance": self.acceptance,
         }
-        atomic_write_text(path, json.dumps(data) + "\n")
+        write_text(path, json.dumps(data) + "\n")
 
     @classmethod
     def load(cls, path: Union[str, Path], parse: ConfigParser) -> "SearchState":

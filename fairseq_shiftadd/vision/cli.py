@@ -22,10 +22,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..atomic import write_text
 from ..cli_errors import add_debug_flag, run_main
+from ..cli_types import non_negative_int, positive_int
 from ..search.constraints import parse_constraint
 from ..search.evolution import EvolutionConfig
-from ..search.files import atomic_write_text
 from .cost import VISION_METRICS, VisionCostModel
 from .data import DATASETS, ImageData, load_dataset
 from .models import VisionNet, VisionSupernet, extract_subnet, recalibrate_batchnorm
@@ -43,14 +44,14 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset", choices=DATASETS, default="digits",
                        help="digits (sklearn, bundled), cifar (python pickles) or folder (ImageFolder layout)")
     group.add_argument("--data-dir", default=None, help="directory of the cifar or folder dataset")
-    group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    group.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     group.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 
 
 def _add_space_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("space")
     group.add_argument("--space", choices=tuple(SPACES), default="digits", help="named vision search space")
-    group.add_argument("--image-size", type=int, default=None,
+    group.add_argument("--image-size", type=positive_int, default=None,
                        help="input size (default: the dataset's, or the space's for a folder dataset)")
 
 
@@ -58,13 +59,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     group = parser.add_argument_group("training")
     group.add_argument("--save-dir", required=True, help="checkpoints (resumed from when present) and logs")
-    group.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training split")
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per update")
+    group.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="passes over the training split")
+    group.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="images per update")
     group.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, cosine)")
     group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
     group.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs, help="linear warm-up")
     group.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing, help="label smoothing")
-    group.add_argument("--augment-shift", type=int, default=defaults.augment_shift,
+    group.add_argument("--augment-shift", type=non_negative_int, default=defaults.augment_shift,
                        help="random translation by up to this many pixels (0: off)")
     group.add_argument("--augment-flip", action="store_true", help="random horizontal flips")
     group.add_argument("--seed", type=int, default=defaults.seed, help="seed of init, batches and subnets")
@@ -155,7 +156,7 @@ def search_parser() -> argparse.ArgumentParser:
                         help="Pareto front of the validation loss vs these metrics (NSGA-II)")
     parser.add_argument("--hardware-profile", default="45nm", help="cost profile: shipped name or YAML path")
     parser.add_argument("--cost-bits", type=int, default=32, help="arithmetic width of the costed image")
-    parser.add_argument("--calibration-batches", type=int, default=8, help="BatchNorm recalibration batches")
+    parser.add_argument("--calibration-batches", type=positive_int, default=8, help="BatchNorm recalibration batches")
     for name in ("population", "parents", "mutations", "crossovers", "generations", "seed"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name), help=f"search {name}")
     parser.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob, help="per-gene mutation")
@@ -242,7 +243,7 @@ def _retrain(args: argparse.Namespace) -> Dict[str, object]:
                "valid_accuracy": max(h["valid_accuracy"] for h in history), "test_accuracy": test["accuracy"],
                "test_loss": test["loss"], "seed": args.seed,
                **VisionCostModel(space, args.hardware_profile).metrics(subnet)}
-    atomic_write_text(Path(args.save_dir) / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text(Path(args.save_dir) / "results.json", json.dumps(results, indent=2) + "\n")
     logger.info("test accuracy %.4f (best valid epoch %d), energy %.4f mJ", test["accuracy"], best["epoch"],
                 results["energy_mj"])
     return results

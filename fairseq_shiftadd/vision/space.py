@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..ops.kinds import OpKind
+from ..ops.validate import positive_int
 
 __all__ = [
     "VisionBlock",
@@ -143,9 +144,7 @@ class VisionSpace:
 
     def __post_init__(self) -> None:
         for field_name in ("image_size", "in_channels", "num_classes", "stem_channels", "heads"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"space {self.name!r}: {field_name} must be a positive integer, got {value!r}")
+            positive_int(f"space {self.name!r}: {field_name}", getattr(self, field_name))
         if self.stem_stride not in (1, 2):
             raise ValueError(f"space {self.name!r}: stem_stride must be 1 or 2, got {self.stem_stride!r}")
         stages = tuple(s if isinstance(s, StageSpace) else StageSpace(**s) for s in self.stages)

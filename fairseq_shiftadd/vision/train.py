@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..atomic import save_torch
+from ..ops.validate import positive_int
 from ..progress import progress as progress_bar
-from ..search.files import atomic_path
 from .data import ImageData, ImageSplit
 from .space import VisionSubnet, largest, sample, smallest
 
@@ -73,9 +74,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "sharing_reg_weight",
                      "augment_shift"):
             if not getattr(self, name) >= 0:
@@ -151,9 +150,6 @@ def _lr_at(update: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _save(path: Path, payload: Dict[str, Any]) -> None:
-    with atomic_path(path) as partial:
-        torch.save(payload, partial)
 
 
 def load_checkpoint(path: str | Path) -> Dict[str, Any]:
@@ -227,6 +223,6 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
                    "epoch": epoch + 1, "history": history}
         if record["valid_accuracy"] > best_accuracy:
             best_accuracy = record["valid_accuracy"]
-            _save(best, payload)
-        _save(last, {**payload, "optimizer": optimizer.state_dict()})
+            save_torch(payload, best)
+        save_torch({**payload, "optimizer": optimizer.state_dict()}, last)
     return history

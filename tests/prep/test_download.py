@@ -1,4 +1,4 @@
-"""Downloads resume from ``.part`` files and fail with a message saying where to place the file by hand;
+"""Downloads resume from ``.partial`` files and fail with a message saying where to place the file by hand;
 archive members are extracted atomically."""
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ PAYLOAD = bytes(range(256)) * 1000
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD at /data.bin, honouring ``Range: bytes=N-``; records the Range headers it saw."""
+    """Serves PAYLOAD at /data.bin, honouring ``Range: bytes=N-``; records the Range headers it saw. With ``cut``
+    the next response announces the whole body but drops the connection after half of it."""
 
     ranges: List[str] = []
+    cut = False
 
     def do_GET(self) -> None:
         if self.path != "/data.bin":
@@ -34,6 +36,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if RangeHandler.cut:
+            RangeHandler.cut = False
+            body = body[: len(body) // 2]
         self.wfile.write(body)
 
     def log_message(self, *args) -> None:
@@ -43,6 +48,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     RangeHandler.ranges = []
+    RangeHandler.cut = False
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -51,23 +57,33 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_resumes_from_part_file(server: str, tmp_path: Path) -> None:
+def test_resumes_from_partial_file(server: str, tmp_path: Path) -> None:
     dest = tmp_path / "data.bin"
     half = len(PAYLOAD) // 2
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:half])
+    (tmp_path / "data.bin.partial").write_bytes(PAYLOAD[:half])
     assert download(f"{server}/data.bin", dest) == dest
     assert dest.read_bytes() == PAYLOAD
     assert RangeHandler.ranges == [f"bytes={half}-"]
-    assert not (tmp_path / "data.bin.part").exists()
+    assert not (tmp_path / "data.bin.partial").exists()
     dest.write_bytes(b"placed by hand")
     download(f"{server}/data.bin", dest)  # present: skipped
     assert dest.read_bytes() == b"placed by hand" and RangeHandler.ranges == [f"bytes={half}-"]
 
 
+def test_an_interrupted_download_keeps_its_partial_file_and_resumes(server: str, tmp_path: Path) -> None:
+    dest, half = tmp_path / "data.bin", len(PAYLOAD) // 2
+    RangeHandler.cut = True
+    with pytest.raises(DownloadError, match=f"received {half} of {len(PAYLOAD)} bytes"):
+        download(f"{server}/data.bin", dest)
+    assert not dest.exists() and (tmp_path / "data.bin.partial").read_bytes() == PAYLOAD[:half]
+    assert download(f"{server}/data.bin", dest).read_bytes() == PAYLOAD
+    assert RangeHandler.ranges == [f"bytes={half}-"] and not (tmp_path / "data.bin.partial").exists()
+
+
 def test_restarts_where_ranges_are_ignored(tmp_path: Path) -> None:
     source = tmp_path / "remote.bin"
     source.write_bytes(PAYLOAD)
-    (tmp_path / "local.bin.part").write_bytes(b"stale bytes")  # file:// ignores Range: start over
+    (tmp_path / "local.bin.partial").write_bytes(b"stale bytes")  # file:// ignores Range: start over
     assert download(source.as_uri(), tmp_path / "local.bin").read_bytes() == PAYLOAD
 
 

@@ -62,7 +62,7 @@ def test_split_valid_rule() -> None:
     train, valid = iwslt14.split_valid(pairs)
     assert valid == [("23", "23"), ("46", "46")]
     assert len(train) + len(valid) == len(pairs) and not set(train) & set(valid)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match=r"every must be an integer >= 2, got 1"):
         iwslt14.split_valid(pairs, every=1)
 
 

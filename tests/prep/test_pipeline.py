@@ -20,7 +20,7 @@ def splits(n: int = 60) -> dict:
 
 
 def leftovers(out: Path) -> list:
-    return sorted(p.name for p in out.iterdir() if p.name.endswith((".partial", ".part")))
+    return sorted(p.name for p in out.iterdir() if p.name.endswith(".partial"))
 
 
 def test_interrupted_raw_leaves_nothing_and_rerun_completes(tmp_path: Path) -> None:
@@ -83,10 +83,10 @@ def test_settings_guard(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(vocab_size=50), "at least 100"),
+    (dict(vocab_size=50), "vocab_size must be an integer >= 100, got 50"),
     (dict(model_type="wordpiece"), "unigram"),
     (dict(character_coverage=0.0), r"\(0, 1\]"),
-    (dict(num_threads=0), "positive"),
+    (dict(num_threads=0), "num_threads must be a positive integer, got 0"),
 ])
 def test_subword_config_rejects_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -3,7 +3,8 @@
 A shared library is built with ``g++ -O3 -march=native -fopenmp`` (no torch headers, so a build takes a few
 seconds) into ``$FAIRSEQ_SHIFTADD_KERNEL_CACHE`` (default ``~/.cache/fairseq_shiftadd/kernels``), named by a
 hash of the source, the flags and the CPU's feature flags: it compiles once per machine and source version.
-Builds write to a temporary file and rename it into place, so concurrent processes never load half a file.
+Builds write to a temporary file of their own and rename it into place (:func:`~fairseq_shiftadd.atomic.atomic_path`,
+``partial="unique"``), so concurrent processes never load half a file.
 A failed build (no compiler, a compile error) warns once, in one line, and returns None: callers then use
 their reference path.
 """
@@ -15,10 +16,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
+
+from ...atomic import atomic_path
 
 __all__ = ["load_library", "kernel_cache_dir"]
 
@@ -63,12 +65,6 @@ def _build(source: Path, target: Path) -> None:
     """``COMPILER FLAGS source -o target``, atomically (temporary file, then rename)."""
     if shutil.which(COMPILER) is None:
         raise OSError(f"compiler {COMPILER!r} not found (set CXX)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(handle)
-    try:
-        subprocess.run([COMPILER, *FLAGS, str(source), "-o", temporary], check=True, capture_output=True, text=True)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_path(target, partial="unique") as temporary:
+        subprocess.run([COMPILER, *FLAGS, str(source), "-o", str(temporary)], check=True, capture_output=True,
+                       text=True)
