@@ -1,9 +1,14 @@
-"""Shared fixtures: the real Multi30k data, prepared once per test session."""
+"""Shared fixtures: the real Multi30k data prepared, and a tiny supernet trained on it, once per test session."""
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -29,3 +34,48 @@ def multi30k_en_de(multi30k_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
     out = tmp_path_factory.mktemp("multi30k_en_de")
     return multi30k.prepare(multi30k_dir, out, "en-de", vocab_size=1000, max_train=10_000)
+
+
+def _run_cli(*cmd: str, timeout: int = 1200) -> str:
+    """Run a console script from the repository root; fail with its stderr; return stdout + stderr."""
+    exe = shutil.which(cmd[0])
+    assert exe is not None, f"{cmd[0]} is not installed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process: far faster on a shared CPU
+    result = subprocess.run([exe, *cmd[1:]], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., str]:
+    """``run_cli("fairseq-...", *args)``: run a console script from the repository root, return its output."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def trained_supernet(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The save directory of the tiny supernet trained once per session by ``fairseq-train`` (the default suite's
+    real end-to-end training run): 180 updates of sampled subnets, heterogeneous sharing, validated (largest and
+    smallest subnet) every 60 updates. It holds ``checkpoint_best.pt``, ``checkpoint_last.pt`` and ``valid.json``
+    (the logged validation records, in order)."""
+    save_dir = tmp_path_factory.mktemp("supernet")
+    log = _run_cli(
+        "fairseq-train", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd",
+        "--task", "shiftadd_translation", "--arch", "shiftadd_supernet_tiny", "--sharing", "heterogeneous",
+        "--criterion", "shiftadd_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3", "--lr-scheduler", "inverse_sqrt",
+        "--warmup-updates", "40", "--max-tokens", "1024", "--max-update", "180",
+        "--validate-interval-updates", "60", "--save-interval-updates", "60", "--keep-interval-updates", "1",
+        "--no-epoch-checkpoints", "--max-valid-steps", "4", "--save-dir", str(save_dir), "--log-format", "json",
+        "--log-interval", "50", "--seed", "1", "--num-workers", "0",
+    )
+    valid = [json.loads(m) for m in re.findall(r"\| valid \| .*?(\{.*\})", log)]
+    (save_dir / "valid.json").write_text(json.dumps(valid))
+    assert (save_dir / "checkpoint_last.pt").is_file() and (save_dir / "checkpoint_best.pt").is_file()
+    return save_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(trained_supernet: Path) -> Path:
+    """``checkpoint_last.pt`` of the session's tiny supernet (:func:`trained_supernet`)."""
+    return trained_supernet / "checkpoint_last.pt"

@@ -107,8 +107,14 @@ def check_pipeline_outputs(prepared: Path, work: Path, target_lang: str) -> None
     assert len(hypotheses) == len((prepared / "raw" / f"test.{target_lang}").read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_at_a_tiny_scale(multi30k_en_de: Path, tmp_path: Path) -> None:
-    """The WMT14 En-De recipe on the small Multi30k data, shrunk by the per-stage flags the script documents."""
+    """The WMT14 En-De recipe on the small Multi30k data, shrunk by the per-stage flags the script documents.
+
+    Slow (CI runs it as its slow smoke, see .ci/run): the default suite runs each stage's tool on real data
+    elsewhere (supernet training, export, generate: tests/test_supernet_task.py; search:
+    tests/search/test_search_cli.py; averaging and scoring: tests/test_scoring_pipeline.py), and the script's
+    argument checks in :func:`test_pipeline_rejects_unknown_dataset_and_stage`."""
     prepared, work = multi30k_en_de.parent, tmp_path / "work"
     result = subprocess.run(
         ["bash", str(EXAMPLES / "pipeline.sh"), "wmt14_en_de", str(prepared), str(work)],

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -186,16 +187,12 @@ def _write_example(tmp_path: Path, hyps: dict[int, str]) -> tuple[Path, Path]:
     return gen, ref
 
 
-def test_console_script_on_generate_output(tmp_path: Path) -> None:
+def test_console_script_on_generate_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The installed ``fairseq-shiftadd-score`` entry point, called in this process as the shell would call it."""
     gen, ref = _write_example(tmp_path, {1: DE_HYPS[1], 0: DE_HYPS[0]})
-    exe = shutil.which("fairseq-shiftadd-score")
-    assert exe is not None, "fairseq-shiftadd-score is not installed: pip install -e ."
-    result = subprocess.run(
-        [exe, "--generate-output", str(gen), "--reference", str(ref), "--target-lang", "de"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    detok, tokenized = result.stdout.splitlines()
+    (entry,) = entry_points(group="console_scripts", name="fairseq-shiftadd-score")
+    entry.load()(["--generate-output", str(gen), "--reference", str(ref), "--target-lang", "de"])
+    detok, tokenized = capsys.readouterr().out.splitlines()
     assert detok.startswith(f"sacreBLEU (detokenized) {DE_BLEU:.2f}  nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|")
     assert tokenized == f"tokenized BLEU (Moses -l de, compound-split, multi-bleu) {DE_BLEU:.2f}"
 

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+import sacrebleu
 import torch
-from fairseq import checkpoint_utils, options, tasks, utils
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq.trainer import Trainer
 
 from fairseq_shiftadd import checkpoints
 from fairseq_shiftadd.extract import extract_checkpoint
 from fairseq_shiftadd.scoring import read_generate_output, read_lines, score
+from inprocess import decode, train_updates
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = 6
@@ -37,25 +36,7 @@ def _train_args(data: Path) -> List[str]:
 @pytest.fixture(scope="module")
 def supernet_checkpoints(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) -> List[Path]:
     """``checkpoint_1_1.pt`` and ``checkpoint_1_2.pt``: the supernet after one and after two updates."""
-    save_dir = tmp_path_factory.mktemp("supernet_checkpoints")
-    args = options.parse_args_and_arch(options.get_training_parser(), _train_args(multi30k_en_de))
-    cfg = convert_namespace_to_omegaconf(args)
-    utils.import_user_module(cfg.common)
-    torch.manual_seed(1)
-    task = tasks.setup_task(cfg.task)
-    task.load_dataset("train")
-    model, criterion = task.build_model(cfg.model), task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    dataset = task.dataset("train")
-    paths = []
-    for update in (1, 2):
-        batch = dataset.collater([dataset[i] for i in range(8 * (update - 1), 8 * update)])
-        trainer.train_step([batch])
-        path = save_dir / f"checkpoint_1_{update}.pt"
-        trainer.consolidate_optimizer()  # as checkpoint_utils.save_checkpoint does before saving
-        trainer.save_checkpoint(str(path), {"train_iterator": {"epoch": 1}})
-        paths.append(path)
-    return paths
+    return train_updates(_train_args(multi30k_en_de), 2, tmp_path_factory.mktemp("supernet_checkpoints"))
 
 
 def _models(path: Path) -> Dict[str, torch.Tensor]:
@@ -74,25 +55,13 @@ def _check_mean(averaged: Path, inputs: List[Path]) -> None:
 
 def _decode_and_score(checkpoint: Path, data: Path, tmp_path: Path) -> float:
     """Beam 4, length penalty 0.6 on the first validation sentences; written and scored as generate's log."""
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], strict=True)
-    task.load_dataset("valid")
-    dataset = task.dataset("valid")
-    batch = dataset.collater([dataset[i] for i in range(SENTENCES)])
-    cfg.generation.beam, cfg.generation.lenpen = 4, 0.6  # the WMT decoding settings
-    cfg.generation.max_len_a, cfg.generation.max_len_b = 0, 12  # an untrained model: keep the beams short
-    generator = task.build_generator(models, cfg.generation)
-    hypos = task.inference_step(generator, models, batch)
-    log = []
-    for index, best in zip(batch["id"].tolist(), (h[0] for h in hypos)):
-        text = task.target_dictionary.string(best["tokens"], "sentencepiece")
-        log.append(f"D-{index}\t{best['score']:.4f}\t{text}")
-    (tmp_path / "gen.txt").write_text("\n".join(log) + "\n", encoding="utf-8")
+    decode(checkpoint, "valid", SENTENCES, tmp_path / "gen.txt")
     hypotheses = read_generate_output(tmp_path / "gen.txt", expected=SENTENCES)
     assert all("\u2581" not in text for text in hypotheses)
     references = read_lines(data.parent / "raw" / "valid.de")[:SENTENCES]
     report = score(hypotheses, references, "de")
     assert report.compound_split and report.sentences == SENTENCES
-    assert 0.0 <= report.tokenized_bleu <= 100.0 and 0.0 <= report.sacrebleu <= 100.0
+    assert report.sacrebleu == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score)
     return report.sacrebleu
 
 

@@ -157,9 +157,18 @@ def test_space_validation(changes, message):
 
 
 def test_space_without_lightweight_blocks():
+    """Without lightweight blocks a space needs no kernel sizes, and without two-branch blocks no 2 * heads rule
+    (qkv_dim 4 with 4 heads: one channel per head); adding either kind of block brings its rule back."""
     attention = (BlockType.ATTENTION,)
     space = dataclasses.replace(TINY, encoder_blocks=attention, decoder_blocks=attention, kernel_sizes=(), qkv_dim=4)
-    assert space.kernel_sizes == ()  # no kernels, and no 2 * heads rule without two-branch blocks
+    for sub in samples(space, 10) + [largest(space), smallest(space)]:
+        check(space, sub)
+        assert {layer.block for layer in sub.encoder + sub.decoder} == {BlockType.ATTENTION}
+    with pytest.raises(ValueError, match=r"kernel_sizes=\(\) needs one size per layer \(2\)"):
+        dataclasses.replace(space, encoder_blocks=attention + (BlockType.LIGHTWEIGHT_CONV,))
+    two_branch = attention + (BlockType.ATTENTION_LIGHTWEIGHT_CONV,)
+    with pytest.raises(ValueError, match=r"qkv_dim=4 not divisible by 2 \* encoder_heads value 4"):
+        dataclasses.replace(space, encoder_blocks=two_branch, kernel_sizes=(3, 5))
 
 
 # ---------------------------------------------------------------------------------------------- serialisation

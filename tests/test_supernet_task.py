@@ -1,14 +1,13 @@
 """The supernet translation task: subnet schedule, and a real supernet run on Multi30k En-De.
 
-The end-to-end run trains the tiny supernet with ``--task shiftadd_translation`` for a few hundred
-updates, checks that the validation loss of both the largest and the smallest subnet goes down, exports
-a subnet with ``fairseq-shiftadd-extract-subnet`` and decodes it with ``fairseq-generate``.
+The end-to-end run is the session's ``trained_supernet`` (tests/conftest.py: ``fairseq-train --task
+shiftadd_translation`` on the tiny supernet for 180 updates); these tests check that the validation loss of both
+the largest and the smallest subnet goes down, export a subnet (:func:`extract_checkpoint`, the console script's
+body; the script itself runs in tests/test_bad_inputs.py) and decode it with ``fairseq-generate``.
 """
 import dataclasses
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,10 +16,10 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_shiftadd.cli_errors import InputError
+from fairseq_shiftadd.extract import extract_checkpoint
 from fairseq_shiftadd.space import check, get_space, largest, smallest
 from fairseq_shiftadd.tasks.supernet_translation import SupernetTranslationConfig, SupernetTranslationTask
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = get_space("tiny")
 
 
@@ -90,32 +89,6 @@ def test_valid_subnets_checked_when_task_and_model_are_set_up(tmp_path: Path) ->
         task.build_model(_supernet_cfg())
 
 
-def _run(*cmd: str) -> str:
-    exe = shutil.which(cmd[0])
-    assert exe is not None, f"{cmd[0]} is not installed"
-    result = subprocess.run([exe, *cmd[1:]], cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def trained_supernet(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    save_dir = tmp_path_factory.mktemp("supernet")
-    log = _run(
-        "fairseq-train", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd",
-        "--task", "shiftadd_translation", "--arch", "shiftadd_supernet_tiny", "--sharing", "heterogeneous",
-        "--criterion", "shiftadd_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3", "--lr-scheduler", "inverse_sqrt",
-        "--warmup-updates", "40", "--max-tokens", "1024", "--max-update", "180",
-        "--validate-interval-updates", "60", "--save-interval-updates", "60", "--keep-interval-updates", "1",
-        "--no-epoch-checkpoints", "--max-valid-steps", "4", "--save-dir", str(save_dir), "--log-format", "json",
-        "--log-interval", "50", "--seed", "1", "--num-workers", "0",
-    )
-    valid = [json.loads(m) for m in re.findall(r"\| valid \| .*?(\{.*\})", log)]
-    (save_dir / "valid.json").write_text(json.dumps(valid))
-    return save_dir
-
-
 def test_supernet_loss_goes_down_for_largest_and_smallest(trained_supernet: Path) -> None:
     valid = json.loads((trained_supernet / "valid.json").read_text())
     assert len(valid) >= 3, valid
@@ -125,20 +98,20 @@ def test_supernet_loss_goes_down_for_largest_and_smallest(trained_supernet: Path
     assert float(valid[-1]["valid_loss"]) == float(valid[-1]["valid_loss_largest"])
 
 
-def test_extracted_subnet_generates(trained_supernet: Path, multi30k_en_de: Path, tmp_path: Path) -> None:
+def test_extracted_subnet_generates(trained_supernet: Path, multi30k_en_de: Path, tmp_path: Path, run_cli) -> None:
     subnet = smallest(TINY)
     (tmp_path / "sub.yaml").write_text(subnet.to_yaml())
     output = tmp_path / "subnet.pt"
-    _run("fairseq-shiftadd-extract-subnet", "--checkpoint", str(trained_supernet / "checkpoint_best.pt"),
-         "--subnet", str(tmp_path / "sub.yaml"), "--output", str(output))
+    assert extract_checkpoint(trained_supernet / "checkpoint_best.pt", str(tmp_path / "sub.yaml"), output) == subnet
     saved = torch.load(output, weights_only=False)
     assert saved["cfg"]["model"]["_name"] == "shiftadd_transformer"
     supernet_params = torch.load(trained_supernet / "checkpoint_best.pt", weights_only=False)["model"]
     assert sum(t.numel() for t in saved["model"].values()) < sum(t.numel() for t in supernet_params.values())
-    out = _run("fairseq-generate", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path", str(output),
-               "--gen-subset", "valid", "--max-sentences", "128", "--beam", "2", "--max-len-b", "30",
-               "--remove-bpe", "sentencepiece")
-    assert len([line for line in out.splitlines() if line.startswith("H-")]) >= 1000
+    out = run_cli("fairseq-generate", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd", "--path", str(output),
+                  "--gen-subset", "valid", "--max-sentences", "128", "--beam", "2", "--max-len-b", "10",
+                  "--remove-bpe", "sentencepiece")
+    sentences = len((multi30k_en_de.parent / "raw" / "valid.de").read_text(encoding="utf-8").splitlines())
+    assert len([line for line in out.splitlines() if line.startswith("H-")]) == sentences
     assert re.search(r"BLEU4 = [\d.]+", out)
 
 
@@ -160,8 +133,7 @@ def test_checkpoint_older_than_the_space_record_and_other_fields_loads(trained_s
     torch.save(state, tmp_path / "old.pt")
     exported = {}
     for name, checkpoint in (("new", trained_supernet / "checkpoint_best.pt"), ("old", tmp_path / "old.pt")):
-        _run("fairseq-shiftadd-extract-subnet", "--checkpoint", str(checkpoint), "--subnet", "largest",
-             "--output", str(tmp_path / f"{name}_sub.pt"))
+        extract_checkpoint(checkpoint, "largest", tmp_path / f"{name}_sub.pt")
         exported[name] = torch.load(tmp_path / f"{name}_sub.pt", weights_only=False)["model"]
     assert exported["old"].keys() == exported["new"].keys()
     assert all(torch.equal(exported["old"][k], exported["new"][k]) for k in exported["new"])
@@ -173,8 +145,6 @@ def test_checkpoint_older_than_the_space_record_and_other_fields_loads(trained_s
 
 
 def test_extract_rejects_non_supernet_checkpoint(tmp_path: Path) -> None:
-    from fairseq_shiftadd.extract import extract_checkpoint
-
     with pytest.raises(FileNotFoundError):
         extract_checkpoint(tmp_path / "missing.pt", "largest", tmp_path / "out.pt")
     torch.save({"cfg": {"model": {"_name": "transformer"}}, "model": {}}, tmp_path / "plain.pt")

@@ -99,8 +99,7 @@ def test_trains_on_real_measurements(measured_csv: Path) -> None:
     """No assertion on the timings themselves (the machine is shared): only on what training makes of them."""
     predictor, report = train_predictor(measured_csv, TINY, epochs=100, seed=0)
     assert (report.n_train, report.n_val, report.n_test) == (32, 4, 4)
-    assert math.isfinite(report.test_mape) and report.test_mape >= 0
-    assert -1.0 <= report.test_kendall_tau <= 1.0
+    assert math.isfinite(report.test_mape) and math.isfinite(report.test_kendall_tau)  # no NaN from real timings
     records = read_latency_csv(measured_csv)
     measured = [r.measurement.total_ms for r in records]
     predicted = predictor.predict([r.subnet for r in records] + [smallest(TINY), largest(TINY)])

@@ -1,12 +1,14 @@
 """Incremental (step-by-step) decoding equals the full forward, for every decoder block type and span."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.testing import assert_close
 
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import LayerConfig, SubnetConfig
+from fairseq_shiftadd.space import LayerConfig, SubnetConfig, attended_encoder_layers
 
 DECODER_BLOCKS = [b for b in BlockType if b.has_attention]
 TOL = dict(rtol=1e-5, atol=1e-4)
@@ -73,23 +75,27 @@ def test_reordered_state_equals_permuted_batch(builders, task, block):
 
 
 def test_state_is_per_module_and_subnet_sized(builders, task):
-    """Each attention / lightweight module keeps its own cache, sized by the running subnet."""
-    sub = _subnet(builders.spans, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD, 2)
-    supernet = _models(builders, task, sub)["supernet"]
+    """Each attention / lightweight module keeps its own cache, sized by the running subnet (not the supernet's
+    largest): after ``t`` steps it holds, per decoder layer ``i``, the self-attention keys and values of ``t``
+    tokens (``2 B t qkv``, the block's attention width), the lightweight window of the ``k_i - 1`` last inputs
+    (``B c (k_i - 1)``, the block's mixer width) and the cross-attention keys and values of the attended encoder
+    layers (``2 B n S qkv``). Counted in elements, whatever the layout; every cached tensor is batch-first, the
+    dimension beam search reorders."""
+    space = builders.spans
     src, lengths, prev = builders.token_batch(task, seed=9)
-    state: dict = {}
-    with torch.no_grad():
-        supernet.decoder(prev[:, :2], supernet.encoder(src, lengths), incremental_state=state)
-    shapes = sorted(tuple(t.shape) for buffer in state.values() for t in buffer.values())
     B, S = src.shape
-    kernel = builders.spans.kernel_sizes
-    # per decoder layer: self-attention (half width, Q/K/V qkv_dim under the original block details), lightweight
-    # window, cross attention (3 S)
-    expected = []
-    for i, layer in enumerate(sub.decoder):
-        heads = layer.num_heads
-        branch_qkv = builders.spans.qkv_dim
-        expected += [(B, heads, 1, branch_qkv // heads)] * 2  # incremental call with one new token
-        expected += [(B, sub.decoder_embed_dim // 2, kernel[i] - 1)]
-        expected += [(B, layer.cross_heads, 3 * S, builders.spans.qkv_dim // layer.cross_heads)] * 2
-    assert shapes == sorted(expected)
+    for dim, steps in ((128, 1), (64, 3)):  # the widest decoder, then a narrower one
+        sub = dataclasses.replace(_subnet(space, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD, 2), decoder_embed_dim=dim)
+        supernet = _models(builders, task, sub)["supernet"]
+        state: dict = {}
+        with torch.no_grad():
+            _stepwise(supernet, supernet.encoder(src, lengths), prev[:, :steps], state)
+        cached = [t for buffer in state.values() for t in buffer.values()]
+        assert all(t.size(0) == B for t in cached)
+        expected = sum(
+            2 * B * steps * space.attention_qkv_dim(layer.block)
+            + B * layer.block.branch_width(sub.decoder_embed_dim) * (space.kernel_sizes[i] - 1)
+            + 2 * B * attended_encoder_layers(layer.enc_dec_span) * S * space.qkv_dim
+            for i, layer in enumerate(sub.decoder)
+        )
+        assert sum(t.numel() for t in cached) == expected, (dim, steps)
