@@ -1,6 +1,6 @@
 """Energy anchors: Transformer-base and Transformer-big under both accountings, next to the paper's numbers.
 
-Both models are ``wmt14_en_de`` subnets (Q/K/V width 512, as the original simulated them: method.md section 5;
+Both models are ``wmt14_en_de`` subnets (Q/K/V width 512, as the original simulated them: docs/method.md section 5;
 :mod:`fairseq_shiftadd.cost.anchors`), 45 nm profile, a 30-token source and 30 target tokens. The ``original``
 accounting (one teacher-forced pass, weights fetched once per sentence, no embedding or output projection) is
 the one the paper's 69.41 / 214.34 mJ were simulated with; ``streaming`` (step-by-step decoding with the beam,

@@ -17,7 +17,7 @@ EXAMPLES = REPO / "examples"
 DATASETS = ("wmt14_en_de", "wmt14_en_fr", "iwslt14_de_en")
 STAGE_FILES = ("supernet.args", "search.args", "subnet.args", "generate.args", "recipe.env")
 
-# The original's training hyperparameters (method.md section 4 for WMT; its IWSLT configuration).
+# The original's training hyperparameters (docs/method.md section 4 for WMT; its IWSLT configuration).
 TRAINING = {
     "wmt14_en_de": dict(lr=[1e-3], max_update=40000, weight_decay=0.0, lr_scheduler="cosine", warmup=(10000, 4000)),
     "wmt14_en_fr": dict(lr=[1e-3], max_update=40000, weight_decay=0.0, lr_scheduler="cosine", warmup=(10000, 4000)),
@@ -79,7 +79,7 @@ def test_generate_recipe(dataset: str, tmp_path: Path) -> None:
     flags = _flags(EXAMPLES / dataset / "generate.args")
     args = options.parse_args_and_arch(options.get_generation_parser(), [str(tmp_path), *flags, "--path", "x.pt"])
     assert args.post_process == "sentencepiece"
-    if dataset.startswith("wmt14"):  # method.md section 6
+    if dataset.startswith("wmt14"):  # docs/method.md section 6
         assert (args.beam, args.lenpen) == (4, 0.6)
 
 

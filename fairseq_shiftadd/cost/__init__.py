@@ -1,4 +1,4 @@
-"""Hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119, method.md section 5); no fairseq needed.
+"""Hardware cost model of ShiftAddNAS subnets (arXiv 2205.08119, docs/method.md section 5); no fairseq needed.
 
     from fairseq_shiftadd.cost import CostModel, Workload
     cm = CostModel(space, profile="45nm", workload=Workload(src_len=30, tgt_len=30, beam=1, bits=32,

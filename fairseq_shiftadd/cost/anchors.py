@@ -1,6 +1,6 @@
-"""The paper's energy anchors (ShiftAddNAS, arXiv 2205.08119; method.md section 7) as subnets of ``wmt14_en_de``.
+"""The paper's energy anchors (ShiftAddNAS, arXiv 2205.08119; docs/method.md section 7) as subnets of ``wmt14_en_de``.
 
-The original simulated Transformer-base and Transformer-big with a Q/K/V width of 512 (method.md section 5),
+The original simulated Transformer-base and Transformer-big with a Q/K/V width of 512 (docs/method.md section 5),
 which makes both of them subnets of the ``wmt14_en_de`` space: all-attention layers with multiplicative FFNs,
 6 + 6 layers; big is the space's largest all-attention subnet. Their reported energies (45 nm, 32 bits, one
 30-token sentence) are reproduced by the ``original`` accounting (:mod:`.workload`).
@@ -24,7 +24,7 @@ ANCHOR_SHAPES: Dict[str, Tuple[int, int, int]] = {
 """Model -> (embedding width, FFN width, heads)."""
 
 REPORTED_ENERGY_MJ: Dict[str, float] = {"Transformer-base": 69.41, "Transformer-big": 214.34}
-"""The paper's energies per sentence (mJ, 45 nm, 32 bits; method.md section 7)."""
+"""The paper's energies per sentence (mJ, 45 nm, 32 bits; docs/method.md section 7)."""
 
 
 def anchor_subnet(name: str, layers: int = 6) -> SubnetConfig:

@@ -1,4 +1,4 @@
-"""Energy of costed parts under a :class:`~.profile.HardwareProfile` (method.md section 5).
+"""Energy of costed parts under a :class:`~.profile.HardwareProfile` (docs/method.md section 5).
 
 ``E(part) = sum_{(op, bits)} count * e_op(bits)  +  sum_level bits_moved(level) / 16 * e_level`` in pJ, where
 ``e_op`` is the profile's per-operation energy and ``e_level`` its cost of one 16-bit access (an access of

@@ -6,7 +6,7 @@ HAT's latency protocol and ShiftAddNAS's energy simulation (arXiv 2205.08119) co
 * ``streaming`` (this project's default): the decoder runs ``tgt_len`` incremental steps on ``beam``
   hypotheses, as fairseq's generator decodes; every decoder weight is streamed from DRAM at every step; the
   embedding lookups and the output (vocabulary) projection are charged.
-* ``original`` (the paper's simulator, method.md section 5): the decoder is one teacher-forced pass over
+* ``original`` (the paper's simulator, docs/method.md section 5): the decoder is one teacher-forced pass over
   ``tgt_len`` tokens (beam 1, masked self-attention); every weight is fetched from DRAM once per sentence; no
   embedding and no output projection; cross-attention keys and values are computed once. Operators are still
   costed as they compute (none of the original simulator's shortcuts: see :mod:`.parts`).

@@ -70,7 +70,7 @@ def restore_legacy_values(cfg: Any) -> None:
 
 
 def supernet_wmt14_en_de(args: Namespace) -> None:
-    """WMT14 En-De space (method section 2): embed 1024, FFN 4096, 6 + 6 layers, 16 heads, Q/K/V 512."""
+    """WMT14 En-De space (docs/method.md section 2): embed 1024, FFN 4096, 6 + 6 layers, 16 heads, Q/K/V 512."""
     args.space = getattr(args, "space", "wmt14_en_de")
     supernet_base(args)
 

@@ -219,7 +219,7 @@ class SharedWeight(nn.Module):
 
     NONE keeps one independent parameter per op (the original NLP supernet); the other modes store one
     parameter. In HETEROGENEOUS mode the shift candidate takes its exponents from its *own* remap of the
-    gradient-stopped shared weight (method section 3): its straight-through gradient trains only
+    gradient-stopped shared weight (docs/method.md section 3): its straight-through gradient trains only
     ``T_shift``'s ``num_bins`` slopes, so the coarse power-of-two rounding never perturbs the weight that
     mult and add train, and shift's gradient does not reshape ``T_add`` (which exists to decouple add from
     mult). The price: in the supernet the shift candidate adapts only through ``T_shift`` (and follows ``w``

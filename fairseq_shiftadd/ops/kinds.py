@@ -22,7 +22,7 @@ class OpKind(str, Enum):
 
 
 class BlockType(str, Enum):
-    """Token mixers of the NLP search space (method section 2): 7 encoder, 4 decoder types.
+    """Token mixers of the NLP search space (docs/method.md section 2): 7 encoder, 4 decoder types.
 
     The structural rules of a block type live here, read alike by the models (``models/mixer.py``,
     ``models/lightweight.py``, ``models/layers.py``) and the cost model (``cost/``): which branches it has

@@ -484,7 +484,7 @@ class LightweightAdd(LightweightMixer):
 
 
 class LightweightShiftAdd(LightweightAdd):
-    """Shift linear then lightweight adder conv: ``y = LightweightAdd(ShiftLinear(x))`` (method section 1).
+    """Shift linear then lightweight adder conv: ``y = LightweightAdd(ShiftLinear(x))`` (docs/method.md section 1).
 
     The :class:`~.shift.ShiftLinear` ``(C -> C)``, with bias and the same ``quant``, is position-wise, so
     incremental decoding buffers its outputs. Arguments as :class:`LightweightAdd`, plus:

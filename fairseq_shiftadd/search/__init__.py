@@ -1,4 +1,4 @@
-"""Evolutionary search of ShiftAddNAS subnets (arXiv 2205.08119, method.md section 4).
+"""Evolutionary search of ShiftAddNAS subnets (arXiv 2205.08119, docs/method.md section 4).
 
 :mod:`.domain` (what the engine needs of a space), :mod:`.evolution` (the engine, no fairseq), :mod:`.constraints`, :mod:`.pareto` (NSGA-II tools),
 :mod:`.state` (resumable JSON state), :mod:`.metrics` (the metrics it constrains, in stages, cheapest first), :mod:`.fitness` (validation

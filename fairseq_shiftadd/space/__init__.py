@@ -1,4 +1,4 @@
-"""The typed, serialisable NLP search space of ShiftAddNAS (arXiv 2205.08119, sections 2 and 4 of method.md).
+"""The typed, serialisable NLP search space of ShiftAddNAS (arXiv 2205.08119, docs/method.md sections 2 and 4).
 
 One job per module; the public names are re-exported here, so ``from fairseq_shiftadd.space import X`` works:
 

@@ -1,4 +1,4 @@
-"""The three configs of the NLP search space (arXiv 2205.08119, section 2 of method.md) and the space's rules.
+"""The three configs of the NLP search space (arXiv 2205.08119, docs/method.md section 2) and the space's rules.
 
 A :class:`SearchSpace` lists the allowed values of every gene; a :class:`SubnetConfig` is one point of it: two
 embedding widths plus one frozen :class:`LayerConfig` per encoder and decoder layer (the decoder depth is

@@ -1,4 +1,4 @@
-"""Energy and analytical latency: unit costs of method.md section 5 applied to the counts and the traffic."""
+"""Energy and analytical latency: unit costs of docs/method.md section 5 applied to the counts and the traffic."""
 from __future__ import annotations
 
 import random
@@ -13,7 +13,7 @@ from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import LayerConfig, SubnetConfig, get_space, sample
 
 WMT = get_space("wmt14_en_de")
-# method.md section 5, typed here independently of profiles/45nm.yaml
+# docs/method.md section 5, typed here independently of profiles/45nm.yaml
 UNIT_PJ = {
     (OpKind.MULT, 32): 3.7, (OpKind.ADD, 32): 0.9, (OpKind.SHIFT, 32): 0.13,
     (OpKind.MULT, 8): 0.2, (OpKind.ADD, 8): 0.03, (OpKind.SHIFT, 8): 0.024,
