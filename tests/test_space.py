@@ -158,7 +158,8 @@ def test_space_validation(changes, message):
 
 def test_space_without_lightweight_blocks():
     """Without lightweight blocks a space needs no kernel sizes, and without two-branch blocks no 2 * heads rule
-    (qkv_dim 4 with 4 heads: one channel per head); adding either kind of block brings its rule back."""
+    under the compact block details (qkv_dim 4 with 4 heads: one channel per head); adding either kind of block
+    brings its rule back (the original details give the branch the full qkv_dim, so they accept it)."""
     attention = (BlockType.ATTENTION,)
     space = dataclasses.replace(TINY, encoder_blocks=attention, decoder_blocks=attention, kernel_sizes=(), qkv_dim=4)
     for sub in samples(space, 10) + [largest(space), smallest(space)]:
@@ -167,8 +168,10 @@ def test_space_without_lightweight_blocks():
     with pytest.raises(ValueError, match=r"kernel_sizes=\(\) needs one size per layer \(2\)"):
         dataclasses.replace(space, encoder_blocks=attention + (BlockType.LIGHTWEIGHT_CONV,))
     two_branch = attention + (BlockType.ATTENTION_LIGHTWEIGHT_CONV,)
-    with pytest.raises(ValueError, match=r"qkv_dim=4 not divisible by 2 \* encoder_heads value 4"):
-        dataclasses.replace(space, encoder_blocks=two_branch, kernel_sizes=(3, 5))
+    dataclasses.replace(space, encoder_blocks=two_branch, kernel_sizes=(3, 5))  # original: Q/K/V width 4
+    with pytest.raises(ValueError, match=r"Q/K/V width 2 of two-branch encoder blocks \(qkv_dim / 2 under "
+                                         r"block_details='compact'\) not divisible by encoder_heads value 4"):
+        dataclasses.replace(space, encoder_blocks=two_branch, kernel_sizes=(3, 5), block_details=BlockDetails.COMPACT)
 
 
 # ---------------------------------------------------------------------------------------------- serialisation
