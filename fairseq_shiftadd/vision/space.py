@@ -10,7 +10,8 @@ whose middle layer is multi-head self-attention over the feature map, ``softmax(
 :class:`VisionSpace` defines a space (image size, channels and classes are parameters); :class:`VisionSubnet`
 is one frozen, hashable network of it. :func:`check`, :func:`sample`, :func:`mutate`, :func:`crossover`,
 :func:`predictor_features` (a latency predictor's inputs), :func:`largest` and :func:`smallest` serve training
-and search; :data:`SPACES` holds the named spaces ``digits`` (8x8 grey), ``cifar`` (32x32 RGB) and ``imagenet`` (the original's 224 px layout). No fairseq.
+and search; :data:`SPACES` holds the named spaces ``digits`` (8x8 grey), ``cifar`` (32x32 RGB) and ``imagenet``
+(the original's 224 px layout). No fairseq.
 """
 from __future__ import annotations
 
