@@ -43,7 +43,7 @@ setup(
             "fairseq-shiftadd-prepare-multi30k = fairseq_shiftadd.prep.multi30k:main",
             "fairseq-shiftadd-prepare-wmt14 = fairseq_shiftadd.prep.wmt14:main",
             "fairseq-shiftadd-prepare-iwslt14 = fairseq_shiftadd.prep.iwslt14:main",
-            "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.checkpoints:main",
+            "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.averaging:main",
             "fairseq-shiftadd-extract-subnet = fairseq_shiftadd.extract:main",
             "fairseq-shiftadd-search = fairseq_shiftadd.search.cli:main",
             "fairseq-shiftadd-score = fairseq_shiftadd.scoring:main",

@@ -15,7 +15,7 @@ import pytest
 import sacrebleu
 import torch
 
-from fairseq_shiftadd import checkpoints
+from fairseq_shiftadd import averaging
 from fairseq_shiftadd.extract import extract_checkpoint
 from fairseq_shiftadd.scoring import read_generate_output, read_lines, score
 from inprocess import decode, train_updates
@@ -69,7 +69,7 @@ def test_average_supernet_checkpoints_and_decode(
     supernet_checkpoints: List[Path], multi30k_en_de: Path, tmp_path: Path
 ) -> None:
     averaged = tmp_path / "averaged.pt"
-    checkpoints.main([
+    averaging.main([
         "--inputs", str(supernet_checkpoints[0].parent), "--num-update-checkpoints", "2", "--output", str(averaged),
     ])
     _check_mean(averaged, supernet_checkpoints)
@@ -83,7 +83,7 @@ def test_average_extracted_subnet_checkpoints_and_decode(
     for supernet, subnet in zip(supernet_checkpoints, subnets):
         extract_checkpoint(supernet, "smallest", subnet)
     averaged = tmp_path / "subnet_averaged.pt"
-    checkpoints.main(["--inputs", *map(str, subnets), "--output", str(averaged)])
+    averaging.main(["--inputs", *map(str, subnets), "--output", str(averaged)])
     _check_mean(averaged, subnets)
     assert torch.load(averaged, weights_only=False)["cfg"]["model"]["_name"] == "shiftadd_transformer"
     _decode_and_score(averaged, multi30k_en_de, tmp_path)

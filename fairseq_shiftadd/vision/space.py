@@ -9,8 +9,9 @@ whose middle layer is multi-head self-attention over the feature map, ``softmax(
 
 :class:`VisionSpace` defines a space (image size, channels and classes are parameters); :class:`VisionSubnet`
 is one frozen, hashable network of it. :func:`check`, :func:`sample`, :func:`mutate`, :func:`crossover`,
-:func:`encode`, :func:`largest` and :func:`smallest` serve training and search; :data:`SPACES` holds the named
-spaces ``digits`` (8x8 grey), ``cifar`` (32x32 RGB) and ``imagenet`` (the original's 224 px layout). No fairseq.
+:func:`predictor_features` (a latency predictor's inputs), :func:`largest` and :func:`smallest` serve training
+and search; :data:`SPACES` holds the named spaces ``digits`` (8x8 grey), ``cifar`` (32x32 RGB) and ``imagenet``
+(the original's 224 px layout). No fairseq.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ __all__ = [
     "sample",
     "mutate",
     "crossover",
-    "encode",
+    "predictor_features",
     "largest",
     "smallest",
     "uniform_subnet",
@@ -373,7 +374,7 @@ def smallest(space: VisionSpace, block: Optional[VisionBlock] = None) -> VisionS
                           [block or s.blocks[0] for s in space.stages], min(space.expansions))
 
 
-def encode(space: VisionSpace, sub: VisionSubnet) -> List[float]:
+def predictor_features(space: VisionSpace, sub: VisionSubnet) -> List[float]:
     """Predictor features: per stage width / max, depth / max, then per block position (up to the largest
     depth) a one-hot of the stage's block choices and expansion / max (zeros beyond the depth)."""
     features: List[float] = []

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fairseq_shiftadd.checkpoints import average_checkpoints
+from fairseq_shiftadd.averaging import average_checkpoints
 from fairseq_shiftadd.models.legacy_keys import legacy_key, upgrade_legacy_keys
 from fairseq_shiftadd.models.subnet import ShiftAddTransformer, SubnetModelConfig
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig

@@ -14,7 +14,7 @@ from fairseq_shiftadd.vision.space import (
     VisionSubnet,
     check,
     crossover,
-    encode,
+    predictor_features,
     get_space,
     largest,
     load_subnet,
@@ -36,7 +36,7 @@ def test_sample_mutate_crossover_stay_in_space(name):
             assert stage.width in (a.stages[i].width, b.stages[i].width)
             assert len(stage.blocks) in (len(a.stages[i].blocks), len(b.stages[i].blocks))
     assert len({s for s in subs}) > 20  # hashable, and sampling varies
-    assert len({len(encode(space, s)) for s in subs}) == 1
+    assert len({len(predictor_features(space, s)) for s in subs}) == 1
 
 
 def test_sampling_is_seeded_and_mutation_prob_zero_is_identity():
