@@ -10,7 +10,6 @@ asserts bounds on the same quantities.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,12 +40,7 @@ def main() -> None:
     space = get_space("iwslt14_de_en")
     src, lengths, prev = token_batch(task, seed=0)
     for name, (encoder_block, decoder_block, ffn_op) in VARIANTS.items():
-        sub = largest(space)
-        sub = dataclasses.replace(
-            sub,
-            encoder=tuple(dataclasses.replace(c, block=encoder_block, ffn_op=ffn_op) for c in sub.encoder),
-            decoder=tuple(dataclasses.replace(c, block=decoder_block, ffn_op=ffn_op) for c in sub.decoder),
-        )
+        sub = largest(space, block=encoder_block, decoder_block=decoder_block, ffn_op=ffn_op)
         torch.manual_seed(0)
         model = ShiftAddTransformer.from_subnet(SubnetModelConfig(space=space.name), task, space, sub).eval()
         results = {}
