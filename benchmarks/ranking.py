@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from fairseq_shiftadd.atomic import atomic_path, write_text
 from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.plotting import pyplot, save_png
 from fairseq_shiftadd.space import SearchSpace, SubnetConfig, check, get_space, sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,11 +176,7 @@ def _write_rows(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
 
 def plot_ranking(path: Path, rows: Sequence[Dict[str, Any]], taus: Dict[str, float]) -> None:
     """Two scatters of the finished rows: inherited loss vs retrained loss, and vs retrained valid BLEU."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     done = [r for r in rows if _is_number(r.get("retrained_loss")) and _is_number(r.get("valid_bleu"))]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, field, label, tau in ((axes[0], "retrained_loss", "retrained validation loss", taus["tau_loss"]),
@@ -191,9 +188,7 @@ def plot_ranking(path: Path, rows: Sequence[Dict[str, Any]], taus: Dict[str, flo
         ax.set_ylabel(label)
         ax.set_title(f"Kendall tau {tau:+.2f} (n = {len(done)})")
     fig.tight_layout()
-    with atomic_path(path) as partial:
-        fig.savefig(partial, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def _inherited_losses(args: argparse.Namespace, subs: Sequence[SubnetConfig], out: Path) -> List[float]:

@@ -86,3 +86,79 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
     assert second.count("trained earlier: skipped") == 3 and "training (" not in second
     changed = subprocess.run(command + ["--seed", "2"], cwd=REPO, env=env, capture_output=True, text=True)
     assert changed.returncode != 0 and "--seed 1 -> 2" in changed.stderr
+
+
+_recipes_spec = importlib.util.spec_from_file_location("supernet_recipes", REPO / "benchmarks" / "supernet_recipes.py")
+sys.path.insert(0, str(REPO / "benchmarks"))  # supernet_recipes imports ranking as its sibling, as when run
+recipes = importlib.util.module_from_spec(_recipes_spec)
+_recipes_spec.loader.exec_module(recipes)
+sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _ranking_run(folder: Path, retrained: list) -> list:
+    """A finished ranking.py results.csv over spread demo subnets with the given retrained losses."""
+    subs = ranking.spread_subnets(DEMO, len(retrained), seed=1, pool=5)
+    rows = [{"index": i, "inherited_loss": 9.0, "retrained_loss": loss, "valid_bleu": 30 - loss,
+             "subnet": sub.to_json()} for i, (sub, loss) in enumerate(zip(subs, retrained))]
+    folder.mkdir(parents=True)
+    ranking._write_rows(folder / "results.csv", rows)
+    return subs
+
+
+def test_recipes_checkpoints_by_update(tmp_path: Path):
+    import torch
+
+    for name in ("checkpoint_1_250.pt", "checkpoint_2_500.pt", "checkpoint_best.pt", "checkpoint_2_x.pt"):
+        (tmp_path / name).touch()
+    torch.save({"optimizer_history": [{"num_updates": 500}]}, tmp_path / "checkpoint_last.pt")
+    assert recipes.checkpoints_by_update(tmp_path) == [(250, tmp_path / "checkpoint_1_250.pt"),
+                                                       (500, tmp_path / "checkpoint_2_500.pt")]
+    torch.save({"optimizer_history": [{"num_updates": 620}]}, tmp_path / "checkpoint_last.pt")
+    assert recipes.checkpoints_by_update(tmp_path)[-1] == (620, tmp_path / "checkpoint_last.pt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no checkpoint"):
+        recipes.checkpoints_by_update(empty)
+
+
+def test_recipes_refuse_an_unfinished_ranking_run_and_bad_recipes(tmp_path: Path):
+    with pytest.raises(ValueError, match="no results.csv"):
+        recipes.read_retrained(tmp_path)
+    _ranking_run(tmp_path / "run", [5.0, 6.0, 7.0])
+    with open(tmp_path / "run" / "results.csv") as f:
+        text = f.read()
+    (tmp_path / "run" / "results.csv").write_text(text.replace(",7.0,", ",,", 1))
+    with pytest.raises(ValueError, match="not retrained yet"):
+        recipes.read_retrained(tmp_path / "run")
+    for bad in ("no-equals-sign", "=folder", f"bad name={tmp_path}", f"x={tmp_path / 'missing'}"):
+        with pytest.raises(Exception, match="NAME=SAVE_DIR|no directory"):
+            recipes._recipe(bad)
+
+
+def test_recipes_score_each_budget_against_the_retrained_run(tmp_path: Path, capsys):
+    """Two recipes, two budgets each; the inherited losses come from the resumable cache, so no model is built."""
+    retrained = [5.0, 5.5, 6.0, 6.5]
+    _ranking_run(tmp_path / "ranking", retrained)
+    out = tmp_path / "out"
+    (out / "inherited").mkdir(parents=True)
+    cached = {("good", 250): [8.0, 8.1, 8.2, 8.3], ("good", 500): [7.0, 7.2, 7.1, 7.3],  # tau 1, then 2/3
+              ("bad", 250): [8.3, 8.2, 8.1, 8.0], ("bad", 500): [7.0, 7.0, 7.0, 7.0]}  # tau -1, then undefined
+    for (name, updates), losses in cached.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / f"checkpoint_{updates // 250}_{updates}.pt").touch()
+        record = {"losses": losses, "subnets_per_update": 3 if name == "bad" else 1}
+        (out / "inherited" / f"{name}-{updates}.json").write_text(json.dumps(record))
+    recipes.main([str(tmp_path / "ranking"), f"good={tmp_path / 'good'}", f"bad={tmp_path / 'bad'}",
+                  "--data", str(tmp_path), "--out", str(out)])
+    with open(out / "recipes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["recipe"], int(r["updates"])) for r in rows] == [("good", 250), ("good", 500), ("bad", 250),
+                                                                ("bad", 500)]
+    taus = [float(r["tau_loss"]) for r in rows]
+    assert taus[0] == pytest.approx(1.0) and taus[1] == pytest.approx(4 / 6) and taus[2] == pytest.approx(-1.0)
+    assert math.isnan(taus[3])
+    assert float(rows[1]["tau_bleu"]) == pytest.approx(4 / 6)  # BLEU = 30 - loss: the same order, reversed sign
+    assert [int(r["subnet_steps"]) for r in rows] == [250, 500, 750, 1500]
+    assert "| good | 500 | 500 | +0.67 | +0.67 | 7.00-7.30 |" in (out / "recipes.md").read_text()
+    assert (out / "recipes.png").stat().st_size > 0
+    assert "good at 250 updates: tau +1.000" in capsys.readouterr().out

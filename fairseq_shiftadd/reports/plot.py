@@ -2,11 +2,10 @@
 supernet weights), their Pareto front, and the trained models marked with their test sacreBLEU."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Dict, Sequence
 
-from ..atomic import atomic_path
+from ..plotting import pyplot, save_png
 from ..search.pareto import pareto_front
 from .runs import CandidateRow
 
@@ -22,12 +21,7 @@ def plot_front(path: Path, candidates: Sequence[CandidateRow], marks: Dict[str, 
         marks: model name -> ``(energy_mj, validation loss, test sacreBLEU)``, energies on the candidates' scale.
         energy_label: the x axis (profile and accounting of the candidates' energies).
     """
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     evaluated = [c for c in candidates if c.fitness is not None]
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter([c.energy_mj for c in evaluated], [c.fitness for c in evaluated], s=12, color="0.6",
@@ -42,6 +36,4 @@ def plot_front(path: Path, candidates: Sequence[CandidateRow], marks: Dict[str, 
     ax.set_title("search front and the trained models")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as partial:
-        fig.savefig(partial, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..atomic import atomic_path, write_text
+from ..plotting import pyplot, save_png
 from .constraints import Constraint
 from .evolution import SearchResult
 from .state import Candidate, GenerationStats
@@ -98,11 +99,7 @@ def write_best(out_dir: Path, result: SearchResult, fitness_name: str, pareto: b
 def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: str,
                 constraints: Sequence[Constraint] = ()) -> None:
     """``fitness`` vs ``x_metric`` scatter of every generation's population (see the module docstring)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     rejected = [c for c in result.candidates if not c.feasible and x_metric in c.metrics]
     if rejected:  # never evaluated: a rug on the lower edge
@@ -128,9 +125,7 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
     ax.set_title(f"evolutionary search: {result.evaluations} evaluations, {generations} generations")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as partial:
-        fig.savefig(partial, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def write_report(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool, x_metric: str,

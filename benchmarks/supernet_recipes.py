@@ -1,0 +1,181 @@
+"""Which supernet recipe ranks subnets? Kendall tau against retraining, per recipe and per training budget.
+
+:mod:`ranking` trains subnets from scratch once; their retrained validation loss and BLEU do not depend on the
+supernet. This benchmark reuses that finished run (``RANKING_DIR``: its ``results.csv``) and scores other
+supernets against it: for every supernet checkpoint of every recipe (each ``NAME=SAVE_DIR``: fairseq's interval
+checkpoints ``checkpoint_E_U.pt`` and ``checkpoint_last.pt``, one per number of updates), it computes the inherited
+validation loss of the same subnets (:class:`~fairseq_shiftadd.search.fitness.ValidationFitness`, the first
+``--max-valid-sentences``, as :mod:`ranking` and the search do) and the Kendall taus of :func:`ranking.ranking_taus`.
+
+Outputs in ``--out`` (resumable: a checkpoint whose losses are in ``inherited/`` is not evaluated again):
+``recipes.csv`` (one row per recipe and budget: ``recipe, updates, subnet_steps, tau_loss, tau_bleu, inherited_min,
+inherited_max, checkpoint``), ``recipes.md`` (the same as a table) and ``recipes.png`` (tau against the subnets
+trained, updates times the subnets per update (3 with ``--sandwich``), one line per recipe).
+
+    python benchmarks/supernet_recipes.py work/ranking --data DATA_BIN --out work/recipes \\
+        default=work/recipes/default nosharing=work/recipes/nosharing
+
+``benchmarks/supernet_recipes.sh`` trains the recipes compared in the README and runs this.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from fairseq_shiftadd.atomic import atomic_path, write_text
+from fairseq_shiftadd.plotting import pyplot, save_png
+from fairseq_shiftadd.space import SubnetConfig, check
+from ranking import ranking_taus
+
+CSV_FIELDS = ("recipe", "updates", "subnet_steps", "tau_loss", "tau_bleu", "inherited_min", "inherited_max", "checkpoint")
+_INTERVAL = re.compile(r"checkpoint_\d+_(\d+)\.pt$")
+
+
+def read_retrained(ranking_dir: Path) -> List[Dict[str, Any]]:
+    """The finished rows of a :mod:`ranking` run (``results.csv``), each with its parsed ``subnet``.
+
+    Raises:
+        ValueError: no ``results.csv``, or a row without a retrained loss or BLEU (the run has not finished).
+    """
+    path = ranking_dir / "results.csv"
+    if not path.is_file():
+        raise ValueError(f"{ranking_dir}: no results.csv (run benchmarks/ranking.py there first)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    unfinished = [r["index"] for r in rows if not r.get("retrained_loss") or not r.get("valid_bleu")]
+    if unfinished or len(rows) < 2:
+        raise ValueError(f"{path}: subnets {unfinished or rows} not retrained yet (finish benchmarks/ranking.py)")
+    return [{**r, "subnet": SubnetConfig.from_json(r["subnet"])} for r in rows]
+
+
+def checkpoints_by_update(save_dir: Path) -> List[Tuple[int, Path]]:
+    """``(updates, path)`` for each budget saved in a fairseq save directory, ascending.
+
+    Interval checkpoints are named by their update (``checkpoint_1_250.pt``); ``checkpoint_last.pt`` is read for
+    its own count and kept only if no interval checkpoint has the same one.
+
+    Raises:
+        ValueError: the directory holds no checkpoint.
+    """
+    found: Dict[int, Path] = {}
+    for path in save_dir.glob("checkpoint_*_*.pt"):
+        match = _INTERVAL.search(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    last = save_dir / "checkpoint_last.pt"
+    if last.is_file():
+        import torch
+
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        found.setdefault(int(state["optimizer_history"][-1]["num_updates"]), last)
+    if not found:
+        raise ValueError(f"{save_dir}: no checkpoint_*_*.pt or checkpoint_last.pt")
+    return sorted(found.items())
+
+
+def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: str, max_sentences: int,
+                     max_tokens: int, cache: Path) -> Dict[str, Any]:
+    """Each subnet's validation loss (base 2) with weights inherited from ``checkpoint`` (``losses``), and the
+    subnets the supernet trained per update (``subnets_per_update``: 3 with ``--sandwich``, else 1); cached in
+    ``cache``."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import torch
+
+    from fairseq_shiftadd.search.fitness import ValidationFitness
+
+    task_cfg = torch.load(checkpoint, map_location="cpu", weights_only=False)["cfg"]["task"]
+    fitness = ValidationFitness(checkpoint, objective="loss", data=data, max_sentences=max_sentences,
+                                max_tokens=max_tokens)
+    for sub in subnets:
+        check(fitness.space, sub)
+    result = {"losses": [fitness.loss(sub) for sub in subnets],
+              "subnets_per_update": 3 if task_cfg.get("sandwich") else 1}
+    write_text(cache, json.dumps(result) + "\n")
+    return result
+
+
+def _recipe(text: str) -> Tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=SAVE_DIR (NAME of letters, digits, _.+-)")
+    if not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: no directory {folder}")
+    return name, Path(folder)
+
+
+def plot_recipes(path: Path, rows: Sequence[Dict[str, Any]], target: float) -> None:
+    """Kendall tau (inherited vs retrained loss) against the subnet steps trained (equal compute for recipes that
+    train several subnets per update), one line per recipe."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        mine = [r for r in rows if r["recipe"] == name]
+        ax.plot([r["subnet_steps"] for r in mine], [r["tau_loss"] for r in mine], marker="o", label=name)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlabel("subnets trained (updates x subnets per update)")
+    ax.set_ylabel("Kendall tau, inherited vs retrained loss")
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+
+
+def markdown(rows: Sequence[Dict[str, Any]], n: int) -> str:
+    lines = ["| recipe | supernet updates | subnets trained | tau vs retrained loss | tau vs retrained BLEU | "
+             "inherited loss range |", "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {r['recipe']} | {r['updates']} | {r['subnet_steps']} | {r['tau_loss']:+.2f} | {r['tau_bleu']:+.2f} | "
+              f"{r['inherited_min']:.2f}-{r['inherited_max']:.2f} |" for r in rows]
+    return "\n".join(lines) + f"\n\n{n} subnets; Kendall tau-b, +1: the supernet orders them as retraining does.\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ranking_dir", type=Path, help="a finished benchmarks/ranking.py --out directory")
+    parser.add_argument("recipes", nargs="+", type=_recipe, metavar="NAME=SAVE_DIR",
+                        help="supernet save directories to score, each named by its recipe")
+    parser.add_argument("--data", required=True, help="the fairseq data-bin the subnets were validated on")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (resumable)")
+    parser.add_argument("--max-valid-sentences", type=int, default=500,
+                        help="sentences of the inherited-loss evaluation (default: %(default)s, as ranking.py)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="batch size of that evaluation")
+    parser.add_argument("--target", type=float, default=0.6, help="the tau target drawn in the plot (issue 9)")
+    args = parser.parse_args(argv)
+    try:
+        retrained = read_retrained(args.ranking_dir)
+        recipes = [(name, checkpoints_by_update(folder)) for name, folder in args.recipes]
+    except ValueError as err:
+        parser.error(str(err))
+    subnets = [r["subnet"] for r in retrained]
+    (args.out / "inherited").mkdir(parents=True, exist_ok=True)
+    rows: List[Dict[str, Any]] = []
+    for name, checkpoints in recipes:
+        for updates, checkpoint in checkpoints:
+            cache = args.out / "inherited" / f"{name}-{updates}.json"
+            inherited = inherited_losses(checkpoint, subnets, args.data, args.max_valid_sentences,
+                                         args.max_tokens, cache)
+            losses = inherited["losses"]
+            taus = ranking_taus([{**r, "inherited_loss": x} for r, x in zip(retrained, losses)])
+            rows.append({"recipe": name, "updates": updates,
+                         "subnet_steps": updates * inherited["subnets_per_update"], "tau_loss": taus["tau_loss"],
+                         "tau_bleu": taus["tau_bleu"], "inherited_min": min(losses), "inherited_max": max(losses),
+                         "checkpoint": str(checkpoint)})
+            print(f"[recipes] {name} at {updates} updates: tau {taus['tau_loss']:+.3f} (loss), "
+                  f"{taus['tau_bleu']:+.3f} (BLEU)", flush=True)
+    with atomic_path(args.out / "recipes.csv") as partial, open(partial, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(args.out / "recipes.md", markdown(rows, len(subnets)))
+    plot_recipes(args.out / "recipes.png", rows, args.target)
+    print(markdown(rows, len(subnets)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
