@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Create or update the virtual environment .venv (or $VENV) with everything the project needs.
 # Sourced by scripts/test.sh and scripts/demo.sh; safe to re-run. The pip steps run again only when
-# setup.py or this script changed since the last successful install (a stamp in the environment).
+# setup.py or this script changed since the last successful install (a stamp in the environment), and one at a
+# time (a lock in the environment: two scripts started together would otherwise run pip over each other).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+mkdir -p "$VENV"
+exec {INSTALL_LOCK}>"$VENV/.install.lock"
+if command -v flock > /dev/null; then
+  flock "$INSTALL_LOCK"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
@@ -25,3 +31,4 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ] || \
   "${PIP[@]}" -e "$ROOT[test]"
   echo "$WANTED" > "$STAMP"
 fi
+exec {INSTALL_LOCK}>&-
