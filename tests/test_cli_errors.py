@@ -55,11 +55,12 @@ def test_short_usage_prints_synopsis_and_error_only(capsys) -> None:
 
 
 def test_fairseq_commands_print_an_uncaught_input_error_as_one_line() -> None:
-    code = ("import fairseq_shiftadd, sys; from fairseq_shiftadd.cli_errors import InputError; "
+    """As a fairseq command runs: fairseq imported, then the plugin (``--user-dir``), which installs the hook."""
+    code = ("import fairseq, fairseq_shiftadd, sys; from fairseq_shiftadd.cli_errors import InputError; "
             "sys.argv = ['fairseq-train']; raise InputError('--space nope: not allowed')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == "fairseq-train: error: --space nope: not allowed"
-    bug = subprocess.run([sys.executable, "-c", "import fairseq_shiftadd; raise KeyError('bug')"],
+    bug = subprocess.run([sys.executable, "-c", "import fairseq, fairseq_shiftadd; raise KeyError('bug')"],
                          capture_output=True, text=True, timeout=120)
     assert bug.returncode == 1 and "Traceback" in bug.stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import importlib.metadata
 import json
@@ -19,7 +20,17 @@ from fairseq_shiftadd import reports
 from fairseq_shiftadd.reports import demo
 from fairseq_shiftadd.cost import CostModel, Workload, workload_header
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import check, get_space, largest, parse_restriction, restrict, sample, smallest
+from fairseq_shiftadd.space import (
+    BlockDetails,
+    SpaceRecord,
+    check,
+    get_space,
+    largest,
+    parse_restriction,
+    restrict,
+    sample,
+    smallest,
+)
 from fairseq_shiftadd.scoring import read_generate_output, read_lines, score
 from inprocess import decode, train_updates
 from recipe_args import args_flags
@@ -261,6 +272,29 @@ def test_report_refuses_a_decode_that_lost_sentences(tmp_path, capsys):
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert "short.gen: 1 of 3 sentences have no 'D-' line (ids 1)" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("space, error", [
+    ("demo", "short.gen: 1 of 3 sentences"),  # the recorded space was taken: the report went on to the decodes
+    ("iwslt14_de_en", "--space iwslt14_de_en: --model subnet file '{best}' was searched in space 'demo'"),
+])
+def test_report_takes_the_space_a_model_subnet_file_records(tmp_path, capsys, space, error):
+    """Without --supernet the models' space is the one the search recorded in best.yaml (compact block details),
+    not --space with the original ones (which would refuse the file); a --space naming another is refused."""
+    compact = dataclasses.replace(DEMO, block_details=BlockDetails.COMPACT)
+    best = tmp_path / "best.yaml"
+    best.write_text(SpaceRecord.of(compact).header() + "\n" + smallest(compact).to_yaml())
+    (tmp_path / "test.de").write_text("Ein Hund .\nZwei Katzen .\nDrei Vögel .\n", encoding="utf-8")
+    (tmp_path / "full.gen").write_text("".join(f"D-{i}\t-0.5\tSatz {i}\n" for i in range(3)), encoding="utf-8")
+    (tmp_path / "short.gen").write_text("D-0\t-0.5\tSatz 0\nD-2\t-0.5\tSatz 2\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        demo.main([
+            "--space", space, "--data", str(tmp_path / "no-data"), "--reference", str(tmp_path / "test.de"),
+            "--target-lang", "de", "--model", "a", str(best), str(tmp_path / "a"), str(tmp_path / "full.gen"),
+            "--model", "b", "largest", str(tmp_path / "b"), str(tmp_path / "short.gen"), "--out", str(tmp_path / "r"),
+        ])
+    err = capsys.readouterr().err
+    assert error.format(best=best) in err and err.count("\n") == 1
 
 
 def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):

@@ -3,9 +3,11 @@
     fairseq-shiftadd-cost --space wmt14_en_de --subnet largest [--accounting original]
     fairseq-shiftadd-cost --space tiny --subnet best.yaml --profile 45nm --bits 8 --beam 4 --json
 
-A subnet file written by the search (``best.yaml``, ``front/NN.yaml``) records the workload, accounting,
-vocabulary size and profile its metrics were computed with; they are this command's defaults for that file,
-so it reproduces the search's numbers without flags. Flags given on the command line override them.
+A subnet file written by the search (``best.yaml``, ``front/NN.yaml``) records the space it was searched in (name,
+block details, hash) and the workload, accounting, vocabulary size and profile its metrics were computed with; they
+are this command's defaults for that file, so it reproduces the search's numbers without flags. Workload flags
+given on the command line override the record; a ``--space`` or ``--block-details`` that contradicts it is refused
+(as is a space whose definition changed since the search).
 """
 from __future__ import annotations
 
@@ -17,14 +19,15 @@ from typing import Optional, Sequence, Tuple
 
 from ..cli_errors import add_debug_flag, run_main
 from ..cli_types import positive_int
-from ..space import BlockDetails, get_space, resolve_subnet
+from ..space import BlockDetails, SearchSpace, get_space, read_space_record, resolve_subnet
 from .model import CostModel
 from .profile import load_profile, shipped_profiles
 from .workload import ACCOUNTINGS, Workload, read_workload_header
 
-__all__ = ["shipped_bit_widths", "resolve_settings", "main"]
+__all__ = ["shipped_bit_widths", "resolve_space", "resolve_settings", "main"]
 
 
+DEFAULT_SPACE = "wmt14_en_de"
 DEFAULT_PROFILE = "45nm"
 _WORKLOAD_FLAGS = ("accounting", "src_len", "tgt_len", "beam", "bits", "vocab_size")
 """Options that set a :class:`Workload` field of the same name (default: the subnet file's record)."""
@@ -40,10 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n")[2])
     recorded = "default: as recorded in a subnet file written by the search, else"
     defaults = Workload()
-    parser.add_argument("--space", default="wmt14_en_de", help="search space name (default: %(default)s)")
-    parser.add_argument("--block-details", choices=[d.value for d in BlockDetails], default=BlockDetails.ORIGINAL.value,
-                        help="the block details the model was built with, as its --block-details (default: "
-                             "%(default)s; compact for the CPU demo's models and checkpoints from before the option)")
+    parser.add_argument("--space", default=None, help=f"search space name ({recorded} {DEFAULT_SPACE})")
+    parser.add_argument("--block-details", choices=[d.value for d in BlockDetails], default=None,
+                        help="the block details the model was built with, as its --block-details (compact for "
+                             f"checkpoints from before the option; {recorded} {BlockDetails.ORIGINAL.value})")
     parser.add_argument("--subnet", default="largest",
                         help="largest | smallest | FILE.json | FILE.yaml | inline JSON (default: %(default)s)")
     parser.add_argument("--profile", default=None,
@@ -72,6 +75,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_space(args: argparse.Namespace) -> SearchSpace:
+    """The space to cost in: ``--space`` and ``--block-details`` where given, else the subnet file's record
+    (:class:`~fairseq_shiftadd.space.SpaceRecord`, with its block-detail overrides), else the defaults. Options
+    that contradict the record give another space, which :func:`~fairseq_shiftadd.space.resolve_subnet` refuses.
+
+    Raises:
+        ValueError: an unknown space, block details the space does not allow, or an invalid record.
+    """
+    record = read_space_record(args.subnet)
+    recorded = (record.name, record.block_details) if record else (DEFAULT_SPACE, BlockDetails.ORIGINAL.value)
+    name, details = args.space or recorded[0], args.block_details or recorded[1]
+    if record is not None and (name, details) == recorded:
+        return record.space()
+    return dataclasses.replace(get_space(name), block_details=BlockDetails(details))
+
+
 def resolve_settings(args: argparse.Namespace) -> Tuple[Workload, str]:
     """The workload and profile: flags given, else the subnet file's record, else the defaults.
 
@@ -92,8 +111,8 @@ def resolve_settings(args: argparse.Namespace) -> Tuple[Workload, str]:
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    space = dataclasses.replace(get_space(args.space), block_details=BlockDetails(args.block_details))
-    sub = resolve_subnet(args.subnet, space)
+    space = resolve_space(args)
+    sub = resolve_subnet(args.subnet, space)  # refuses a space that contradicts the file's record
     workload, profile = resolve_settings(args)
     report = CostModel(space, profile=profile, workload=workload).report(sub)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())

@@ -17,17 +17,18 @@ across steps); the paper's numbers are reproduced with ``accounting="original"``
 
 :class:`Workload` holds those settings; the cost model keys its caches on it, so it is a frozen (hashable)
 dataclass. :func:`workload_header` / :func:`read_workload_header` record a workload and a profile in the
-comment header of a subnet file (the search's ``best.yaml``), so the cost CLI reproduces its numbers.
+comment header of a subnet file (the search's ``best.yaml``), so the cost CLI reproduces its numbers (the header's
+line format, and the record of the space the subnet was searched in, are :mod:`fairseq_shiftadd.space.subnet_file`'s).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..ops.kinds import OpKind
 from ..ops.validate import positive_int
+from ..space.subnet_file import header_line, read_header
 
 __all__ = ["ACCOUNTINGS", "BIT_WIDTHS", "Workload", "workload_header", "read_workload_header"]
 
@@ -106,13 +107,18 @@ class Workload:
         return self.shift_weight_bits if kind is OpKind.SHIFT else self.bits
 
 
-_HEADER_KEY = "# cost_workload: "
+WORKLOAD_KEY = "cost_workload"
+"""Key of the workload line in a subnet file's header (the line format: :mod:`fairseq_shiftadd.space.subnet_file`)."""
 
 
 def workload_header(workload: Workload, profile: Union[str, Path]) -> str:
-    """A YAML comment line recording ``workload`` and ``profile`` (read back by :func:`read_workload_header`)."""
-    record = {**asdict(workload), "profile": str(profile)}
-    return _HEADER_KEY + json.dumps(record, separators=(", ", ": "))
+    """The ``# cost_workload: {...}`` line recording ``workload`` and ``profile`` (:func:`read_workload_header`)."""
+    return header_line(WORKLOAD_KEY, {**asdict(workload), "profile": str(profile)})
+
+
+def _workload_and_profile(record: Dict[str, Any]) -> Tuple[Workload, str]:
+    profile = record.pop("profile")
+    return Workload(**record), str(profile)
 
 
 def read_workload_header(path: Union[str, Path]) -> Optional[Tuple[Workload, str]]:
@@ -121,15 +127,4 @@ def read_workload_header(path: Union[str, Path]) -> Optional[Tuple[Workload, str
     Raises:
         ValueError: a header line that is not a valid record (naming the file).
     """
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            if line.startswith(_HEADER_KEY):
-                try:
-                    record: Dict[str, Any] = json.loads(line[len(_HEADER_KEY):])
-                    profile = record.pop("profile")
-                    return Workload(**record), str(profile)
-                except (ValueError, TypeError, KeyError) as err:
-                    raise ValueError(f"{path}: invalid '{_HEADER_KEY.strip()}' line: {err}") from None
-    return None
+    return read_header(path, WORKLOAD_KEY, _workload_and_profile)

@@ -8,7 +8,9 @@ table of :mod:`.table`, also printed), ``results.json`` and ``front.png`` (:mod:
 labelled with its test sacreBLEU; the models' energies there use the workload the search recorded in a model's
 subnet file (its ``best.yaml``), so they sit on the candidates' scale. A model that the search did not evaluate
 (the baseline lies outside the energy constraint) is evaluated on the supernet with ``--supernet`` on the same
-validation sentences (``--max-valid-sentences``, as given to the search).
+validation sentences (``--max-valid-sentences``, as given to the search). The models' space (with its block details)
+is the ``--supernet`` checkpoint's, else the one a model's subnet file records (the search's ``best.yaml``), else
+``--space`` with the original block details.
 
     python -m fairseq_shiftadd.reports.demo --space demo --data DATA_BIN --reference raw/test.de --target-lang de \\
         --model hybrid search/best.yaml hybrid hybrid/test.gen --model baseline largest baseline baseline/test.gen \\
@@ -21,14 +23,14 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..atomic import write_text
 from ..cli_errors import InputError, add_debug_flag, run_main
 from ..cli_types import positive_int
 from ..cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
 from ..scoring import read_generate_output, read_reference
-from ..space import SearchSpace, SubnetConfig, get_space, resolve_subnet
+from ..space import SearchSpace, SubnetConfig, get_space, read_space_record, resolve_subnet
 from .evaluate import evaluate_model
 from .plot import plot_front
 from .runs import CandidateRow, ModelSpec, read_candidates
@@ -63,6 +65,21 @@ def _search_cost_model(models: Sequence[Sequence[str]], space: SearchSpace, defa
     return default
 
 
+def _models_space(args: argparse.Namespace) -> Tuple[SearchSpace, str]:
+    """The space of the models' subnets and where it comes from: the ``--supernet`` checkpoint's, else the one the
+    first model subnet file that records one was searched in (the search's ``best.yaml``), else ``--space`` with
+    the original block details."""
+    if args.supernet:
+        from ..models.space_record import checkpoint_space  # imports fairseq
+
+        return checkpoint_space(args.supernet), "the --supernet checkpoint was built over"
+    for _, subnet, _, _ in args.model:
+        record = read_space_record(subnet)
+        if record is not None:
+            return record.space(), f"--model subnet file {subnet!r} was searched in"
+    return get_space(args.space), "--space names"
+
+
 def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
     name, subnet, save_dir, generate_output = values
     return ModelSpec(name, resolve_subnet(subnet, space, "--model SUBNET"), Path(save_dir), Path(generate_output))
@@ -71,8 +88,10 @@ def _parse_model(values: Sequence[str], space: SearchSpace) -> ModelSpec:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fairseq_shiftadd.reports.demo",
                                      description="Results table and search-front plot of the CPU demo.")
-    parser.add_argument("--space", default="demo", help="the search space the models' subnets belong to (as the "
-                                                        "--supernet checkpoint records it, with its block details)")
+    parser.add_argument("--space", default="demo",
+                        help="the search space the models' subnets belong to; its block details are those the "
+                             "--supernet checkpoint or a model's subnet file (best.yaml) records, else the original "
+                             "ones (default: %(default)s)")
     parser.add_argument("--data", required=True, help="fairseq data-bin (dictionaries of the checkpoints)")
     parser.add_argument("--reference", required=True, type=Path, help="untouched test references, e.g. raw/test.de")
     parser.add_argument("--target-lang", required=True, help="target language (Moses tokenizer, compound splitting)")
@@ -98,11 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
-    from ..models.space_record import checkpoint_space  # imports fairseq
-
-    space = checkpoint_space(args.supernet) if args.supernet else get_space(args.space)
+    space, source = _models_space(args)
     if space.name != args.space:
-        raise InputError(f"--space {args.space}: the --supernet checkpoint was built over space {space.name!r}")
+        raise InputError(f"--space {args.space}: {source} space {space.name!r}")
     specs = [_parse_model(values, space) for values in args.model]
     references = read_reference(args.reference)
     # every decode must hold every test sentence: checked for all models before any is evaluated

@@ -33,7 +33,7 @@ from ..atomic import partial_path, remove
 from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cli_types import positive_int
 from ..cost import HardwareProfile, load_profile, workload_header
-from ..space import parse_restriction, restrict
+from ..space import SpaceRecord, parse_restriction, restrict
 from .constraints import Constraint, parse_constraint
 from .metrics import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
@@ -192,8 +192,8 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     if rank != 0:
         return
     x_metric = pareto[0] if pareto else (constraints[0].metric if constraints else "energy_mj")
-    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints,
-                         cost_record=workload_header(workload, args.hardware_profile))
+    records = (workload_header(workload, args.hardware_profile), SpaceRecord.of(fitness.space).header())
+    paths = write_report(out_dir, result, args.objective, bool(pareto), x_metric, constraints, records)
     for path, best in zip(paths, result.best):
         summary = ", ".join(f"{k} {v:.6g}" for k, v in best.metrics.items())
         logger.info("%s: %s %.4f, %s", path, args.objective, best.fitness, summary)

@@ -3,7 +3,9 @@
 * ``best.yaml`` (single objective): the best subnet as :class:`~fairseq_shiftadd.space.SubnetConfig` YAML, its
   fitness and metrics in a comment header, with the workload, accounting, vocabulary size and profile the
   metrics were computed with (:func:`~fairseq_shiftadd.cost.workload_header`: ``fairseq-shiftadd-cost
-  --subnet best.yaml`` reproduces them); ready for ``--subnet best.yaml``;
+  --subnet best.yaml`` reproduces them) and the space it was searched in: name, block details and hash
+  (:class:`~fairseq_shiftadd.space.SpaceRecord`: the cost CLI costs it in that space, and every ``--subnet
+  best.yaml`` refuses another); ready for ``--subnet best.yaml``;
 * ``front/NN.yaml`` and ``front.csv`` (Pareto mode): the front, sorted by the first Pareto metric (each
   YAML with the same header as ``best.yaml``);
 * ``candidates.csv``: every proposed subnet (generation, feasible, fitness, all metrics, subnet JSON);
@@ -20,7 +22,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 from ..atomic import atomic_path, write_text
 from ..plotting import pyplot, save_png
@@ -70,26 +72,27 @@ def write_generations_csv(path: Path, stats: Sequence[GenerationStats]) -> None:
     write_text(path, _csv_text(fields, rows))
 
 
-def _subnet_yaml(c: Candidate, fitness_name: str, cost_record: Optional[str]) -> str:
-    header = [f"# {fitness_name}: {c.fitness}"] + [f"# {k}: {v}" for k, v in c.metrics.items()]
-    header += [cost_record] if cost_record else []
+def _subnet_yaml(c: Candidate, fitness_name: str, records: Sequence[str]) -> str:
+    header = [f"# {fitness_name}: {c.fitness}"] + [f"# {k}: {v}" for k, v in c.metrics.items()] + list(records)
     return "\n".join(header) + "\n" + c.subnet.to_yaml()
 
 
 def write_best(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool,
-               cost_record: Optional[str] = None) -> List[Path]:
+               records: Sequence[str] = ()) -> List[Path]:
     """``best.yaml``, or ``front/NN.yaml`` + ``front.csv`` in Pareto mode; returns the YAML paths.
 
-    ``cost_record`` is the :func:`~fairseq_shiftadd.cost.workload_header` line of the metrics' workload.
+    ``records`` are header lines added under the fitness and metrics of every file: the search's are the
+    :func:`~fairseq_shiftadd.cost.workload_header` line of the metrics' workload and the
+    :class:`~fairseq_shiftadd.space.SpaceRecord` line of the space searched in.
     """
     if not pareto:
         path = out_dir / "best.yaml"
-        write_text(path, _subnet_yaml(result.best[0], fitness_name, cost_record))
+        write_text(path, _subnet_yaml(result.best[0], fitness_name, records))
         return [path]
     front_dir = out_dir / "front"
     with atomic_path(front_dir, directory=True) as partial:
         for i, c in enumerate(result.best):
-            (partial / f"{i:02d}.yaml").write_text(_subnet_yaml(c, fitness_name, cost_record), encoding="utf-8")
+            (partial / f"{i:02d}.yaml").write_text(_subnet_yaml(c, fitness_name, records), encoding="utf-8")
     metrics = _metric_names(result.best)
     rows = [[f"front/{i:02d}.yaml", c.fitness, *(c.metrics[m] for m in metrics)] for i, c in enumerate(result.best)]
     write_text(out_dir / "front.csv", _csv_text(["file", fitness_name, *metrics], rows))
@@ -129,10 +132,11 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
 
 
 def write_report(out_dir: Path, result: SearchResult, fitness_name: str, pareto: bool, x_metric: str,
-                 constraints: Sequence[Constraint] = (), cost_record: Optional[str] = None) -> List[Path]:
-    """Every output of the module docstring; returns the best subnet YAML path(s)."""
+                 constraints: Sequence[Constraint] = (), records: Sequence[str] = ()) -> List[Path]:
+    """Every output of the module docstring (``records``: as :func:`write_best`); returns the best subnet YAML
+    path(s)."""
     out_dir = Path(out_dir)
-    paths = write_best(out_dir, result, fitness_name, pareto, cost_record)
+    paths = write_best(out_dir, result, fitness_name, pareto, records)
     write_candidates_csv(out_dir / "candidates.csv", result.candidates, fitness_name)
     write_generations_csv(out_dir / "generations.csv", result.stats)
     plot_search(out_dir / "search.png", result, fitness_name, x_metric, constraints)

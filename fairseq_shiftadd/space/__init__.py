@@ -12,6 +12,8 @@ One job per module; the public names are re-exported here, so ``from fairseq_shi
   :func:`subnet_seed`;
 * :mod:`.resolve`: the one subnet-spec grammar (:func:`parse_spec`, :func:`resolve_spec`; for translation subnets
   :func:`parse_subnet_spec`, :func:`resolve_subnet`; the vision CLIs use it too);
+* :mod:`.subnet_file`: the comment header of subnet files (:func:`header_line`, :func:`read_header`) and its record
+  of the space a subnet was searched in (:class:`SpaceRecord`, :func:`read_space_record`);
 * :mod:`.features`: :func:`predictor_features`, the latency predictor's inputs.
 
 The package needs no fairseq and no torch.
@@ -32,6 +34,7 @@ from .resolve import NAMED_SUBNETS, parse_spec, parse_subnet_spec, resolve_spec,
 from .restrict import RESTRICTABLE, parse_restriction, restrict
 from .sampling import crossover, largest, mutate, sample, smallest, subnet_seed
 from .spaces import SPACES, get_space
+from .subnet_file import SpaceRecord, read_space_record
 
 __all__ = [
     "BlockDetails",
@@ -60,4 +63,6 @@ __all__ = [
     "crossover",
     "subnet_seed",
     "predictor_features",
+    "SpaceRecord",
+    "read_space_record",
 ]

@@ -2,9 +2,9 @@
 
 :func:`parse_spec` / :func:`resolve_spec` implement it for any config type (the translation :class:`SubnetConfig`
 and the vision ``VisionSubnet`` alike); :func:`parse_subnet_spec` checks a translation spec where no space is known
-yet (before a checkpoint or the data loads), :func:`resolve_subnet` gives the subnet of a space; training,
-validation, export, search, cost, the demo report and the vision CLIs all call them. This module needs no fairseq
-and no torch.
+yet (before a checkpoint or the data loads), :func:`resolve_subnet` gives the subnet of a space (refusing a subnet
+file whose header records another space: :mod:`.subnet_file`); training, validation, export, search, cost, the demo
+report and the vision CLIs all call them. This module needs no fairseq and no torch.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..cli_errors import InputError
 from .configs import SearchSpace, SubnetConfig
 from .genes import check
 from .sampling import largest, smallest
+from .subnet_file import read_space_record
 
 __all__ = ["NAMED_SUBNETS", "parse_spec", "resolve_spec", "parse_subnet_spec", "resolve_subnet"]
 
@@ -118,8 +119,17 @@ def parse_subnet_spec(spec: str, option: str = "--subnet") -> Optional[SubnetCon
 def resolve_subnet(spec: str, space: SearchSpace, option: str = "--subnet") -> SubnetConfig:
     """The subnet of ``space`` that ``spec`` names (:func:`resolve_spec` with :data:`NAMED_SUBNETS` and :func:`check`).
 
+    A subnet file that records the space it was searched in (:mod:`.subnet_file`) must be used in that space.
+
     Raises:
         InputError: as :func:`parse_spec`, or the subnet is not in ``space`` (naming the field and the allowed
-            values).
+            values), or ``space`` is not the one the file records (naming both, :meth:`SpaceRecord.check`).
     """
+    where = f"{option} {_shown(spec.strip())}"
+    try:
+        record = read_space_record(spec)
+    except ValueError as err:
+        raise InputError(f"{where}: {err}") from None
+    if record is not None:
+        record.check(space, where)
     return resolve_spec(spec, space, SubnetConfig, NAMED_SUBNETS, check, option)

@@ -20,7 +20,7 @@ from fairseq_shiftadd.models.space_record import checkpoint_space
 from fairseq_shiftadd.models.subnet import SubnetModelConfig
 from fairseq_shiftadd.models.supernet import SupernetConfig
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import SPACES, BlockDetails, LayerConfig, SubnetConfig
+from fairseq_shiftadd.space import SPACES, BlockDetails, LayerConfig, SpaceRecord, SubnetConfig
 
 TINY = SPACES["tiny"]
 EDITED = dataclasses.replace(TINY, kernel_sizes=(5, 7))  # the named space as it was when the checkpoint was saved
@@ -113,3 +113,20 @@ def test_checkpoint_space_reads_the_record_or_the_legacy_details(task, tmp_path,
     assert checkpoint_space(tmp_path / "old.pt") == dataclasses.replace(TINY, block_details=BlockDetails.COMPACT)
     with pytest.raises(InputError, match="plain.pt: not a checkpoint of a shiftadd model"):
         checkpoint_space(tmp_path / "plain.pt")
+
+
+@pytest.mark.parametrize("kind", ["subnet", "supernet"])
+def test_a_searched_subnet_file_builds_only_in_the_space_it_records(kind, task, tmp_path):
+    """``fairseq-train --subnet best.yaml``: a model config of other block details than the file records (the
+    search's ``# search_space:`` line) is refused in one line naming both; fairseq's configs do not tell a default
+    from an option given, so the models do not adopt the record: the options must match it."""
+    compact = dataclasses.replace(TINY, block_details=BlockDetails.COMPACT)
+    best = tmp_path / "best.yaml"
+    best.write_text(f"# loss: 3.0\n{SpaceRecord.of(compact).header()}\n" + SUB.to_yaml())
+    with pytest.raises(InputError, match=r"^--subnet '.*best.yaml' records that it was searched in space 'tiny' "
+                                         r"\(block_details 'compact'\), not in space 'tiny' \(block_details "
+                                         r"'original'\) as used here: use it with --space tiny --block-details "
+                                         r"compact$"):
+        _build(_config(kind, subnet=str(best)), task)
+    model, _ = _build(_config(kind, subnet=str(best), block_details="compact"), task)
+    assert model.space == compact and model.subnet == SUB

@@ -17,7 +17,7 @@ from fairseq.data import Dictionary
 
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.search.pareto import dominates
-from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample
+from fairseq_shiftadd.space import SpaceRecord, SubnetConfig, get_space, largest, read_space_record, sample
 
 TINY = get_space("tiny")
 SMALL = ["--population", "12", "--parents", "4", "--mutations", "4", "--crossovers", "4"]
@@ -59,7 +59,8 @@ def _cost_model(data: Path) -> CostModel:
     return CostModel(TINY, "45nm", Workload(vocab_size=vocab, beam=5))
 
 
-def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: Path, capsys) -> None:
+def test_search_meets_every_constraint(search, multi30k_en_de: Path, tiny_supernet: Path, tmp_path: Path,
+                                      capsys) -> None:
     cm = _cost_model(multi30k_en_de)
     energy = statistics.median(cm.metrics(sample(TINY, random.Random(i)))["energy_mj"] for i in range(200))
     params = cm.metrics(largest(TINY))["params"] * 0.9
@@ -85,10 +86,13 @@ def test_search_meets_every_constraint(search, multi30k_en_de: Path, tmp_path: P
     assert all(0 < float(r["acceptance"]) <= 1 for r in generations)
     assert float(generations[0]["acceptance"]) < 1  # the constraints bit generation 0's uniform draws
     assert re.search(r"generation 1/3: \d+ evaluations .*\(acceptance [0-9.]+ %\)", log)
-    # fairseq-shiftadd-cost reproduces best.yaml's metrics from its recorded workload, without flags (issue #11)
+    # best.yaml records the supernet's space; fairseq-shiftadd-cost reproduces its metrics from its recorded space
+    # and workload, without flags (issue #11)
     from fairseq_shiftadd.cost.cli import main as cost_main
+    from fairseq_shiftadd.models.space_record import checkpoint_space
 
-    cost_main(["--space", "tiny", "--subnet", str(tmp_path / "best.yaml"), "--json"])
+    assert read_space_record(str(tmp_path / "best.yaml")) == SpaceRecord.of(checkpoint_space(tiny_supernet))
+    cost_main(["--subnet", str(tmp_path / "best.yaml"), "--json"])
     costed = json.loads(capsys.readouterr().out)
     assert costed["metrics"]["energy_mj"] == pytest.approx(float(best_row["energy_mj"]), rel=1e-12)
     assert costed["metrics"] == pytest.approx(metrics) and costed["workload"]["beam"] == 5

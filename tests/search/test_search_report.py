@@ -1,12 +1,14 @@
 """Search outputs from a fake-fitness search: best.yaml / front files load as subnets, CSV rows, plot."""
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from fairseq_shiftadd.search import EvolutionarySearch, EvolutionConfig, TranslationDomain, parse_constraint
 from fairseq_shiftadd.search.report import write_report
-from fairseq_shiftadd.space import SubnetConfig, get_space
+from fairseq_shiftadd.cost import Workload, read_workload_header, workload_header
+from fairseq_shiftadd.space import BlockDetails, SpaceRecord, SubnetConfig, get_space, read_space_record
 
 from test_search_engine import SMALL, CountingFitness, fake_metrics
 
@@ -34,6 +36,24 @@ def test_single_objective_outputs(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.parametrize("pareto", [(), ("energy_mj",)])
+def test_subnet_files_record_the_space_and_workload_they_were_searched_with(tmp_path: Path, pareto) -> None:
+    """The records the search CLI passes (its workload, the supernet's space) are in best.yaml and every front file,
+    read back as written, and the files still load as plain subnets."""
+    space = dataclasses.replace(get_space("demo"), block_details=BlockDetails.COMPACT, two_branch_kernel_heads=2)
+    workload = Workload(beam=1 if pareto else 5, vocab_size=8008, accounting="original" if pareto else "streaming")
+    result = _run(pareto)
+    records = (workload_header(workload, "45nm"), SpaceRecord.of(space).header())
+    paths = write_report(tmp_path, result, "loss", bool(pareto), "energy_mj", records=records)
+    assert len(paths) == len(result.best) >= 1
+    for path, best in zip(paths, result.best):
+        assert SubnetConfig.load(path) == best.subnet
+        assert read_workload_header(path) == (workload, "45nm")
+        record = read_space_record(str(path))
+        assert record == SpaceRecord.of(space) and record.space() == space
+        assert record.describe() == "space 'demo' (block_details 'compact', two_branch_kernel_heads 2)"
+
+
 def test_pareto_outputs_replace_an_older_front(tmp_path: Path) -> None:
     (tmp_path / "front").mkdir()
     (tmp_path / "front" / "99.yaml").write_text("stale")
@@ -41,6 +61,7 @@ def test_pareto_outputs_replace_an_older_front(tmp_path: Path) -> None:
     paths = write_report(tmp_path, result, "loss", True, "energy_mj")
     assert sorted(tmp_path.glob("front/*.yaml")) == paths and len(paths) == len(result.best)
     assert [SubnetConfig.load(p) for p in paths] == [c.subnet for c in result.best]
+    assert all(read_space_record(str(p)) is None for p in paths)  # no records given: none written
     with open(tmp_path / "front.csv", newline="") as f:
         assert [r["file"] for r in csv.DictReader(f)] == [f"front/{i:02d}.yaml" for i in range(len(paths))]
 
