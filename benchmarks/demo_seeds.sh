@@ -5,15 +5,17 @@
 #   bash benchmarks/demo_seeds.sh                 # work/demo_seeds/seed{1,2,3}, summary in work/demo_seeds/summary.md
 #   SEEDS="1 2" ROOT_WORK=/tmp/seeds bash benchmarks/demo_seeds.sh
 # Budgets: unlike the demo's wall-clock minutes, the benchmark gives every run the same number of updates
-# (SUPERNET_UPDATES for the supernet, TRAIN_UPDATES for each of the three retrained models; defaults: what an idle
-# 2-core machine reaches in the demo's minutes), so that a comparison of models does not depend on the machine's
-# load or on a model's speed per update (the paper trains every model for the same number of steps).
+# (TRAIN_UPDATES for each of the three retrained models, default 450: what an idle 2-core machine reaches in the
+# demo's minutes; SUPERNET_UPDATES for the supernet, default 300 sandwich updates: about 9 minutes, longer than the
+# demo's 2, which rank subnets poorly: README, "Which supernet recipe ranks subnets?"), so that a comparison of
+# models does not depend on the machine's load or on a model's speed per update (the paper trains every model for
+# the same number of steps).
 # UPDATES=0 keeps the demo's wall-clock budgets. Other per-stage flags as scripts/demo.sh (SEARCH_FLAGS, ...).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
 if [ "${UPDATES:-1}" != 0 ]; then
-  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-200}"
+  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-300}"
   export TRAIN_MINUTES=600 TRAIN_FLAGS="${TRAIN_FLAGS:-} --max-update ${TRAIN_UPDATES:-450}"
 fi
 ROOT_WORK="${ROOT_WORK:-$ROOT/work/demo_seeds}"
