@@ -8,12 +8,22 @@ Reported: tokens per second of each and the ratio (target: supernet within 1.3x 
 models are timed round-robin and each reports its median step, so that other jobs on the machine bias no
 model; the load average is printed.
 
+``--eval-subnets N`` measures instead the inference weight cache of the weight slots (:mod:`~fairseq_shiftadd.ops.
+kernels.weight_cache`): the time to evaluate ``N`` uniformly sampled subnets of the space in eval mode without
+gradients, as the search's fitness does, on ``--eval-batches`` batches of ``--eval-sentences`` random sentences
+each: the teacher-forced validation loss (``loss``) and beam search (``beam``, fairseq's ``SequenceGenerator``
+at ``--beam``, ``--length`` steps: one decoder call per step), with the cache and without it
+(:func:`~fairseq_shiftadd.ops.kernels.weight_cache.caching_disabled`), timed round-robin in one run.
+
     python benchmarks/supernet.py [--steps 10] [--tokens 4096] [--space tiny]
+    python benchmarks/supernet.py --eval-subnets 8 --space demo [--sharing heterogeneous] [--steps 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
+import random
 import statistics
 import time
 from types import SimpleNamespace
@@ -23,10 +33,12 @@ import torch
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.data import Dictionary
 from fairseq.models.transformer import TransformerModel, base_architecture
+from fairseq.sequence_generator import SequenceGenerator
 
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
+from fairseq_shiftadd.ops.kernels.weight_cache import caching_disabled
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
-from fairseq_shiftadd.space import SearchSpace, get_space, largest
+from fairseq_shiftadd.space import SearchSpace, get_space, largest, sample
 
 
 def _dictionary(size: int) -> Dictionary:
@@ -88,6 +100,56 @@ def _median_step_seconds(steps: Dict[str, Callable[[], None]], rounds: int) -> D
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
+def _eval_fn(
+    supernet: ShiftAddSupernet, space: SearchSpace, dictionary: Dictionary, args: argparse.Namespace
+) -> Dict[str, Callable[[], None]]:
+    """Evaluations of ``args.eval_subnets`` sampled subnets without gradients: teacher-forced loss and beam search."""
+    subnets = [sample(space, random.Random(i)) for i in range(args.eval_subnets)]
+    batches = [_batch(dictionary, args.eval_sentences * args.length, args.length) for _ in range(args.eval_batches)]
+    generator = SequenceGenerator([supernet], dictionary, beam_size=args.beam, max_len_a=0, max_len_b=args.length)
+
+    @torch.no_grad()
+    def loss() -> None:
+        for sub in subnets:
+            supernet.set_subnet(sub)
+            for batch in batches:
+                out = supernet(batch["src_tokens"], batch["src_lengths"], batch["prev_output_tokens"])
+                lprobs = supernet.get_normalized_probs(out, log_probs=True).view(-1, out[0].size(-1))
+                label_smoothed_nll_loss(lprobs, batch["target"].view(-1), 0.1, ignore_index=dictionary.pad())
+
+    @torch.no_grad()
+    def beam() -> None:
+        for sub in subnets:
+            supernet.set_subnet(sub)
+            for batch in batches:
+                generator.generate([supernet], {"net_input": {k: batch[k] for k in ("src_tokens", "src_lengths")}})
+
+    return {"loss": loss, "beam": beam}
+
+
+def eval_cache(args: argparse.Namespace, space: SearchSpace, task: SimpleNamespace, dictionary: Dictionary) -> None:
+    """Seconds to evaluate the sampled subnets with and without the weight slots' inference cache (module doc)."""
+    print(f"space {space.name}; {args.eval_subnets} sampled subnets x {args.eval_batches} batches of "
+          f"{args.eval_sentences} sentences x {args.length} tokens; beam {args.beam}; vocabulary {len(dictionary)}; "
+          f"median of {args.steps} round-robin rounds; {platform.machine()} {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.2f} before")
+    print("| sharing | evaluation | cached s | uncached s | uncached / cached |")
+    print("|---|---|---|---|---|")
+    for sharing in args.sharing:
+        cfg = SupernetConfig(space=space.name, sharing=sharing, dropout=0.3, attention_dropout=0.1)
+        supernet = ShiftAddSupernet.from_space(cfg, task, space).eval()
+        for name, evaluate in _eval_fn(supernet, space, dictionary, args).items():
+
+            def uncached(evaluate: Callable[[], None] = evaluate) -> None:
+                with caching_disabled():
+                    evaluate()
+
+            seconds = _median_step_seconds({"cached": evaluate, "uncached": uncached}, args.steps)
+            print(f"| {sharing} | {name} | {seconds['cached']:.2f} | {seconds['uncached']:.2f} | "
+                  f"{seconds['uncached'] / seconds['cached']:.2f}x |")
+    print(f"load average {os.getloadavg()[0]:.2f} after")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="tiny", help="search space (the Transformer takes its largest dims)")
@@ -96,11 +158,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=24, help="sentence length in tokens")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--sharing", nargs="+", default=["none", "shared", "heterogeneous"])
+    parser.add_argument("--eval-subnets", type=int, default=0,
+                        help="measure the inference weight cache on this many sampled subnets instead (module doc)")
+    parser.add_argument("--eval-batches", type=int, default=3, help="batches per subnet with --eval-subnets")
+    parser.add_argument("--eval-sentences", type=int, default=64, help="sentences per batch with --eval-subnets")
+    parser.add_argument("--beam", type=int, default=4, help="beam size of the beam search with --eval-subnets")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     space = get_space(args.space)
     dictionary = _dictionary(args.vocab)
     task = SimpleNamespace(source_dictionary=dictionary, target_dictionary=dictionary)
+    if args.eval_subnets:
+        eval_cache(args, space, task, dictionary)
+        return
     batch = _batch(dictionary, args.tokens, args.length)
     tokens = batch["target"].numel()
     transformer_like = largest(space, block=BlockType.ATTENTION, ffn_op=OpKind.MULT)

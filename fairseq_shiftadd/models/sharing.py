@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from ..ops.adder import GradNorm, add_matmul
 from ..ops.elastic import slice_linear
 from ..ops.hetero import PiecewiseLinearRemap, SharingMode, add_remap_regulariser, weight_for_op
+from ..ops.kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
 from ..ops.kinds import OpKind
 from ..ops.quant import QuantConfig
 from ..ops.shift import PSWeight, ShiftMode
@@ -86,7 +87,7 @@ class SlotUser:
     shape: Tuple[int, ...]
 
 
-class WeightSlot(nn.Module):
+class WeightSlot(DerivedTensorOwner):
     """One weight slot of a layer (and its bias), read by several candidates ("users").
 
     ``sharing = none``: each user owns a tensor of its own shape (key: the user's name). Otherwise one tensor
@@ -162,6 +163,7 @@ class WeightSlot(nn.Module):
         heterogeneous = self.sharing is SharingMode.HETEROGENEOUS
         self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind if heterogeneous and op in remapped})
         self.operand_quant = operand_quantisers({name: user.op for name, user in self.users.items()}, quant)
+        self._derived = {(self.key_of[name], user.op): DerivedTensorCache() for name, user in self.users.items()}
 
     def _user(self, user: str) -> SlotUser:
         if user not in self.users:
@@ -169,12 +171,23 @@ class WeightSlot(nn.Module):
         return self.users[user]
 
     def read(self, user: str) -> Tuple[Tensor, Optional[Tensor]]:
-        """The full-size weight and bias that ``user`` computes with (before slicing)."""
+        """The full-size weight and bias that ``user`` computes with (before slicing).
+
+        A derived weight (``q(W)``, ``T_add(W)``, ``q(T_shift(W))``, DeepShift-PS ``s * 2**p``) is built once per
+        version of the parameters it depends on while no autograd graph is recorded (inference; one cached tensor
+        per stored tensor and op, cleared by ``train()`` / ``eval()``:
+        :class:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorOwner`), and on every call otherwise.
+        """
         op, key = self._user(user).op, self.key_of[user]
         bias = None if self.bias is None else self.bias[key]
+        cache = self._derived[key, op]
         if key in self.ps_weight:
-            return self.ps_weight[key].weight, bias
-        return weight_for_op(op, self.weight[key], self.sharing, self.remap), bias
+            ps_weight = self.ps_weight[key]
+            return cache.read(list(ps_weight.parameters()), lambda: ps_weight.weight), bias
+        return weight_for_op(op, self.weight[key], self.sharing, self.remap, cache=cache), bias
+
+    def derived_caches(self) -> Iterable[DerivedTensorCache]:
+        return self._derived.values()
 
     def regulariser(self, user: str) -> Tensor:
         """:func:`~fairseq_shiftadd.ops.hetero.add_remap_regulariser` of the weight an ``add`` user reads in

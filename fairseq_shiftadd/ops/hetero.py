@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import math
 from enum import Enum
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
 from .kinds import OpKind
 from .shift import exponent_range, round_pow2_ste
 from .validate import positive_int, positive_number
@@ -152,7 +153,12 @@ def excess_kurtosis(values: Tensor) -> Tensor:
 
 
 def weight_for_op(
-    op: OpKind, stored: Tensor, mode: SharingMode, remaps: Mapping[str, PiecewiseLinearRemap], weight_bits: int = 5
+    op: OpKind,
+    stored: Tensor,
+    mode: SharingMode,
+    remaps: Mapping[str, PiecewiseLinearRemap],
+    weight_bits: int = 5,
+    cache: Optional[DerivedTensorCache] = None,
 ) -> Tensor:
     """What candidate ``op`` computes with, read from the tensor it is stored in (the :class:`SharedWeight` table).
 
@@ -162,14 +168,27 @@ def weight_for_op(
     HETEROGENEOUS mode only). The one implementation of the rule, for :class:`SharedWeight` and the translation
     models' weight slots.
 
+    ``cache``: keeps a derived value (every case but ``stored`` itself) per version of ``stored`` and of the
+    remap's slopes while no autograd graph is recorded (:meth:`~.kernels.weight_cache.DerivedTensorCache.read`);
+    None: computed on every call.
+
     Shape: stored any -> same.
     """
-    if op is OpKind.MULT:
+    heterogeneous = mode is SharingMode.HETEROGENEOUS
+    if op is OpKind.MULT or (op is OpKind.ADD and not heterogeneous):
         return stored
-    if mode is SharingMode.HETEROGENEOUS:
-        remap = remaps[op.value]
-        stored = remap(stored) if op is OpKind.ADD else remap(stored.detach())
-    return round_pow2_ste(stored, weight_bits) if op is OpKind.SHIFT else stored
+    remap = remaps[op.value] if heterogeneous else None
+
+    def derived() -> Tensor:
+        if remap is None:
+            return round_pow2_ste(stored, weight_bits)
+        if op is OpKind.ADD:
+            return remap(stored)
+        return round_pow2_ste(remap(stored.detach()), weight_bits)
+
+    if cache is None:
+        return derived()
+    return cache.read([stored] if remap is None else [stored, *remap.parameters()], derived)
 
 
 def add_remap_regulariser(
@@ -202,7 +221,7 @@ def _as_op(name: str, op: OpKind | str) -> OpKind:
         raise ValueError(f"{name} must be one of {[k.value for k in OpKind]}, got {op!r}") from None
 
 
-class SharedWeight(nn.Module):
+class SharedWeight(DerivedTensorOwner):
     """The weight of one (layer, slot), read by the mult, shift and add candidates of that slot.
 
     What :meth:`weight_for` returns, per :class:`SharingMode` (``w``: a stored parameter; ``q``:
@@ -227,7 +246,9 @@ class SharedWeight(nn.Module):
     computes exactly what SHARED computes.
 
     Every returned tensor has the full shape; a supernet slices it afterwards (``W[:out, :in]``). The remaps
-    are elementwise with bounds taken from the full weight, so slicing commutes with them.
+    are elementwise with bounds taken from the full weight, so slicing commutes with them. Without autograd
+    (inference) each derived weight (``q``, ``T``) is built once per version of the parameters it depends on
+    (:func:`weight_for_op`'s ``cache``, one per op); ``train()`` / ``eval()`` clears the caches.
 
     Shape: every weight ``shape``; each remap's ``log_scale`` (num_bins,).
 
@@ -271,6 +292,7 @@ class SharedWeight(nn.Module):
         with torch.no_grad():
             for weight in self.weights.values():
                 (init or _default_init)(weight)
+        self._derived = {op: DerivedTensorCache() for op in self.ops}
 
     def _stored(self, op: OpKind) -> Tensor:
         return self.weights[op.value if self.mode is SharingMode.NONE else "shared"]
@@ -284,7 +306,10 @@ class SharedWeight(nn.Module):
         op = _as_op("op", op)
         if op not in self.ops:
             raise ValueError(f"op must be one of this slot's ops {[k.value for k in self.ops]}, got {op.value!r}")
-        return weight_for_op(op, self._stored(op), self.mode, self.remaps, self.weight_bits)
+        return weight_for_op(op, self._stored(op), self.mode, self.remaps, self.weight_bits, self._derived[op])
+
+    def derived_caches(self) -> Iterable[DerivedTensorCache]:
+        return self._derived.values()
 
     def regulariser(self, scale: Optional[float] = None, max_samples: Optional[int] = 65536) -> Tensor:
         """:func:`laplace_regulariser` of ``T_add(w)`` in HETEROGENEOUS mode with an add candidate, else 0.

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .op_counts import OpCounts
-from .kernels.weight_cache import DerivedTensorCache
+from .kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
 from .validate import Conv2dAttributes, Conv2dGeometry, int_in_range, positive_int
@@ -216,7 +216,7 @@ def _parse_mode(mode: str | ShiftMode) -> ShiftMode:
         raise ValueError(f"mode must be one of {[m.value for m in ShiftMode]}, got {mode!r}") from None
 
 
-class _ShiftLayer(nn.Module):
+class _ShiftLayer(DerivedTensorOwner):
     """What :class:`ShiftLinear` and :class:`ShiftConv2d` share: weights, clamping, conversion, input quantisation.
 
     Subclasses provide ``_check_input(shape, name)`` (validates an input shape; for ``op_counts`` it also
@@ -347,23 +347,18 @@ class _ShiftLayer(nn.Module):
     def _forward_weight(self) -> Tensor:
         """:attr:`weight` after :meth:`clamp_`; without autograd (inference) built once per parameter version.
 
-        The cache (:class:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorCache`) is rebuilt when a
+        The cache (:meth:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorCache.read`) is rebuilt when a
         parameter changes in place, moves, or when :meth:`train` sets the mode.
         """
         sources = [self.exponent, self.sign] if self.mode is ShiftMode.PS else [self.latent_weight]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in sources):
-            self.clamp_()
-            return self.weight
-        return self._weight_cache.get(sources, self._rebuilt_weight)
+        return self._weight_cache.read(sources, self._clamped_weight)
 
-    @torch.no_grad()
-    def _rebuilt_weight(self) -> Tensor:
+    def _clamped_weight(self) -> Tensor:
         self.clamp_()
         return self.weight
 
-    def train(self, mode: bool = True) -> "_ShiftLayer":
-        self._weight_cache.clear()  # writes through .data (FP16 optimizers) bypass the version counters
-        return super().train(mode)
+    def derived_caches(self) -> Tuple[DerivedTensorCache]:
+        return (self._weight_cache,)
 
     def _shift_repr(self) -> str:
         text = f"mode={self.mode.value}, weight_bits={self.weight_bits}"

@@ -15,6 +15,7 @@ from fairseq_shiftadd.ops.hetero import (
     excess_kurtosis,
     laplace_regulariser,
 )
+from fairseq_shiftadd.ops.kernels.weight_cache import caching_disabled
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.shift import exponent_range, round_pow2_ste
 
@@ -298,6 +299,31 @@ def test_shift_weights_are_signed_powers_of_two(mode, weight_bits):
     module = SharedWeight((16, 12), ALL_OPS, mode, weight_bits=weight_bits, init=lambda w: nn.init.normal_(w, 0, 0.5))
     randomise_remaps(module)
     assert_signed_pow2(module.weight_for(OpKind.SHIFT).detach(), *exponent_range(weight_bits))
+
+
+@pytest.mark.parametrize("mode", ["shared", "heterogeneous"])
+def test_derived_weights_are_cached_without_autograd_and_follow_updates(mode):
+    torch.manual_seed(7)
+    sw = SharedWeight((6, 5), ALL_OPS, mode)
+    with torch.no_grad():
+        for remap in sw.remaps.values():
+            remap.log_scale.normal_(0.0, 0.3)
+        first = {op: sw.weight_for(op) for op in ALL_OPS}
+        with caching_disabled():
+            uncached = {op: sw.weight_for(op) for op in ALL_OPS}
+        assert all(torch.equal(first[op], uncached[op]) for op in ALL_OPS)
+        assert sw.weight_for(OpKind.SHIFT) is first[OpKind.SHIFT]  # the same tensor: not rebuilt
+        first = {op: w.clone() for op, w in first.items()}
+        for p in sw.parameters():
+            p.mul_(1.5)  # an in-place update (optimizer step) of the weight and the remaps
+        with caching_disabled():
+            updated = {op: sw.weight_for(op) for op in ALL_OPS}
+        for op in (OpKind.SHIFT, OpKind.ADD):
+            assert torch.equal(sw.weight_for(op), updated[op]) and not torch.equal(updated[op], first[op])
+    sw.weight_for(OpKind.SHIFT).sum().backward()  # with autograd: rebuilt, the gradient flows
+    assert sw.weight_for(OpKind.SHIFT).requires_grad
+    trained = sw.remaps["shift"].log_scale if mode == "heterogeneous" else sw.weights["shared"]
+    assert trained.grad is not None and trained.grad.abs().sum() > 0
 
 
 def test_slicing_commutes_with_the_remap():

@@ -15,14 +15,14 @@ INPUTS = {"linear_ps": (4, 5), "linear_q": (4, 5), "conv_ps": (2, 2, 5, 5)}
 
 def _count_rebuilds(layer, monkeypatch):
     calls = []
-    original = type(layer)._rebuilt_weight
+    original = type(layer)._clamped_weight
 
     def counted(self):
         if self is layer:
             calls.append(1)
         return original(self)
 
-    monkeypatch.setattr(type(layer), "_rebuilt_weight", counted)
+    monkeypatch.setattr(type(layer), "_clamped_weight", counted)
     return calls
 
 
@@ -69,3 +69,16 @@ def test_training_forward_still_clamps_and_backpropagates():
     layer(torch.randn(3, 4)).sum().backward()
     assert layer.exponent.max().item() <= layer.exponent_max
     assert layer.exponent.grad is not None and layer.sign.grad is not None
+
+
+def test_weight_cached_in_inference_mode_serves_a_later_backward_to_the_input():
+    torch.manual_seed(3)
+    layer = ShiftLinear(5, 3, mode="q").eval().requires_grad_(False)  # frozen: autograd records no weight graph
+    x = torch.randn(4, 5)
+    with torch.inference_mode():
+        expected = layer(x)
+    x.requires_grad_(True)
+    y = layer(x)  # the cached weight is saved for the input gradient: it must not be an inference tensor
+    y.sum().backward()
+    assert torch.equal(y.detach(), expected)
+    assert_close(x.grad, layer.weight.sum(0).expand(4, 5))

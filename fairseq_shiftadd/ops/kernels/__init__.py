@@ -12,5 +12,6 @@ reference`` turns every fast path off.
 * :mod:`.cpu_depthwise` — the direct depthwise adder convolution on CPU (``cpu_depthwise.cpp``), used by
   depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` and the lightweight add mixers
   (:func:`~fairseq_shiftadd.ops.lightconv.mix_sequence`);
-* :mod:`.weight_cache` — the shift layers' inference weight, cached per parameter version.
+* :mod:`.weight_cache` — derived inference weights (the shift layers' ``s * 2**p``, the weight slots' ``q(W)``,
+  ``T(W)``), cached per parameter version while no autograd graph is recorded.
 """

@@ -1,21 +1,52 @@
-"""A tensor derived from parameters, rebuilt only when they change (inference fast path of the shift layers).
+"""Tensors derived from parameters, rebuilt only when they change (the inference fast path of weight readers).
 
-A shift layer's float weight ``s * 2**p`` costs a few passes over ``M x K`` to rebuild; at inference it is the
-same on every call. :class:`DerivedTensorCache` keeps it, keyed on each source parameter's in-place version
-counter (``Tensor._version``, bumped by optimizer steps, ``load_state_dict``, ``clamp_``), storage address,
-dtype, device and shape. Writes through ``.data`` bypass the version counter (fairseq's FP16 optimizer syncs
-parameters that way): owners therefore also :meth:`~DerivedTensorCache.clear` the cache whenever their
-``train()`` / ``eval()`` mode is set, which every training loop does between updates and evaluation.
+A shift layer's float weight ``s * 2**p``, or a supernet slot's ``q(W)`` / ``T_add(W)`` / ``q(T_shift(W))``,
+costs a few passes over the full weight to rebuild; at inference it is the same on every call.
+:class:`DerivedTensorCache` keeps it, keyed on each source parameter's in-place version counter
+(``Tensor._version``, bumped by optimizer steps, ``load_state_dict``, ``clamp_``), storage address, dtype,
+device and shape.
+
+The rules, owned here and used by every reader (the shift layers of :mod:`..shift`, the weight slots of the
+translation supernet):
+
+* **when** (:meth:`DerivedTensorCache.read`): only when no autograd graph would be recorded, i.e. gradient mode
+  is off or no source requires a gradient (``torch.no_grad()``, ``torch.inference_mode()``, frozen
+  parameters). Otherwise the value is rebuilt on every call, so gradients flow exactly as without a cache.
+* **invalidation**: writes through ``.data`` bypass the version counter (fairseq's FP16 optimizer syncs
+  parameters that way), so owners are :class:`DerivedTensorOwner` s: setting their ``train()`` / ``eval()``
+  mode clears their caches, which every training loop does between updates and evaluation.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+import contextlib
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-__all__ = ["DerivedTensorCache"]
+__all__ = ["DerivedTensorCache", "DerivedTensorOwner", "records_autograd", "caching_disabled"]
 
 _Key = Tuple[tuple, ...]
+_enabled = True
+
+
+def records_autograd(sources: Sequence[Tensor]) -> bool:
+    """Whether a computation from ``sources`` records an autograd graph now (grad mode on and a source requires
+    a gradient): then :meth:`DerivedTensorCache.read` does not cache."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in sources)
+
+
+@contextlib.contextmanager
+def caching_disabled() -> Iterator[None]:
+    """Within the block every :meth:`DerivedTensorCache.read` rebuilds its value (the uncached path), and caches
+    keep what they hold. For benchmarks that time cached against uncached inference in one run; not a user option.
+    """
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
 
 
 class DerivedTensorCache:
@@ -31,12 +62,41 @@ class DerivedTensorCache:
 
     def get(self, sources: Sequence[Tensor], build: Callable[[], Tensor]) -> Tensor:
         """The cached value if no source changed since it was built, else ``build()`` (which may modify sources
-        in place, e.g. clamp them: the key is taken after it)."""
+        in place, e.g. clamp them: the key is taken after it).
+
+        ``build`` runs without gradients and outside inference mode, so the value is an ordinary tensor that
+        later calls in any mode can use (an inference tensor could not be saved for a backward pass).
+        """
         if self._value is None or self._key != self._key_of(sources):
-            self._value = build()
+            with torch.inference_mode(False), torch.no_grad():
+                self._value = build()
             self._key = self._key_of(sources)
         return self._value
+
+    def read(self, sources: Sequence[Tensor], build: Callable[[], Tensor]) -> Tensor:
+        """``build()``, cached by :meth:`get` unless it records autograd (:func:`records_autograd`), in which case it
+        is rebuilt on every call and nothing is cached. ``build`` must compute the same value in both cases."""
+        if not _enabled or records_autograd(sources):
+            return build()
+        return self.get(sources, build)
 
     def clear(self) -> None:
         """Forget the cached value (the next :meth:`get` rebuilds it)."""
         self._key = self._value = None
+
+
+class DerivedTensorOwner(nn.Module):
+    """A module holding :class:`DerivedTensorCache` s, which it clears whenever ``train()`` / ``eval()`` sets its
+    mode (writes through ``.data`` bypass the version counters the caches are keyed on).
+
+    Subclasses list their caches in :meth:`derived_caches`.
+    """
+
+    def derived_caches(self) -> Iterable[DerivedTensorCache]:
+        """Every cache this module holds."""
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> "DerivedTensorOwner":
+        for cache in self.derived_caches():
+            cache.clear()
+        return super().train(mode)
