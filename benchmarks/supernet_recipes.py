@@ -13,7 +13,7 @@ inherited_max, checkpoint``), ``recipes.md`` (the same as a table) and ``recipes
 trained, updates times the subnets per update (3 with ``--sandwich``), one line per recipe).
 
     python benchmarks/supernet_recipes.py work/ranking --data DATA_BIN --out work/recipes \\
-        default=work/recipes/default nosharing=work/recipes/nosharing
+        single=work/recipes/single nosharing=work/recipes/nosharing
 
 ``benchmarks/supernet_recipes.sh`` trains the recipes compared in the README and runs this.
 """

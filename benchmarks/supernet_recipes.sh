@@ -4,13 +4,13 @@
 # recipe trains 3 subnets per update, so it runs a third of the updates), then scores every
 # checkpoint against that run's retrained subnets (benchmarks/supernet_recipes.py: Kendall tau per recipe and
 # budget, recipes.md / recipes.csv / recipes.png in OUT). Each training resumes from its last checkpoint; finished
-# ones are skipped. Recipes (each the demo's examples/multi30k_en_de/supernet.args plus):
-#   default     nothing: heterogeneous sharing, one sampled subnet per update
+# ones are skipped. Recipes (each the demo's examples/multi30k_en_de/supernet.args without its --sandwich, plus):
+#   single      nothing: heterogeneous sharing, one sampled subnet per update
 #   nosharing   --sharing none: every operator its own weights
 #   sandwich    --sandwich: the largest, the smallest and a sampled subnet per update
 #   distill     --sandwich --distill-weight 1: the same, each distilled from the largest (in-place distillation)
 #   bash benchmarks/supernet_recipes.sh RANKING_DIR DATA_BIN OUT
-#   RECIPES="default nosharing" UPDATES=2000 SAVE_EVERY=250 THREADS=1 SEED=1 bash benchmarks/supernet_recipes.sh ...
+#   RECIPES="single nosharing" UPDATES=2000 SAVE_EVERY=250 THREADS=1 SEED=1 bash benchmarks/supernet_recipes.sh ...
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
@@ -18,7 +18,7 @@ source "$ROOT/examples/args.sh"
 cd "$ROOT"
 [ $# -eq 3 ] || { echo "usage: bash benchmarks/supernet_recipes.sh RANKING_DIR DATA_BIN OUT" >&2; exit 2; }
 RANKING_DIR="$1" DATA="$2" OUT="$3"
-RECIPES="${RECIPES:-default nosharing sandwich distill}" UPDATES="${UPDATES:-2000}" SAVE_EVERY="${SAVE_EVERY:-250}"
+RECIPES="${RECIPES:-single nosharing sandwich distill}" UPDATES="${UPDATES:-2000}" SAVE_EVERY="${SAVE_EVERY:-250}"
 THREADS="${THREADS:-1}" SEED="${SEED:-1}"
 [ -f "$RANKING_DIR/results.csv" ] || { echo "$RANKING_DIR: no results.csv (run benchmarks/ranking.py first)" >&2; exit 2; }
 
@@ -28,11 +28,11 @@ steps_per_update() {  # subnets trained per update
 
 recipe_flags() {  # the flags a recipe adds to supernet.args
   case "$1" in
-    default) ;;
+    single) ;;
     nosharing) echo "--sharing none" ;;
     sandwich) echo "--sandwich" ;;
     distill) echo "--sandwich --distill-weight 1" ;;
-    *) echo "unknown recipe $1 (default, nosharing, sandwich, distill)" >&2; return 2 ;;
+    *) echo "unknown recipe $1 (single, nosharing, sandwich, distill)" >&2; return 2 ;;
   esac
 }
 
@@ -46,7 +46,7 @@ for name in $RECIPES; do
     echo "== $name: trained earlier"
   else
     echo "== $name: $((UPDATES / per)) updates, a checkpoint every $((SAVE_EVERY / per)) ($dir/train.log)"
-    mapfile -t FLAGS < <(args_flags examples/multi30k_en_de/supernet.args)
+    mapfile -t FLAGS < <(args_flags examples/multi30k_en_de/supernet.args | grep -vx -- --sandwich)
     # shellcheck disable=SC2086
     OMP_NUM_THREADS="$THREADS" "$VENV/bin/fairseq-train" "$DATA" "${FLAGS[@]}" $extra --max-update $((UPDATES / per)) \
       --save-interval-updates $((SAVE_EVERY / per)) --keep-interval-updates -1 --save-dir "$dir" --seed "$SEED" \

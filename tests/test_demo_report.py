@@ -23,6 +23,7 @@ from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import (
     BlockDetails,
     SpaceRecord,
+    SubnetConfig,
     check,
     get_space,
     largest,
@@ -55,6 +56,22 @@ def test_demo_space_largest_is_the_baseline_transformer_shape():
         assert (layer.block, layer.ffn_op) == (BlockType.ATTENTION, OpKind.MULT)
         assert layer.ffn_dim == int(value["--encoder-ffn-embed-dim"])
         assert layer.num_heads == int(value["--encoder-attention-heads"])
+
+
+def test_hand_hybrid_fits_the_demo_search_bound_at_under_70_percent_of_the_baseline():
+    """examples/multi30k_en_de/hand_hybrid.yaml (the README's reference hybrid) is a subnet of the demo space as the
+    demo builds it, inside the search's energy constraint, and >= 30 % cheaper than the baseline (the demo space's
+    largest, same accounting)."""
+    space = dataclasses.replace(DEMO, block_details=BlockDetails(_flag_value("supernet.args", "--block-details")))
+    hybrid = SubnetConfig.load(RECIPE / "hand_hybrid.yaml")
+    check(space, hybrid)
+    assert any(layer.ffn_op is OpKind.SHIFT for layer in hybrid.encoder + hybrid.decoder)
+    cost = CostModel(space, _flag_value("search.args", "--hardware-profile"),
+                     Workload(accounting=_flag_value("search.args", "--cost-accounting")))
+    energy = cost.metrics(hybrid)["energy_mj"]
+    metric, bound = _flag_value("search.args", "--constraint").split("<=")
+    assert metric == "energy_mj" and energy <= float(bound)
+    assert energy <= 0.7 * cost.metrics(largest(space))["energy_mj"]
 
 
 def _flag_value(name: str, flag: str) -> str:
