@@ -4,7 +4,8 @@
 #   1. install, prepare Multi30k (sentencepiece 8k, fairseq binary)
 #   2. train the hybrid supernet of the `demo` space (2 threads)
 #   3. evolutionary search under an energy constraint (45 nm profile, original accounting), fitness = inherited
-#      validation loss (2 ranks); then the same search restricted to attention blocks with mult FFNs (HAT's space)
+#      validation loss (2 ranks), restricted to attention blocks with mult FFNs (HAT's space); then the same search
+#      over the whole space, its generation 0 opened by that winner (--initial-subnet)
 #   4. retrain both winners from scratch || train a plain Transformer baseline: same recipe, same wall-clock budget,
 #      one thread each, three side by side
 #   5. decode test2016 (beam 5) || and report: sacreBLEU, tokenized BLEU, energy under both accountings, measured
@@ -89,24 +90,27 @@ stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (2 threads)"
 # shellcheck disable=SC2086
 train supernet 2 "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
 
-search() {  # search NAME [ARGS_FILE...]: search.args (+ the files) on the supernet into WORK/NAME
-  local name="$1" dir="$WORK/$1" file
+search() {  # search NAME [FLAG...]: search.args (+ the flags) on the supernet into WORK/NAME
+  local name="$1" dir="$WORK/$1"
   shift
   if [ -f "$dir/best.yaml" ]; then
     echo "  [$name] searched earlier: skipped"
   else
-    mapfile -t FLAGS < <(flags search.args; for file in "$@"; do flags "$file"; done)
+    mapfile -t FLAGS < <(flags search.args)
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 fairseq-shiftadd-search "$DATA" "${FLAGS[@]}" --path "$WORK/supernet/checkpoint_best.pt" \
+    OMP_NUM_THREADS=1 fairseq-shiftadd-search "$DATA" "${FLAGS[@]}" "$@" --path "$WORK/supernet/checkpoint_best.pt" \
       --save-dir "$dir" --cpu --distributed-world-size "$SEARCH_RANKS" --seed "$SEED" ${SEARCH_FLAGS:-} \
       2> >(tee -a "$WORK/$name.log" >&2) | tee -a "$WORK/$name.log"
   fi
   sed -n '/^#/p' "$dir/best.yaml"
 }
 
-stage "3/5 search the supernet under an energy constraint ($SEARCH_RANKS ranks), then its attention-only sub-space"
-search search
-search search_attention attention_only.args
+stage "3/5 search the attention-only sub-space, then the whole space from its winner (energy bound, $SEARCH_RANKS ranks)"
+mapfile -t ATTENTION_ONLY < <(flags attention_only.args)
+search search_attention "${ATTENTION_ONLY[@]}"
+# The hybrid search starts from the attention-only winner (a warm start: its generation 0 holds it), so its winner
+# is at least as fit, by the search's fitness, as the subnet it is compared with.
+search search --initial-subnet "$WORK/search_attention/best.yaml"
 
 stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
 # shellcheck disable=SC2086

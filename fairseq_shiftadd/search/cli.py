@@ -33,7 +33,7 @@ from ..atomic import partial_path, remove
 from ..cli_errors import add_debug_flag, run_main, short_usage
 from ..cli_types import positive_int
 from ..cost import HardwareProfile, load_profile, workload_header
-from ..space import SpaceRecord, parse_restriction, restrict
+from ..space import SpaceRecord, check, parse_restriction, parse_subnet_spec, resolve_subnet, restrict
 from .constraints import Constraint, parse_constraint
 from .metrics import MEASURED, SEARCH_METRICS, add_cost_args, check_metric_sources, cost_metrics, search_workload
 from .distributed import from_rank0, launch, rank_and_world, split_batch, stop_on_sigterm
@@ -80,6 +80,9 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                        help="search a sub-space of the supernet's space: FIELD (a SearchSpace field, or X for "
                             "encoder_X and decoder_X) keeps only these values; repeatable, e.g. "
                             "--restrict blocks=attention --restrict ffn_ops=mult (HAT's space)")
+    group.add_argument("--initial-subnet", action="append", default=[], metavar="SUBNET",
+                       help="a subnet that opens generation 0 before the random draws (a warm start, e.g. the "
+                            "best.yaml of a search of a sub-space); it must meet the constraints; repeatable")
     group.add_argument("--restart", action="store_true",
                        help="delete the previous outputs of --save-dir (state.json included) and start over")
 
@@ -125,6 +128,8 @@ def _check_options(args: argparse.Namespace) -> HardwareProfile:
         if not list(Path(directory).glob(f"{subset}.*")):
             raise ValueError(f"DATA {directory!r} has no files of --valid-subset {subset!r}")
     constraints, config = _settings(args)
+    for spec in args.initial_subnet:  # checked against the supernet's space once it is loaded
+        parse_subnet_spec(spec, "--initial-subnet")
     try:  # the values are checked against the supernet's space once it is loaded
         parse_restriction(args.restrict)
     except ValueError as err:
@@ -182,9 +187,22 @@ def _search(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     if MEASURED in needed:
         stages[-1] = from_rank0(stages[-1])
     out_dir = Path(args.save_dir)
+    initial = []
+    for spec in args.initial_subnet:  # a subnet of the supernet's space (a file's recorded one must be it) ...
+        try:
+            sub = resolve_subnet(spec, fitness.space, "--initial-subnet")
+        except ValueError as err:
+            raise SystemExit(f"fairseq-shiftadd-search: error: {err}") from None
+        try:
+            check(space, sub)  # ... inside --restrict
+        except ValueError as err:
+            raise SystemExit(f"fairseq-shiftadd-search: error: --initial-subnet {spec} is outside --restrict: {err}") \
+                from None
+        initial += [] if sub in initial else [sub]
     search = EvolutionarySearch(
         TranslationDomain(space), config, split_batch(fitness), stages, constraints,
         state_path=out_dir / "state.json", write_state=rank == 0, progress=rank == 0, settings=settings,
+        initial=initial,
     )
     start = time.perf_counter()
     result = search.run()

@@ -11,6 +11,10 @@ One generation, as in the paper (population 125 = 25 parents + 50 mutations + 50
 3. breed the next population: the parents, ``mutations`` mutants of random parents (each gene redrawn with
    probability ``mutation_prob``) and ``crossovers`` uniform crossovers of two random parents.
 
+Warm start. ``initial`` subnets (e.g. the winner of a search of a sub-space, such as the attention-only winner
+for a hybrid search) open generation 0, before its random draws. Selection is elitist, so the search's best is
+then at least as fit as each of them. The paper starts from random subnets only.
+
 Constraints. Every member of a population (the initial random one too) meets the constraints. A proposal
 is first rejection-sampled (the paper's rule) within an adaptive budget: the number of draws that finds a
 feasible one with 99 % probability at the acceptance rate observed so far for that kind of proposal
@@ -43,7 +47,7 @@ from ..progress import progress
 from .constraints import Constraint
 from .domain import Config, SearchDomain
 from .pareto import nsga2_select, pareto_front
-from .state import Candidate, GenerationStats, SearchState, refuse_other_settings
+from .state import Candidate, GenerationStats, SearchState, config_key, refuse_other_settings
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +206,12 @@ class EvolutionarySearch:
         progress: show a progress bar with the current best.
         settings: further settings that shape the fitness or the metrics (checkpoint, data, workload, ...),
             JSON-serialisable; part of the resume fingerprint.
+        initial: distinct subnets of ``domain`` that open generation 0 (a warm start, see the module docstring);
+            at most ``config.population``; each must meet the constraints. Part of the resume fingerprint.
+
+    Raises:
+        ValueError: more initial subnets than the population, or repeated ones (at :meth:`run`: one that violates
+            a constraint, naming it).
     """
 
     def __init__(
@@ -215,7 +225,13 @@ class EvolutionarySearch:
         write_state: bool = True,
         progress: bool = True,
         settings: Optional[Mapping[str, Any]] = None,
+        initial: Sequence[Config] = (),
     ) -> None:
+        if len(initial) > config.population:
+            raise ValueError(f"{len(initial)} initial subnets exceed the population ({config.population})")
+        if len(set(initial)) != len(initial):
+            raise ValueError("the initial subnets repeat a subnet")
+        self.initial = tuple(initial)
         self.domain = domain
         self.config = config
         self.fitness = fitness
@@ -235,7 +251,25 @@ class EvolutionarySearch:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _fingerprint(self) -> Dict[str, Any]:
-        return search_fingerprint(self.config, self.constraints, self.settings, self.domain.to_dict())
+        data = search_fingerprint(self.config, self.constraints, self.settings, self.domain.to_dict())
+        data["initial"] = [config_key(sub) for sub in self.initial]
+        return data
+
+    def _opening(self, rng: random.Random) -> List[Config]:
+        """Generation 0: the initial subnets, then random feasible draws up to the population size.
+
+        Raises:
+            ValueError: an initial subnet violates a constraint (naming the subnet and the constraints).
+        """
+        for sub in self.initial:
+            record = self._candidate(sub, 0)
+            if not record.feasible:
+                broken = [f"{c} ({c.metric} {record.metrics[c.metric]:.6g})" for c in self.constraints
+                          if c.metric in record.metrics and not c.holds(record.metrics)]
+                raise ValueError(f"initial subnet {record.key} violates {', '.join(broken)}")
+        drawn = [self._propose("sample", lambda: self.domain.sample(rng), rng, 0)
+                 for _ in range(self.config.population - len(self.initial))]
+        return list(self.initial) + drawn
 
     def _metrics(self, sub: Config) -> Tuple[Dict[str, float], bool]:
         """The metrics of ``sub``, stage by stage, stopping after the first stage that violates a constraint."""
@@ -402,7 +436,8 @@ class EvolutionarySearch:
         if self.state_path is None or not self.state_path.is_file():
             return None
         state = SearchState.load(self.state_path, self.domain.config_from_dict)
-        refuse_other_settings(self.state_path, state.fingerprint, self._fingerprint(),
+        saved = {"initial": [], **state.fingerprint}  # states written before warm starts existed had none
+        refuse_other_settings(self.state_path, saved, self._fingerprint(),
                               "use the same settings, another state path, or delete it to start over")
         self.candidates = state.candidates
         self._index = {c.subnet: i for i, c in enumerate(self.candidates)}
@@ -434,8 +469,7 @@ class EvolutionarySearch:
         for generation in range(state.generation, cfg.generations):
             self._stats = GenerationStats(generation)
             if generation == 0:
-                population = [self._propose("sample", lambda: self.domain.sample(rng), rng, 0)
-                              for _ in range(cfg.population)]
+                population = self._opening(rng)
             else:
                 population = self._breed(state.parents, rng, generation)
             self._evaluate(population)

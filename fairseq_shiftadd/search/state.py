@@ -22,6 +22,7 @@ __all__ = [
     "GenerationStats",
     "SearchState",
     "ConfigParser",
+    "config_key",
     "fingerprint_diff",
     "read_fingerprint",
     "refuse_other_settings",
@@ -31,6 +32,11 @@ ConfigParser = Callable[[Mapping[str, Any]], Hashable]
 """Reads a configuration back from its ``to_dict()`` form (a :class:`~.domain.SearchDomain`'s ``config_from_dict``)."""
 
 STATE_VERSION = 2
+
+
+def config_key(config: Any) -> str:
+    """A configuration's canonical JSON (``to_dict()`` with sorted keys, no spaces)."""
+    return json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -53,8 +59,8 @@ class Candidate:
 
     @functools.cached_property
     def key(self) -> str:
-        """The subnet's canonical JSON (sorted keys): the last, tie-breaking key of every ranking."""
-        return json.dumps(self.subnet.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The subnet's canonical JSON (:func:`config_key`): the last, tie-breaking key of every ranking."""
+        return config_key(self.subnet)
 
     def to_dict(self) -> Dict[str, Any]:
         return {

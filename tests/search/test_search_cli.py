@@ -98,6 +98,21 @@ def test_search_meets_every_constraint(search, multi30k_en_de: Path, tiny_supern
     assert costed["metrics"] == pytest.approx(metrics) and costed["workload"]["beam"] == 5
 
 
+
+def test_initial_subnet_opens_generation_0(search, tmp_path: Path) -> None:
+    """--initial-subnet FILE (a previous search's best.yaml, with its recorded space): generation 0 starts with it,
+    and the search's best is at least as fit."""
+    search(tmp_path / "first", "--generations", "1")
+    warm = tmp_path / "first" / "best.yaml"
+    search(tmp_path / "warm", "--generations", "2", "--initial-subnet", str(warm), "--initial-subnet", "largest")
+    rows = _rows(tmp_path / "warm" / "candidates.csv")
+    assert [SubnetConfig.from_json(r["subnet"]) for r in rows[:2]] == [SubnetConfig.load(warm), largest(TINY)]
+    assert all(r["generation"] == "0" and r["loss"] for r in rows[:2])
+    assert min(float(r["loss"]) for r in rows if r["loss"]) <= float(rows[0]["loss"])
+    assert SubnetConfig.load(tmp_path / "warm" / "best.yaml") == SubnetConfig.from_json(
+        min((r for r in rows if r["loss"]), key=lambda r: float(r["loss"]))["subnet"])
+
+
 @pytest.mark.slow
 def test_multi_objective_front(search, multi30k_en_de: Path, tmp_path: Path) -> None:
     search(tmp_path, "--generations", "2", "--multi-objective", "energy_mj")

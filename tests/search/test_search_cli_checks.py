@@ -48,6 +48,7 @@ BAD = [
     (["--multi-objective", "energy_mj,joules"], r"^--multi-objective metric\(s\) \['joules'\] not in allowed"),
     (["--population", "10"], r"^population=10 must equal parents \+ mutations \+ crossovers"),
     (["--valid-subset", "test"], r"^DATA '.*data' has no files of --valid-subset 'test'"),
+    (["--initial-subnet", "best.yaml"], r"^--initial-subnet 'best.yaml': no such file"),
 ]
 
 

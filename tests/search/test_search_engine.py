@@ -46,12 +46,12 @@ class CountingFitness:
         return [fake_loss(s) for s in subs]
 
 
-def _search(tmp: Path = None, fitness=None, constraints=(), metrics=fake_metrics, settings=None,
+def _search(tmp: Path = None, fitness=None, constraints=(), metrics=fake_metrics, settings=None, initial=(),
             **overrides) -> EvolutionarySearch:
     config = EvolutionConfig(**{**SMALL, **overrides})
     return EvolutionarySearch(TranslationDomain(TINY), config, fitness or CountingFitness(), metrics, constraints,
                               state_path=None if tmp is None else tmp / "state.json", progress=False,
-                              settings=settings)
+                              settings=settings, initial=initial)
 
 
 def test_constraints_are_honoured_and_elitism_keeps_the_best() -> None:
@@ -150,6 +150,35 @@ def test_resume_refuses_other_settings_naming_each_difference(tmp_path: Path) ->
                  "settings.workload.beam: 1 -> 4", 'settings.accounting: (unset) -> "original"'):
         assert line in message
     assert "generations" not in message  # more generations is not a change of settings
+
+
+def test_initial_subnets_open_generation_0_and_the_best_is_at_least_as_fit(tmp_path: Path) -> None:
+    """A warm start: the initial subnets are generation 0's first members, evaluated; elitism keeps the best at
+    least as fit as each; they are part of the resume fingerprint; bad ones are refused in one line."""
+    rng = random.Random(7)
+    pool = sorted({sample(TINY, rng) for _ in range(200)}, key=fake_loss)
+    warm = [pool[0], pool[1]]  # the fittest of 200 draws: better than random generation-0 members
+    fitness = CountingFitness()
+    result = _search(tmp_path, fitness=fitness, initial=warm, generations=2).run()
+    first = [result.candidates[i].subnet for i in result.populations[0]]
+    assert first[:2] == warm and len(first) == SMALL["population"]
+    assert set(warm) <= set(fitness.seen[:SMALL["population"]])
+    assert result.best[0].fitness <= min(fake_loss(s) for s in warm)
+    cold = _search(generations=2).run()
+    assert [cold.candidates[i].subnet for i in cold.populations[0]][:2] != warm
+    with pytest.raises(ValueError, match="initial"):  # resuming without the warm start is another search
+        _search(tmp_path, generations=3).run()
+    _search(tmp_path, initial=warm, generations=3).run()  # the same warm start resumes
+    with pytest.raises(ValueError, match="exceed the population"):
+        _search(initial=pool[:SMALL["population"] + 1])
+    with pytest.raises(ValueError, match="repeat"):
+        _search(initial=[warm[0], warm[0]])
+    big = largest(TINY)
+    bound = fake_metrics(big)["energy_mj"] - 1e-6
+    constraints = [parse_constraint(f"energy_mj<={bound}", ["energy_mj", "params"])]
+    with pytest.raises(ValueError) as err:
+        _search(initial=[big], constraints=constraints).run()
+    assert "\n" not in str(err.value) and f"violates energy_mj<={bound:g} (energy_mj " in str(err.value)
 
 
 def test_fingerprint_diff() -> None:
