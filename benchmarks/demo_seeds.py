@@ -69,8 +69,22 @@ def targets(stats: Dict[str, Dict[str, Dict[str, float]]]) -> List[Dict[str, obj
     return [{"target": name, "margin": margin, "met": margin >= 0} for name, margin in rows]
 
 
-def format_summary(stats: Dict[str, Dict[str, Dict[str, float]]], checks: List[Dict[str, object]]) -> str:
-    """A markdown table (mean ± sample std [min, max]) and the targets with their margins."""
+def per_run_table(names: Sequence[str], runs: Sequence[Dict[str, Dict[str, float]]]) -> List[str]:
+    """One markdown row per run: each model's sacreBLEU and original-accounting energy, and whether the hybrid
+    search returned the attention-only winner itself (the same subnet: no hybrid beat it by the search's fitness)."""
+    lines = ["| run | " + " | ".join(f"{m} sacreBLEU (mJ)" for m in MODELS) + " | hybrid = attention-only winner |",
+             "|---|" + "---|" * (len(MODELS) + 1)]
+    for name, run in zip(names, runs):
+        cells = [f"{float(run[m]['sacrebleu']):.2f} ({float(run[m]['energy_original_mj']):.2f})" for m in MODELS]
+        hybrid, attention = run["hybrid"].get("subnet"), run["attention_only"].get("subnet")
+        same = hybrid is not None and hybrid == attention
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'yes' if same else 'no'} |")
+    return lines
+
+
+def format_summary(stats: Dict[str, Dict[str, Dict[str, float]]], checks: List[Dict[str, object]],
+                   per_run: Sequence[str] = ()) -> str:
+    """A markdown table (mean ± sample std [min, max]), the targets with their margins, then ``per_run`` lines."""
     n = stats[MODELS[0]][FIELDS[0]]["n"]
     lines = [f"Over {n} seeds: mean ± sample std [min, max].", "",
              "| model | " + " | ".join(FIELDS) + " |", "|---|" + "---|" * len(FIELDS)]
@@ -80,6 +94,8 @@ def format_summary(stats: Dict[str, Dict[str, Dict[str, float]]], checks: List[D
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "| target | margin | met |", "|---|---|---|"]
     lines += [f"| {c['target']} | {c['margin']:+.2f} | {'yes' if c['met'] else 'NO'} |" for c in checks]
+    if per_run:
+        lines += ["", *per_run]
     return "\n".join(lines) + "\n"
 
 
@@ -94,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(str(err))
     stats = aggregate(runs)
     checks = targets(stats)
-    text = format_summary(stats, checks)
+    text = format_summary(stats, checks, per_run_table([r.name for r in args.runs], runs))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")

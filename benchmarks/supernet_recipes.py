@@ -32,7 +32,8 @@ from fairseq_shiftadd.plotting import pyplot, save_png
 from fairseq_shiftadd.space import SubnetConfig, check
 from ranking import ranking_taus
 
-CSV_FIELDS = ("recipe", "updates", "subnet_steps", "tau_loss", "tau_bleu", "inherited_min", "inherited_max", "checkpoint")
+CSV_FIELDS = ("recipe", "updates", "subnet_steps", "tau_loss", "tau_bleu", "inherited_min", "inherited_max",
+              "checkpoint")
 _INTERVAL = re.compile(r"checkpoint_\d+_(\d+)\.pt$")
 
 

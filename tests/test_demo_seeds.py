@@ -24,7 +24,8 @@ FABRICATED = {  # seed -> model -> (sacreBLEU, energy original mJ); made up for 
 def _write_run(folder: Path, rows: dict) -> Path:
     (folder / "report").mkdir(parents=True)
     data = [{"name": name, "sacrebleu": bleu, "tokenized_bleu": bleu + 0.1, "energy_original_mj": energy,
-             "energy_streaming_mj": 20 * energy, "params": 1} for name, (bleu, energy) in rows.items()]
+             "energy_streaming_mj": 20 * energy, "params": 1, "subnet": "same" if bleu == 23.0 else name}
+            for name, (bleu, energy) in rows.items()]
     (folder / "report" / "results.json").write_text(json.dumps(data))
     return folder
 
@@ -44,6 +45,14 @@ def test_aggregator_mean_spread_and_targets_on_fabricated_reports(tmp_path, caps
     assert margins["hybrid energy (original) <= 0.7 x baseline's, mJ"] == (pytest.approx(0.7 * 1.44 - 0.8), True)
     out = capsys.readouterr().out
     assert "| hybrid | 25.00 ± 1.00 [24.00, 26.00]" in out and out == (tmp_path / "summary.md").read_text()
+    assert "| seed2 | 25.00 (0.80) | 24.00 (0.97) | 24.00 (1.44) | no |" in out
+
+
+def test_per_run_table_flags_a_hybrid_search_that_returned_the_attention_only_winner():
+    same = {"sacrebleu": 20.0, "energy_original_mj": 0.9, "subnet": "{}"}
+    run = {"hybrid": same, "attention_only": same, "baseline": {**same, "subnet": None}}
+    row = "| seed1 | 20.00 (0.90) | 20.00 (0.90) | 20.00 (0.90) | yes |"
+    assert demo_seeds.per_run_table(["seed1"], [run])[-1] == row
 
 
 def test_aggregator_reports_a_missed_target():
