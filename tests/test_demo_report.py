@@ -59,11 +59,11 @@ def test_demo_space_largest_is_the_baseline_transformer_shape():
 
 
 def test_hand_hybrid_fits_the_demo_search_bound_at_under_70_percent_of_the_baseline():
-    """examples/multi30k_en_de/hand_hybrid.yaml (the README's reference hybrid) is a subnet of the demo space as the
-    demo builds it, inside the search's energy constraint, and >= 30 % cheaper than the baseline (the demo space's
-    largest, same accounting)."""
+    """examples/multi30k_en_de/subnets/hand_hybrid.yaml (the README's reference hybrid) is a subnet of the demo
+    space as the demo builds it, inside the search's energy constraint, and >= 30 % cheaper than the baseline (the
+    demo space's largest, same accounting)."""
     space = dataclasses.replace(DEMO, block_details=BlockDetails(_flag_value("supernet.args", "--block-details")))
-    hybrid = SubnetConfig.load(RECIPE / "hand_hybrid.yaml")
+    hybrid = SubnetConfig.load(RECIPE / "subnets" / "hand_hybrid.yaml")
     check(space, hybrid)
     assert any(layer.ffn_op is OpKind.SHIFT for layer in hybrid.encoder + hybrid.decoder)
     cost = CostModel(space, _flag_value("search.args", "--hardware-profile"),
