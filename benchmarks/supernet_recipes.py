@@ -86,17 +86,14 @@ def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: st
     ``cache``."""
     if cache.is_file():
         return json.loads(cache.read_text())
-    import torch
-
     from fairseq_shiftadd.search.fitness import ValidationFitness
 
-    task_cfg = torch.load(checkpoint, map_location="cpu", weights_only=False)["cfg"]["task"]
     fitness = ValidationFitness(checkpoint, objective="loss", data=data, max_sentences=max_sentences,
                                 max_tokens=max_tokens)
     for sub in subnets:
         check(fitness.space, sub)
     result = {"losses": [fitness.loss(sub) for sub in subnets],
-              "subnets_per_update": 3 if task_cfg.get("sandwich") else 1}
+              "subnets_per_update": 3 if getattr(fitness.task.cfg, "sandwich", False) else 1}
     write_text(cache, json.dumps(result) + "\n")
     return result
 
