@@ -262,7 +262,7 @@ class EvolutionarySearch:
             ValueError: an initial subnet violates a constraint (naming the subnet and the constraints).
         """
         for sub in self.initial:
-            record = self._candidate(sub, 0)
+            record = self._candidate(sub, 0, drawn=False)
             if not record.feasible:
                 broken = [f"{c} ({c.metric} {record.metrics[c.metric]:.6g})" for c in self.constraints
                           if c.metric in record.metrics and not c.holds(record.metrics)]
@@ -289,15 +289,18 @@ class EvolutionarySearch:
             raise KeyError(f"Pareto metric(s) {missing} not computed; metrics are {sorted(metrics)}")
         return metrics, True
 
-    def _candidate(self, sub: Config, generation: int) -> Candidate:
-        """The record of ``sub``, computing its metrics the first time it is proposed; counts one draw."""
+    def _candidate(self, sub: Config, generation: int, drawn: bool = True) -> Candidate:
+        """The record of ``sub``, computing its metrics the first time it is proposed; counts one draw unless
+        ``drawn`` is false (a warm-start subnet: chosen, not drawn, so it stays out of the acceptance rate and the
+        rejection budget)."""
         if sub not in self._index:
             metrics, feasible = self._metrics(sub)
             self._index[sub] = len(self.candidates)
             self.candidates.append(Candidate(sub, metrics, generation, feasible))
         record = self.candidates[self._index[sub]]
-        self._stats.draws += 1
-        self._stats.feasible += record.feasible
+        if drawn:
+            self._stats.draws += 1
+            self._stats.feasible += record.feasible
         return record
 
     def _violation(self, c: Candidate) -> Tuple[int, float]:

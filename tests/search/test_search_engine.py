@@ -164,6 +164,7 @@ def test_initial_subnets_open_generation_0_and_the_best_is_at_least_as_fit(tmp_p
     assert first[:2] == warm and len(first) == SMALL["population"]
     assert set(warm) <= set(fitness.seen[:SMALL["population"]])
     assert result.best[0].fitness <= min(fake_loss(s) for s in warm)
+    assert result.stats[0].draws == SMALL["population"] - len(warm)  # chosen, not drawn: out of the acceptance
     cold = _search(generations=2).run()
     assert [cold.candidates[i].subnet for i in cold.populations[0]][:2] != warm
     with pytest.raises(ValueError, match="initial"):  # resuming without the warm start is another search
