@@ -114,7 +114,8 @@ def table(per_seed: Dict[int, Dict]) -> str:
         energy = [r[name]["energy_mj"] for r in per_seed.values()]
         ratio = [r[name]["energy_mj"] / r["all-conv"]["energy_mj"] for r in per_seed.values()]
         params = [r[name]["params"] for r in per_seed.values()]
-        lines.append(f"| {name} | {_mean_std(acc)} | {_mean_std(inherited)} | {_mean_std(energy)} | {_mean_std(ratio)} | "
+        lines.append(f"| {name} | {_mean_std(acc)} | {_mean_std(inherited)} | {_mean_std(energy)} | "
+                     f"{_mean_std(ratio)} | "
                      f"{_mean_std(params)} | {per_seed[min(per_seed)][name]['describe'].replace(' | ', ' / ')} |")
     seconds = ", ".join(f"seed {k}: {v['seconds'] / 60:.1f} min" + (f" ({v['cpu_seconds'] / 60:.1f} min CPU)"
                                                                      if "cpu_seconds" in v else "")
