@@ -1,5 +1,6 @@
 """Tests of the vision supernet, standalone networks and extraction (fairseq_shiftadd.vision.models)."""
 import random
+import re
 
 import pytest
 import torch
@@ -21,9 +22,9 @@ def _perturb(supernet: VisionSupernet, seed: int) -> None:
         for name, tensor in list(supernet.named_parameters()) + list(supernet.named_buffers()):
             if "log_scale" in name:
                 tensor.copy_(0.3 * torch.randn(tensor.shape, generator=gen))
-            elif name.endswith(("running_var", "norms.2.weight")):  # the last gamma starts at 0 in the supernet
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif name.endswith(("running_mean", "norms.0.bias", "norms.1.bias", "norms.2.bias")):
+            elif name.endswith("running_var") or re.search(r"norms\.\w+\.\d\.weight$", name):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)  # the last gamma starts at 0
+            elif name.endswith("running_mean") or re.search(r"norms\.\w+\.\d\.bias$", name):
                 tensor.copy_(torch.randn(tensor.shape, generator=gen))
 
 
@@ -42,6 +43,7 @@ def test_supernet_equals_extracted_subnet(mode, block):
     torch.manual_seed(0)
     supernet = VisionSupernet(SPACE, mode)
     _perturb(supernet, 1)
+    assert all(norms[2].weight.min() >= 0.5 for stage in supernet.stages for b in stage for norms in b.norms.values())
     supernet.eval()
     x = torch.randn(5, 1, 8, 8)
     for seed in range(3):
@@ -55,6 +57,7 @@ def test_supernet_equals_extracted_subnet(mode, block):
 def test_supernet_equals_extracted_random_hybrids_after_training_steps(mode):
     torch.manual_seed(0)
     supernet = VisionSupernet(SPACE, mode)
+    _perturb(supernet, 2)  # live residual branches
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.05)
     rng = random.Random(mode)
     x = torch.randn(8, 1, 8, 8)
