@@ -203,6 +203,18 @@ def _weight_grad(
     return scale_weight_grad(dw, product_grad.add_(grad_sum * centre), eta, grad_norm)  # g^T x, x uncentred
 
 
+def _grad_norm(value: GradNorm | str) -> GradNorm:
+    """``value`` as a :class:`GradNorm`.
+
+    Raises:
+        ValueError: not one of its values (one line naming ``grad_norm``).
+    """
+    try:
+        return GradNorm(value)
+    except ValueError:
+        raise ValueError(f"grad_norm must be one of {[n.value for n in GradNorm]}, got {value!r}") from None
+
+
 def scale_weight_grad(dw: Tensor, product: Optional[Tensor], eta: Optional[float], grad_norm: GradNorm) -> Tensor:
     """AdderNet's adaptive scaling ``dw <- target / ||dw||_2 * dw`` (in place; :class:`GradNorm` sets ``target``).
 
@@ -312,10 +324,7 @@ def add_matmul(
     if x.dtype != weight.dtype or not x.is_floating_point():
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
     positive_number("eta", eta, optional=True)
-    try:
-        grad_norm = GradNorm(grad_norm)
-    except ValueError:
-        raise ValueError(f"grad_norm must be one of {[n.value for n in GradNorm]}, got {grad_norm!r}") from None
+    grad_norm = _grad_norm(grad_norm)
     budget = positive_int("memory_budget_bytes", memory_budget_bytes)
     return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
 
@@ -329,18 +338,23 @@ def add_conv2d(
     groups: int = 1,
     eta: Optional[float] = 0.2,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    *,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
 ) -> Tensor:
     """Adder 2-D convolution over an explicit weight (the functional core of :class:`AddConv2d`).
 
     ``y[b, o, i, j] = -sum_{c, u, v} |x_pad[b, g*C_g + c, i*s_h + u*d_h, j*s_w + v*d_w] - w[o, c, u, v]|``
     (zero padding; ``g`` the group of ``o``): :func:`add_matmul` over unfolded patches with ``G = groups``,
     so the backward is AdderNet's surrogate and no ``N x M x K`` tensor is built. Weight-shared supernets
-    call it with a sliced or remapped weight.
+    call it with a sliced or remapped weight. ``grad_norm``: the target norm of the scaled weight gradient, as
+    :func:`add_matmul` (``GradNorm.MULT`` runs the depthwise case on the unfold path, whose backward has
+    ``g^T x``).
 
     Shape: x (N, C_in, H, W), weight (C_out, C_in / groups, kh, kw) -> y (N, C_out, H_out, W_out).
 
     Raises:
-        ValueError: the geometry is invalid or ``x`` does not fit it (the message names the argument).
+        ValueError: the geometry is invalid, ``x`` does not fit it or ``grad_norm`` is unknown (the message names
+            the argument).
     """
     if weight.dim() != 4:
         raise ValueError(f"weight must be 4-D (C_out, C_in / groups, kh, kw), got {tuple(weight.shape)}")
@@ -349,7 +363,8 @@ def add_conv2d(
         group_channels * positive_int("groups", groups), out_channels, (kh, kw), stride, padding, dilation, groups
     )
     geometry.check_input(x.shape, "x")
-    y = _fast_add_conv2d(x, weight, geometry, eta)  # CPU kernels; the unfold path below is their reference
+    grad_norm = _grad_norm(grad_norm)
+    y = _fast_add_conv2d(x, weight, geometry, eta, grad_norm)  # CPU kernels; the unfold path is their reference
     if y is not None:
         return y
     batch, _, height, width = x.shape
@@ -357,20 +372,23 @@ def add_conv2d(
     patches = F.unfold(x, geometry.kernel_size, geometry.dilation, geometry.padding, geometry.stride)
     length = geometry.dot_length
     patches = patches.view(batch, groups, length, -1).permute(1, 0, 3, 2).reshape(groups, -1, length)
-    y = add_matmul(patches, weight.reshape(groups, -1, length), eta, memory_budget_bytes)  # (G, N*L, C_out/G)
+    y = add_matmul(patches, weight.reshape(groups, -1, length), eta, memory_budget_bytes,
+                   grad_norm=grad_norm)  # (G, N*L, C_out/G)
     return _to_image(y, groups, batch, out_h, out_w)
 
 
-def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: Optional[float]) -> Optional[Tensor]:
+def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: Optional[float],
+                     grad_norm: GradNorm) -> Optional[Tensor]:
     """:func:`add_conv2d` by a CPU kernel with no unfolded patches, or None where none applies.
 
-    Depthwise: :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (forward and backward). Otherwise, without
-    autograd only: :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col; training keeps the patches,
-    which both gradients read).
+    Depthwise with ``GradNorm.ADDERNET``: :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (forward and
+    backward). Otherwise, without autograd only: :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col;
+    training keeps the patches, which both gradients read).
     """
     pad_h, pad_w = geometry.padding
     groups = geometry.groups
-    if groups == geometry.in_channels == geometry.out_channels and depthwise_supported(x, weight):
+    depthwise = groups == geometry.in_channels == geometry.out_channels
+    if depthwise and grad_norm is GradNorm.ADDERNET and depthwise_supported(x, weight):
         scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm.ADDERNET)
         xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
         return depthwise_add_conv(xp, weight[:, 0], geometry.stride, geometry.dilation, scale)

@@ -7,7 +7,13 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from fairseq_shiftadd.ops import AddConv2d, OpKind, add_conv2d
-from fairseq_shiftadd.vision.blocks import ElasticBatchNorm, ElasticConv, StaticBlock, self_attention
+from fairseq_shiftadd.vision.blocks import (
+    SUPERNET_ADD_ETA,
+    ElasticBatchNorm,
+    ElasticConv,
+    StaticBlock,
+    self_attention,
+)
 from fairseq_shiftadd.vision.space import VisionBlock
 
 F64 = torch.float64
@@ -48,6 +54,44 @@ def test_add_conv2d_rejects_bad_weights_and_inputs():
         add_conv2d(torch.randn(1, 3, 4, 4), torch.randn(4, 27))
     with pytest.raises(ValueError, match=r"x must have shape \(N, in_channels=3, H, W\)"):
         add_conv2d(torch.randn(1, 2, 4, 4), torch.randn(4, 3, 3, 3))
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, 1, 1), (1, 1, 3)])
+def test_add_conv2d_mult_grad_norm_gives_the_mult_layer_gradient_norm(stride, padding, groups):
+    """``grad_norm="mult"``: ``||dw|| = eta * ||g^T x||_F`` (x the unfolded patches), the direction AdderNet's."""
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 6, 6, dtype=F64), torch.randn(3, 3 // groups, 3, 3, dtype=F64)
+    wa, wb = w.clone().requires_grad_(), w.clone().requires_grad_()
+    g = torch.randn_like(add_conv2d(x, w, stride, padding, groups=groups))
+    add_conv2d(x, wa, stride, padding, groups=groups, eta=0.7, grad_norm="mult").backward(g)
+    add_conv2d(x, wb, stride, padding, groups=groups, eta=None).backward(g)
+    patches = F.unfold(x, 3, padding=padding, stride=stride)  # (N, C*9, L)
+    patches = patches.view(patches.shape[0], groups, -1, patches.shape[2])  # (N, G, C/G*9, L)
+    outputs_per_group = 3 // groups
+    product = torch.stack([torch.einsum("nl,nkl->k", g.flatten(2)[:, j], patches[:, j // outputs_per_group])
+                           for j in range(3)])  # (C_out, C/G*9): g^T x per output channel
+    assert_close(wa.grad.norm(), 0.7 * product.norm())
+    assert_close(wa.grad / wa.grad.norm(), wb.grad / wb.grad.norm())
+
+
+def test_add_conv2d_rejects_an_unknown_grad_norm_in_one_line():
+    with pytest.raises(ValueError, match=r"^grad_norm must be one of \['addernet', 'mult'\], got 'l2'$"):
+        add_conv2d(torch.randn(1, 3, 4, 4), torch.randn(4, 3, 3, 3), grad_norm="l2")
+
+
+def test_supernet_add_candidate_steps_like_the_mult_candidate():
+    """The supernet's add weight gradient has the norm of the conv candidate's on the same input and output
+    gradient (``SUPERNET_ADD_ETA`` x ``||g^T x||``), not AdderNet's fixed ``0.2 sqrt(numel(w))``."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 5, 5, dtype=F64)
+    grads = {}
+    for op in (OpKind.MULT, OpKind.ADD):
+        slot = ElasticConv(6, 8, 1, (OpKind.MULT, OpKind.ADD), "shared").double()
+        y = slot(x, op, 8)
+        y.backward(torch.ones_like(y) / y.numel() + torch.linspace(-1, 1, y.numel(), dtype=F64).view_as(y))
+        grads[op] = slot.shared.weights["shared"].grad.norm()
+    assert SUPERNET_ADD_ETA == 1.0
+    assert_close(grads[OpKind.ADD], grads[OpKind.MULT])
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -1,5 +1,6 @@
 """Tests of the vision supernet, standalone networks and extraction (fairseq_shiftadd.vision.models)."""
 import random
+import re
 
 import pytest
 import torch
@@ -7,22 +8,23 @@ from torch.testing import assert_close
 
 from fairseq_shiftadd.vision.cost import VisionCostModel
 from fairseq_shiftadd.vision.models import VisionNet, VisionSupernet, extract_subnet, recalibrate_batchnorm
-from fairseq_shiftadd.vision.space import VisionBlock, get_space, largest, sample, smallest, uniform_subnet
+from fairseq_shiftadd.vision.space import BlockConfig, VisionBlock, get_space, largest, sample, smallest, uniform_subnet
 
 SPACE = get_space("digits")
 MODES = ("none", "shared", "heterogeneous")
 
 
 def _perturb(supernet: VisionSupernet, seed: int) -> None:
-    """Non-trivial BatchNorm statistics, affine parameters and remaps (as after training)."""
+    """Non-trivial BatchNorm statistics, affine parameters (every residual branch live) and remaps (as after
+    training)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in list(supernet.named_parameters()) + list(supernet.named_buffers()):
             if "log_scale" in name:
                 tensor.copy_(0.3 * torch.randn(tensor.shape, generator=gen))
-            elif name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif name.endswith(("running_mean", "norms.0.bias", "norms.1.bias", "norms.2.bias")):
+            elif name.endswith("running_var") or re.search(r"norms\.\w+\.\d\.weight$", name):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)  # the last gamma starts at 0
+            elif name.endswith("running_mean") or re.search(r"norms\.\w+\.\d\.bias$", name):
                 tensor.copy_(torch.randn(tensor.shape, generator=gen))
 
 
@@ -41,6 +43,7 @@ def test_supernet_equals_extracted_subnet(mode, block):
     torch.manual_seed(0)
     supernet = VisionSupernet(SPACE, mode)
     _perturb(supernet, 1)
+    assert all(norms[2].weight.min() >= 0.5 for stage in supernet.stages for b in stage for norms in b.norms.values())
     supernet.eval()
     x = torch.randn(5, 1, 8, 8)
     for seed in range(3):
@@ -54,6 +57,7 @@ def test_supernet_equals_extracted_subnet(mode, block):
 def test_supernet_equals_extracted_random_hybrids_after_training_steps(mode):
     torch.manual_seed(0)
     supernet = VisionSupernet(SPACE, mode)
+    _perturb(supernet, 2)  # live residual branches
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.05)
     rng = random.Random(mode)
     x = torch.randn(8, 1, 8, 8)
@@ -67,6 +71,18 @@ def test_supernet_equals_extracted_random_hybrids_after_training_steps(mode):
         supernet.set_subnet(sub)
         recalibrate_batchnorm(supernet, [torch.randn(16, 1, 8, 8)])
         assert_close(extract_subnet(supernet, sub).eval()(x), supernet(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fresh_supernet_blocks_start_as_their_shortcut():
+    """Zero-init residual: every candidate's last BatchNorm scale is 0, so a block inside a stage (identity
+    shortcut) returns its (non-negative) input whatever its type."""
+    torch.manual_seed(0)
+    supernet = VisionSupernet(SPACE, "heterogeneous")
+    assert all(norms[2].weight.abs().sum() == 0 for stage in supernet.stages for block in stage
+               for norms in block.norms.values())
+    x = torch.rand(4, 48, 4, 4)
+    for block_type in SPACE.stages[1].blocks:
+        assert_close(supernet.stages[1][1](x, BlockConfig(block_type, 1.0), 48, 1), x)
 
 
 def test_standalone_has_exactly_its_parameters():
