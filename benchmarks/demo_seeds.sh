@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The CPU demo (scripts/demo.sh) for seeds 1, 2 and 3, then the mean and spread of each model's BLEU and energy and
-# the issue-9 targets (benchmarks/demo_seeds.py). About 35 minutes per seed on an idle 2-core machine; each run
+# the issue-9 targets (benchmarks/demo_seeds.py). About 20 minutes per seed on an idle 2-core machine; each run
 # resumes like scripts/demo.sh, so an interrupted benchmark continues where it stopped.
 #   bash benchmarks/demo_seeds.sh                 # work/demo_seeds/seed{1,2,3}, summary in work/demo_seeds/summary.md
 #   SEEDS="1 2" ROOT_WORK=/tmp/seeds bash benchmarks/demo_seeds.sh
 # Budgets: unlike the demo's wall-clock minutes, the benchmark gives every run the same number of updates
 # (TRAIN_UPDATES for each of the three retrained models, default 450: what an idle 2-core machine reaches in the
-# demo's minutes; SUPERNET_UPDATES for the supernet, default 664 sandwich updates: about 22 minutes, where the demo's
-# 2 minutes rank subnets poorly and 664 reached the ranking target once: README, "Which supernet recipe ranks
-# subnets?"), so that a comparison of
+# demo's minutes; SUPERNET_UPDATES for the supernet, default 300 sandwich updates: about 9 minutes, longer than the
+# demo's 2, which rank subnets poorly: README, "Which supernet recipe ranks subnets?"; 664 ranked random subnets
+# better but led the searches to shift- and add-heavy hybrids that retrained worse: README, the demo's seed runs),
+# so that a comparison of
 # models does not depend on the machine's load or on a model's speed per update (the paper trains every model for
 # the same number of steps).
 # UPDATES=0 keeps the demo's wall-clock budgets. Other per-stage flags as scripts/demo.sh (SEARCH_FLAGS, ...).
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
 if [ "${UPDATES:-1}" != 0 ]; then
-  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-664}"
+  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-300}"
   export TRAIN_MINUTES=600 TRAIN_FLAGS="${TRAIN_FLAGS:-} --max-update ${TRAIN_UPDATES:-450}"
 fi
 ROOT_WORK="${ROOT_WORK:-$ROOT/work/demo_seeds}"
