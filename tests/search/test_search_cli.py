@@ -104,7 +104,7 @@ def test_initial_subnet_opens_generation_0(search, tmp_path: Path) -> None:
     and the search's best is at least as fit."""
     search(tmp_path / "first", "--generations", "1")
     warm = tmp_path / "first" / "best.yaml"
-    search(tmp_path / "warm", "--generations", "2", "--initial-subnet", str(warm), "--initial-subnet", "largest")
+    search(tmp_path / "warm", "--generations", "1", "--initial-subnet", str(warm), "--initial-subnet", "largest")
     rows = _rows(tmp_path / "warm" / "candidates.csv")
     assert [SubnetConfig.from_json(r["subnet"]) for r in rows[:2]] == [SubnetConfig.load(warm), largest(TINY)]
     assert all(r["generation"] == "0" and r["loss"] for r in rows[:2])
