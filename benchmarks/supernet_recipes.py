@@ -10,7 +10,9 @@ validation loss of the same subnets (:class:`~fairseq_shiftadd.search.fitness.Va
 Outputs in ``--out`` (resumable: a checkpoint whose losses are in ``inherited/`` is not evaluated again):
 ``recipes.csv`` (one row per recipe and budget: ``recipe, updates, subnet_steps, tau_loss, tau_bleu, inherited_min,
 inherited_max, checkpoint``), ``recipes.md`` (the same as a table) and ``recipes.png`` (tau against the subnets
-trained, updates times the subnets per update (3 with ``--sandwich``), one line per recipe).
+trained, updates times the subnets per update (3 with ``--sandwich``), one line per recipe). ``--more-subnets``
+adds the subnets of further ranking runs (another ``--seed``) to the panel: with n subnets one tau's standard
+error is about ``sqrt(2 (2n + 5) / (9 n (n - 1)))``, 0.25 at n = 10 and 0.16 at n = 20.
 
     python benchmarks/supernet_recipes.py work/ranking --data DATA_BIN --out work/recipes \\
         single=work/recipes/single nosharing=work/recipes/nosharing
@@ -80,22 +82,44 @@ def checkpoints_by_update(save_dir: Path) -> List[Tuple[int, Path]]:
 
 
 def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: str, max_sentences: int,
-                     max_tokens: int, cache: Path) -> Dict[str, Any]:
-    """Each subnet's validation loss (base 2) with weights inherited from ``checkpoint`` (``losses``), and the
-    subnets the supernet trained per update (``subnets_per_update``: 3 with ``--sandwich``, else 1); cached in
-    ``cache``."""
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    from fairseq_shiftadd.search.fitness import ValidationFitness
+                     max_tokens: int, cache: Path) -> Tuple[List[float], int]:
+    """Each subnet's validation loss (base 2) with weights inherited from ``checkpoint``, and the subnets the
+    supernet trained per update (3 with ``--sandwich``, else 1).
 
-    fitness = ValidationFitness(checkpoint, objective="loss", data=data, max_sentences=max_sentences,
-                                max_tokens=max_tokens)
-    for sub in subnets:
-        check(fitness.space, sub)
-    result = {"losses": [fitness.loss(sub) for sub in subnets],
-              "subnets_per_update": 3 if getattr(fitness.task.cfg, "sandwich", False) else 1}
-    write_text(cache, json.dumps(result) + "\n")
-    return result
+    Cached in ``cache`` (JSON: ``losses`` by the subnet's JSON, ``subnets_per_update``): a subnet already in it
+    is not evaluated again, so a panel that grows (``--more-subnets``) costs only its new subnets.
+    """
+    record = json.loads(cache.read_text()) if cache.is_file() else {"losses": {}}
+    missing = [sub for sub in subnets if sub.to_json() not in record["losses"]]
+    if missing:
+        from fairseq_shiftadd.search.fitness import ValidationFitness
+
+        fitness = ValidationFitness(checkpoint, objective="loss", data=data, max_sentences=max_sentences,
+                                    max_tokens=max_tokens)
+        for sub in missing:
+            check(fitness.space, sub)
+        record["losses"].update({sub.to_json(): fitness.loss(sub) for sub in missing})
+        record["subnets_per_update"] = 3 if getattr(fitness.task.cfg, "sandwich", False) else 1
+        write_text(cache, json.dumps(record) + "\n")
+    return [record["losses"][sub.to_json()] for sub in subnets], record["subnets_per_update"]
+
+
+def read_panel(ranking_dirs: Sequence[Path]) -> List[Dict[str, Any]]:
+    """The retrained rows of one or more finished :mod:`ranking` runs on the same data, as one panel.
+
+    Raises:
+        ValueError: a run is unfinished (:func:`read_retrained`), or two runs share a subnet.
+    """
+    rows: List[Dict[str, Any]] = []
+    seen: Dict[str, str] = {}
+    for folder in ranking_dirs:
+        for row in read_retrained(folder):
+            key, where = row["subnet"].to_json(), f"subnet {row['index']} of {folder}"
+            if key in seen:
+                raise ValueError(f"{where} repeats {seen[key]}: a subnet may enter the panel once")
+            seen[key] = where
+            rows.append(row)
+    return rows
 
 
 def _recipe(text: str) -> Tuple[str, Path]:
@@ -136,6 +160,9 @@ def markdown(rows: Sequence[Dict[str, Any]], n: int) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ranking_dir", type=Path, help="a finished benchmarks/ranking.py --out directory")
+    parser.add_argument("--more-subnets", type=Path, action="append", default=[], metavar="RANKING_DIR",
+                        help="another finished ranking.py run on the same data (e.g. --seed 2): its subnets join "
+                             "the panel (repeatable)")
     parser.add_argument("recipes", nargs="+", type=_recipe, metavar="NAME=SAVE_DIR",
                         help="supernet save directories to score, each named by its recipe")
     parser.add_argument("--data", required=True, help="the fairseq data-bin the subnets were validated on")
@@ -146,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--target", type=float, default=0.6, help="the tau target drawn in the plot (issue 9)")
     args = parser.parse_args(argv)
     try:
-        retrained = read_retrained(args.ranking_dir)
+        retrained = read_panel([args.ranking_dir, *args.more_subnets])
         recipes = [(name, checkpoints_by_update(folder)) for name, folder in args.recipes]
     except ValueError as err:
         parser.error(str(err))
@@ -156,12 +183,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for name, checkpoints in recipes:
         for updates, checkpoint in checkpoints:
             cache = args.out / "inherited" / f"{name}-{updates}.json"
-            inherited = inherited_losses(checkpoint, subnets, args.data, args.max_valid_sentences,
-                                         args.max_tokens, cache)
-            losses = inherited["losses"]
+            losses, per_update = inherited_losses(checkpoint, subnets, args.data, args.max_valid_sentences,
+                                                  args.max_tokens, cache)
             taus = ranking_taus([{**r, "inherited_loss": x} for r, x in zip(retrained, losses)])
             rows.append({"recipe": name, "updates": updates,
-                         "subnet_steps": updates * inherited["subnets_per_update"], "tau_loss": taus["tau_loss"],
+                         "subnet_steps": updates * per_update, "tau_loss": taus["tau_loss"],
                          "tau_bleu": taus["tau_bleu"], "inherited_min": min(losses), "inherited_max": max(losses),
                          "checkpoint": str(checkpoint)})
             print(f"[recipes] {name} at {updates} updates: tau {taus['tau_loss']:+.3f} (loss), "

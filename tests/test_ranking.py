@@ -95,9 +95,9 @@ _recipes_spec.loader.exec_module(recipes)
 sys.path.remove(str(REPO / "benchmarks"))
 
 
-def _ranking_run(folder: Path, retrained: list) -> list:
+def _ranking_run(folder: Path, retrained: list, seed: int = 1) -> list:
     """A finished ranking.py results.csv over spread demo subnets with the given retrained losses."""
-    subs = ranking.spread_subnets(DEMO, len(retrained), seed=1, pool=5)
+    subs = ranking.spread_subnets(DEMO, len(retrained), seed=seed, pool=5)
     rows = [{"index": i, "inherited_loss": 9.0, "retrained_loss": loss, "valid_bleu": 30 - loss,
              "subnet": sub.to_json()} for i, (sub, loss) in enumerate(zip(subs, retrained))]
     folder.mkdir(parents=True)
@@ -138,7 +138,7 @@ def test_recipes_refuse_an_unfinished_ranking_run_and_bad_recipes(tmp_path: Path
 def test_recipes_score_each_budget_against_the_retrained_run(tmp_path: Path, capsys):
     """Two recipes, two budgets each; the inherited losses come from the resumable cache, so no model is built."""
     retrained = [5.0, 5.5, 6.0, 6.5]
-    _ranking_run(tmp_path / "ranking", retrained)
+    subs = _ranking_run(tmp_path / "ranking", retrained)
     out = tmp_path / "out"
     (out / "inherited").mkdir(parents=True)
     cached = {("good", 250): [8.0, 8.1, 8.2, 8.3], ("good", 500): [7.0, 7.2, 7.1, 7.3],  # tau 1, then 2/3
@@ -146,7 +146,8 @@ def test_recipes_score_each_budget_against_the_retrained_run(tmp_path: Path, cap
     for (name, updates), losses in cached.items():
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / f"checkpoint_{updates // 250}_{updates}.pt").touch()
-        record = {"losses": losses, "subnets_per_update": 3 if name == "bad" else 1}
+        record = {"losses": {sub.to_json(): x for sub, x in zip(subs, losses)},
+                  "subnets_per_update": 3 if name == "bad" else 1}
         (out / "inherited" / f"{name}-{updates}.json").write_text(json.dumps(record))
     recipes.main([str(tmp_path / "ranking"), f"good={tmp_path / 'good'}", f"bad={tmp_path / 'bad'}",
                   "--data", str(tmp_path), "--out", str(out)])
@@ -162,3 +163,38 @@ def test_recipes_score_each_budget_against_the_retrained_run(tmp_path: Path, cap
     assert "| good | 500 | 500 | +0.67 | +0.67 | 7.00-7.30 |" in (out / "recipes.md").read_text()
     assert (out / "recipes.png").stat().st_size > 0
     assert "good at 250 updates: tau +1.000" in capsys.readouterr().out
+
+
+def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp_path: Path, monkeypatch):
+    """A second ranking run's subnets join the panel; the cache answers for the first run's, so only the new
+    subnets reach the (stubbed) evaluation; a subnet in both runs is refused."""
+    first = _ranking_run(tmp_path / "first", [5.0, 6.0])
+    second = _ranking_run(tmp_path / "second", [5.5, 6.5], seed=2)
+    assert not {s.to_json() for s in first} & {s.to_json() for s in second}
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "checkpoint_1_250.pt").touch()
+    out = tmp_path / "out"
+    (out / "inherited").mkdir(parents=True)
+    cached = {first[0].to_json(): 8.0, first[1].to_json(): 8.2}
+    (out / "inherited" / "good-250.json").write_text(json.dumps({"losses": cached, "subnets_per_update": 1}))
+    evaluated = []
+
+    class Fitness:  # the inherited-loss evaluation, without a model: loss 8.1 / 8.3 for the new subnets
+        def __init__(self, *args, **kwargs):
+            self.space, self.task = DEMO, type("Task", (), {"cfg": object()})()
+
+        def loss(self, sub):
+            evaluated.append(sub.to_json())
+            return {second[0].to_json(): 8.1, second[1].to_json(): 8.3}[sub.to_json()]
+
+    monkeypatch.setattr("fairseq_shiftadd.search.fitness.ValidationFitness", Fitness)
+    recipes.main([str(tmp_path / "first"), "--more-subnets", str(tmp_path / "second"), f"good={tmp_path / 'good'}",
+                  "--data", str(tmp_path), "--out", str(out)])
+    assert evaluated == [s.to_json() for s in second]
+    with open(out / "recipes.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["tau_loss"]) == pytest.approx(1.0)  # 5.0 < 5.5 < 6.0 < 6.5 against 8.0 < 8.1 < 8.2 < 8.3
+    assert "4 subnets" in (out / "recipes.md").read_text()
+    assert len(json.loads((out / "inherited" / "good-250.json").read_text())["losses"]) == 4
+    with pytest.raises(ValueError, match="repeats subnet 0 of"):
+        recipes.read_panel([tmp_path / "first", tmp_path / "first"])
