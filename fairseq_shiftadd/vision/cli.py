@@ -28,6 +28,7 @@ from ..cli_types import non_negative_int, positive_int
 from ..search.constraints import parse_constraint
 from ..search.evolution import EvolutionConfig
 from ..space.resolve import resolve_spec
+from .blocks import DEFAULT_SHIFT_MODE
 from .cost import VISION_METRICS, VisionCostModel
 from .data import DATASETS, ImageData, load_dataset
 from .models import VisionNet, VisionSupernet, extract_subnet, recalibrate_batchnorm
@@ -210,7 +211,8 @@ def retrain_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subnet", required=True,
                         help="the subnet: a .yaml/.json file (e.g. search/best.yaml), inline JSON, largest or smallest")
     parser.add_argument("--init-from", default=None, help="fine-tune: start from this supernet's weights")
-    parser.add_argument("--shift-mode", choices=("ps", "q"), default="ps", help="DeepShift mode of shift layers")
+    parser.add_argument("--shift-mode", choices=("q", "ps"), default=DEFAULT_SHIFT_MODE,
+                        help="DeepShift mode of shift layers (default: %(default)s)")
     parser.add_argument("--hardware-profile", default="45nm", help="cost profile for results.json")
     return parser
 

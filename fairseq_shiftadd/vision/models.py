@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..ops import OpKind, SharingMode, slice_linear
 from .blocks import (
+    DEFAULT_SHIFT_MODE,
     ElasticBatchNorm,
     ElasticConv,
     StaticBlock,
@@ -205,7 +206,7 @@ class VisionNet(nn.Module):
         shift_mode: :class:`~..ops.ShiftConv2d` mode of shift blocks.
     """
 
-    def __init__(self, space: VisionSpace, subnet: VisionSubnet, shift_mode: str = "ps") -> None:
+    def __init__(self, space: VisionSpace, subnet: VisionSubnet, shift_mode: str = DEFAULT_SHIFT_MODE) -> None:
         super().__init__()
         self.space, self.subnet, self.shift_mode = space, check(space, subnet), shift_mode
         self.stem = make_stem(space)
@@ -230,7 +231,7 @@ class VisionNet(nn.Module):
 
 
 @torch.no_grad()
-def extract_subnet(supernet: VisionSupernet, subnet: VisionSubnet, shift_mode: str = "ps") -> VisionNet:
+def extract_subnet(supernet: VisionSupernet, subnet: VisionSubnet, shift_mode: str = DEFAULT_SHIFT_MODE) -> VisionNet:
     """The :class:`VisionNet` computing what ``supernet`` computes for ``subnet`` (same outputs in eval mode)."""
     space = supernet.space
     net = VisionNet(space, subnet, shift_mode)
