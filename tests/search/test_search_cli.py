@@ -99,11 +99,14 @@ def test_search_meets_every_constraint(search, multi30k_en_de: Path, tiny_supern
 
 
 
-def test_initial_subnet_opens_generation_0(search, tmp_path: Path) -> None:
-    """--initial-subnet FILE (a previous search's best.yaml, with its recorded space): generation 0 starts with it,
-    and the search's best is at least as fit."""
-    search(tmp_path / "first", "--generations", "1")
-    warm = tmp_path / "first" / "best.yaml"
+def test_initial_subnet_opens_generation_0(search, tiny_supernet: Path, tmp_path: Path) -> None:
+    """--initial-subnet FILE (a subnet file with its recorded space, as a search writes its best.yaml): generation 0
+    starts with it, and the search's best is at least as fit."""
+    from fairseq_shiftadd.models.space_record import checkpoint_space
+
+    warm = tmp_path / "warm.yaml"
+    header = SpaceRecord.of(checkpoint_space(tiny_supernet)).header()
+    warm.write_text(f"{header}\n{sample(TINY, random.Random(5)).to_yaml()}", encoding="utf-8")
     search(tmp_path / "warm", "--generations", "1", "--initial-subnet", str(warm), "--initial-subnet", "largest")
     rows = _rows(tmp_path / "warm" / "candidates.csv")
     assert [SubnetConfig.from_json(r["subnet"]) for r in rows[:2]] == [SubnetConfig.load(warm), largest(TINY)]
