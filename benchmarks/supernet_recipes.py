@@ -90,6 +90,8 @@ def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: st
     is not evaluated again, so a panel that grows (``--more-subnets``) costs only its new subnets.
     """
     record = json.loads(cache.read_text()) if cache.is_file() else {"losses": {}}
+    if not isinstance(record.get("losses"), dict):
+        raise ValueError(f"{cache}: not a cache of this version (losses by subnet): delete it to recompute")
     missing = [sub for sub in subnets if sub.to_json() not in record["losses"]]
     if missing:
         from fairseq_shiftadd.search.fitness import ValidationFitness
@@ -183,8 +185,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for name, checkpoints in recipes:
         for updates, checkpoint in checkpoints:
             cache = args.out / "inherited" / f"{name}-{updates}.json"
-            losses, per_update = inherited_losses(checkpoint, subnets, args.data, args.max_valid_sentences,
-                                                  args.max_tokens, cache)
+            try:
+                losses, per_update = inherited_losses(checkpoint, subnets, args.data, args.max_valid_sentences,
+                                                      args.max_tokens, cache)
+            except ValueError as err:
+                parser.error(str(err))
             taus = ranking_taus([{**r, "inherited_loss": x} for r, x in zip(retrained, losses)])
             rows.append({"recipe": name, "updates": updates,
                          "subnet_steps": updates * per_update, "tau_loss": taus["tau_loss"],

@@ -198,3 +198,6 @@ def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp
     assert len(json.loads((out / "inherited" / "good-250.json").read_text())["losses"]) == 4
     with pytest.raises(ValueError, match="repeats subnet 0 of"):
         recipes.read_panel([tmp_path / "first", tmp_path / "first"])
+    (out / "inherited" / "good-250.json").write_text(json.dumps({"losses": [8.0, 8.2], "subnets_per_update": 1}))
+    with pytest.raises(ValueError, match="not a cache of this version"):  # the list format of earlier versions
+        recipes.inherited_losses(tmp_path / "good", first, str(tmp_path), 8, 64, out / "inherited" / "good-250.json")
