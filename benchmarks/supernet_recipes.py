@@ -10,9 +10,9 @@ validation loss of the same subnets (:class:`~fairseq_shiftadd.search.fitness.Va
 Outputs in ``--out`` (resumable: a checkpoint whose losses are in ``inherited/`` is not evaluated again):
 ``recipes.csv`` (one row per recipe and budget: ``recipe, updates, subnet_steps, tau_loss, tau_bleu, inherited_min,
 inherited_max, checkpoint``), ``recipes.md`` (the same as a table) and ``recipes.png`` (tau against the subnets
-trained, updates times the subnets per update (3 with ``--sandwich``), one line per recipe). ``--more-subnets``
-adds the subnets of further ranking runs (another ``--seed``) to the panel: with n subnets one tau's standard
-error is about ``sqrt(2 (2n + 5) / (9 n (n - 1)))``, 0.25 at n = 10 and 0.16 at n = 20.
+trained, updates times the subnets per update (3 with ``--sandwich``, 4 with ``--sandwich-operators``), one line
+per recipe). ``--more-subnets`` adds the subnets of further ranking runs (another ``--seed``) to the panel: with n
+subnets one tau's standard error is about ``sqrt(2 (2n + 5) / (9 n (n - 1)))``, 0.25 at n = 10 and 0.16 at n = 20.
 
     python benchmarks/supernet_recipes.py work/ranking --data DATA_BIN --out work/recipes \\
         single=work/recipes/single nosharing=work/recipes/nosharing
@@ -84,7 +84,7 @@ def checkpoints_by_update(save_dir: Path) -> List[Tuple[int, Path]]:
 def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: str, max_sentences: int,
                      max_tokens: int, cache: Path) -> Tuple[List[float], int]:
     """Each subnet's validation loss (base 2) with weights inherited from ``checkpoint``, and the subnets the
-    supernet trained per update (3 with ``--sandwich``, else 1).
+    supernet trained per update (the task's own list: 1, 3 with ``--sandwich``, 4 with ``--sandwich-operators``).
 
     Cached in ``cache`` (JSON: ``losses`` by the subnet's JSON, ``subnets_per_update``): a subnet already in it
     is not evaluated again, so a panel that grows (``--more-subnets``) costs only its new subnets.
@@ -101,7 +101,7 @@ def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: st
         for sub in missing:
             check(fitness.space, sub)
         record["losses"].update({sub.to_json(): fitness.loss(sub) for sub in missing})
-        record["subnets_per_update"] = 3 if getattr(fitness.task.cfg, "sandwich", False) else 1
+        record["subnets_per_update"] = len(fitness.task.train_subnets(fitness, 0))
         write_text(cache, json.dumps(record) + "\n")
     return [record["losses"][sub.to_json()] for sub in subnets], record["subnets_per_update"]
 

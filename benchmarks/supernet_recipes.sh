@@ -9,6 +9,7 @@
 #   nosharing   --sharing none: every operator its own weights
 #   sandwich    --sandwich: the largest, the smallest and a sampled subnet per update
 #   distill     --sandwich --distill-weight 1: the same, each distilled from the largest (in-place distillation)
+#   operators   --sandwich --sandwich-operators: the sandwich plus the largest net with random operators (4 per update)
 #   bash benchmarks/supernet_recipes.sh RANKING_DIR DATA_BIN OUT
 #   RECIPES="single nosharing" UPDATES=2000 SAVE_EVERY=250 THREADS=1 SEED=1 bash benchmarks/supernet_recipes.sh ...
 set -euo pipefail
@@ -23,7 +24,7 @@ THREADS="${THREADS:-1}" SEED="${SEED:-1}"
 [ -f "$RANKING_DIR/results.csv" ] || { echo "$RANKING_DIR: no results.csv (run benchmarks/ranking.py first)" >&2; exit 2; }
 
 steps_per_update() {  # subnets trained per update
-  case "$1" in sandwich | distill) echo 3 ;; *) echo 1 ;; esac
+  case "$1" in sandwich | distill) echo 3 ;; operators) echo 4 ;; *) echo 1 ;; esac
 }
 
 recipe_flags() {  # the flags a recipe adds to supernet.args
@@ -32,7 +33,8 @@ recipe_flags() {  # the flags a recipe adds to supernet.args
     nosharing) echo "--sharing none" ;;
     sandwich) echo "--sandwich" ;;
     distill) echo "--sandwich --distill-weight 1" ;;
-    *) echo "unknown recipe $1 (single, nosharing, sandwich, distill)" >&2; return 2 ;;
+    operators) echo "--sandwich --sandwich-operators" ;;
+    *) echo "unknown recipe $1 (single, nosharing, sandwich, distill, operators)" >&2; return 2 ;;
   esac
 }
 

@@ -47,6 +47,31 @@ def test_sandwich_and_fixed_subnet() -> None:
     assert subs[:2] == [largest(TINY), smallest(TINY)] and len(subs) == 3
 
 
+def test_operator_sandwich_adds_the_largest_net_with_random_operators() -> None:
+    model = SimpleNamespace(space=TINY)
+    task = _task(sandwich=True, sandwich_operators=True)
+    per_update = [task.train_subnets(model, update) for update in range(30)]
+    assert per_update == [task.train_subnets(model, update) for update in range(30)]  # the same on every rank
+    big = largest(TINY)
+    hybrids = []
+    for update, subs in enumerate(per_update):
+        assert subs[:3] == _task(sandwich=True).train_subnets(model, update)  # the sandwich itself is unchanged
+        hybrid = subs[3]
+        check(TINY, hybrid)
+        assert [len(hybrid.encoder), len(hybrid.decoder)] == [len(big.encoder), len(big.decoder)]
+        assert (hybrid.encoder_embed_dim, hybrid.decoder_embed_dim) == (big.encoder_embed_dim, big.decoder_embed_dim)
+        for mine, theirs in zip(hybrid.encoder + hybrid.decoder, big.encoder + big.decoder):
+            assert dataclasses.replace(mine, block=theirs.block, ffn_op=theirs.ffn_op) == theirs  # sizes kept
+        hybrids.append(hybrid)
+    assert {layer.ffn_op for h in hybrids for layer in h.encoder} == set(TINY.ffn_ops)
+    assert {layer.block for h in hybrids for layer in h.encoder} == set(TINY.encoder_blocks)
+
+
+def test_operator_sandwich_needs_the_sandwich() -> None:
+    with pytest.raises(InputError, match="--sandwich-operators.*give --sandwich"):
+        _task(sandwich_operators=True)
+
+
 @pytest.mark.parametrize("spec", ["smallest", smallest(TINY).to_json()])
 def test_fixed_subnet_is_the_models_subnet(spec: str) -> None:
     """``--subnet`` has one owner, the model: the task trains and validates the subnet the model resolved."""

@@ -8,8 +8,8 @@ One job per module; the public names are re-exported here, so ``from fairseq_shi
 * :mod:`.spaces`: the shipped spaces (:data:`SPACES`, :func:`get_space`);
 * :mod:`.restrict`: sub-spaces (:func:`parse_restriction`, :func:`restrict`);
 * :mod:`.genes`: the gene tables and :func:`check`;
-* :mod:`.sampling`: :func:`sample`, :func:`largest`, :func:`smallest`, :func:`mutate`, :func:`crossover`,
-  :func:`subnet_seed`;
+* :mod:`.sampling`: :func:`sample`, :func:`largest`, :func:`smallest`, :func:`sample_operators`, :func:`mutate`,
+  :func:`crossover`, :func:`subnet_seed`;
 * :mod:`.resolve`: the one subnet-spec grammar (:func:`parse_spec`, :func:`resolve_spec`; for translation subnets
   :func:`parse_subnet_spec`, :func:`resolve_subnet`; the vision CLIs use it too);
 * :mod:`.subnet_file`: the comment header of subnet files (:func:`header_line`, :func:`read_header`) and its record
@@ -32,7 +32,7 @@ from .features import predictor_features
 from .genes import check
 from .resolve import NAMED_SUBNETS, parse_spec, parse_subnet_spec, resolve_spec, resolve_subnet
 from .restrict import RESTRICTABLE, parse_restriction, restrict
-from .sampling import crossover, largest, mutate, sample, smallest, subnet_seed
+from .sampling import OPERATOR_GENES, crossover, largest, mutate, sample, sample_operators, smallest, subnet_seed
 from .spaces import SPACES, get_space
 from .subnet_file import SpaceRecord, read_space_record
 
@@ -54,6 +54,8 @@ __all__ = [
     "sample",
     "largest",
     "smallest",
+    "sample_operators",
+    "OPERATOR_GENES",
     "NAMED_SUBNETS",
     "parse_spec",
     "parse_subnet_spec",

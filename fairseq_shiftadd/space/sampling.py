@@ -1,5 +1,6 @@
-"""Drawing and combining subnets: :func:`sample`, :func:`largest`, :func:`smallest`, HAT's :func:`mutate` and
-:func:`crossover`, and :func:`subnet_seed`, the per-update seed that makes every rank draw the same subnet::
+"""Drawing and combining subnets: :func:`sample`, :func:`largest`, :func:`smallest`, :func:`sample_operators`,
+HAT's :func:`mutate` and :func:`crossover`, and :func:`subnet_seed`, the per-update seed that makes every rank draw
+the same subnet::
 
     sub = sample(space, random.Random(subnet_seed(seed, update_num)))
 
@@ -7,6 +8,7 @@ All randomness comes from an explicit ``random.Random``. This module needs no fa
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import random
@@ -16,7 +18,10 @@ from ..ops.kinds import BlockType, OpKind
 from .configs import SIDES, LayerConfig, SearchSpace, SubnetConfig
 from .genes import check, check_value, depths, layer_genes, model_genes
 
-__all__ = ["sample", "largest", "smallest", "mutate", "crossover", "subnet_seed"]
+__all__ = ["OPERATOR_GENES", "sample", "largest", "smallest", "sample_operators", "mutate", "crossover", "subnet_seed"]
+
+OPERATOR_GENES: Tuple[str, ...] = ("block", "ffn_op")
+"""The :class:`LayerConfig` genes that choose operators (the token mixer, the FFN's operator), not sizes."""
 
 
 def _layer(space: SearchSpace, side: str, gene: Callable[[str, Tuple[Any, ...]], Any]) -> LayerConfig:
@@ -116,6 +121,22 @@ def smallest(
     return _extreme(space, min, block, decoder_block, ffn_op)
 
 
+def sample_operators(space: SearchSpace, sub: SubnetConfig, rng: random.Random) -> SubnetConfig:
+    """``sub`` with every layer's :data:`OPERATOR_GENES` redrawn uniformly from the space's allowed values.
+
+    Widths, depths and heads stay ``sub``'s. ``sample_operators(space, largest(space), rng)`` is the operator
+    sandwich's fourth subnet (``--sandwich-operators``): the largest net with random operators, so that the
+    full-size hybrids an energy bound admits train as often as the all-mult largest net.
+    """
+    check(space, sub)
+    layers = {}
+    for side in SIDES:
+        genes = layer_genes(space, side)
+        layers[side] = tuple(
+            dataclasses.replace(layer, **{name: rng.choice(genes[name]) for name in OPERATOR_GENES})
+            for layer in getattr(sub, side)
+        )
+    return dataclasses.replace(sub, **layers)
 
 
 def mutate(space: SearchSpace, sub: SubnetConfig, rng: random.Random, prob: float = 0.3) -> SubnetConfig:

@@ -2,7 +2,8 @@
 
 Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every
 ``--update-freq`` micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the
-largest, the smallest and a sampled subnet on every batch. The optimizer skips every parameter that the
+largest, the smallest and a sampled subnet on every batch, and the operator sandwich (``--sandwich-operators``)
+adds the largest net with every layer's operators drawn at random (:func:`~fairseq_shiftadd.space.sample_operators`). The optimizer skips every parameter that the
 update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments,
 weight decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list of
 representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
@@ -36,6 +37,7 @@ from ..space import (
     parse_subnet_spec,
     resolve_subnet,
     sample,
+    sample_operators,
     smallest,
     subnet_seed,
 )
@@ -43,12 +45,18 @@ from ..space import (
 __all__ = ["SupernetTranslationConfig", "SupernetTranslationTask"]
 
 VALID_SUBNETS_OPTION = "--valid-subnets"
+SANDWICH_OPERATORS_OPTION = "--sandwich-operators"
 
 
 @dataclass
 class SupernetTranslationConfig(TranslationConfig):
     sandwich: bool = field(
         default=False, metadata={"help": "train largest + smallest + one sampled subnet on every batch"}
+    )
+    sandwich_operators: bool = field(
+        default=False,
+        metadata={"help": "with --sandwich: also train the largest subnet with every layer's token mixer and FFN "
+                          "operator drawn at random (4 subnets per batch), so full-size hybrids train every update"},
     )
     valid_subnets: str = field(
         default="largest,smallest",
@@ -67,8 +75,12 @@ class SupernetTranslationTask(TranslationTask):
     cfg: SupernetTranslationConfig
 
     def __init__(self, cfg: SupernetTranslationConfig, src_dict, tgt_dict) -> None:
-        """Raises: InputError: ``--valid-subnets`` names no subnet or a spec that does not parse."""
+        """Raises: InputError: ``--valid-subnets`` names no subnet or a spec that does not parse;
+        ``--sandwich-operators`` without ``--sandwich``."""
         super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.sandwich_operators and not cfg.sandwich:
+            raise InputError(f"{SANDWICH_OPERATORS_OPTION} adds a fourth subnet to the sandwich rule: "
+                             "give --sandwich too")
         self.fixed_subnet: Optional[SubnetConfig] = None  # set from the model's --subnet by build_model
         self.inactive_guard = InactiveParameterGuard()
         self._valid_specs = [s.strip() for s in cfg.valid_subnets.split(",") if s.strip()]
@@ -97,13 +109,18 @@ class SupernetTranslationTask(TranslationTask):
         return self._valid_subnets[model.space]
 
     def train_subnets(self, model, update_num: int) -> List[SubnetConfig]:
-        """The subnets trained on this update's batches."""
+        """The subnets trained on this update's batches: the sampled one; with ``--sandwich`` the largest, the
+        smallest and the sampled one; with ``--sandwich-operators`` also the largest with random operators."""
         if self.fixed_subnet is not None:
             return [self.fixed_subnet]
-        drawn = sample(model.space, random.Random(subnet_seed(self.cfg.seed, update_num)))
-        if self.cfg.sandwich:
-            return [largest(model.space), smallest(model.space), drawn]
-        return [drawn]
+        rng = random.Random(subnet_seed(self.cfg.seed, update_num))
+        drawn = sample(model.space, rng)
+        if not self.cfg.sandwich:
+            return [drawn]
+        subnets = [largest(model.space), smallest(model.space), drawn]
+        if self.cfg.sandwich_operators:
+            subnets.append(sample_operators(model.space, largest(model.space), rng))
+        return subnets
 
     # -- fairseq hooks ----------------------------------------------------------------------------
     def build_model(self, cfg, from_checkpoint: bool = False):
