@@ -28,6 +28,7 @@ from fairseq_shiftadd.space import (
     mutate,
     predictor_features,
     sample,
+    sample_operators,
     smallest,
     subnet_seed,
 )
@@ -428,6 +429,26 @@ def test_largest_block_choice():
         largest(HAT, block=BlockType.ATTENTION_LIGHTWEIGHT_ADD)
     with raises("ffn_op='shift' not in allowed values ('mult')"):
         smallest(HAT, ffn_op=OpKind.SHIFT)
+
+
+def test_sample_operators_redraws_operators_only():
+    """The operator sandwich's subnet: each side's blocks from that side's choices, every size kept."""
+    rng = random.Random(3)
+    for base in (largest(WMT), smallest(WMT), samples(WMT, 1, seed=4)[0]):
+        drawn = [sample_operators(WMT, base, rng) for _ in range(200)]
+        for sub in drawn:
+            check(WMT, sub)
+            plain = dataclasses.replace(
+                sub, **{side: tuple(dataclasses.replace(layer, block=old.block, ffn_op=old.ffn_op)
+                                    for layer, old in zip(getattr(sub, side), getattr(base, side)))
+                        for side in ("encoder", "decoder")})
+            assert plain == base
+        assert {layer.block for sub in drawn for layer in sub.encoder} == set(WMT.encoder_blocks)
+        assert {layer.block for sub in drawn for layer in sub.decoder} == set(WMT.decoder_blocks)
+        assert {layer.ffn_op for sub in drawn for layer in sub.encoder + sub.decoder} == set(WMT.ffn_ops)
+    assert sample_operators(HAT, largest(HAT), rng) == largest(HAT)  # one operator per gene: nothing to draw
+    with raises("not in allowed values"):
+        sample_operators(HAT, largest(WMT), rng)
 
 
 # ---------------------------------------------------------------------------------------------- evolution
