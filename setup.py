@@ -46,6 +46,7 @@ setup(
             "fairseq-shiftadd-average-checkpoints = fairseq_shiftadd.averaging:main",
             "fairseq-shiftadd-extract-subnet = fairseq_shiftadd.extract:main",
             "fairseq-shiftadd-search = fairseq_shiftadd.search.cli:main",
+            "fairseq-shiftadd-rerank = fairseq_shiftadd.search.rerank:main",
             "fairseq-shiftadd-score = fairseq_shiftadd.scoring:main",
             "fairseq-shiftadd-latency-dataset = fairseq_shiftadd.latency.cli:dataset_main",
             "fairseq-shiftadd-train-latency-predictor = fairseq_shiftadd.latency.cli:train_main",

@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from fairseq_shiftadd.atomic import atomic_path, write_text
 from fairseq_shiftadd.cost import CostModel, Workload
 from fairseq_shiftadd.plotting import pyplot, save_png
+from fairseq_shiftadd.search.rerank import args_file_flags, trained_loss
 from fairseq_shiftadd.space import SearchSpace, SubnetConfig, check, get_space, sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,12 +103,6 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def _flags(path: Path) -> List[str]:
-    """The flags of an .args file (``#`` comments and blank lines skipped), as scripts/demo.sh reads them."""
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return shlex.split(" ".join(lines))
-
-
 def _check_settings(out: Path, settings: Dict[str, Any]) -> None:
     path = out / "settings.json"
     if path.is_file():
@@ -127,7 +122,7 @@ def _budget_flags(args: argparse.Namespace) -> List[str]:
 
 def _train(args: argparse.Namespace, sub_file: Path, save_dir: Path, env: Dict[str, str]) -> None:
     save_dir.mkdir(parents=True, exist_ok=True)
-    command = ["fairseq-train", args.data, *_flags(args.recipe), "--subnet", str(sub_file), *_budget_flags(args),
+    command = ["fairseq-train", args.data, *args_file_flags(args.recipe), "--subnet", str(sub_file), *_budget_flags(args),
                "--save-dir", str(save_dir), "--seed", str(args.seed), "--num-workers", "0", "--log-format", "simple",
                "--no-progress-bar", *args.train_flags]
     with open(save_dir / "train.log", "a") as log:
@@ -138,7 +133,7 @@ def _train(args: argparse.Namespace, sub_file: Path, save_dir: Path, env: Dict[s
 def _decode(args: argparse.Namespace, save_dir: Path, env: Dict[str, str]) -> Path:
     out = save_dir / "valid.gen"
     if not out.is_file():
-        command = ["fairseq-generate", args.data, *_flags(args.generate_args), "--gen-subset", "valid",
+        command = ["fairseq-generate", args.data, *args_file_flags(args.generate_args), "--gen-subset", "valid",
                    "--path", str(save_dir / "checkpoint_best.pt"), *args.generate_flags]
         with atomic_path(out) as partial, open(partial, "w") as f, open(save_dir / "generate.log", "w") as log:
             subprocess.run(command, check=True, cwd=REPO, env=env, stdout=f, stderr=log)
@@ -158,13 +153,8 @@ def _trained(save_dir: Path) -> Dict[str, float]:
     import torch
 
     state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
-    extra = state["extra_state"]
-    best = torch.load(save_dir / "checkpoint_best.pt", map_location="cpu", weights_only=False)["extra_state"]
-    loss = best.get("best", extra.get("best"))
-    if loss is None:
-        raise ValueError(f"{save_dir}: no validation loss recorded in checkpoint_best.pt")
-    return {"retrained_loss": float(loss), "updates": int(state["optimizer_history"][-1]["num_updates"]),
-            "train_s": float(extra["previous_training_time"])}
+    return {"retrained_loss": trained_loss(save_dir), "updates": int(state["optimizer_history"][-1]["num_updates"]),
+            "train_s": float(state["extra_state"]["previous_training_time"])}
 
 
 def _write_rows(path: Path, rows: Sequence[Dict[str, Any]]) -> None:

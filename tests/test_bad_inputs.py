@@ -56,6 +56,8 @@ BAD_INPUTS = [
      "set --max-tokens or --batch-size"),
     ("search bad constraint", "fairseq-shiftadd-search {data} --path {ck} --save-dir {tmp}/s --max-tokens 512 "
      "--constraint energy_mj<=x", "energy_mj<=x"),
+    ("rerank without a search", "fairseq-shiftadd-rerank {data} --search-dir {tmp}/none --recipe {ck} "
+     "--save-dir {tmp}/r", "candidates.csv: no such file (run fairseq-shiftadd-search with --save-dir"),
     ("score encoded reference",
      "fairseq-shiftadd-score --hypotheses {spm_ref}.txt --reference {spm_ref} --target-lang de",
      "2 of 2 reference lines hold sentencepiece pieces"),

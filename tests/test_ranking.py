@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_shiftadd.cost import CostModel, Workload
+from fairseq_shiftadd.search.rerank import args_file_flags
 from fairseq_shiftadd.space import check, get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     supernet = tmp_path / "supernet"
     subprocess.run(
-        ["fairseq-train", str(multi30k_en_de), *ranking._flags(ranking.RECIPE / "supernet.args"), "--max-update", "3",
+        ["fairseq-train", str(multi30k_en_de), *args_file_flags(ranking.RECIPE / "supernet.args"), "--max-update", "3",
          "--max-tokens", "1024", "--disable-validation", "--save-dir", str(supernet), "--num-workers", "0"],
         check=True, cwd=REPO, env=env, capture_output=True,
     )

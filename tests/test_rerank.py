@@ -1,0 +1,125 @@
+"""The search's second stage (:mod:`fairseq_shiftadd.search.rerank`): the pool, the reranking and its resume.
+
+The short trainings are stood in for by a fake ``fairseq-train`` that writes a checkpoint with a chosen validation
+loss, so these tests check the stage's logic; a real training runs in ``test_rerank_trains_with_fairseq`` (slow).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import torch
+
+from fairseq_shiftadd.cli_errors import InputError
+from fairseq_shiftadd.search import rerank as rr
+from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample, smallest
+
+DEMO = get_space("demo")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _subnets(count: int):
+    import random
+
+    rng, subs = random.Random(0), []
+    while len(subs) < count:
+        sub = sample(DEMO, rng)
+        if sub not in subs:
+            subs.append(sub)
+    return subs
+
+
+def _search_dir(tmp_path: Path, rows) -> Path:
+    """A search's candidates.csv: rows of (feasible, loss, subnet); a best.yaml with the search's records."""
+    folder = tmp_path / "search"
+    folder.mkdir()
+    with open(folder / "candidates.csv", "w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["index", "generation", "feasible", "loss", "energy_mj", "subnet"])
+        for i, (feasible, loss, sub) in enumerate(rows):
+            table.writerow([i, 0, int(feasible), loss, 1.0, json.dumps(sub.to_dict(), separators=(",", ":"))])
+    (folder / "best.yaml").write_text('# loss: 1.0\n# energy_mj: 0.5\n# search_space: {"name": "demo"}\n'
+                                      + rows[0][2].to_yaml())
+    return folder
+
+
+def test_pool_takes_the_best_distinct_feasible_candidates(tmp_path: Path) -> None:
+    a, b, c, d = _subnets(4)
+    folder = _search_dir(tmp_path, [(True, 6.5, a), (False, "", b), (True, 6.1, c), (True, 6.1, c), (True, "nan", d),
+                                    (True, 6.3, d)])
+    assert [(m.subnet, m.fitness) for m in rr.pool(folder, 2)] == [(c, 6.1), (d, 6.3)]
+    included = tmp_path / "restricted.yaml"
+    a.save(included)
+    again = tmp_path / "again.yaml"
+    c.save(again)
+    members = rr.pool(folder, 2, [included, again])  # a is new; c is already in the pool
+    assert [m.subnet for m in members] == [c, d, a] and math.isnan(members[2].fitness)
+    assert [m.subnet for m in rr.pool(folder, 10)] == [c, d, a]  # fewer candidates than asked: all of them
+    with pytest.raises(InputError, match="--top 0: must be at least 1"):
+        rr.pool(folder, 0)
+    with pytest.raises(InputError, match="candidates.csv: no such file"):
+        rr.pool(tmp_path, 1)
+    with pytest.raises(InputError, match="--include .*nowhere.yaml"):
+        rr.pool(folder, 1, [tmp_path / "nowhere.yaml"])
+
+
+def _fake_train(losses: Dict[SubnetConfig, float], calls: list):
+    def train(data, recipe, member_dir, updates, seed, extra):
+        sub = SubnetConfig.load(member_dir / "subnet.yaml")
+        calls.append((sub, updates, seed, tuple(recipe), tuple(extra)))
+        torch.save({"extra_state": {"best": losses[sub]}}, member_dir / "checkpoint_best.pt")
+        (member_dir / "done").touch()
+    return train
+
+
+def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    a, b, c = _subnets(3)
+    members = [rr.PoolMember(a, 6.0, "s #0"), rr.PoolMember(b, 6.1, "s #1"), rr.PoolMember(c, math.nan, "inc")]
+    calls: list = []
+    monkeypatch.setattr(rr, "_train", _fake_train({a: 5.9, b: 5.5, c: 5.7}, calls))
+    out = tmp_path / "rerank"
+    rows = rr.rerank("DATA", members, ["--arch", "x"], 136, 3, out, ["--cpu"], ['# search_space: {"name": "demo"}'])
+    assert [r["subnet"] for r in rows] == [b, c, a]  # by the short training, not by the search's fitness
+    assert [call[1:] for call in calls] == [(136, 3, ("--arch", "x"), ("--cpu",))] * 3
+    best = (out / "best.yaml").read_text()
+    assert SubnetConfig.load(out / "best.yaml") == b
+    assert best.startswith("# rerank_loss: 5.5\n# rerank_updates: 136\n") and f"# rerank_dir: {out / '01'}" in best
+    assert '# search_space: {"name": "demo"}' in best and "# loss: 6.1" in best
+    table = (out / "rerank.csv").read_text().splitlines()
+    assert table[0] == "rank,rerank_loss,fitness,source,dir,subnet" and len(table) == 4 and '"inc"' in table[2]
+    calls.clear()
+    assert [r["subnet"] for r in rr.rerank("DATA", members, [], 136, 3, out)] == [b, c, a]
+    assert calls == []  # trained earlier: nothing runs again
+    with pytest.raises(InputError, match="holds a rerank of another pool"):
+        rr.rerank("DATA", members[::-1], [], 136, 3, out)
+
+
+def test_args_file_flags(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.args"
+    recipe.write_text("# a comment\n--arch shiftadd_transformer\n\n--adam-betas '(0.9, 0.98)'\n  # indented\n--lr 1e-3\n")
+    assert rr.args_file_flags(recipe) == ["--arch", "shiftadd_transformer", "--adam-betas", "(0.9, 0.98)", "--lr",
+                                          "1e-3"]
+    with pytest.raises(InputError, match="no such file"):
+        rr.args_file_flags(tmp_path / "none.args")
+
+
+@pytest.mark.slow
+def test_rerank_trains_with_fairseq(multi30k_en_de: Path, tmp_path: Path) -> None:
+    """The console script on real data: two demo subnets trained for 2 updates each, the winner's loss recorded."""
+    folder = _search_dir(tmp_path, [(True, 6.0, smallest(DEMO)), (True, 6.2, largest(DEMO))])
+    out = tmp_path / "rerank"
+    command = ["fairseq-shiftadd-rerank", str(multi30k_en_de), "--search-dir", str(folder), "--top", "2",
+               "--updates", "2", "--recipe", str(REPO / "examples" / "multi30k_en_de" / "subnet.args"),
+               "--save-dir", str(out), "--train-flags", "--max-tokens 1024 --max-valid-steps 2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    printed = subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True).stdout
+    assert printed.count("rerank loss") == 2 and printed.strip().endswith("best.yaml")
+    losses = [rr.trained_loss(out / d) for d in ("00", "01")]
+    assert all(0 < loss < 20 for loss in losses)
+    assert f"# rerank_loss: {min(losses)}" in (out / "best.yaml").read_text()
