@@ -12,6 +12,8 @@
 # so that a comparison of
 # models does not depend on the machine's load or on a model's speed per update (the paper trains every model for
 # the same number of steps).
+# The searches' winners are reranked by a short training (RERANK_TOP=3 candidates of each search, RERANK_UPDATES=136
+# updates each: examples/multi30k_en_de/demo.env; RERANK_TOP=0 keeps the search's own winners).
 # UPDATES=0 keeps the demo's wall-clock budgets. Other per-stage flags as scripts/demo.sh (SEARCH_FLAGS, ...).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +22,7 @@ if [ "${UPDATES:-1}" != 0 ]; then
   export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-300}"
   export TRAIN_MINUTES=600 TRAIN_FLAGS="${TRAIN_FLAGS:-} --max-update ${TRAIN_UPDATES:-450}"
 fi
+export RERANK_TOP="${RERANK_TOP:-3}"
 ROOT_WORK="${ROOT_WORK:-$ROOT/work/demo_seeds}"
 SEEDS="${SEEDS:-1 2 3}"
 RUNS=()

@@ -111,13 +111,45 @@ search search_attention "${ATTENTION_ONLY[@]}"
 # The hybrid search starts from the attention-only winner (a warm start: its generation 0 holds it), so its winner
 # is at least as fit, by the search's fitness, as the subnet it is compared with.
 search search --initial-subnet "$WORK/search_attention/best.yaml"
+WINNER_HYBRID="$WORK/search/best.yaml" WINNER_ATTENTION="$WORK/search_attention/best.yaml"
+
+rerank() {  # rerank NAME SEARCH [FLAG...]: the top RERANK_TOP candidates of WORK/SEARCH, RERANK_UPDATES each, into WORK/NAME
+  local name="$1" search="$2" dir="$WORK/$1"
+  shift 2
+  if [ -f "$dir/best.yaml" ]; then
+    echo "  [$name] reranked earlier: skipped"
+  else
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=1 fairseq-shiftadd-rerank "$DATA" --search-dir "$WORK/$search" --top "$RERANK_TOP" --jobs 2 \
+      --updates "$RERANK_UPDATES" --recipe "$RECIPE/subnet.args" --seed "$SEED" --save-dir "$dir" "$@" \
+      --train-flags "${TRAIN_FLAGS:-}" | sed "s/^/  [$name] /"
+  fi
+}
+
+start_from() {  # start_from NAME RERANK_DIR: WORK/NAME continues the reranked winner's short training
+  local from
+  from="$(sed -n 's/^# rerank_dir: //p' "$WORK/$2/best.yaml")"
+  if [ ! -f "$WORK/$1/checkpoint_last.pt" ]; then
+    mkdir -p "$WORK/$1"
+    cp "$from/checkpoint_last.pt" "$WORK/$1/checkpoint_last.pt"
+  fi
+}
+
+if [ "$RERANK_TOP" -gt 0 ]; then
+  stage "3b/5 rerank each search's top $RERANK_TOP by $RERANK_UPDATES updates of training from scratch (2 at a time)"
+  rerank rerank_attention search_attention
+  rerank rerank search --include "$WORK/rerank_attention/best.yaml"
+  WINNER_HYBRID="$WORK/rerank/best.yaml" WINNER_ATTENTION="$WORK/rerank_attention/best.yaml"
+  start_from hybrid rerank
+  start_from attention_only rerank_attention
+fi
 
 stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
 # shellcheck disable=SC2086
-train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WORK/search/best.yaml" ${TRAIN_FLAGS:-} &
+train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_HYBRID" ${TRAIN_FLAGS:-} &
 HYBRID=$!
 # shellcheck disable=SC2086
-train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WORK/search_attention/best.yaml" ${TRAIN_FLAGS:-} &
+train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_ATTENTION" ${TRAIN_FLAGS:-} &
 ATTENTION=$!
 # shellcheck disable=SC2086
 train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
@@ -138,8 +170,8 @@ wait "$ATTENTION"
 wait "$BASELINE"
 OMP_NUM_THREADS=1 python -m fairseq_shiftadd.reports.demo --space demo --data "$DATA" \
   --reference "$PREPARED/raw/test.de" --target-lang de \
-  --model hybrid "$WORK/search/best.yaml" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
-  --model attention_only "$WORK/search_attention/best.yaml" "$WORK/attention_only" "$WORK/attention_only/test.gen" \
+  --model hybrid "$WINNER_HYBRID" "$WORK/hybrid" "$WORK/hybrid/test.gen" \
+  --model attention_only "$WINNER_ATTENTION" "$WORK/attention_only" "$WORK/attention_only/test.gen" \
   --model baseline largest "$WORK/baseline" "$WORK/baseline/test.gen" \
   --candidates "$WORK/search/candidates.csv" --supernet "$WORK/supernet/checkpoint_best.pt" \
   --max-valid-sentences "$(flags search.args | grep -A1 -x -- --max-valid-sentences | tail -n 1)" \

@@ -26,6 +26,7 @@ import math
 import os
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -124,25 +125,32 @@ def _train(data: str, recipe: Sequence[str], member_dir: Path, updates: int, see
 
 
 def rerank(data: str, members: Sequence[PoolMember], recipe: Sequence[str], updates: int, seed: int,
-           save_dir: Path, extra: Sequence[str] = (), records: Sequence[str] = ()) -> List[Dict[str, object]]:
-    """Train every member for ``updates`` updates (``NN/`` in ``save_dir``) and return rows best first.
+           save_dir: Path, extra: Sequence[str] = (), records: Sequence[str] = (), jobs: int = 1
+           ) -> List[Dict[str, object]]:
+    """Train every member for ``updates`` updates (``NN/`` in ``save_dir``, ``jobs`` trainings at a time) and
+    return rows best first.
 
     Raises:
         InputError: ``save_dir`` holds a rerank of another pool (its ``NN/subnet.yaml`` differ).
     """
-    rows = []
-    for i, member in enumerate(members):
-        member_dir = Path(save_dir) / f"{i:02d}"
+    dirs = [Path(save_dir) / f"{i:02d}" for i in range(len(members))]
+    for member, member_dir in zip(members, dirs):
         member_dir.mkdir(parents=True, exist_ok=True)
         sub_file = member_dir / "subnet.yaml"
         if sub_file.is_file() and SubnetConfig.load(sub_file) != member.subnet:
             raise InputError(f"{save_dir} holds a rerank of another pool ({sub_file} differs): use another --save-dir")
         write_text(sub_file, member.subnet.to_yaml())
-        if not (member_dir / "done").is_file():
-            print(f"rerank: training {i + 1}/{len(members)} for {updates} updates ({member.source})", flush=True)
-            _train(data, recipe, member_dir, updates, seed, extra)
-        rows.append({"rerank_loss": trained_loss(member_dir), "fitness": member.fitness, "source": member.source,
-                     "dir": str(member_dir), "subnet": member.subnet})
+    todo = [(i, m, d) for i, (m, d) in enumerate(zip(members, dirs)) if not (d / "done").is_file()]
+
+    def train(item) -> None:
+        i, member, member_dir = item
+        print(f"rerank: training {i + 1}/{len(members)} for {updates} updates ({member.source})", flush=True)
+        _train(data, recipe, member_dir, updates, seed, extra)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool_:
+        list(pool_.map(train, todo))  # list(): re-raises a failed training
+    rows = [{"rerank_loss": trained_loss(d), "fitness": m.fitness, "source": m.source, "dir": str(d), "subnet": m.subnet}
+            for m, d in zip(members, dirs)]
     rows.sort(key=lambda r: r["rerank_loss"])
     lines = ["rank,rerank_loss,fitness,source,dir,subnet"]
     for rank, r in enumerate(rows):
@@ -167,6 +175,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--updates", type=int, default=136, help="updates of each short training")
     parser.add_argument("--recipe", type=Path, required=True, help="the retraining recipe's .args file")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at a time (one thread each: OMP_NUM_THREADS)")
     parser.add_argument("--save-dir", type=Path, required=True)
     parser.add_argument("--train-flags", default="", help="extra fairseq-train flags, one string")
     add_debug_flag(parser)
@@ -177,7 +186,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     best_yaml = args.search_dir / "best.yaml"
     records = _records(best_yaml) if best_yaml.is_file() else []
     rows = rerank(args.data, members, args_file_flags(args.recipe), args.updates, args.seed, args.save_dir,
-                  shlex.split(args.train_flags), records)
+                  shlex.split(args.train_flags), records, args.jobs)
     for rank, r in enumerate(rows):
         print(f"{rank}: rerank loss {r['rerank_loss']:.3f}  search fitness {r['fitness']:.3f}  {r['source']}")
     print(args.save_dir / "best.yaml")
