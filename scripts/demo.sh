@@ -86,9 +86,9 @@ PREPARED="$WORK/data"
 DATA="$(fairseq-shiftadd-prepare-multi30k --src-dir "$MULTI30K_DIR" --out "$PREPARED" --pair en-de \
   --vocab-size 8000 2>/dev/null | tail -n 1)"
 
-stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (2 threads)"
+stage "2/5 train the demo supernet for $SUPERNET_MINUTES min ($SUPERNET_THREADS threads)"
 # shellcheck disable=SC2086
-train supernet 2 "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
+train supernet "$SUPERNET_THREADS" "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
 
 search() {  # search NAME [FLAG...]: search.args (+ the flags) on the supernet into WORK/NAME
   local name="$1" dir="$WORK/$1"
