@@ -122,7 +122,7 @@ rerank() {  # rerank NAME SEARCH [FLAG...]: the top RERANK_TOP candidates of WOR
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=1 fairseq-shiftadd-rerank "$DATA" --search-dir "$WORK/$search" --top "$RERANK_TOP" --jobs 2 \
       --updates "$RERANK_UPDATES" --recipe "$RECIPE/subnet.args" --seed "$SEED" --save-dir "$dir" "$@" \
-      --train-flags "${TRAIN_FLAGS:-}" | sed "s/^/  [$name] /"
+      --train-flags "${TRAIN_FLAGS:-}" | sed -u "s/^/  [$name] /"
   fi
 }
 

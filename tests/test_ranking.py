@@ -182,7 +182,8 @@ def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp
 
     class Fitness:  # the inherited-loss evaluation, without a model: loss 8.1 / 8.3 for the new subnets
         def __init__(self, *args, **kwargs):
-            self.space, self.task = DEMO, type("Task", (), {"cfg": object()})()
+            self.space = DEMO  # a task that trains one subnet per update
+            self.task = type("Task", (), {"train_subnets": lambda task, model, update: [model.space]})()
 
         def loss(self, sub):
             evaluated.append(sub.to_json())
@@ -202,3 +203,31 @@ def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp
     (out / "inherited" / "good-250.json").write_text(json.dumps({"losses": [8.0, 8.2], "subnets_per_update": 1}))
     with pytest.raises(ValueError, match="not a cache of this version"):  # the list format of earlier versions
         recipes.inherited_losses(tmp_path / "good", first, str(tmp_path), 8, 64, out / "inherited" / "good-250.json")
+
+
+_proxy_spec = importlib.util.spec_from_file_location("rerank_proxy", REPO / "benchmarks" / "rerank_proxy.py")
+sys.path.insert(0, str(REPO / "benchmarks"))
+rerank_proxy = importlib.util.module_from_spec(_proxy_spec)
+_proxy_spec.loader.exec_module(rerank_proxy)
+sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_rerank_proxy_taus_of_the_early_validation_losses(tmp_path: Path, capsys):
+    """Subnets whose first-epoch losses order them as the final ones do (tau 1), the second epoch's reversed."""
+    for name, retrained in (("a", [5.0, 6.0]), ("b", [5.5, 6.5])):
+        _ranking_run(tmp_path / name, retrained)
+        for i, final in enumerate(retrained):
+            (tmp_path / name / f"{i:02d}").mkdir()
+            lines = [f"| INFO | valid | epoch 00{e} | valid on 'valid' subset | loss {loss} | nll_loss 1 | "
+                     f"ppl 2 | num_updates {updates} | best_loss {loss}"
+                     for e, (updates, loss) in enumerate(((136, final + 2), (272, 10 - final), (450, final)), 1)]
+            (tmp_path / name / f"{i:02d}" / "train.log").write_text("\n".join(lines) + "\n")
+    table = rerank_proxy.proxy_taus([tmp_path / "a", tmp_path / "b"])
+    assert [row["updates"] for row in table] == [0, 136, 272, 450] and {row["n"] for row in table} == {4}
+    assert math.isnan(table[0]["tau_loss"])  # the fake inherited losses are all equal
+    assert [row["tau_loss"] for row in table[1:]] == pytest.approx([1.0, -1.0, 1.0])
+    rerank_proxy.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "| validation loss after 136 updates | 4 | +1.00 | +1.00 |" in capsys.readouterr().out
+    (tmp_path / "a" / "01" / "train.log").unlink()
+    with pytest.raises(SystemExit, match="train.log: no such file"):
+        rerank_proxy.main([str(tmp_path / "a")])

@@ -22,7 +22,8 @@ from fairseq.tasks.translation import TranslationConfig
 
 from fairseq_shiftadd.registry import CRITERIONS, MODELS, TASKS
 from fairseq_shiftadd.scoring import ScoreReport
-from fairseq_shiftadd.space import SubnetConfig, check, get_space, smallest
+from fairseq_shiftadd.ops.kinds import OpKind
+from fairseq_shiftadd.space import SubnetConfig, check, get_space, largest, smallest
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -80,6 +81,7 @@ RUN_BY = {
     "fairseq-shiftadd-latency-dataset": "tests/test_readme.py::test_latency_commands_run_as_written",
     "fairseq-shiftadd-train-latency-predictor": "tests/test_readme.py::test_latency_commands_run_as_written",
     "fairseq-shiftadd-search": "tests/test_readme.py::test_search_command_runs_as_written",
+    "fairseq-shiftadd-rerank": "tests/test_readme.py::test_rerank_command_runs_as_written",
     "fairseq-generate DATA": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
     "fairseq-shiftadd-score": "tests/test_readme.py::test_decode_and_score_commands_run_as_written",
     "bash data_prep/wmt14_en_de.sh": "tests/prep/test_readme_recipe.py::test_recipes_block_runs_as_written",
@@ -205,6 +207,30 @@ def test_search_command_runs_as_written(finetuned: Dict[str, str], multi30k_en_d
     _run(command, values, Path(finetuned["work"]))
     best = SubnetConfig.load(Path(finetuned["work"]) / "search_readme" / "best.yaml")
     check(get_space("tiny"), best)
+
+
+@pytest.mark.slow
+def test_rerank_command_runs_as_written(multi30k_en_de: Path, tmp_path: Path) -> None:
+    """The rerank command on a stand-in search of two demo subnets (+ one included), 2 updates each."""
+    from test_rerank import search_dir
+
+    from fairseq_shiftadd.search.rerank import trained_loss
+
+    (command,) = [c for _, c in readme_commands() if c.startswith("fairseq-shiftadd-rerank")]
+    demo = get_space("demo")
+    search_dir(tmp_path, [(True, 6.0, smallest(demo)), (True, 6.2, largest(demo))])
+    (tmp_path / "search_attention").mkdir()
+    largest(demo, ffn_op=OpKind.SHIFT).save(tmp_path / "search_attention" / "best.yaml")
+    values = {"DATA": str(multi30k_en_de), "--updates 136": "--updates 2", "--search-dir search":
+              f"--search-dir {tmp_path}/search", "--save-dir rerank": f"--save-dir {tmp_path}/rerank",
+              "search_attention/": f"{tmp_path}/search_attention/",
+              "--max-tokens 4096": "--max-tokens 1024 --max-valid-steps 2"}
+    command = without_options(command) + " " + " ".join(options(command))
+    printed = _run(f"OMP_NUM_THREADS=1 {command}", values, REPO)  # from the repository root, as the recipes run
+    assert printed.count("rerank loss") == 3 and printed.strip().endswith("best.yaml")
+    losses = [trained_loss(tmp_path / "rerank" / d) for d in ("00", "01", "02")]
+    assert all(0 < loss < 20 for loss in losses)
+    assert f"# rerank_loss: {min(losses)}" in (tmp_path / "rerank" / "best.yaml").read_text()
 
 
 @pytest.mark.slow

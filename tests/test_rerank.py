@@ -1,15 +1,14 @@
 """The search's second stage (:mod:`fairseq_shiftadd.search.rerank`): the pool, the reranking and its resume.
 
 The short trainings are stood in for by a fake ``fairseq-train`` that writes a checkpoint with a chosen validation
-loss, so these tests check the stage's logic; a real training runs in ``test_rerank_trains_with_fairseq`` (slow).
+loss, so these tests check the stage's logic; the README's command trains for real in
+``tests/test_readme.py::test_rerank_command_runs_as_written`` (slow).
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 from typing import Dict
 
@@ -18,10 +17,9 @@ import torch
 
 from fairseq_shiftadd.cli_errors import InputError
 from fairseq_shiftadd.search import rerank as rr
-from fairseq_shiftadd.space import SubnetConfig, get_space, largest, sample, smallest
+from fairseq_shiftadd.space import SubnetConfig, get_space, sample
 
 DEMO = get_space("demo")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _subnets(count: int):
@@ -35,8 +33,9 @@ def _subnets(count: int):
     return subs
 
 
-def _search_dir(tmp_path: Path, rows) -> Path:
-    """A search's candidates.csv: rows of (feasible, loss, subnet); a best.yaml with the search's records."""
+def search_dir(tmp_path: Path, rows) -> Path:
+    """A finished search in ``tmp_path/search``: its candidates.csv with rows of (feasible, loss, subnet) and a
+    best.yaml with the search's records."""
     folder = tmp_path / "search"
     folder.mkdir()
     with open(folder / "candidates.csv", "w", newline="") as f:
@@ -51,7 +50,7 @@ def _search_dir(tmp_path: Path, rows) -> Path:
 
 def test_pool_takes_the_best_distinct_feasible_candidates(tmp_path: Path) -> None:
     a, b, c, d = _subnets(4)
-    folder = _search_dir(tmp_path, [(True, 6.5, a), (False, "", b), (True, 6.1, c), (True, 6.1, c), (True, "nan", d),
+    folder = search_dir(tmp_path, [(True, 6.5, a), (False, "", b), (True, 6.1, c), (True, 6.1, c), (True, "nan", d),
                                     (True, 6.3, d)])
     assert [(m.subnet, m.fitness) for m in rr.pool(folder, 2)] == [(c, 6.1), (d, 6.3)]
     included = tmp_path / "restricted.yaml"
@@ -107,19 +106,3 @@ def test_args_file_flags(tmp_path: Path) -> None:
                                           "1e-3"]
     with pytest.raises(InputError, match="no such file"):
         rr.args_file_flags(tmp_path / "none.args")
-
-
-@pytest.mark.slow
-def test_rerank_trains_with_fairseq(multi30k_en_de: Path, tmp_path: Path) -> None:
-    """The console script on real data: two demo subnets trained for 2 updates each, the winner's loss recorded."""
-    folder = _search_dir(tmp_path, [(True, 6.0, smallest(DEMO)), (True, 6.2, largest(DEMO))])
-    out = tmp_path / "rerank"
-    command = ["fairseq-shiftadd-rerank", str(multi30k_en_de), "--search-dir", str(folder), "--top", "2",
-               "--updates", "2", "--recipe", str(REPO / "examples" / "multi30k_en_de" / "subnet.args"),
-               "--save-dir", str(out), "--train-flags", "--max-tokens 1024 --max-valid-steps 2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    printed = subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True).stdout
-    assert printed.count("rerank loss") == 2 and printed.strip().endswith("best.yaml")
-    losses = [rr.trained_loss(out / d) for d in ("00", "01")]
-    assert all(0 < loss < 20 for loss in losses)
-    assert f"# rerank_loss: {min(losses)}" in (out / "best.yaml").read_text()

@@ -119,8 +119,13 @@ def _train(data: str, recipe: Sequence[str], member_dir: Path, updates: int, see
     command = ["fairseq-train", data, *recipe, "--subnet", str(member_dir / "subnet.yaml"), "--max-update",
                str(updates), "--save-dir", str(member_dir), "--seed", str(seed), "--num-workers", "0",
                "--log-format", "simple", "--no-progress-bar", *extra]
-    with open(member_dir / "train.log", "a") as log:
-        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    log_path = member_dir / "train.log"
+    with open(log_path, "a") as log:
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
+    if status != 0:
+        lines = log_path.read_text(errors="replace").strip().splitlines() or [""]
+        raise InputError(f"fairseq-train of {member_dir / 'subnet.yaml'} failed (exit {status}), see {log_path}: "
+                         f"{lines[-1][-200:]}")
     (member_dir / "done").touch()
 
 
@@ -128,10 +133,12 @@ def rerank(data: str, members: Sequence[PoolMember], recipe: Sequence[str], upda
            save_dir: Path, extra: Sequence[str] = (), records: Sequence[str] = (), jobs: int = 1
            ) -> List[Dict[str, object]]:
     """Train every member for ``updates`` updates (``NN/`` in ``save_dir``, ``jobs`` trainings at a time) and
-    return rows best first.
+    return rows best first. ``recipe``'s relative paths (``--user-dir fairseq_shiftadd``) are read from the current
+    directory, as ``fairseq-train`` reads them: run it where the recipe is meant to run (the repository root).
 
     Raises:
-        InputError: ``save_dir`` holds a rerank of another pool (its ``NN/subnet.yaml`` differ).
+        InputError: ``save_dir`` holds a rerank of another pool (its ``NN/subnet.yaml`` differ), or a training
+            failed (naming its log and last line).
     """
     dirs = [Path(save_dir) / f"{i:02d}" for i in range(len(members))]
     for member, member_dir in zip(members, dirs):
