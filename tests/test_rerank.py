@@ -99,6 +99,15 @@ def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path,
         rr.rerank("DATA", members[::-1], [], 136, 3, out)
 
 
+def test_train_command_keeps_the_stage_budget_last(tmp_path: Path) -> None:
+    """A full retraining's flags passed through (``--max-update 450``) must not override the short budget."""
+    command = rr.train_command("DATA", ["--max-update", "100000", "--seed", "9"], tmp_path, 136, 3,
+                               ["--max-update", "450", "--max-tokens", "1024"])
+    assert command[-2:] == ["--max-update", "136"]
+    assert command[len(command) - 1 - command[::-1].index("--seed") + 1] == "3"  # the last --seed is the stage's
+    assert "--max-tokens" in command and command.index("--max-tokens") < command.index("--subnet")
+
+
 def test_args_file_flags(tmp_path: Path) -> None:
     recipe = tmp_path / "r.args"
     recipe.write_text("# a comment\n--arch shiftadd_transformer\n\n--adam-betas '(0.9, 0.98)'\n  # indented\n--lr 1e-3\n")

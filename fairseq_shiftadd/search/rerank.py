@@ -35,7 +35,7 @@ from ..atomic import write_text
 from ..cli_errors import InputError, add_debug_flag, run_main
 from ..space import SubnetConfig
 
-__all__ = ["PoolMember", "args_file_flags", "pool", "trained_loss", "rerank", "main"]
+__all__ = ["PoolMember", "args_file_flags", "pool", "train_command", "trained_loss", "rerank", "main"]
 
 RECORD_PREFIXES = ("# cost_workload:", "# search_space:")
 """Header lines of a search's ``best.yaml`` that describe the search, not the candidate: kept in the winner's file."""
@@ -114,11 +114,19 @@ def trained_loss(save_dir: Path) -> float:
     return float(loss)
 
 
+def train_command(data: str, recipe: Sequence[str], member_dir: Path, updates: int, seed: int,
+                  extra: Sequence[str]) -> List[str]:
+    """The ``fairseq-train`` command of one short training: the recipe, then ``extra``, then this stage's own
+    subnet, save directory, seed and budget, last, so that neither the recipe nor ``extra`` (e.g. a full
+    retraining's ``--max-update 450``) overrides them (fairseq keeps an option's last value)."""
+    return ["fairseq-train", data, *recipe, "--num-workers", "0", "--log-format", "simple", "--no-progress-bar",
+            *extra, "--subnet", str(member_dir / "subnet.yaml"), "--save-dir", str(member_dir), "--seed", str(seed),
+            "--max-update", str(updates)]
+
+
 def _train(data: str, recipe: Sequence[str], member_dir: Path, updates: int, seed: int,
            extra: Sequence[str]) -> None:
-    command = ["fairseq-train", data, *recipe, "--subnet", str(member_dir / "subnet.yaml"), "--max-update",
-               str(updates), "--save-dir", str(member_dir), "--seed", str(seed), "--num-workers", "0",
-               "--log-format", "simple", "--no-progress-bar", *extra]
+    command = train_command(data, recipe, member_dir, updates, seed, extra)
     log_path = member_dir / "train.log"
     with open(log_path, "a") as log:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
