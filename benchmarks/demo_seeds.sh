@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The CPU demo (scripts/demo.sh) for seeds 1, 2 and 3, then the mean and spread of each model's BLEU and energy and
-# the issue-9 targets (benchmarks/demo_seeds.py). About 20 minutes per seed on an idle 2-core machine; each run
+# the issue-9 targets (benchmarks/demo_seeds.py). About 35 minutes per seed on an idle 2-core machine (estimated from
+# its stages: supernet 12, searches 2, reranking 9, retraining 9, decoding and report 2); each run
 # resumes like scripts/demo.sh, so an interrupted benchmark continues where it stopped.
 #   bash benchmarks/demo_seeds.sh                 # work/demo_seeds/seed{1,2,3}, summary in work/demo_seeds/summary.md
 #   SEEDS="1 2" ROOT_WORK=/tmp/seeds bash benchmarks/demo_seeds.sh
 # Budgets: unlike the demo's wall-clock minutes, the benchmark gives every run the same number of updates
 # (TRAIN_UPDATES for each of the three retrained models, default 450: what an idle 2-core machine reaches in the
-# demo's minutes; SUPERNET_UPDATES for the supernet, default 300 sandwich updates: about 9 minutes, longer than the
+# demo's minutes; SUPERNET_UPDATES for the supernet, default 300 sandwich updates: about 12 minutes, longer than the
 # demo's 2, which rank subnets poorly: README, "Which supernet recipe ranks subnets?"; 664 ranked random subnets
 # better but led the searches to shift- and add-heavy hybrids that retrained worse: README, the demo's seed runs),
 # so that a comparison of
@@ -18,8 +19,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
+# The supernet adds the operator sandwich (--sandwich-operators: the largest net with random operators, a fourth
+# subnet per update; README, "The operator sandwich"), with which the three-seed results in the README were measured.
+export SUPERNET_FLAGS="--sandwich-operators ${SUPERNET_FLAGS:-}"
 if [ "${UPDATES:-1}" != 0 ]; then
-  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-300}"
+  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="$SUPERNET_FLAGS --max-update ${SUPERNET_UPDATES:-300}"
   export TRAIN_MINUTES=600 TRAIN_FLAGS="${TRAIN_FLAGS:-} --max-update ${TRAIN_UPDATES:-450}"
 fi
 export RERANK_TOP="${RERANK_TOP:-3}"
