@@ -53,12 +53,14 @@ def test_pool_takes_the_best_distinct_feasible_candidates(tmp_path: Path) -> Non
     folder = search_dir(tmp_path, [(True, 6.5, a), (False, "", b), (True, 6.1, c), (True, 6.1, c), (True, "nan", d),
                                     (True, 6.3, d)])
     assert [(m.subnet, m.fitness) for m in rr.pool(folder, 2)] == [(c, 6.1), (d, 6.3)]
+    assert rr.pool(folder, 1)[0].metrics == (("energy_mj", "1.0"),)
     included = tmp_path / "restricted.yaml"
-    a.save(included)
+    included.write_text("# loss: 6.7\n# energy_mj: 0.8\n# search_space: {}\n" + a.to_yaml())
     again = tmp_path / "again.yaml"
     c.save(again)
     members = rr.pool(folder, 2, [included, again])  # a is new; c is already in the pool
     assert [m.subnet for m in members] == [c, d, a] and math.isnan(members[2].fitness)
+    assert members[2].metrics == (("energy_mj", "0.8"),)  # the included file's metrics, not its fitness or records
     assert [m.subnet for m in rr.pool(folder, 10)] == [c, d, a]  # fewer candidates than asked: all of them
     with pytest.raises(InputError, match="--top 0: must be at least 1"):
         rr.pool(folder, 0)
@@ -79,7 +81,8 @@ def _fake_train(losses: Dict[SubnetConfig, float], calls: list):
 
 def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path, monkeypatch) -> None:
     a, b, c = _subnets(3)
-    members = [rr.PoolMember(a, 6.0, "s #0"), rr.PoolMember(b, 6.1, "s #1"), rr.PoolMember(c, math.nan, "inc")]
+    members = [rr.PoolMember(a, 6.0, "s #0"), rr.PoolMember(b, 6.1, "s #1", (("energy_mj", "0.9"),)),
+               rr.PoolMember(c, math.nan, "inc")]
     calls: list = []
     monkeypatch.setattr(rr, "_train", _fake_train({a: 5.9, b: 5.5, c: 5.7}, calls))
     out = tmp_path / "rerank"
@@ -89,9 +92,11 @@ def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path,
     best = (out / "best.yaml").read_text()
     assert SubnetConfig.load(out / "best.yaml") == b
     assert best.startswith("# rerank_loss: 5.5\n# rerank_updates: 136\n") and f"# rerank_dir: {out / '01'}" in best
-    assert '# search_space: {"name": "demo"}' in best and "# loss: 6.1" in best
-    table = (out / "rerank.csv").read_text().splitlines()
-    assert table[0] == "rank,rerank_loss,fitness,source,dir,subnet" and len(table) == 4 and '"inc"' in table[2]
+    assert '# search_space: {"name": "demo"}' in best and "# loss: 6.1\n# energy_mj: 0.9\n" in best
+    with open(out / "rerank.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["rank"], r["source"]) for r in table] == [("0", "s #1"), ("1", "inc"), ("2", "s #0")]
+    assert SubnetConfig.from_dict(json.loads(table[1]["subnet"])) == c
     calls.clear()
     assert [r["subnet"] for r in rr.rerank("DATA", members, [], 136, 3, out)] == [b, c, a]
     assert calls == []  # trained earlier: nothing runs again

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..atomic import write_text
 from ..cli_errors import InputError, add_debug_flag, run_main
@@ -43,11 +45,13 @@ RECORD_PREFIXES = ("# cost_workload:", "# search_space:")
 
 @dataclass(frozen=True)
 class PoolMember:
-    """A subnet to rerank: its search fitness (``nan`` if unknown) and where it came from."""
+    """A subnet to rerank: its search fitness (``nan`` if unknown), where it came from, and the search's metrics
+    of it (``(name, value)`` pairs, e.g. ``("energy_mj", "0.93")``), written into the winner's header."""
 
     subnet: SubnetConfig
     fitness: float
     source: str
+    metrics: Tuple[Tuple[str, str], ...] = ()
 
 
 def args_file_flags(path: Path) -> List[str]:
@@ -68,6 +72,24 @@ def _records(path: Path) -> List[str]:
         return [line.rstrip("\n") for line in f if line.startswith(RECORD_PREFIXES)]
 
 
+_NOT_METRICS = ("index", "generation", "feasible", "loss", "subnet")
+_METRIC_LINE = re.compile(r"^# (\w+): (.*)$")
+
+
+def _file_metrics(path: Path) -> Tuple[Tuple[str, str], ...]:
+    """The ``# name: value`` metric lines of a subnet file's header (not its fitness, records or rerank lines)."""
+    found = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            match = _METRIC_LINE.match(line.rstrip("\n"))
+            if match and not line.startswith(RECORD_PREFIXES) and match.group(1) != "loss" \
+                    and not match.group(1).startswith("rerank_"):
+                found.append((match.group(1), match.group(2)))
+    return tuple(found)
+
+
 def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolMember]:
     """The ``top`` distinct feasible candidates of a finished search by fitness (lowest first, from its
     ``candidates.csv``), then each ``include`` file not already among them.
@@ -85,7 +107,8 @@ def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolM
     for row in sorted(rows, key=lambda r: float(r["loss"])):
         sub = SubnetConfig.from_dict(json.loads(row["subnet"]))
         if sub not in seen and math.isfinite(float(row["loss"])):
-            seen[sub] = PoolMember(sub, float(row["loss"]), f"{search_dir} #{row['index']}")
+            metrics = tuple((k, v) for k, v in row.items() if k not in _NOT_METRICS and v)
+            seen[sub] = PoolMember(sub, float(row["loss"]), f"{search_dir} #{row['index']}", metrics)
         if len(seen) == top:
             break
     for path in include:
@@ -93,7 +116,7 @@ def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolM
             sub = SubnetConfig.load(path)
         except (OSError, ValueError) as err:
             raise InputError(f"--include {path}: {err}") from None
-        seen.setdefault(sub, PoolMember(sub, math.nan, str(path)))
+        seen.setdefault(sub, PoolMember(sub, math.nan, str(path), _file_metrics(path)))
     return list(seen.values())
 
 
@@ -164,18 +187,20 @@ def rerank(data: str, members: Sequence[PoolMember], recipe: Sequence[str], upda
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool_:
         list(pool_.map(train, todo))  # list(): re-raises a failed training
-    rows = [{"rerank_loss": trained_loss(d), "fitness": m.fitness, "source": m.source, "dir": str(d), "subnet": m.subnet}
-            for m, d in zip(members, dirs)]
+    rows = [{"rerank_loss": trained_loss(d), "fitness": m.fitness, "source": m.source, "dir": str(d),
+             "subnet": m.subnet, "metrics": m.metrics} for m, d in zip(members, dirs)]
     rows.sort(key=lambda r: r["rerank_loss"])
-    lines = ["rank,rerank_loss,fitness,source,dir,subnet"]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["rank", "rerank_loss", "fitness", "source", "dir", "subnet"])
     for rank, r in enumerate(rows):
-        subnet = json.dumps(r["subnet"].to_dict(), separators=(",", ":"))
-        lines.append(",".join([str(rank), f"{r['rerank_loss']:.6g}", f"{r['fitness']:.6g}",
-                               *(json.dumps(str(v)) for v in (r["source"], r["dir"], subnet))]))
-    write_text(Path(save_dir) / "rerank.csv", "\n".join(lines) + "\n")
+        writer.writerow([rank, f"{r['rerank_loss']:.6g}", f"{r['fitness']:.6g}", r["source"], r["dir"],
+                         json.dumps(r["subnet"].to_dict(), separators=(",", ":"))])
+    write_text(Path(save_dir) / "rerank.csv", table.getvalue())
     best = rows[0]
     header = [f"# rerank_loss: {best['rerank_loss']}", f"# rerank_updates: {updates}",
-              f"# rerank_dir: {best['dir']}", f"# loss: {best['fitness']}", *records]
+              f"# rerank_dir: {best['dir']}", f"# loss: {best['fitness']}",
+              *(f"# {name}: {value}" for name, value in best["metrics"]), *records]
     write_text(Path(save_dir) / "best.yaml", "\n".join(header) + "\n" + best["subnet"].to_yaml())
     return rows
 
