@@ -59,9 +59,11 @@ def test_pool_takes_the_best_distinct_feasible_candidates(tmp_path: Path) -> Non
     again = tmp_path / "again.yaml"
     c.save(again)
     members = rr.pool(folder, 2, [included, again])  # a is new; c is already in the pool
-    assert [m.subnet for m in members] == [c, d, a] and math.isnan(members[2].fitness)
+    assert [m.subnet for m in members] == [c, d, a] and members[2].fitness == 6.7  # its '# loss:' line
     assert members[2].metrics == (("energy_mj", "0.8"),)  # the included file's metrics, not its fitness or records
     assert [m.subnet for m in rr.pool(folder, 10)] == [c, d, a]  # fewer candidates than asked: all of them
+    b.save(tmp_path / "bare.yaml")
+    assert math.isnan(rr.pool(folder, 1, [tmp_path / "bare.yaml"])[1].fitness)  # no header: fitness unknown
     with pytest.raises(InputError, match="--top 0: must be at least 1"):
         rr.pool(folder, 0)
     with pytest.raises(InputError, match="candidates.csv: no such file"):

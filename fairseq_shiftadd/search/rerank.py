@@ -76,23 +76,28 @@ _NOT_METRICS = ("index", "generation", "feasible", "loss", "subnet")
 _METRIC_LINE = re.compile(r"^# (\w+): (.*)$")
 
 
-def _file_metrics(path: Path) -> Tuple[Tuple[str, str], ...]:
-    """The ``# name: value`` metric lines of a subnet file's header (not its fitness, records or rerank lines)."""
-    found = []
+def _file_header(path: Path) -> Tuple[float, Tuple[Tuple[str, str], ...]]:
+    """A subnet file's search fitness (its ``# loss:`` line, ``nan`` without one) and the ``# name: value`` metric
+    lines of its header (not its records or rerank lines)."""
+    fitness, found = math.nan, []
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 break
             match = _METRIC_LINE.match(line.rstrip("\n"))
-            if match and not line.startswith(RECORD_PREFIXES) and match.group(1) != "loss" \
-                    and not match.group(1).startswith("rerank_"):
+            if not match or line.startswith(RECORD_PREFIXES) or match.group(1).startswith("rerank_"):
+                continue
+            if match.group(1) == "loss":
+                fitness = float(match.group(2))
+            else:
                 found.append((match.group(1), match.group(2)))
-    return tuple(found)
+    return fitness, tuple(found)
 
 
 def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolMember]:
     """The ``top`` distinct feasible candidates of a finished search by fitness (lowest first, from its
-    ``candidates.csv``), then each ``include`` file not already among them.
+    ``candidates.csv``), then each ``include`` file not already among them (its fitness from its ``# loss:`` line:
+    a restricted search of the same supernet has the same fitness).
 
     Raises:
         InputError: no ``candidates.csv``, ``top`` < 1, or an include file that is missing or not a subnet.
@@ -116,7 +121,8 @@ def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolM
             sub = SubnetConfig.load(path)
         except (OSError, ValueError) as err:
             raise InputError(f"--include {path}: {err}") from None
-        seen.setdefault(sub, PoolMember(sub, math.nan, str(path), _file_metrics(path)))
+        fitness, metrics = _file_header(path)
+        seen.setdefault(sub, PoolMember(sub, fitness, str(path), metrics))
     return list(seen.values())
 
 
