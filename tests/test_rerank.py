@@ -68,6 +68,11 @@ def test_pool_takes_the_best_distinct_feasible_candidates(tmp_path: Path) -> Non
         rr.pool(folder, 0)
     with pytest.raises(InputError, match="candidates.csv: no such file"):
         rr.pool(tmp_path, 1)
+    bleu = tmp_path / "bleu"
+    bleu.mkdir()
+    (bleu / "candidates.csv").write_text("index,generation,feasible,bleu,subnet\n")
+    with pytest.raises(InputError, match="no 'loss' column: rerank a search run with --objective loss"):
+        rr.pool(bleu, 1)
     with pytest.raises(InputError, match="--include .*nowhere.yaml"):
         rr.pool(folder, 1, [tmp_path / "nowhere.yaml"])
 

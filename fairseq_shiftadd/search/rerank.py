@@ -100,15 +100,20 @@ def pool(search_dir: Path, top: int, include: Sequence[Path] = ()) -> List[PoolM
     a restricted search of the same supernet has the same fitness).
 
     Raises:
-        InputError: no ``candidates.csv``, ``top`` < 1, or an include file that is missing or not a subnet.
+        InputError: no ``candidates.csv`` or one without a ``loss`` column (a search with another objective),
+            ``top`` < 1, or an include file that is missing or not a subnet.
     """
     if top < 1:
         raise InputError(f"--top {top}: must be at least 1")
     table = Path(search_dir) / "candidates.csv"
     if not table.is_file():
         raise InputError(f"{table}: no such file (run fairseq-shiftadd-search with --save-dir {search_dir} first)")
+    with open(table, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if "loss" not in (reader.fieldnames or ()):
+            raise InputError(f"{table}: no 'loss' column: rerank a search run with --objective loss")
+        rows = [r for r in reader if r["feasible"] == "1" and r["loss"]]
     seen: Dict[SubnetConfig, PoolMember] = {}
-    rows = [r for r in csv.DictReader(open(table, encoding="utf-8")) if r["feasible"] == "1" and r["loss"]]
     for row in sorted(rows, key=lambda r: float(r["loss"])):
         sub = SubnetConfig.from_dict(json.loads(row["subnet"]))
         if sub not in seen and math.isfinite(float(row["loss"])):
