@@ -101,7 +101,7 @@ def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: st
         for sub in missing:
             check(fitness.space, sub)
         record["losses"].update({sub.to_json(): fitness.loss(sub) for sub in missing})
-        record["subnets_per_update"] = len(fitness.task.train_subnets(fitness, 0))
+        record["subnets_per_update"] = len(fitness.task.train_subnets(fitness, 0))  # reads only fitness.space
         write_text(cache, json.dumps(record) + "\n")
     return [record["losses"][sub.to_json()] for sub in subnets], record["subnets_per_update"]
 

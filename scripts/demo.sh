@@ -86,7 +86,7 @@ PREPARED="$WORK/data"
 DATA="$(fairseq-shiftadd-prepare-multi30k --src-dir "$MULTI30K_DIR" --out "$PREPARED" --pair en-de \
   --vocab-size 8000 2>/dev/null | tail -n 1)"
 
-stage "2/5 train the demo supernet for $SUPERNET_MINUTES min ($SUPERNET_THREADS threads)"
+stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (threads: $SUPERNET_THREADS)"
 # shellcheck disable=SC2086
 train supernet "$SUPERNET_THREADS" "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
 

@@ -3,7 +3,8 @@
 Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every
 ``--update-freq`` micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the
 largest, the smallest and a sampled subnet on every batch, and the operator sandwich (``--sandwich-operators``)
-adds the largest net with every layer's operators drawn at random (:func:`~fairseq_shiftadd.space.sample_operators`). The optimizer skips every parameter that the
+adds the largest net with every layer's operators drawn at random (:func:`~fairseq_shiftadd.space.sample_operators`).
+The optimizer skips every parameter that the
 update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments,
 weight decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list of
 representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
@@ -117,9 +118,10 @@ class SupernetTranslationTask(TranslationTask):
         drawn = sample(model.space, rng)
         if not self.cfg.sandwich:
             return [drawn]
-        subnets = [largest(model.space), smallest(model.space), drawn]
+        biggest = largest(model.space)
+        subnets = [biggest, smallest(model.space), drawn]
         if self.cfg.sandwich_operators:
-            subnets.append(sample_operators(model.space, largest(model.space), rng))
+            subnets.append(sample_operators(model.space, biggest, rng))
         return subnets
 
     # -- fairseq hooks ----------------------------------------------------------------------------
