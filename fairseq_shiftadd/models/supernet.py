@@ -12,6 +12,7 @@ its largest size, with the weight sharing of ``--sharing`` (table in :mod:`.shar
 given to :meth:`ShiftAddSupernet.set_subnet` (the largest one after building, unless ``--subnet`` names one).
 """
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -354,6 +355,28 @@ class ShiftAddDecoder(FairseqIncrementalDecoder):
             x = layer(x, cfg, states, padding_mask, dropout, activation_dropout, incremental_state)
             inner_states.append(x)
         return x.transpose(0, 1), {"attn": [None], "inner_states": inner_states}
+
+    def reorder_incremental_state_scripting(self, incremental_state: IncrementalState, new_order: Tensor) -> None:
+        """fairseq's reorder of every module's cache along the batch axis (beam search), over the modules that
+        define ``reorder_incremental_state`` (:attr:`_cache_owners`), found once instead of at every step.
+
+        fairseq walks all submodules at every decoding step: for a standalone subnet's 121 modules that walk cost
+        more than its whole difference in decoding time to fairseq's ``transformer`` (about 10 ms of 58 ms per
+        sentence at beam 5, measured with :func:`~fairseq_shiftadd.latency.time_model`).
+        """
+        for module in self._cache_owners:
+            result = module.reorder_incremental_state(incremental_state, new_order)
+            if result is not None:
+                incremental_state = result
+
+    @functools.cached_property
+    def _cache_owners(self) -> Tuple[nn.Module, ...]:
+        """The modules (this one included, as fairseq's walk does) that define ``reorder_incremental_state``.
+
+        The set of modules is fixed once the decoder is built; ``to()``, ``half()`` and loading a state dict keep
+        the module objects.
+        """
+        return tuple(m for m in self.modules() if hasattr(m, "reorder_incremental_state"))
 
     def output_layer(self, features: Tensor, **unused: Any) -> Tensor:
         """Tied projection to the vocabulary: ``features E[:, :d]^T``."""
