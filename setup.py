@@ -30,7 +30,7 @@ setup(
     packages=find_packages(include=["fairseq_shiftadd", "fairseq_shiftadd.*"]),
     include_package_data=True,
     # the CPU kernels' C++ sources, compiled at first use (g++ with OpenMP; the reference paths run without)
-    package_data={"fairseq_shiftadd.cost": ["profiles/*.yaml"], "fairseq_shiftadd.ops.kernels": ["*.cpp"]},
+    package_data={"fairseq_shiftadd.cost": ["profiles/*.yaml"], "fairseq_shiftadd.ops.kernels": ["*.cpp", "*.h"]},
     install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "sacremoses", "matplotlib", *FAIRSEQ_NEEDS],
     extras_require={
         # triton: its kernels are tested on the CPU through TRITON_INTERPRET=1 (Linux x86-64 wheels only)

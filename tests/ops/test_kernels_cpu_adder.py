@@ -59,6 +59,21 @@ def test_fast_path_matches_reference_and_formula(kernels_built, monkeypatch, sha
     assert_close(fast[1].double(), dx, **tolerance)
 
 
+@pytest.mark.parametrize("name", ["dense", "groups", "one_row"])
+@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
+def test_input_gradient_where_terms_saturate(kernels_built, monkeypatch, name, dtype):
+    # inputs spread 10x wider than the weights (most terms clamp to +-1; many inputs lie beyond every weight of
+    # their column, where the kernel clamps x to the weights' range +- 1 before forming its terms)
+    groups, rows, cols, length = SHAPES[name]
+    torch.manual_seed(2)
+    x, w = 4.0 * torch.randn(groups, rows, length, dtype=F64), 0.4 * torch.randn(groups, cols, length, dtype=F64)
+    g = torch.randn(groups, rows, cols, dtype=F64)
+    assert ((x > w.amax(dim=1, keepdim=True) + 1) | (x < w.amin(dim=1, keepdim=True) - 1)).double().mean() > 0.5
+    _, dx, _ = _run(x.to(dtype), w.to(dtype), g.to(dtype), False, 0.2, False, monkeypatch)
+    tolerance = dict(rtol=1e-9, atol=1e-9) if dtype is F64 else dict(rtol=1e-4, atol=1e-4 * cols ** 0.5)
+    assert_close(dx.double(), _naive(x, w, g, False)[1], **tolerance)
+
+
 @pytest.mark.parametrize("shape", [SHAPES["dense"], SHAPES["one_row"]], ids=["dense", "one_row"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
 def test_half_inputs_accumulate_in_float32(kernels_built, monkeypatch, shape, dtype):

@@ -2,7 +2,8 @@
 
 A shared library is built with ``g++ -O3 -march=native -fopenmp`` (no torch headers, so a build takes a few
 seconds) into ``$FAIRSEQ_SHIFTADD_KERNEL_CACHE`` (default ``~/.cache/fairseq_shiftadd/kernels``), named by a
-hash of the source, the flags and the CPU's feature flags: it compiles once per machine and source version.
+hash of the source, the headers beside it, the flags and the CPU's feature flags: it compiles once per machine
+and source version.
 Builds write to a temporary file of their own and rename it into place (:func:`~fairseq_shiftadd.atomic.atomic_path`,
 ``partial="unique"``), so concurrent processes never load half a file.
 A failed build (no compiler, a compile error) warns once, in one line, and returns None: callers then use
@@ -45,9 +46,12 @@ def _cpu_signature() -> str:
 
 @functools.lru_cache(maxsize=None)
 def load_library(source: Path) -> Optional[ctypes.CDLL]:
-    """The compiled ``source`` (built on first use, then cached on disk), or None with a one-line warning."""
-    text = source.read_bytes()
-    key = hashlib.sha256(b"\0".join([text, " ".join((COMPILER,) + FLAGS).encode(), _cpu_signature().encode()]))
+    """The compiled ``source`` (built on first use, then cached on disk), or None with a one-line warning.
+
+    The cache key covers the source and every header beside it (``*.h``, which the sources include).
+    """
+    texts = [source.read_bytes(), *(header.read_bytes() for header in sorted(source.parent.glob("*.h")))]
+    key = hashlib.sha256(b"\0".join([*texts, " ".join((COMPILER,) + FLAGS).encode(), _cpu_signature().encode()]))
     target = kernel_cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     try:
         if not target.exists():

@@ -9,8 +9,10 @@
 // vector registers while k runs:
 //   mode 0 (plain):   term = max(x, w)                  (the caller forms -(2 * out - sum_k x - sum_k w))
 //   mode 1 (centred): term = relu(x) - max(x, w)        (bounded by |w|; the caller forms 2 * out + sum_k w)
-// Input gradient (per group): dx[n, k] = sum_m g[n, m] * clamp(w[m, k] - x[n, k], -1, 1), an NR x KR block of
-// dx in registers while m runs (x and w zero-padded to a multiple of KR columns by the caller).
+// Input gradient (per group): dx[n, k] = sum_m g[n, m] * clamp(w[m, k] - x[n, k], -1, 1), an NR_GRAD x KR block
+// of dx in registers while m runs (x and w zero-padded to a multiple of KR columns by the caller), evaluated as
+// sum_m g[n, m] clamp(w[m, k], xc - 1, xc + 1) - xc sum_m g[n, m] with x clamped per column to the weights'
+// range +- 1 (xc): three vector operations per term instead of four.
 // Few weight rows (M below half a panel: depthwise convs, the lightweight add mixers with M = 1): the same
 // sums vectorised along N on transposed operands (x as K x N), direct |x - w| terms (forward_few,
 // input_grad_few).
@@ -18,22 +20,18 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "simd.h"
+
 namespace {
 
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(64)));
-  static constexpr int lanes = 64 / sizeof(T);
-};
-
-template <typename V>
-inline V vmax(V a, V b) { return a > b ? a : b; }
-template <typename V>
-inline V vmin(V a, V b) { return a < b ? a : b; }
+using shiftadd::Vec;
+using shiftadd::vmax;
+using shiftadd::vmin;
 
 constexpr int NR = 6;        // rows of x per micro-kernel
 constexpr int MR_VECS = 2;   // vectors of weight rows per micro-kernel (forward)
 constexpr int KR_VECS = 2;   // vectors of columns per micro-kernel (input gradient)
+constexpr int NR_GRAD = 4;   // rows of x per input-gradient micro-kernel (lo, hi, acc: 24 registers)
 constexpr int KC = 512;      // K block of the forward (a weight panel of KC x MR stays in L2)
 constexpr int NC = 96;       // rows of x per forward task
 constexpr int KS = 32;       // terms per partial sum of the forward
@@ -153,56 +151,70 @@ void forward(const Source& x, const T* packed, T* out, int64_t groups, int64_t n
   }
 }
 
+// dx[i, k] = sum_m g[i, m] * clamp(w[m, k], lo, hi) - xc[i, k] * gsum[i], with xc = clamp(x, wmin - 1, wmax + 1)
+// per column, lo = xc - 1, hi = xc + 1 and gsum[i] = sum_m g[i, m]: one max, one min and one fma per term (the
+// reference's "many rows" form, exact: beyond [wmin - 1, wmax + 1] every term saturates either way).
 template <typename T, int ROWS>
-inline void input_grad_micro(const T* grad, int64_t ldg, const T* x, const T* w, int64_t m_len, int64_t ld,
-                             T* dx) {
+inline void input_grad_micro(const T* grad, int64_t ldg, const T* gsum, const T* x, const T* w, const T* wmin,
+                             const T* wmax, int64_t m_len, int64_t ld, T* dx) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
-  V xs[ROWS][KR_VECS], acc[ROWS][KR_VECS];
-  const V one = T(1) - V{}, minus_one = T(-1) - V{};
-  for (int i = 0; i < ROWS; ++i)
-    for (int j = 0; j < KR_VECS; ++j) {
-      __builtin_memcpy(&xs[i][j], x + i * ld + j * L, sizeof(V));
+  V lo[ROWS][KR_VECS], hi[ROWS][KR_VECS], acc[ROWS][KR_VECS], xc[ROWS][KR_VECS];
+  const V one = T(1) - V{};
+  for (int j = 0; j < KR_VECS; ++j) {
+    V low, high;
+    __builtin_memcpy(&low, wmin + j * L, sizeof(V));
+    __builtin_memcpy(&high, wmax + j * L, sizeof(V));
+    for (int i = 0; i < ROWS; ++i) {
+      V xv;
+      __builtin_memcpy(&xv, x + i * ld + j * L, sizeof(V));
+      xc[i][j] = vmin(vmax(xv, low - one), high + one);
+      lo[i][j] = xc[i][j] - one;
+      hi[i][j] = xc[i][j] + one;
       acc[i][j] = V{};
     }
+  }
   for (int64_t mm = 0; mm < m_len; ++mm) {
     V wv[KR_VECS];
     for (int j = 0; j < KR_VECS; ++j) __builtin_memcpy(&wv[j], w + mm * ld + j * L, sizeof(V));
     for (int i = 0; i < ROWS; ++i) {
       const V gb = grad[i * ldg + mm] - V{};
-      for (int j = 0; j < KR_VECS; ++j) acc[i][j] += gb * vmin(vmax(wv[j] - xs[i][j], minus_one), one);
+      for (int j = 0; j < KR_VECS; ++j) acc[i][j] += gb * vmin(vmax(wv[j], lo[i][j]), hi[i][j]);
     }
   }
   for (int i = 0; i < ROWS; ++i)
-    for (int j = 0; j < KR_VECS; ++j) __builtin_memcpy(dx + i * ld + j * L, &acc[i][j], sizeof(V));
+    for (int j = 0; j < KR_VECS; ++j) {
+      const V out = acc[i][j] - xc[i][j] * (gsum[i] - V{});
+      __builtin_memcpy(dx + i * ld + j * L, &out, sizeof(V));
+    }
 }
 
 template <typename T>
-inline void input_grad_rows(int rows, const T* grad, int64_t ldg, const T* x, const T* w, int64_t m_len, int64_t ld,
-                            T* dx) {
+inline void input_grad_rows(int rows, const T* grad, int64_t ldg, const T* gsum, const T* x, const T* w,
+                            const T* wmin, const T* wmax, int64_t m_len, int64_t ld, T* dx) {
   switch (rows) {
-    case 6: input_grad_micro<T, 6>(grad, ldg, x, w, m_len, ld, dx); break;
-    case 5: input_grad_micro<T, 5>(grad, ldg, x, w, m_len, ld, dx); break;
-    case 4: input_grad_micro<T, 4>(grad, ldg, x, w, m_len, ld, dx); break;
-    case 3: input_grad_micro<T, 3>(grad, ldg, x, w, m_len, ld, dx); break;
-    case 2: input_grad_micro<T, 2>(grad, ldg, x, w, m_len, ld, dx); break;
-    default: input_grad_micro<T, 1>(grad, ldg, x, w, m_len, ld, dx); break;
+    case 4: input_grad_micro<T, 4>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
+    case 3: input_grad_micro<T, 3>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
+    case 2: input_grad_micro<T, 2>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
+    default: input_grad_micro<T, 1>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
   }
 }
 
-// grad: (G, N, M); x: (G, N, Kp); w: (G, M, Kp); dx: (G, N, Kp); Kp a multiple of KR.
+// grad: (G, N, M); gsum: (G, N); x: (G, N, Kp); w: (G, M, Kp); wmin, wmax: (G, Kp); dx: (G, N, Kp); Kp a
+// multiple of KR.
 template <typename T>
-void input_grad(const T* grad, const T* x, const T* w, T* dx, int64_t groups, int64_t n, int64_t m, int64_t kp,
-                int threads) {
+void input_grad(const T* grad, const T* gsum, const T* x, const T* w, const T* wmin, const T* wmax, T* dx,
+                int64_t groups, int64_t n, int64_t m, int64_t kp, int threads) {
   constexpr int KR = KR_VECS * Vec<T>::lanes;
-  const int64_t blocks = kp / KR, row_blocks = (n + NR - 1) / NR;
+  const int64_t blocks = kp / KR, row_blocks = (n + NR_GRAD - 1) / NR_GRAD;
   const int64_t tasks = groups * row_blocks * blocks;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t g = task / (row_blocks * blocks), r = ((task / blocks) % row_blocks) * NR, b = task % blocks;
-    const int rows = static_cast<int>(std::min<int64_t>(NR, n - r));
-    const int64_t offset = g * n * kp + r * kp + b * KR;
-    input_grad_rows<T>(rows, grad + g * n * m + r * m, m, x + offset, w + g * m * kp + b * KR, m, kp, dx + offset);
+    const int64_t g = task / (row_blocks * blocks), r = ((task / blocks) % row_blocks) * NR_GRAD, b = task % blocks;
+    const int rows = static_cast<int>(std::min<int64_t>(NR_GRAD, n - r));
+    const int64_t offset = g * n * kp + r * kp + b * KR, column = g * kp + b * KR;
+    input_grad_rows<T>(rows, grad + g * n * m + r * m, m, gsum + g * n + r, x + offset, w + g * m * kp + b * KR,
+                       wmin + column, wmax + column, m, kp, dx + offset);
   }
 }
 
@@ -291,13 +303,15 @@ void shiftadd_forward_double(const double* x, const double* packed, double* out,
   if (centred) forward<double, 1>(source, packed, out, g, n, m, k, threads);
   else forward<double, 0>(source, packed, out, g, n, m, k, threads);
 }
-void shiftadd_input_grad_float(const float* grad, const float* x, const float* w, float* dx, int64_t g, int64_t n,
-                               int64_t m, int64_t kp, int threads) {
-  input_grad<float>(grad, x, w, dx, g, n, m, kp, threads);
+void shiftadd_input_grad_float(const float* grad, const float* gsum, const float* x, const float* w,
+                               const float* wmin, const float* wmax, float* dx, int64_t g, int64_t n, int64_t m,
+                               int64_t kp, int threads) {
+  input_grad<float>(grad, gsum, x, w, wmin, wmax, dx, g, n, m, kp, threads);
 }
-void shiftadd_input_grad_double(const double* grad, const double* x, const double* w, double* dx, int64_t g,
-                                int64_t n, int64_t m, int64_t kp, int threads) {
-  input_grad<double>(grad, x, w, dx, g, n, m, kp, threads);
+void shiftadd_input_grad_double(const double* grad, const double* gsum, const double* x, const double* w,
+                                const double* wmin, const double* wmax, double* dx, int64_t g, int64_t n, int64_t m,
+                                int64_t kp, int threads) {
+  input_grad<double>(grad, gsum, x, w, wmin, wmax, dx, g, n, m, kp, threads);
 }
 void shiftadd_forward_few_float(const float* xt, const float* w, float* out, int64_t g, int64_t np, int64_t m,
                                 int64_t k, int centred, int threads) {

@@ -43,7 +43,7 @@ _KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
 Pair = Tuple[int, int]
 _SIGNATURES = {  # C function -> number of tensor arguments, then int64 sizes, then ints (mode, threads)
-    "forward": (3, 4, 2), "input_grad": (4, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
+    "forward": (3, 4, 2), "input_grad": (7, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
     "conv_forward": (6, 5, 1),
 }
 
@@ -178,6 +178,14 @@ def conv_neg_l1(
     return total.to(out_dtype)
 
 
+def _columns_padded(t: Tensor) -> Tensor:
+    """``t`` contiguous, its last dimension zero-padded to a multiple of the column block ``kr`` (not copied when it
+    already is both)."""
+    width = _block("kr", t.dtype)
+    pad = -(-t.shape[-1] // width) * width - t.shape[-1]
+    return (F.pad(t, (0, pad)) if pad else t).contiguous()
+
+
 def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     """``dx[g, n, k] = sum_m grad[g, n, m] * clamp(w[g, m, k] - x[g, n, k], -1, 1)``.
 
@@ -191,11 +199,9 @@ def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
         dx_t = torch.empty_like(x_t)
         _call("input_grad_few", dtype, grad_t, x_t, weight.contiguous(), dx_t, groups, x_t.shape[2], cols, length)
         return dx_t[:, :, :rows].transpose(1, 2).to(out_dtype).contiguous()
-    width = _block("kr", dtype)
-    pad = (0, -(-length // width) * width - length)
-    x_padded = F.pad(x.to(dtype), pad).contiguous()
-    weight_padded = F.pad(weight, pad).contiguous()
+    grad = grad.to(dtype).contiguous()
+    x_padded, weight_padded = _columns_padded(x.to(dtype)), _columns_padded(weight)
     dx = torch.empty_like(x_padded)
-    _call("input_grad", dtype, grad.to(dtype).contiguous(), x_padded, weight_padded, dx, groups, rows, cols,
-          x_padded.shape[2])
+    _call("input_grad", dtype, grad, grad.sum(dim=-1), x_padded, weight_padded, weight_padded.amin(dim=1),
+          weight_padded.amax(dim=1), dx, groups, rows, cols, x_padded.shape[2])
     return dx[..., :length].to(out_dtype)

@@ -11,13 +11,42 @@
 // with unit strides along the whole plane (the *_flat variants).
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
+
+using shiftadd::broadcast;
+using shiftadd::load;
+using shiftadd::store;
+using shiftadd::Vec;
+using shiftadd::vmax;
+using shiftadd::vmin;
 
 struct Geometry {
   int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw;
 };
+
+// Runs step(std::integral_constant<int, NV>{}, i) over [0, n): blocks of NV = CB vectors of T (independent sums in
+// registers), then single vectors, then NV = 0 (one scalar element) for what is left.
+template <typename T, int CB = 4, typename Step>
+inline void vector_loop(int64_t n, Step&& step) {
+  constexpr int L = Vec<T>::lanes;
+  int64_t i = 0;
+  for (; i + CB * L <= n; i += CB * L) step(std::integral_constant<int, CB>{}, i);
+  for (; i + L <= n; i += L) step(std::integral_constant<int, 1>{}, i);
+  for (; i < n; ++i) step(std::integral_constant<int, 0>{}, i);
+}
+
+// Flat offset of each tap (u, v) on the input's pitch: u * dh * wp + v * dw (unit strides).
+std::vector<int64_t> tap_offsets(const Geometry& s) {
+  std::vector<int64_t> offset(s.kh * s.kw);
+  for (int64_t u = 0; u < s.kh; ++u)
+    for (int64_t v = 0; v < s.kw; ++v) offset[u * s.kw + v] = u * s.dh * s.wp + v * s.dw;
+  return offset;
+}
 
 // UNIT: column stride 1, known at compile time (contiguous vector loads and stores along j).
 template <typename T, bool UNIT>
@@ -115,23 +144,38 @@ void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int thread
 // a zero gradient), and the last valid f keeps every read inside the plane. One long loop per tap.
 template <typename T>
 void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
-  const int64_t planes = s.batch * s.channels, span = (s.ho - 1) * s.wp + s.wo;
+  using V = typename Vec<T>::type;
+  const int64_t planes = s.batch * s.channels, span = (s.ho - 1) * s.wp + s.wo, taps = s.kh * s.kw;
+  const std::vector<int64_t> offset = tap_offsets(s);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const T* x = xp + plane * s.hp * s.wp;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
-    std::vector<T> grid(span, T(0));
+    const T* wc = w + ((plane % s.channels) / s.cpw) * taps;
+    std::vector<T> grid(span);
     T* acc = grid.data();
-    for (int64_t u = 0; u < s.kh; ++u)
-      for (int64_t v = 0; v < s.kw; ++v) {
-        const T wv = wc[u * s.kw + v];
-        const T* xv = x + u * s.dh * s.wp + v * s.dw;
-#pragma omp simd
-        for (int64_t f = 0; f < span; ++f) {
-          const T d = xv[f] - wv;
-          acc[f] -= d < T(0) ? -d : d;
+    vector_loop<T>(span, [&](auto vectors, int64_t f) {
+      constexpr int NV = decltype(vectors)::value;
+      if constexpr (NV == 0) {
+        T sum = T(0);
+        for (int64_t t = 0; t < taps; ++t) {
+          const T d = x[offset[t] + f] - wc[t];
+          sum -= d < T(0) ? -d : d;
         }
+        acc[f] = sum;
+      } else {
+        constexpr int L = Vec<T>::lanes;
+        V sum[NV];
+        for (int j = 0; j < NV; ++j) sum[j] = V{};
+        for (int64_t t = 0; t < taps; ++t) {
+          const V wv = broadcast<V>(wc[t]);
+          for (int j = 0; j < NV; ++j) {
+            const V d = load<V>(x + offset[t] + f + j * L) - wv;
+            sum[j] -= vmax(d, -d);
+          }
+        }
+        for (int j = 0; j < NV; ++j) store(acc + f + j * L, sum[j]);
       }
+    });
     T* out = y + plane * s.ho * s.wo;
     for (int64_t i = 0; i < s.ho; ++i) std::copy(acc + i * s.wp, acc + i * s.wp + s.wo, out + i * s.wo);
   }
@@ -143,56 +187,80 @@ void to_grid(const T* g, T* grid, const Geometry& s) {  // (ho, wo) -> (ho, wp) 
   for (int64_t i = 0; i < s.ho; ++i) std::copy(g + i * s.wo, g + (i + 1) * s.wo, grid + i * s.wp);
 }
 
+// The input gradient gathered per input position q (flat on the pitch wp): each output that reads q sits at
+// q - offset[t] on the gradient's grid, so dxp[q] = sum_t gg[q - offset[t]] * clamp(w[t] - xp[q], -1, 1), with gg
+// zero before the grid, past it and on its junk columns. One store per position, x held in registers while the
+// taps run.
 template <typename T>
 void input_grad_flat(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, int threads) {
-  const int64_t planes = s.batch * s.channels, span = (s.ho - 1) * s.wp + s.wo;
+  using V = typename Vec<T>::type;
+  const int64_t planes = s.batch * s.channels, size = s.hp * s.wp, taps = s.kh * s.kw;
+  const int64_t reach = (s.kh - 1) * s.dh * s.wp + (s.kw - 1) * s.dw;
+  const std::vector<int64_t> offset = tap_offsets(s);
+  const V one = broadcast<V>(T(1)), minus_one = broadcast<V>(T(-1));
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
-    const T* x = xp + plane * s.hp * s.wp;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
-    std::vector<T> grid(s.ho * s.wp);
-    to_grid(g + plane * s.ho * s.wo, grid.data(), s);
-    const T* gg = grid.data();
-    T* dx = dxp + plane * s.hp * s.wp;
-    std::fill(dx, dx + s.hp * s.wp, T(0));
-    for (int64_t u = 0; u < s.kh; ++u)
-      for (int64_t v = 0; v < s.kw; ++v) {
-        const T wv = wc[u * s.kw + v];
-        const int64_t offset = u * s.dh * s.wp + v * s.dw;
-        const T* xv = x + offset;
-        T* dv = dx + offset;
-#pragma omp simd
-        for (int64_t f = 0; f < span; ++f) {
-          const T d = wv - xv[f];
-          dv[f] += gg[f] * std::min(std::max(d, T(-1)), T(1));
+    const T* x = xp + plane * size;
+    const T* wc = w + ((plane % s.channels) / s.cpw) * taps;
+    std::vector<T> grid(reach + size, T(0));
+    T* gg = grid.data() + reach;
+    for (int64_t i = 0; i < s.ho; ++i) std::copy(g + (plane * s.ho + i) * s.wo, g + (plane * s.ho + i + 1) * s.wo,
+                                                 gg + i * s.wp);
+    T* dx = dxp + plane * size;
+    vector_loop<T>(size, [&](auto vectors, int64_t q) {
+      constexpr int NV = decltype(vectors)::value;
+      if constexpr (NV == 0) {
+        T acc = T(0);
+        for (int64_t t = 0; t < taps; ++t) acc += gg[q - offset[t]] * std::min(std::max(wc[t] - x[q], T(-1)), T(1));
+        dx[q] = acc;
+      } else {
+        constexpr int L = Vec<T>::lanes;
+        V xv[NV], acc[NV];
+        for (int j = 0; j < NV; ++j) {
+          xv[j] = load<V>(x + q + j * L);
+          acc[j] = V{};
         }
+        for (int64_t t = 0; t < taps; ++t) {
+          const V wv = broadcast<V>(wc[t]);
+          const T* gt = gg + q - offset[t];
+          for (int j = 0; j < NV; ++j) acc[j] += load<V>(gt + j * L) * vmin(vmax(wv - xv[j], minus_one), one);
+        }
+        for (int j = 0; j < NV; ++j) store(dx + q + j * L, acc[j]);
       }
+    });
   }
 }
 
+// p[c, t] = sum_{b, f} gg[f] * xp[b, c, f + offset[t]] over the gradient's grid f (junk columns zero): per grid
+// vector, one load of g and one fma per tap into that tap's vector sum.
 template <typename T>
 void weight_product_flat(const T* g, const T* xp, T* p, const Geometry& s, int threads) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
   const int64_t taps = s.kh * s.kw, span = (s.ho - 1) * s.wp + s.wo;
+  const std::vector<int64_t> offset = tap_offsets(s);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t c = 0; c < s.channels; ++c) {
-    std::vector<T> grid(s.ho * s.wp), sums(taps * span, T(0));  // per tap and position: one horizontal sum
+    std::vector<T> grid(s.ho * s.wp), tails(taps, T(0));
+    std::vector<V> sums(taps, V{});
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t plane = b * s.channels + c;
       const T* x = xp + plane * s.hp * s.wp;
       to_grid(g + plane * s.ho * s.wo, grid.data(), s);
       const T* gg = grid.data();
-      for (int64_t u = 0; u < s.kh; ++u)
-        for (int64_t v = 0; v < s.kw; ++v) {
-          const T* xv = x + u * s.dh * s.wp + v * s.dw;
-          T* sum = sums.data() + (u * s.kw + v) * span;
-#pragma omp simd
-          for (int64_t f = 0; f < span; ++f) sum[f] += gg[f] * xv[f];
+      vector_loop<T, 1>(span, [&](auto vectors, int64_t f) {
+        if constexpr (decltype(vectors)::value == 0) {
+          for (int64_t t = 0; t < taps; ++t) tails[t] += gg[f] * x[offset[t] + f];
+        } else {
+          const V gv = load<V>(gg + f);
+          for (int64_t t = 0; t < taps; ++t) sums[t] += gv * load<V>(x + offset[t] + f);
         }
+      });
     }
-    for (int64_t tap = 0; tap < taps; ++tap) {
-      T total = T(0);
-      for (int64_t f = 0; f < span; ++f) total += sums[tap * span + f];
-      p[c * taps + tap] = total;
+    for (int64_t t = 0; t < taps; ++t) {
+      T total = tails[t];
+      for (int lane = 0; lane < L; ++lane) total += sums[t][lane];
+      p[c * taps + t] = total;
     }
   }
 }
