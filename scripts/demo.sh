@@ -114,16 +114,13 @@ search search --initial-subnet "$WORK/search_attention/best.yaml"
 WINNER_HYBRID="$WORK/search/best.yaml" WINNER_ATTENTION="$WORK/search_attention/best.yaml"
 
 rerank() {  # rerank NAME SEARCH [FLAG...]: the top RERANK_TOP candidates of WORK/SEARCH, RERANK_UPDATES each, into WORK/NAME
-  local name="$1" search="$2" dir="$WORK/$1"
+  # (always run: the tool skips trained candidates, and continues them when RERANK_UPDATES was raised)
+  local name="$1" search="$2"
   shift 2
-  if [ -f "$dir/best.yaml" ]; then
-    echo "  [$name] reranked earlier: skipped"
-  else
-    # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 fairseq-shiftadd-rerank "$DATA" --search-dir "$WORK/$search" --top "$RERANK_TOP" --jobs 2 \
-      --updates "$RERANK_UPDATES" --recipe "$RECIPE/subnet.args" --seed "$SEED" --save-dir "$dir" "$@" \
-      --train-flags "${TRAIN_FLAGS:-}" | sed -u "s/^/  [$name] /"
-  fi
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=1 fairseq-shiftadd-rerank "$DATA" --search-dir "$WORK/$search" --top "$RERANK_TOP" --jobs 2 \
+    --updates "$RERANK_UPDATES" --recipe "$RECIPE/subnet.args" --seed "$SEED" --save-dir "$WORK/$name" "$@" \
+    --train-flags "${TRAIN_FLAGS:-}" | sed -u "s/^/  [$name] /"
 }
 
 start_from() {  # start_from NAME RERANK_DIR: WORK/NAME continues the reranked winner's short training

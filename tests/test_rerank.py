@@ -81,8 +81,8 @@ def _fake_train(losses: Dict[SubnetConfig, float], calls: list):
     def train(data, recipe, member_dir, updates, seed, extra):
         sub = SubnetConfig.load(member_dir / "subnet.yaml")
         calls.append((sub, updates, seed, tuple(recipe), tuple(extra)))
-        torch.save({"extra_state": {"best": losses[sub]}}, member_dir / "checkpoint_best.pt")
-        (member_dir / "done").touch()
+        torch.save({"extra_state": {"best": losses[sub] - updates / 1000}}, member_dir / "checkpoint_best.pt")
+        (member_dir / "done").write_text(f"{updates}\n")
     return train
 
 
@@ -98,7 +98,7 @@ def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path,
     assert [call[1:] for call in calls] == [(136, 3, ("--arch", "x"), ("--cpu",))] * 3
     best = (out / "best.yaml").read_text()
     assert SubnetConfig.load(out / "best.yaml") == b
-    assert best.startswith("# rerank_loss: 5.5\n# rerank_updates: 136\n") and f"# rerank_dir: {out / '01'}" in best
+    assert best.startswith("# rerank_loss: 5.364\n# rerank_updates: 136\n") and f"# rerank_dir: {out / '01'}" in best
     assert '# search_space: {"name": "demo"}' in best and "# loss: 6.1\n# energy_mj: 0.9\n" in best
     with open(out / "rerank.csv", newline="") as f:
         table = list(csv.DictReader(f))
@@ -109,6 +109,26 @@ def test_rerank_picks_the_lowest_short_training_loss_and_resumes(tmp_path: Path,
     assert calls == []  # trained earlier: nothing runs again
     with pytest.raises(InputError, match="holds a rerank of another pool"):
         rr.rerank("DATA", members[::-1], [], 136, 3, out)
+
+
+def test_a_larger_budget_continues_every_member_and_a_smaller_is_refused(tmp_path: Path, monkeypatch) -> None:
+    a, b = _subnets(2)
+    members = [rr.PoolMember(a, 6.0, "s #0"), rr.PoolMember(b, 6.1, "s #1")]
+    calls: list = []
+    monkeypatch.setattr(rr, "_train", _fake_train({a: 5.9, b: 5.5}, calls))
+    out = tmp_path / "rerank"
+    rr.rerank("DATA", members, [], 136, 3, out)
+    assert [rr.finished_updates(out / d) for d in ("00", "01")] == [136, 136]
+    calls.clear()
+    rows = rr.rerank("DATA", members, [], 272, 3, out)
+    assert [call[:2] for call in calls] == [(a, 272), (b, 272)]  # fairseq-train resumes each from checkpoint_last
+    assert rows[0]["rerank_loss"] == pytest.approx(5.5 - 0.272)
+    assert "# rerank_updates: 272\n" in (out / "best.yaml").read_text()
+    with pytest.raises(InputError, match="trained for 272 updates, more than --updates 136"):
+        rr.rerank("DATA", members, [], 136, 3, out)
+    (out / "00" / "done").write_text("")
+    with pytest.raises(InputError, match="done: not an update count"):
+        rr.rerank("DATA", members, [], 272, 3, out)
 
 
 def test_train_command_keeps_the_stage_budget_last(tmp_path: Path) -> None:

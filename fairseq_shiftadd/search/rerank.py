@@ -9,7 +9,8 @@ short training"). So :func:`rerank` takes the search's ``top`` distinct feasible
 ``updates`` updates, and picks the lowest validation loss. With the same recipe and seed the winner's first
 updates are exactly those a full retraining runs, so its save directory continues to the full budget.
 
-Outputs in ``save_dir`` (resumable: a trained candidate is not trained again; a changed pool is refused):
+Outputs in ``save_dir`` (resumable: a trained candidate is not trained again, a larger ``updates`` continues each
+candidate's training from its last checkpoint, a smaller one or a changed pool is refused):
 ``NN/`` (each candidate's ``subnet.yaml`` and fairseq save directory), ``rerank.csv`` (``rank, rerank_loss,
 fitness, source, subnet``, best first) and ``best.yaml`` (the winner, its search header kept, ``# rerank_loss``
 and ``# rerank_dir`` added).
@@ -37,7 +38,8 @@ from ..atomic import write_text
 from ..cli_errors import InputError, add_debug_flag, run_main
 from ..space import SubnetConfig
 
-__all__ = ["PoolMember", "args_file_flags", "pool", "train_command", "trained_loss", "rerank", "main"]
+__all__ = ["PoolMember", "args_file_flags", "pool", "train_command", "trained_loss", "finished_updates", "rerank",
+           "main"]
 
 RECORD_PREFIXES = ("# cost_workload:", "# search_space:")
 """Header lines of a search's ``best.yaml`` that describe the search, not the candidate: kept in the winner's file."""
@@ -168,7 +170,19 @@ def _train(data: str, recipe: Sequence[str], member_dir: Path, updates: int, see
         lines = log_path.read_text(errors="replace").strip().splitlines() or [""]
         raise InputError(f"fairseq-train of {member_dir / 'subnet.yaml'} failed (exit {status}), see {log_path}: "
                          f"{lines[-1][-200:]}")
-    (member_dir / "done").touch()
+    write_text(member_dir / "done", f"{updates}\n")
+
+
+def finished_updates(member_dir: Path) -> int:
+    """The budget of the member's last finished short training (its ``done`` marker), 0 if none finished."""
+    done = Path(member_dir) / "done"
+    if not done.is_file():
+        return 0
+    try:
+        return int(done.read_text())
+    except ValueError:
+        raise InputError(f"{done}: not an update count (a rerank from before counts were recorded: use another "
+                         f"--save-dir)") from None
 
 
 def rerank(data: str, members: Sequence[PoolMember], recipe: Sequence[str], updates: int, seed: int,
@@ -189,11 +203,17 @@ def rerank(data: str, members: Sequence[PoolMember], recipe: Sequence[str], upda
         if sub_file.is_file() and SubnetConfig.load(sub_file) != member.subnet:
             raise InputError(f"{save_dir} holds a rerank of another pool ({sub_file} differs): use another --save-dir")
         write_text(sub_file, member.subnet.to_yaml())
-    todo = [(i, m, d) for i, (m, d) in enumerate(zip(members, dirs)) if not (d / "done").is_file()]
+    finished = [finished_updates(d) for d in dirs]
+    for member_dir, done in zip(dirs, finished):
+        if done > updates:
+            raise InputError(f"{member_dir} was trained for {done} updates, more than --updates {updates}: use "
+                             f"another --save-dir")
+    todo = [(i, m, d) for i, (m, d) in enumerate(zip(members, dirs)) if finished[i] < updates]
 
     def train(item) -> None:
         i, member, member_dir = item
-        print(f"rerank: training {i + 1}/{len(members)} for {updates} updates ({member.source})", flush=True)
+        start = f", continuing from {finished[i]}" if finished[i] else ""
+        print(f"rerank: training {i + 1}/{len(members)} for {updates} updates{start} ({member.source})", flush=True)
         _train(data, recipe, member_dir, updates, seed, extra)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool_:
