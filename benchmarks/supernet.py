@@ -15,8 +15,15 @@ each: the teacher-forced validation loss (``loss``) and beam search (``beam``, f
 at ``--beam``, ``--length`` steps: one decoder call per step), with the cache and without it
 (:func:`~fairseq_shiftadd.ops.kernels.weight_cache.caching_disabled`), timed round-robin in one run.
 
+``--decode`` measures instead the decoding latency of one sentence (HAT's protocol, as the demo's report measures
+it: batch 1, 30 source tokens, 30 incremental steps at ``--beam``, a log-softmax and a beam reorder per step;
+:func:`~fairseq_shiftadd.latency.time_model`) of the standalone subnet that is a Transformer and of fairseq's
+``transformer`` of the same dims, random weights, ``--steps`` round-robin rounds, each model's median of its
+rounds' trimmed means: what the plugin's model code costs at inference beyond fairseq's.
+
     python benchmarks/supernet.py [--steps 10] [--tokens 4096] [--space tiny]
     python benchmarks/supernet.py --eval-subnets 8 --space demo [--sharing heterogeneous] [--steps 3]
+    python benchmarks/supernet.py --decode --space demo --beam 5 [--steps 10]
 """
 from __future__ import annotations
 
@@ -150,6 +157,30 @@ def eval_cache(args: argparse.Namespace, space: SearchSpace, task: SimpleNamespa
     print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
+def decode_latency(args: argparse.Namespace, space: SearchSpace, task: SimpleNamespace) -> None:
+    """``--decode`` (module docstring): one table row per model, its latency and its ratio to fairseq's."""
+    from fairseq_shiftadd.latency import TimingProtocol, build_latency_model, time_model
+
+    sub = largest(space, block=BlockType.ATTENTION, ffn_op=OpKind.MULT)
+    models = {"fairseq transformer": _transformer(task, space).eval(),
+              "standalone subnet (shiftadd_transformer)": build_latency_model(space, sub, args.vocab)}
+    protocol = TimingProtocol(device="cpu", src_len=30, tgt_len=30, beam=args.beam)
+    times: Dict[str, List[float]] = {name: [] for name in models}
+    for _ in range(args.steps):
+        for name, model in models.items():
+            times[name].append(time_model(model, protocol).total_ms)
+    print(f"space {space.name}; both models: Transformer {sub.encoder_embed_dim}d, {len(sub.encoder)}+{len(sub.decoder)} "
+          f"layers, vocabulary {args.vocab}; 30 + 30 tokens, beam {args.beam}; median of {args.steps} round-robin "
+          f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+          f"{os.getloadavg()[0]:.2f}")
+    print("| model | parameters | latency (ms) | vs transformer |")
+    print("|---|---|---|---|")
+    base = statistics.median(times["fairseq transformer"])
+    for name, model in models.items():
+        ms = statistics.median(times[name])
+        print(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {ms:.1f} | {ms / base:.2f}x |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="tiny", help="search space (the Transformer takes its largest dims)")
@@ -162,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="measure the inference weight cache on this many sampled subnets instead (module doc)")
     parser.add_argument("--eval-batches", type=int, default=3, help="batches per subnet with --eval-subnets")
     parser.add_argument("--eval-sentences", type=int, default=64, help="sentences per batch with --eval-subnets")
-    parser.add_argument("--beam", type=int, default=4, help="beam size of the beam search with --eval-subnets")
+    parser.add_argument("--beam", type=int, default=4, help="beam size with --eval-subnets and --decode")
+    parser.add_argument("--decode", action="store_true",
+                        help="measure the decoding latency against fairseq's transformer instead (module doc)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     space = get_space(args.space)
@@ -170,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     task = SimpleNamespace(source_dictionary=dictionary, target_dictionary=dictionary)
     if args.eval_subnets:
         eval_cache(args, space, task, dictionary)
+        return
+    if args.decode:
+        decode_latency(args, space, task)
         return
     batch = _batch(dictionary, args.tokens, args.length)
     tokens = batch["target"].numel()
