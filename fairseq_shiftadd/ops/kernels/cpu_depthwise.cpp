@@ -7,8 +7,9 @@
 //   forward:        y[b, c, i, j]   = -sum_{u, v} |xp[b, c, o] - w[u, v]|
 //   input gradient: dxp[b, c, o]   += g[b, c, i, j] * clamp(w[u, v] - xp[b, c, o], -1, 1)   (summed over i, j, u, v)
 //   weight product: p[c, u, v]      = sum_{b, i, j} g[b, c, i, j] * xp[b, c, o]             (the g^T x of dw)
-// The innermost loop runs along j (contiguous for stride 1), one (b, c) plane (or one channel) per task;
-// with unit strides along the whole plane (the *_flat variants).
+// The innermost loop runs along j (contiguous for stride 1), one (b, c) plane (or one channel) per task; with
+// unit strides (the *_flat variants) along the whole plane, in vectors whose sums stay in registers while the taps
+// run (vector_loop).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -141,7 +142,7 @@ void weight_product(const T* g, const T* xp, T* p, const Geometry& s, int thread
 
 // Unit strides: each plane as one flat vector on the input's row pitch wp. Output position f = i * wp + j
 // reads xp[f + u * dh * wp + v * dw]; columns j >= wo of that grid are junk (computed, then dropped, or given
-// a zero gradient), and the last valid f keeps every read inside the plane. One long loop per tap.
+// a zero gradient), and the last valid f keeps every read inside the plane. Per block of positions, every tap.
 template <typename T>
 void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
   using V = typename Vec<T>::type;
