@@ -116,6 +116,21 @@ def test_add_matmul_forward_matches_broadcast(dtype, rows):
     assert_close(add_matmul(xt, wt), naive_neg_l1(x, w))
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
+def test_one_weight_row_without_autograd_equals_the_autograd_path(dtype):
+    # M = 1 without autograd (an add mixer's decoding step) is summed by broadcasting: the same values as the
+    # autograd path, which runs the tiled reference or the compiled kernels
+    torch.manual_seed(3)
+    x, w = torch.randn(4, 37, 9).to(dtype), torch.randn(4, 1, 9).to(dtype)
+    with torch.no_grad():
+        direct = add_matmul(x, w)
+    recorded = add_matmul(x.clone().requires_grad_(), w)
+    assert direct.dtype == dtype and direct.shape == (4, 37, 1) and not direct.requires_grad
+    assert recorded.requires_grad
+    assert_close(direct, recorded.detach(), rtol=0, atol=0 if dtype is F64 else 1e-5)
+    assert_close(direct.double(), naive_neg_l1(x.double(), w.double()), rtol=torch.finfo(dtype).eps, atol=1e-5)
+
+
 @pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
 def test_add_matmul_float32_is_accurate_for_offset_operands(rows):
     # x and w share a large offset: the sums of the max-based kernels must not cancel on it
