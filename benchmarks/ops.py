@@ -9,7 +9,11 @@ resident set during one forward+backward, measured in a fresh process per operat
 The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference``
 forces the reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared.
 fairseq's own ``LightweightConv1dTBC`` (band-matrix and unfold paths) is measured against the same depthwise
-``Conv1d`` baseline as the mixers. On a shared machine prefer ``--best`` (minimum of the repetitions).
+``Conv1d`` baseline as the mixers. The ``step`` rows time incremental decoding instead: a causal mixer fed one
+position at a time through ``T`` steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMixer.step`,
+at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its
+``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). On a shared machine prefer ``--best``
+(minimum of the repetitions).
 
     python benchmarks/ops.py            # representative NLP (and one vision) shapes
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
@@ -42,12 +46,13 @@ class Case:
     make: Callable[[], nn.Module]
     make_baseline: Callable[[], nn.Module]
     make_input: Callable[[], Tensor]
+    train: bool = True  # False: inference only (no forward+backward time, no memory)
 
 
 @dataclass
 class Measurement:
     forward_ms: float
-    train_ms: float
+    train_ms: Optional[float]
     peak_mib: Optional[float]
 
 
@@ -106,7 +111,10 @@ def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, be
         with torch.no_grad():
             module(x)
 
-    forward_ms, train_ms = _timed(forward, repeat, best), _timed(_train_step(module, x), repeat, best)
+    forward_ms = _timed(forward, repeat, best)
+    if not case.train:
+        return Measurement(forward_ms, None, None)
+    train_ms = _timed(_train_step(module, x), repeat, best)
     if not memory:
         return Measurement(forward_ms, train_ms, None)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
@@ -117,10 +125,13 @@ def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, be
 def cases(quick: bool) -> List[Case]:
     n, d, ffn = (64, 32, 64) if quick else (2048, 512, 2048)
     t, b, k = (8, 2, 7) if quick else (32, 32, 31)
+    beam = 2 if quick else 5
     image, channels = (8, 8) if quick else (28, 64)
     batch = 2 if quick else 8
     linear_in = lambda: torch.randn(n, d)  # noqa: E731
     seq_in = lambda: torch.randn(t, b, d)  # noqa: E731
+    beam_in = lambda: torch.randn(t, beam, d)  # noqa: E731
+    fairseq_step = lambda: _FairseqStream(d, k, heads)  # noqa: E731
     image_in = lambda: torch.randn(batch, channels, image, image)  # noqa: E731
     depthwise = lambda: _TimeMajorDepthwise(d, k)  # noqa: E731
     conv = lambda: nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # noqa: E731
@@ -146,6 +157,9 @@ def cases(quick: bool) -> List[Case]:
              lambda: _FairseqLightweight(d, k, heads, unfold=False), depthwise, seq_in),
         Case("fairseq LightweightConv1dTBC (unfold)", f"T{t} B{b} C{d} K{k}",
              lambda: _FairseqLightweight(d, k, heads, unfold=True), depthwise, seq_in),
+        *(Case(f"{mixer.__name__} step", f"T{t} B{beam} C{d} K{k}",
+               lambda mixer=mixer: _Stream(mixer(d, k, heads, padding="causal")), fairseq_step, beam_in, train=False)
+          for mixer in (LightweightConv, LightweightAdd, LightweightShiftAdd)),
     ]
 
 
@@ -161,6 +175,35 @@ class _FairseqLightweight(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x, unfold=self.unfold)
+
+
+class _Stream(nn.Module):
+    """Incremental decoding of a causal mixer: ``T`` steps of one position each, from an empty buffer."""
+
+    def __init__(self, mixer: nn.Module) -> None:
+        super().__init__()
+        self.mixer = mixer.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        buffer, outputs = None, []
+        for t in range(x.size(0)):
+            y, buffer = self.mixer.step(x[t:t + 1], buffer)
+            outputs.append(y)
+        return torch.cat(outputs)
+
+
+class _FairseqStream(nn.Module):
+    """Baseline of the ``step`` rows: fairseq's causal lightweight conv stepped through ``T`` positions."""
+
+    def __init__(self, channels: int, kernel_size: int, heads: int) -> None:
+        super().__init__()
+        from fairseq.modules import LightweightConv1dTBC
+
+        self.conv = LightweightConv1dTBC(channels, kernel_size, kernel_size - 1, heads, weight_softmax=True).eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        state: dict = {}
+        return torch.cat([self.conv(x[t:t + 1], incremental_state=state) for t in range(x.size(0))])
 
 
 class _TimeMajorDepthwise(nn.Module):
@@ -191,7 +234,7 @@ def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only:
         rows.append([
             case.name, case.shape,
             f"{ours.forward_ms:.2f}", _ratio(ours.forward_ms, base.forward_ms),
-            f"{ours.train_ms:.2f}", _ratio(ours.train_ms, base.train_ms),
+            "n/a" if ours.train_ms is None else f"{ours.train_ms:.2f}", _ratio(ours.train_ms, base.train_ms),
             peak, _ratio(ours.peak_mib, base.peak_mib),
         ])
         print(" | ".join(rows[-1]), flush=True)
