@@ -64,7 +64,7 @@ from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
 
-__all__ = ["GradNorm", "add_matmul", "add_conv2d", "scale_weight_grad", "AddLinear", "AddConv2d"]
+__all__ = ["GradNorm", "add_matmul", "neg_l1_broadcast", "add_conv2d", "scale_weight_grad", "AddLinear", "AddConv2d"]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # CPU tiling, whatever the budget (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3): a tile's
@@ -331,19 +331,22 @@ def add_matmul(
     grad_norm = _grad_norm(grad_norm)
     budget = positive_int("memory_budget_bytes", memory_budget_bytes)
     if weight.shape[1] == 1 and not centre_outputs and not records_autograd((x, weight)):
-        return _one_row_neg_l1(x, weight)
+        return neg_l1_broadcast(x, weight).unsqueeze(-1)
     return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
 
 
-def _one_row_neg_l1(x: Tensor, weight: Tensor) -> Tensor:
-    """``-sum_k |x[g, n, k] - w[g, 0, k]|`` by broadcasting, in at least float32: one weight row per group, so the
-    temporary has the input's own size ``G N K`` (no tiles needed), and no autograd wrapper.
+def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
+    """``-sum_k |x[..., k] - w[..., k]|`` over the last axis, ``x`` and ``w`` broadcast against each other, in at
+    least float32; no surrogate gradients (inference).
 
-    Shape: x (G, N, K), weight (G, 1, K) -> (G, N, 1), in x's dtype.
+    For one weight row per group (:func:`add_matmul` with ``M = 1`` without autograd, the lightweight add mixers'
+    decoding steps) the temporary has the input's own size: no tiles needed, no autograd wrapper.
+
+    Shape: x (*, K), weight broadcastable to it -> the broadcast shape without its last axis, in x's dtype.
     """
     accumulate = torch.promote_types(x.dtype, torch.float32)
     distance = (x.to(accumulate) - weight.to(accumulate)).abs_()
-    return distance.sum(dim=-1, keepdim=True).neg_().to(x.dtype)
+    return distance.sum(dim=-1).neg_().to(x.dtype)
 
 
 def add_conv2d(
