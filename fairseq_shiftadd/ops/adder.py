@@ -59,7 +59,6 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from .op_counts import OpCounts
 from .kernels import cpu_adder, dispatch
 from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
-from .kernels.weight_cache import records_autograd
 from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
@@ -301,10 +300,7 @@ def add_matmul(
     tensors when Triton is installed, on the compiled kernels of :mod:`.kernels.cpu_adder` on CPU when they
     build (same formulas, at least float32 accumulation, temporaries ``O(NK + MK + NM)``, so the budget is
     not needed); this tiled code is their reference and fallback (``FAIRSEQ_SHIFTADD_KERNELS=reference``
-    forces it). Without autograd and with one weight row per group (``M = 1``: the lightweight add mixers'
-    kernels, e.g. an incremental decoding step, :func:`~.lightconv.causal_mix_step`), the sum is formed directly by
-    broadcasting (temporary ``G N K``, the input's size): a few tensor operations instead of a kernel call's
-    transposes and padding (2.3x faster per decoding step of an add mixer, measured).
+    forces it).
 
     Shape: x (G, N, K), weight (G, M, K) -> y (G, N, M).
 
@@ -330,17 +326,13 @@ def add_matmul(
     positive_number("eta", eta, optional=True)
     grad_norm = _grad_norm(grad_norm)
     budget = positive_int("memory_budget_bytes", memory_budget_bytes)
-    if weight.shape[1] == 1 and not centre_outputs and not records_autograd((x, weight)):
-        return neg_l1_broadcast(x, weight).unsqueeze(-1)
     return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
 
 
 def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
     """``-sum_k |x[..., k] - w[..., k]|`` over the last axis, ``x`` and ``w`` broadcast against each other, in at
-    least float32; no surrogate gradients (inference).
-
-    For one weight row per group (:func:`add_matmul` with ``M = 1`` without autograd, the lightweight add mixers'
-    decoding steps) the temporary has the input's own size: no tiles needed, no autograd wrapper.
+    least float32; no surrogate gradients (inference: the lightweight add mixers' windows without autograd,
+    :func:`~.lightconv.mix_windows`, where each window meets one kernel row, so the temporary has the windows' size).
 
     Shape: x (*, K), weight broadcastable to it -> the broadcast shape without its last axis, in x's dtype.
     """

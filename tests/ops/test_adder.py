@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, _tiles, add_matmul
+from fairseq_shiftadd.ops.adder import AddConv2d, AddLinear, GradNorm, _tiles, add_matmul, neg_l1_broadcast
 from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import QuantConfig, SharedScaleFakeQuant
@@ -117,13 +117,12 @@ def test_add_matmul_forward_matches_broadcast(dtype, rows):
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
-def test_one_weight_row_without_autograd_equals_the_autograd_path(dtype):
-    # M = 1 without autograd (an add mixer's decoding step) is summed by broadcasting: the same values as the
-    # autograd path, which runs the tiled reference or the compiled kernels
+def test_neg_l1_broadcast_equals_add_matmul_with_one_weight_row(dtype):
+    # the inference form of the add sum (the mixers' windows without autograd) against add_matmul's autograd path,
+    # which runs the tiled reference or the compiled kernels
     torch.manual_seed(3)
     x, w = torch.randn(4, 37, 9).to(dtype), torch.randn(4, 1, 9).to(dtype)
-    with torch.no_grad():
-        direct = add_matmul(x, w)
+    direct = neg_l1_broadcast(x, w).unsqueeze(-1)
     recorded = add_matmul(x.clone().requires_grad_(), w)
     assert direct.dtype == dtype and direct.shape == (4, 37, 1) and not direct.requires_grad
     assert recorded.requires_grad
