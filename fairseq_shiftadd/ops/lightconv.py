@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from .adder import GradNorm, add_matmul, neg_l1_broadcast, scale_weight_grad
 from .op_counts import OpCounts
 from .kernels import cpu_adder
-from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
+from .kernels.cpu_mixer import add_mix, mixer_supported
 from .kernels.weight_cache import records_autograd
 from .kinds import OpKind
 from .quant import QuantConfig, operand_fake_quant
@@ -130,9 +130,8 @@ def mix_sequence(
     """:func:`mix_windows` over every ``K``-window of an already padded sequence, on a fast path where one exists.
 
     ``MULT`` (any device; true gradients): a depthwise ``conv1d`` with each head's kernel repeated for its
-    channels (:func:`lightweight_mix` takes sequences up to 128 to the band-matrix product first). ``ADD`` on CPU: the direct kernel :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (same
-    formulas and gradients, no unfolded windows). Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``,
-    :func:`mix_windows` on ``seq.unfold`` (the reference).
+    channels. Otherwise, and with ``FAIRSEQ_SHIFTADD_KERNELS=reference``, :func:`mix_windows` on ``seq.unfold``
+    (the reference).
 
     Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
@@ -140,10 +139,6 @@ def mix_sequence(
     if op is OpKind.MULT and cpu_adder.enabled():
         weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
         return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
-    if op is OpKind.ADD and depthwise_supported(seq, kernel):
-        scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm))
-        out = depthwise_add_conv(seq.unsqueeze(2), kernel.unsqueeze(1), (1, 1), (1, 1), scale)
-        return out.squeeze(2).permute(2, 0, 1).contiguous()
     return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
 
 
@@ -158,13 +153,18 @@ def lightweight_mix(
     """Mix a whole sequence with an external (already normalised) kernel; zero padding at the borders.
 
     ``y[t, b, c] = sum_j op(x[t + j - pad, b, c], kernel[h(c), j])``, see :func:`mix_windows`. Callers zero
-    padded positions of ``x`` beforehand (as :meth:`LightweightMixer.forward` does).
+    padded positions of ``x`` beforehand (as :meth:`LightweightMixer.forward` does). Fast paths: ``MULT`` up to
+    128 positions as :func:`band_mix`, longer by :func:`mix_sequence`; ``ADD`` on CPU by the direct kernel
+    :func:`~.kernels.cpu_mixer.add_mix` on the time-major layout itself (same formulas and gradients, no padded
+    copy, no unfolded windows).
 
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
     left, right = padding_sizes(kernel.size(1), padding)
     if op is OpKind.MULT and cpu_adder.enabled() and x.size(0) <= _BAND_MAX_LENGTH:
         return band_mix(x, kernel, left)
+    if op is OpKind.ADD and mixer_supported(x, kernel):
+        return add_mix(x, kernel, left, functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm)))
     return mix_sequence(F.pad(x.permute(1, 2, 0), (left, right)), kernel, op, eta, grad_norm)
 
 

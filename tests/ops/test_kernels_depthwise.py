@@ -1,4 +1,5 @@
-"""Direct depthwise kernels (fairseq_shiftadd.ops.kernels.cpu_depthwise) and the mixers' conv1d path."""
+"""Direct depthwise and mixer kernels (fairseq_shiftadd.ops.kernels.cpu_depthwise, cpu_mixer) and the mixers'
+product paths (band matrix, conv1d), against the reference paths."""
 import pytest
 import torch
 from torch.testing import assert_close
@@ -44,13 +45,22 @@ def test_depthwise_add_conv_matches_reference(kernels_built, monkeypatch, geomet
         assert_close(fast, slow, rtol=1e-9, atol=1e-9)
 
 
+SEQUENCES = {  # T, B, C, H, K
+    "narrow": (9, 3, 12, 4, 5),  # fewer channels than a vector: scalar lanes only
+    "ragged": (6, 2, 90, 3, 7),  # blocks of vectors, single vectors and scalar lanes
+    "shorter_than_kernel": (3, 2, 40, 5, 9),  # every output meets both borders
+}
+
+
 @pytest.mark.parametrize("op", [OpKind.MULT, OpKind.ADD], ids=["mult", "add"])
 @pytest.mark.parametrize("padding", list(Padding), ids=[p.value for p in Padding])
 @pytest.mark.parametrize("grad_norm", list(GradNorm), ids=[g.value for g in GradNorm])
 @pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
-def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, op, padding, grad_norm, dtype):
+@pytest.mark.parametrize("sizes", SEQUENCES.values(), ids=list(SEQUENCES))
+def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, op, padding, grad_norm, dtype, sizes):
     torch.manual_seed(1)
-    x, kernel = torch.randn(9, 3, 12, dtype=dtype), torch.randn(4, 5, dtype=dtype)  # T=9 B=3 C=12 H=4 K=5
+    length, batch, channels, heads, taps = sizes
+    x, kernel = torch.randn(length, batch, channels, dtype=dtype), torch.randn(heads, taps, dtype=dtype)
 
     def run():
         xi, ki = x.clone().requires_grad_(), kernel.clone().requires_grad_()

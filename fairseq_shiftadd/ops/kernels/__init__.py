@@ -10,8 +10,10 @@ reference`` turns every fast path off.
 * :mod:`.cpu_adder` — the same products on CPU (``cpu_adder.cpp``, built at first use by :mod:`.build`), and
   the implicit-im2col forward of a dense :class:`~fairseq_shiftadd.ops.adder.AddConv2d` at inference;
 * :mod:`.cpu_depthwise` — the direct depthwise adder convolution on CPU (``cpu_depthwise.cpp``), used by
-  depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` and the lightweight add mixers
-  (:func:`~fairseq_shiftadd.ops.lightconv.mix_sequence`);
+  depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d`;
+* :mod:`.cpu_mixer` — the lightweight add mixers on CPU on their time-major layout (``cpu_mixer.cpp``), used by
+  :func:`~fairseq_shiftadd.ops.lightconv.lightweight_mix`;
+* :mod:`.build` — compiles a kernel source at first use, declares and calls its C functions;
 * :mod:`.weight_cache` — derived inference weights (the shift layers' ``s * 2**p``, the weight slots' ``q(W)``,
   ``T(W)``), cached per parameter version while no autograd graph is recorded.
 """

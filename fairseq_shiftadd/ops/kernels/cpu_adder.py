@@ -34,15 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .build import load_library
+from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
 
 __all__ = ["enabled", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
 
 _SOURCE = Path(__file__).with_name("cpu_adder.cpp")
-_KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
 Pair = Tuple[int, int]
-_SIGNATURES = {  # C function -> number of tensor arguments, then int64 sizes, then ints (mode, threads)
+_SIGNATURES: dict[str, Signature] = {  # pointers, int64 sizes, ints (mode, threads)
     "forward": (3, 4, 2), "input_grad": (7, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
     "conv_forward": (6, 5, 1),
 }
@@ -55,22 +54,14 @@ def enabled() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _library() -> Optional[ctypes.CDLL]:
-    library = load_library(_SOURCE)
-    if library is None:
-        return None
-    for name, (tensors, sizes, ints) in _SIGNATURES.items():
-        for dtype in _KERNEL_DTYPES.values():
-            function = getattr(library, f"shiftadd_{name}_{dtype}")
-            function.argtypes = [ctypes.c_void_p] * tensors + [ctypes.c_int64] * sizes + [ctypes.c_int] * ints
-            function.restype = None
-    return library
+    return load_kernels(_SOURCE, _SIGNATURES)
 
 
 def cpu_supported(*tensors: Tensor) -> bool:
     """Whether the compiled kernels take these tensors: on CPU, float64/32/bfloat16/float16, kernels built."""
     if not enabled() or any(t.device.type != "cpu" for t in tensors):
         return False
-    if any(t.dtype not in _KERNEL_DTYPES and t.dtype not in _HALF_DTYPES for t in tensors):
+    if any(t.dtype not in KERNEL_DTYPES and t.dtype not in _HALF_DTYPES for t in tensors):
         return False
     return _library() is not None
 
@@ -79,14 +70,13 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF_DTYPES else dtype
 
 
-def _call(name: str, dtype: torch.dtype, *args) -> None:
-    function = getattr(_library(), f"shiftadd_{name}_{_KERNEL_DTYPES[dtype]}")
-    function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
+def _call(name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
+    call_kernel(_library(), name, dtype, *args)
 
 
 def _block(kind: str, dtype: torch.dtype) -> int:
     """A kernel's block width in elements: ``mr`` (weight rows), ``kr`` (columns), ``nb`` (input rows)."""
-    return getattr(_library(), f"shiftadd_{kind}_{_KERNEL_DTYPES[dtype]}")()
+    return getattr(_library(), f"shiftadd_{kind}_{KERNEL_DTYPES[dtype]}")()
 
 
 def _few_rows(weight: Tensor, dtype: torch.dtype) -> bool:

@@ -2,17 +2,15 @@
 //
 // Compiled at first use by cpu_depthwise.py (see build.py) and called through ctypes; plain C ABI.
 // Input xp (B, C, Hp, Wp) is already zero-padded (padded zeros take part in the distance); channel c reads
-// the weight plane w[c / cpw] (kh, kw) (cpw channels per weight: 1 for a depthwise conv, C/H for the
-// lightweight mixers' head-shared kernels). With o = (i * sh + u * dh, j * sw + v * dw):
-//   forward:        y[b, c, i, j]   = -sum_{u, v} |xp[b, c, o] - w[u, v]|
-//   input gradient: dxp[b, c, o]   += g[b, c, i, j] * clamp(w[u, v] - xp[b, c, o], -1, 1)   (summed over i, j, u, v)
-//   weight product: p[c, u, v]      = sum_{b, i, j} g[b, c, i, j] * xp[b, c, o]             (the g^T x of dw)
+// the weight plane w[c] (kh, kw). With o = (i * sh + u * dh, j * sw + v * dw):
+//   forward:        y[b, c, i, j]   = -sum_{u, v} |xp[b, c, o] - w[c, u, v]|
+//   input gradient: dxp[b, c, o]   += g[b, c, i, j] * clamp(w[c, u, v] - xp[b, c, o], -1, 1)   (summed over i, j, u, v)
+//   weight product: p[c, u, v]      = sum_{b, i, j} g[b, c, i, j] * xp[b, c, o]                (the g^T x of dw)
 // The innermost loop runs along j (contiguous for stride 1), one (b, c) plane (or one channel) per task; with
 // unit strides (the *_flat variants) along the whole plane, in vectors whose sums stay in registers while the taps
 // run (vector_loop).
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -23,23 +21,13 @@ using shiftadd::broadcast;
 using shiftadd::load;
 using shiftadd::store;
 using shiftadd::Vec;
+using shiftadd::vector_loop;
 using shiftadd::vmax;
 using shiftadd::vmin;
 
 struct Geometry {
-  int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw;
+  int64_t batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw;
 };
-
-// Runs step(std::integral_constant<int, NV>{}, i) over [0, n): blocks of NV = CB vectors of T (independent sums in
-// registers), then single vectors, then NV = 0 (one scalar element) for what is left.
-template <typename T, int CB = 4, typename Step>
-inline void vector_loop(int64_t n, Step&& step) {
-  constexpr int L = Vec<T>::lanes;
-  int64_t i = 0;
-  for (; i + CB * L <= n; i += CB * L) step(std::integral_constant<int, CB>{}, i);
-  for (; i + L <= n; i += L) step(std::integral_constant<int, 1>{}, i);
-  for (; i < n; ++i) step(std::integral_constant<int, 0>{}, i);
-}
 
 // Flat offset of each tap (u, v) on the input's pitch: u * dh * wp + v * dw (unit strides).
 std::vector<int64_t> tap_offsets(const Geometry& s) {
@@ -57,7 +45,7 @@ void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const T* x = xp + plane * s.hp * s.wp;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    const T* wc = w + (plane % s.channels) * s.kh * s.kw;
     T* out = y + plane * s.ho * s.wo;
     for (int64_t i = 0; i < s.ho; ++i) {
       T* row = out + i * s.wo;
@@ -85,7 +73,7 @@ void input_grad(const T* g, const T* xp, const T* w, T* dxp, const Geometry& s, 
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const T* x = xp + plane * s.hp * s.wp;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * s.kh * s.kw;
+    const T* wc = w + (plane % s.channels) * s.kh * s.kw;
     const T* gp = g + plane * s.ho * s.wo;
     T* dx = dxp + plane * s.hp * s.wp;
     std::fill(dx, dx + s.hp * s.wp, T(0));
@@ -151,7 +139,7 @@ void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads)
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const T* x = xp + plane * s.hp * s.wp;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * taps;
+    const T* wc = w + (plane % s.channels) * taps;
     std::vector<T> grid(span);
     T* acc = grid.data();
     vector_loop<T>(span, [&](auto vectors, int64_t f) {
@@ -202,7 +190,7 @@ void input_grad_flat(const T* g, const T* xp, const T* w, T* dxp, const Geometry
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const T* x = xp + plane * size;
-    const T* wc = w + ((plane % s.channels) / s.cpw) * taps;
+    const T* wc = w + (plane % s.channels) * taps;
     std::vector<T> grid(reach + size, T(0));
     T* gg = grid.data() + reach;
     for (int64_t i = 0; i < s.ho; ++i) std::copy(g + (plane * s.ho + i) * s.wo, g + (plane * s.ho + i + 1) * s.wo,
@@ -270,41 +258,28 @@ void weight_product_flat(const T* g, const T* xp, T* p, const Geometry& s, int t
 
 #define SHIFTADD_GEOMETRY_ARGS                                                                                   \
   int64_t batch, int64_t channels, int64_t hp, int64_t wp, int64_t ho, int64_t wo, int64_t kh, int64_t kw,       \
-      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t cpw, int threads
-#define SHIFTADD_GEOMETRY Geometry{batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw, cpw}
+      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int threads
+#define SHIFTADD_GEOMETRY Geometry{batch, channels, hp, wp, ho, wo, kh, kw, sh, sw, dh, dw}
+
+// Unit strides take the flat kernels; otherwise the row loops, with unit column strides known at compile time.
+#define SHIFTADD_DEPTHWISE_FUNCTIONS(T)                                                                         \
+  void shiftadd_depthwise_forward_##T(const T* xp, const T* w, T* y, SHIFTADD_GEOMETRY_ARGS) {                 \
+    if (sh == 1 && sw == 1) forward_flat<T>(xp, w, y, SHIFTADD_GEOMETRY, threads);                            \
+    else if (sw == 1) forward<T, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);                                 \
+    else forward<T, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);                                             \
+  }                                                                                                             \
+  void shiftadd_depthwise_input_grad_##T(const T* g, const T* xp, const T* w, T* dxp, SHIFTADD_GEOMETRY_ARGS) { \
+    if (sh == 1 && sw == 1) input_grad_flat<T>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);                    \
+    else if (sw == 1) input_grad<T, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);                         \
+    else input_grad<T, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);                                     \
+  }                                                                                                             \
+  void shiftadd_depthwise_weight_product_##T(const T* g, const T* xp, T* p, SHIFTADD_GEOMETRY_ARGS) {          \
+    if (sh == 1 && sw == 1) weight_product_flat<T>(g, xp, p, SHIFTADD_GEOMETRY, threads);                     \
+    else if (sw == 1) weight_product<T, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);                          \
+    else weight_product<T, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);                                      \
+  }
 
 extern "C" {
-void shiftadd_depthwise_forward_float(const float* xp, const float* w, float* y, SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) forward_flat<float>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) forward<float, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-  else forward<float, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-}
-void shiftadd_depthwise_forward_double(const double* xp, const double* w, double* y, SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) forward_flat<double>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) forward<double, true>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-  else forward<double, false>(xp, w, y, SHIFTADD_GEOMETRY, threads);
-}
-void shiftadd_depthwise_input_grad_float(const float* g, const float* xp, const float* w, float* dxp,
-                                         SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) input_grad_flat<float>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) input_grad<float, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-  else input_grad<float, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-}
-void shiftadd_depthwise_input_grad_double(const double* g, const double* xp, const double* w, double* dxp,
-                                          SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) input_grad_flat<double>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) input_grad<double, true>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-  else input_grad<double, false>(g, xp, w, dxp, SHIFTADD_GEOMETRY, threads);
-}
-void shiftadd_depthwise_weight_product_float(const float* g, const float* xp, float* p, SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) weight_product_flat<float>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) weight_product<float, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-  else weight_product<float, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-}
-void shiftadd_depthwise_weight_product_double(const double* g, const double* xp, double* p,
-                                              SHIFTADD_GEOMETRY_ARGS) {
-  if (sh == 1 && sw == 1) weight_product_flat<double>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-  else if (sw == 1) weight_product<double, true>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-  else weight_product<double, false>(g, xp, p, SHIFTADD_GEOMETRY, threads);
-}
+SHIFTADD_DEPTHWISE_FUNCTIONS(float)
+SHIFTADD_DEPTHWISE_FUNCTIONS(double)
 }

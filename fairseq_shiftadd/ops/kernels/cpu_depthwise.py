@@ -1,14 +1,13 @@
 """Direct depthwise adder convolution on CPU (AdderNet, arXiv 1912.13200), with no unfolded patches.
 
 The loops of ``cpu_depthwise.cpp`` (compiled at first use, :mod:`.build`) on an already zero-padded input
-``xp (B, C, Hp, Wp)``; channel ``c`` reads the weight plane ``w[c // (C / Hw)]`` of ``w (Hw, kh, kw)``, so the
-same function serves a depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` (``Hw = C``) and the
-lightweight add mixers' head-shared kernels (``Hw = H``, images of height 1):
+``xp (B, C, Hp, Wp)``, channel ``c`` against the weight plane ``w[c]`` of ``w (C, kh, kw)`` (a depthwise
+:class:`~fairseq_shiftadd.ops.adder.AddConv2d`):
 
-* ``y[b, c, i, j] = -sum_{u, v} |xp[b, c, i*sh + u*dh, j*sw + v*dw] - w[c', u, v]|``;
+* ``y[b, c, i, j] = -sum_{u, v} |xp[b, c, i*sh + u*dh, j*sw + v*dw] - w[c, u, v]|``;
 * ``dxp`` = the HardTanh surrogate summed over every output that reads a position;
-* ``dw[h, u, v] = sum_{c in h} (p[c, u, v] - w[h, u, v] * sum_{b, i, j} g[b, c, i, j])`` with ``p`` the
-  kernel's ``g^T x``, then the caller's adaptive scaling (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`,
+* ``dw[c, u, v] = p[c, u, v] - w[c, u, v] * sum_{b, i, j} g[b, c, i, j]`` with ``p`` the kernel's ``g^T x``,
+  then the caller's adaptive scaling (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`,
   passed in as ``scale`` so that this module does not import the operators).
 
 The same formulas as :func:`~fairseq_shiftadd.ops.adder.add_matmul` on unfolded patches (the reference path
@@ -26,27 +25,20 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from . import cpu_adder
-from .build import load_library
+from .build import KERNEL_DTYPES, call_kernel, load_kernels
 
 __all__ = ["depthwise_supported", "depthwise_add_conv"]
 
 _SOURCE = Path(__file__).with_name("cpu_depthwise.cpp")
-_DTYPES = {torch.float32: "float", torch.float64: "double"}
+_SIGNATURES = {f"depthwise_{name}": (pointers, 12, 1) for name, pointers in
+               (("forward", 3), ("input_grad", 4), ("weight_product", 3))}  # 12 sizes: Geometry
 _Pair = Tuple[int, int]
 Scale = Callable[[Tensor, Tensor], Tensor]
 
 
 @functools.lru_cache(maxsize=None)
 def _library() -> Optional[ctypes.CDLL]:
-    library = load_library(_SOURCE)
-    if library is None:
-        return None
-    for name, tensors in (("forward", 3), ("input_grad", 4), ("weight_product", 3)):
-        for dtype in _DTYPES.values():
-            function = getattr(library, f"shiftadd_depthwise_{name}_{dtype}")
-            function.argtypes = [ctypes.c_void_p] * tensors + [ctypes.c_int64] * 13 + [ctypes.c_int]
-            function.restype = None
-    return library
+    return load_kernels(_SOURCE, _SIGNATURES)
 
 
 def depthwise_supported(*tensors: Tensor) -> bool:
@@ -55,17 +47,16 @@ def depthwise_supported(*tensors: Tensor) -> bool:
 
 
 def _call(name: str, *tensors: Tensor, geometry: Tuple[int, ...]) -> None:
-    function = getattr(_library(), f"shiftadd_depthwise_{name}_{_DTYPES[tensors[0].dtype]}")
-    function(*[t.data_ptr() for t in tensors], *geometry, torch.get_num_threads())
+    call_kernel(_library(), f"depthwise_{name}", tensors[0].dtype, *tensors, *geometry)
 
 
 class _DepthwiseAdd(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
-        (batch, channels, hp, wp), (kernels, kh, kw) = xp.shape, weight.shape
+        (batch, channels, hp, wp), (_, kh, kw) = xp.shape, weight.shape
         ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        geometry = (batch, channels, hp, wp, ho, wo, kh, kw, *stride, *dilation, channels // kernels)
+        geometry = (batch, channels, hp, wp, ho, wo, kh, kw, *stride, *dilation)
         xp, weight = xp.contiguous(), weight.contiguous()
         y = xp.new_empty(batch, channels, ho, wo)
         _call("forward", xp, weight, y, geometry=geometry)
@@ -83,23 +74,20 @@ class _DepthwiseAdd(torch.autograd.Function):
             dxp = torch.empty_like(xp)
             _call("input_grad", grad, xp, weight, dxp, geometry=ctx.geometry)
         if ctx.needs_input_grad[1]:
-            kernels, channels = weight.shape[0], xp.shape[1]
-            product = xp.new_empty(channels, *weight.shape[1:])
+            product = torch.empty_like(weight)
             _call("weight_product", grad, xp, product, geometry=ctx.geometry)
-            product = product.view(kernels, channels // kernels, *weight.shape[1:]).sum(dim=1)
-            grad_sum = grad.sum(dim=(0, 2, 3)).view(kernels, channels // kernels).sum(dim=1)
-            dw = ctx.scale(product - weight * grad_sum[:, None, None], product)
+            dw = ctx.scale(product - weight * grad.sum(dim=(0, 2, 3))[:, None, None], product)
         return dxp, dw, None, None, None
 
 
 def depthwise_add_conv(xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
     """Depthwise negative-L1 convolution of a zero-padded input (see the module docstring).
 
-    ``scale(dw, p)`` rescales the weight gradient ``dw`` given ``p = g^T x`` (both ``(Hw, kh, kw)``).
+    ``scale(dw, p)`` rescales the weight gradient ``dw`` given ``p = g^T x`` (both ``(C, kh, kw)``).
 
-    Shape: xp (B, C, Hp, Wp), weight (Hw, kh, kw) with Hw dividing C -> (B, C, Ho, Wo),
+    Shape: xp (B, C, Hp, Wp), weight (C, kh, kw) -> (B, C, Ho, Wo),
     ``Ho = (Hp - dh (kh - 1) - 1) // sh + 1`` (likewise Wo).
     """
-    dtype = xp.dtype if xp.dtype in _DTYPES else torch.float32
+    dtype = xp.dtype if xp.dtype in KERNEL_DTYPES else torch.float32
     y = _DepthwiseAdd.apply(xp.to(dtype), weight.to(dtype), tuple(stride), tuple(dilation), scale)
     return y.to(xp.dtype)

@@ -1,0 +1,172 @@
+// The lightweight add mixer on CPU, on the model's time-major layout (AdderNet negative L1 over time): no padded
+// copy, no transposes.
+//
+// Compiled at first use by cpu_mixer.py (see build.py) and called through ctypes; plain C ABI. x is (T, B, C), the
+// kernel is expanded per channel as w (K, C) (w[j, c] = kernel[c / (C / H), j]), and positions outside [0, T) read
+// zeros (the zero padding: `left` positions before the sequence, the rest after it):
+//   forward:        y[t, b, c]  = -sum_j |x[t + j - left, b, c] - w[j, c]|
+//   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
+//   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
+// Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
+// with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
+// at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
+// batch entry and 4 vectors of channels per task, their sums in registers while the taps run; the weight
+// product one vector of channels per task, 4 taps' sums in registers while time runs.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "simd.h"
+
+namespace {
+
+using shiftadd::Lanes;
+using shiftadd::load;
+using shiftadd::vabs;
+using shiftadd::store;
+using shiftadd::Vec;
+using shiftadd::vector_loop;
+using shiftadd::vmax;
+using shiftadd::vmin;
+
+struct Sequence {
+  int64_t length, batch, channels, taps, left;
+};
+
+// buf[u, :] = base[first + u, b, c0 : c0 + width] for u in [0, rows), zeros where first + u is outside [0, T).
+template <typename T>
+void gather(const T* base, int64_t b, int64_t c0, int64_t width, int64_t first, int64_t rows, const Sequence& s,
+            T* buf) {
+  for (int64_t u = 0; u < rows; ++u) {
+    const int64_t t = first + u;
+    if (t >= 0 && t < s.length) std::copy_n(base + (t * s.batch + b) * s.channels + c0, width, buf + u * width);
+    else std::fill_n(buf + u * width, width, T(0));
+  }
+}
+
+// Runs task(b, c0, width, buf) for every batch entry b and slice [c0, c0 + width) of at most 4 vectors of channels,
+// in parallel, buf holding T + K - 1 rows of the slice for the task to gather into.
+template <typename T, typename Task>
+void for_each_slice(const Sequence& s, int threads, Task&& task) {
+  constexpr int64_t slice = 4 * Vec<T>::lanes;
+  const int64_t slices = (s.channels + slice - 1) / slice;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<T> buf((s.length + s.taps - 1) * slice);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < s.batch * slices; ++i) {
+      const int64_t b = i / slices, c0 = (i % slices) * slice;
+      task(b, c0, std::min(slice, s.channels - c0), buf.data());
+    }
+  }
+}
+
+template <typename T>
+void forward(const T* x, const T* w, T* y, const Sequence& s, int threads) {
+  for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* xb) {
+    gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb);  // xb[u] = x[u - left]
+    for (int64_t t = 0; t < s.length; ++t) {
+      T* out = y + (t * s.batch + b) * s.channels + c0;
+      vector_loop<T>(width, [&](auto vectors, int64_t c) {
+        using B = Lanes<T, decltype(vectors)::value>;
+        using U = typename B::U;
+        const U minus_one = T(-1) - U{};
+        U sum[B::N];
+        for (int n = 0; n < B::N; ++n) sum[n] = U{};
+        for (int64_t j = 0; j < s.taps; ++j) {
+          const T* xj = xb + (t + j) * width + c;
+          const T* wj = w + j * s.channels + c0 + c;
+          for (int n = 0; n < B::N; ++n)  // sum -= |d| as a fused multiply-add: off the ports the difference uses
+            sum[n] += vabs(load<U>(xj + n * B::W) - load<U>(wj + n * B::W)) * minus_one;
+        }
+        for (int n = 0; n < B::N; ++n) store(out + c + n * B::W, sum[n]);
+      });
+    }
+  });
+}
+
+template <typename T>
+void input_grad(const T* g, const T* x, const T* w, T* dx, const Sequence& s, int threads) {
+  const int64_t after = s.taps - 1 - s.left;
+  for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* gb) {
+    gather(g, b, c0, width, -after, s.length + s.taps - 1, s, gb);  // gb[u] = g[u - after]
+    for (int64_t t = 0; t < s.length; ++t) {
+      const int64_t row = (t * s.batch + b) * s.channels + c0;
+      vector_loop<T>(width, [&](auto vectors, int64_t c) {
+        using B = Lanes<T, decltype(vectors)::value>;
+        using U = typename B::U;
+        const U one = T(1) - U{}, minus_one = T(-1) - U{};
+        U xv[B::N], sum[B::N];
+        for (int n = 0; n < B::N; ++n) {
+          xv[n] = load<U>(x + row + c + n * B::W);
+          sum[n] = U{};
+        }
+        for (int64_t j = 0; j < s.taps; ++j) {
+          const T* gj = gb + (t + s.taps - 1 - j) * width + c;  // g[t - j + left]
+          const T* wj = w + j * s.channels + c0 + c;
+          for (int n = 0; n < B::N; ++n)
+            sum[n] += load<U>(gj + n * B::W) * vmin(vmax(load<U>(wj + n * B::W) - xv[n], minus_one), one);
+        }
+        for (int n = 0; n < B::N; ++n) store(dx + row + c + n * B::W, sum[n]);
+      });
+    }
+  });
+}
+
+// p[j0 + i, c0 + c ...] += sum_t gb[t] * xb[t + j0 + i] for i < J, on the lanes of one vector_loop step.
+template <int J, typename U, typename T>
+void product_taps(const T* gb, const T* xb, T* p, int64_t j0, int64_t c, int64_t width, const Sequence& s) {
+  U sum[J];
+  for (int i = 0; i < J; ++i) sum[i] = U{};
+  for (int64_t t = 0; t < s.length; ++t) {
+    const U gv = load<U>(gb + t * width + c);
+    for (int i = 0; i < J; ++i) sum[i] += gv * load<U>(xb + (t + j0 + i) * width + c);
+  }
+  for (int i = 0; i < J; ++i) store(p + (j0 + i) * width + c, load<U>(p + (j0 + i) * width + c) + sum[i]);
+}
+
+template <typename T>
+void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads) {
+  constexpr int64_t slice = Vec<T>::lanes;
+  const int64_t slices = (s.channels + slice - 1) / slice;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<T> xb((s.length + s.taps - 1) * slice), gb(s.length * slice), sums(s.taps * slice);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < slices; ++i) {
+      const int64_t c0 = i * slice, width = std::min(slice, s.channels - c0);
+      std::fill(sums.begin(), sums.end(), T(0));  // sums[j, c] = p[j, c0 + c]
+      for (int64_t b = 0; b < s.batch; ++b) {
+        gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb.data());
+        gather(g, b, c0, width, 0, s.length, s, gb.data());
+        vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
+          using U = typename Lanes<T, decltype(vectors)::value>::U;
+          int64_t j = 0;
+          for (; j + 4 <= s.taps; j += 4) product_taps<4, U>(gb.data(), xb.data(), sums.data(), j, c, width, s);
+          for (; j < s.taps; ++j) product_taps<1, U>(gb.data(), xb.data(), sums.data(), j, c, width, s);
+        });
+      }
+      for (int64_t j = 0; j < s.taps; ++j) std::copy_n(sums.data() + j * width, width, p + j * s.channels + c0);
+    }
+  }
+}
+
+}  // namespace
+
+#define SHIFTADD_SEQUENCE_ARGS int64_t length, int64_t batch, int64_t channels, int64_t taps, int64_t left, int threads
+#define SHIFTADD_SEQUENCE Sequence{length, batch, channels, taps, left}
+#define SHIFTADD_MIXER_FUNCTIONS(T)                                                                          \
+  void shiftadd_mixer_forward_##T(const T* x, const T* w, T* y, SHIFTADD_SEQUENCE_ARGS) {                   \
+    forward<T>(x, w, y, SHIFTADD_SEQUENCE, threads);                                                         \
+  }                                                                                                          \
+  void shiftadd_mixer_input_grad_##T(const T* g, const T* x, const T* w, T* dx, SHIFTADD_SEQUENCE_ARGS) {   \
+    input_grad<T>(g, x, w, dx, SHIFTADD_SEQUENCE, threads);                                                  \
+  }                                                                                                          \
+  void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, SHIFTADD_SEQUENCE_ARGS) {            \
+    weight_product<T>(g, x, p, SHIFTADD_SEQUENCE, threads);                                                  \
+  }
+
+extern "C" {
+SHIFTADD_MIXER_FUNCTIONS(float)
+SHIFTADD_MIXER_FUNCTIONS(double)
+}

@@ -1,0 +1,99 @@
+"""The lightweight add mixer on CPU, on the models' time-major layout (AdderNet, arXiv 1912.13200).
+
+The loops of ``cpu_mixer.cpp`` (compiled at first use, :mod:`.build`) on ``x (T, B, C)`` and the head-shared
+kernel ``w (H, K)``, channel ``c`` in head ``h(c) = c // (C / H)``, with ``x`` zero outside ``[0, T)`` (``left``
+zeros before the sequence, ``K - 1 - left`` after it):
+
+* ``y[t, b, c] = -sum_j |x[t + j - left, b, c] - w[h(c), j]|``;
+* ``dx[s, b, c] = sum_j g[s - j + left, b, c] * clamp(w[h(c), j] - x[s, b, c], -1, 1)`` (HardTanh surrogate);
+* ``dw[h, j] = sum_{c in h} (p[j, c] - w[h, j] * sum_{t, b} g[t, b, c])`` with ``p`` the kernel's ``g^T x``
+  (``p[j, c] = sum_{t, b} g[t, b, c] x[t + j - left, b, c]``), then the caller's adaptive scaling
+  (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in as ``scale``).
+
+The same formulas as :func:`~fairseq_shiftadd.ops.lightconv.mix_windows` on unfolded windows (the reference
+path and the fallback), read in place: no padded copy, no transposes, channels contiguous in every operand.
+Half inputs are computed in float32 and rounded back. Temporaries ``O(K C)`` besides the operands.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from . import cpu_adder
+from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
+
+__all__ = ["mixer_supported", "add_mix"]
+
+_SOURCE = Path(__file__).with_name("cpu_mixer.cpp")
+_SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, then threads
+    "mixer_forward": (3, 5, 1), "mixer_input_grad": (4, 5, 1), "mixer_weight_product": (3, 5, 1),
+}
+Scale = Callable[[Tensor, Tensor], Tensor]
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> Optional[ctypes.CDLL]:
+    return load_kernels(_SOURCE, _SIGNATURES)
+
+
+def mixer_supported(*tensors: Tensor) -> bool:
+    """Whether the mixer kernels take these tensors (CPU, a float dtype, fast paths on, the library built)."""
+    return cpu_adder.cpu_supported(*tensors) and _library() is not None
+
+
+def _call(name: str, *tensors: Tensor, sequence: Tuple[int, ...]) -> None:
+    call_kernel(_library(), f"mixer_{name}", tensors[0].dtype, *tensors, *sequence)
+
+
+def _per_channel(kernel: Tensor, channels: int) -> Tensor:
+    """The kernel as the C++ loops read it: ``(H, K) -> (K, C)``, column ``c`` = row ``h(c)``."""
+    return kernel.t().repeat_interleave(channels // kernel.size(0), dim=1).contiguous()
+
+
+class _AddMix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
+        x, kernel = x.contiguous(), kernel.contiguous()
+        (length, batch, channels), taps = x.shape, kernel.size(1)
+        sequence = (length, batch, channels, taps, left)
+        expanded = _per_channel(kernel, channels)
+        y = torch.empty_like(x)
+        _call("forward", x, expanded, y, sequence=sequence)
+        ctx.save_for_backward(x, kernel, expanded)
+        ctx.sequence, ctx.scale = sequence, scale
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None]:
+        x, kernel, expanded = ctx.saved_tensors
+        grad = grad.contiguous()
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.empty_like(x)
+            _call("input_grad", grad, x, expanded, dx, sequence=ctx.sequence)
+        if ctx.needs_input_grad[1]:
+            heads, channels = kernel.size(0), x.size(2)
+            per_channel = torch.empty_like(expanded)  # p (K, C)
+            _call("weight_product", grad, x, per_channel, sequence=ctx.sequence)
+            product = per_channel.view(-1, heads, channels // heads).sum(dim=2).t()  # (H, K)
+            grad_sum = grad.sum(dim=(0, 1)).view(heads, channels // heads).sum(dim=1)
+            dw = ctx.scale(product - kernel * grad_sum[:, None], product)
+        return dx, dw, None, None
+
+
+def add_mix(x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
+    """The lightweight add mixer's sums, zero-padded by ``left`` before the sequence (see the module docstring).
+
+    ``scale(dw, p)`` rescales the kernel gradient ``dw`` given ``p = g^T x`` (both ``(H, K)``).
+
+    Shape: x (T, B, C), kernel (H, K) with H dividing C, ``0 <= left < K`` -> (T, B, C), in x's dtype.
+    """
+    dtype = x.dtype if x.dtype in KERNEL_DTYPES else torch.float32
+    return _AddMix.apply(x.to(dtype), kernel.to(dtype), left, scale).to(x.dtype)
