@@ -12,8 +12,13 @@ fairseq's own ``LightweightConv1dTBC`` (band-matrix and unfold paths) is measure
 ``Conv1d`` baseline as the mixers. The ``step`` rows time incremental decoding instead: a causal mixer fed one
 position at a time through ``T`` steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMixer.step`,
 at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its
-``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). On a shared machine prefer ``--best``
-(minimum of the repetitions).
+``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C``
+shift linear before its adder conv, so its rows are also measured against fairseq's conv after an ``nn.Linear``
+of the same width (``vs Linear + fairseq``). On a shared machine prefer ``--best`` (minimum of the repetitions).
+
+The timing process pins glibc's ``mmap`` threshold (``mallopt``, 64 MiB): left dynamic, the same loop of
+few-hundred-KiB allocations (a decoding step's window, a layer's output) ran at two speeds from one run to the
+next, 3x apart, as blocks were mapped fresh (page faults) or reused, for the baselines as for the operators.
 
     python benchmarks/ops.py            # representative NLP (and one vision) shapes
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
@@ -22,6 +27,7 @@ at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through t
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -157,24 +163,31 @@ def cases(quick: bool) -> List[Case]:
              lambda: _FairseqLightweight(d, k, heads, unfold=False), depthwise, seq_in),
         Case("fairseq LightweightConv1dTBC (unfold)", f"T{t} B{b} C{d} K{k}",
              lambda: _FairseqLightweight(d, k, heads, unfold=True), depthwise, seq_in),
+        Case("LightweightShiftAdd vs Linear + fairseq (band)", f"T{t} B{b} C{d} K{k}",
+             lambda: LightweightShiftAdd(d, k, heads), lambda: _FairseqLightweight(d, k, heads, linear=True), seq_in),
         *(Case(f"{mixer.__name__} step", f"T{t} B{beam} C{d} K{k}",
                lambda mixer=mixer: _Stream(mixer(d, k, heads, padding="causal")), fairseq_step, beam_in, train=False)
           for mixer in (LightweightConv, LightweightAdd, LightweightShiftAdd)),
+        Case("LightweightShiftAdd step vs Linear + fairseq", f"T{t} B{beam} C{d} K{k}",
+             lambda: _Stream(LightweightShiftAdd(d, k, heads, padding="causal")),
+             lambda: _FairseqStream(d, k, heads, linear=True), beam_in, train=False),
     ]
 
 
 class _FairseqLightweight(nn.Module):
-    """fairseq's own lightweight conv (softmax-normalised head kernels, centred), on one of its two paths."""
+    """fairseq's own lightweight conv (softmax-normalised head kernels, centred), on one of its two paths, after an
+    ``nn.Linear`` (C -> C) with ``linear``."""
 
-    def __init__(self, channels: int, kernel_size: int, heads: int, unfold: bool) -> None:
+    def __init__(self, channels: int, kernel_size: int, heads: int, unfold: bool = False, linear: bool = False) -> None:
         super().__init__()
-        from fairseq.modules import LightweightConv1dTBC  # only this row needs fairseq
+        from fairseq.modules import LightweightConv1dTBC  # only these rows need fairseq
 
+        self.linear = nn.Linear(channels, channels) if linear else nn.Identity()
         self.conv = LightweightConv1dTBC(channels, kernel_size, kernel_size // 2, heads, weight_softmax=True)
         self.unfold = unfold
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x, unfold=self.unfold)
+        return self.conv(self.linear(x), unfold=self.unfold)
 
 
 class _Stream(nn.Module):
@@ -193,17 +206,19 @@ class _Stream(nn.Module):
 
 
 class _FairseqStream(nn.Module):
-    """Baseline of the ``step`` rows: fairseq's causal lightweight conv stepped through ``T`` positions."""
+    """Baseline of the ``step`` rows: fairseq's causal lightweight conv stepped through ``T`` positions (each after an
+    ``nn.Linear`` (C -> C) with ``linear``)."""
 
-    def __init__(self, channels: int, kernel_size: int, heads: int) -> None:
+    def __init__(self, channels: int, kernel_size: int, heads: int, linear: bool = False) -> None:
         super().__init__()
         from fairseq.modules import LightweightConv1dTBC
 
+        self.linear = nn.Linear(channels, channels) if linear else nn.Identity()
         self.conv = LightweightConv1dTBC(channels, kernel_size, kernel_size - 1, heads, weight_softmax=True).eval()
 
     def forward(self, x: Tensor) -> Tensor:
         state: dict = {}
-        return torch.cat([self.conv(x[t:t + 1], incremental_state=state) for t in range(x.size(0))])
+        return torch.cat([self.conv(self.linear(x[t:t + 1]), incremental_state=state) for t in range(x.size(0))])
 
 
 class _TimeMajorDepthwise(nn.Module):
@@ -241,6 +256,17 @@ def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only:
     return rows
 
 
+def _pin_allocator(threshold_bytes: int = 64 << 20) -> bool:
+    """Fix glibc's ``mmap`` and trim thresholds (no dynamic threshold; see the module docstring). False off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, threshold_bytes)) and bool(libc.mallopt(m_trim_threshold,
+                                                                                       2 * threshold_bytes))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
@@ -259,8 +285,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     header = ["operator", "shape", "fwd ms", "fwd vs torch", "fwd+bwd ms", "fwd+bwd vs torch", "peak MiB",
               "peak vs torch"]
     paths = "reference paths" if args.reference else "fast paths where available"
+    allocator = "glibc mmap threshold pinned at 64 MiB" if _pin_allocator() else "allocator as it is"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {paths}, "
-          f"{'best' if args.best else 'median'} of {args.repeat}; baseline: torch layer of the same shape")
+          f"{'best' if args.best else 'median'} of {args.repeat}, {allocator}; baseline: torch layer of the same shape")
     print(" | ".join(header))
     rows = run(args.quick, args.repeat, args.best, not args.skip_memory, args.only)
     print("\nMarkdown:\n")

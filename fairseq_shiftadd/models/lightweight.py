@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..ops.hetero import SharingMode
 from ..ops.kinds import BlockType, OpKind
-from ..ops.lightconv import Padding, causal_mix_step, lightweight_mix
+from ..ops.lightconv import BUFFER_BATCH_DIM, Padding, causal_mix_step, lightweight_mix
 from ..ops.quant import QuantConfig
 from ..ops.shift import ShiftMode
 from .incremental import IncrementalState
@@ -130,5 +130,5 @@ class LightweightBranch(nn.Module):
         """Reorder the buffered mixer inputs along the batch axis (beam search)."""
         buffer = self.get_incremental_state(incremental_state, "buffer")
         if buffer is not None:
-            window = buffer["window"].index_select(0, new_order)
+            window = buffer["window"].index_select(BUFFER_BATCH_DIM, new_order)
             self.set_incremental_state(incremental_state, "buffer", {"window": window})

@@ -24,8 +24,8 @@ The block's own ``linear1`` / ``linear2`` are not part of these mixers.
 
 Incremental decoding applies the *same* kernel and the *same* primitive to a window of the last ``K``
 inputs (the original ShiftAddNAS ran a multiplicative conv there for its adder mixers). The buffer holds
-the previous mixer inputs as ``(B, C, n)``, batch on axis :data:`BUFFER_BATCH_DIM` (0), so beam search
-reorders it with ``buffer.index_select(BUFFER_BATCH_DIM, new_order)``.
+the previous mixer inputs time-major like the model, as ``(n, B, C)``, batch on axis :data:`BUFFER_BATCH_DIM`
+(1), so beam search reorders it with ``buffer.index_select(BUFFER_BATCH_DIM, new_order)``.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from .adder import GradNorm, add_matmul, neg_l1_broadcast, scale_weight_grad
 from .op_counts import OpCounts
 from .kernels import cpu_adder
-from .kernels.cpu_mixer import add_mix, mixer_supported
+from .kernels.cpu_mixer import add_mix, add_window, mixer_supported
 from .kernels.weight_cache import records_autograd
 from .kinds import OpKind
 from .quant import QuantConfig, operand_fake_quant
@@ -52,6 +52,7 @@ __all__ = [
     "Padding",
     "padding_sizes",
     "mix_windows",
+    "mix_window",
     "lightweight_mix",
     "causal_mix_step",
     "LightweightMixer",
@@ -60,8 +61,8 @@ __all__ = [
     "LightweightShiftAdd",
 ]
 
-BUFFER_BATCH_DIM = 0
-"""Batch axis of the incremental buffer ``(B, C, n)``: reorder beams with ``index_select`` on it."""
+BUFFER_BATCH_DIM = 1
+"""Batch axis of the incremental buffer ``(n, B, C)``: reorder beams with ``index_select`` on it."""
 
 
 class Padding(str, Enum):
@@ -187,6 +188,33 @@ def band_mix(x: Tensor, kernel: Tensor, left: int) -> Tensor:
     return out.permute(2, 0, 1, 3).reshape(length, batch, channels)
 
 
+def mix_window(
+    window: Tensor,
+    kernel: Tensor,
+    op: OpKind,
+    eta: Optional[float] = None,
+    grad_norm: GradNorm | str = GradNorm.ADDERNET,
+) -> Tensor:
+    """The newest output of a causal mix from the window of its last ``K`` inputs (a decoding step's mixing).
+
+    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])`` as :func:`mix_windows`. Without autograd, in the
+    window's own time-major layout: ``ADD`` on CPU by the kernel :func:`~.kernels.cpu_mixer.add_window` (one pass,
+    no temporary), otherwise by broadcasting over the heads. With autograd, :func:`mix_windows` (for ``ADD``
+    AdderNet's surrogate gradients, as the whole-sequence mixers).
+
+    Shape: window ``(K, B, C)``, kernel ``(H, K)`` -> ``(1, B, C)``.
+    """
+    taps, batch, channels = window.shape
+    heads = kernel.size(0)
+    if records_autograd((window, kernel)):
+        return mix_windows(window.permute(1, 2, 0).unsqueeze(2), kernel, op, eta, grad_norm)
+    if op is OpKind.ADD and mixer_supported(window, kernel):
+        return add_window(window, kernel).unsqueeze(0)
+    grouped, weights = window.view(taps, batch, heads, channels // heads), kernel.t().reshape(taps, 1, heads, 1)
+    out = (grouped * weights).sum(0) if op is OpKind.MULT else neg_l1_broadcast(grouped, weights, dim=0)
+    return out.view(1, batch, channels)
+
+
 def causal_mix_step(
     x: Tensor,
     kernel: Tensor,
@@ -200,13 +228,12 @@ def causal_mix_step(
     ``buffer`` holds the previous ``K - 1`` inputs, oldest first, batch on :data:`BUFFER_BATCH_DIM`
     (``None``: the left border zeros). Returns the new position's output and the updated buffer.
 
-    Shape: x ``(1, B, C)``, kernel ``(H, K)``, buffer ``(B, C, K - 1)`` -> ``(1, B, C)``, ``(B, C, K - 1)``.
+    Shape: x ``(1, B, C)``, kernel ``(H, K)``, buffer ``(K - 1, B, C)`` -> ``(1, B, C)``, ``(K - 1, B, C)``.
     """
-    kernel_size = kernel.size(1)
     if buffer is None:
-        buffer = x.new_zeros(x.size(1), x.size(2), kernel_size - 1)
-    window = torch.cat([buffer, x.permute(1, 2, 0)], dim=2)
-    return mix_windows(window.unsqueeze(2), kernel, op, eta, grad_norm), window[:, :, 1:]
+        buffer = x.new_zeros(kernel.size(1) - 1, x.size(1), x.size(2))
+    window = torch.cat([buffer, x])
+    return mix_window(window, kernel, op, eta, grad_norm), window[1:]
 
 
 class LightweightMixer(nn.Module):
@@ -241,7 +268,7 @@ class LightweightMixer(nn.Module):
 
     Shape:
         forward: ``x (T, B, C)``, ``padding_mask (B, T)`` (``True`` = pad) -> ``(T, B, C)``.
-        step: ``x (1, B, C)``, ``buffer (B, C, n)`` -> ``(1, B, C)`` or ``None``, ``buffer (B, C, n')``.
+        step: ``x (1, B, C)``, ``buffer (n, B, C)`` -> ``(1, B, C)`` or ``None``, ``buffer (n', B, C)``.
     """
 
     def __init__(
@@ -315,7 +342,7 @@ class LightweightMixer(nn.Module):
     def _operands(self, x: Tensor, padding_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         """Position-wise part and kernel: zero pads, ``pre``, zero pads again, fake quantisation.
 
-        Shape: ``x (T, B, C)`` -> ``(B, C, T)`` mixer input, ``(H, K)`` kernel.
+        Shape: ``x (T, B, C)`` -> ``(T, B, C)`` mixer input, ``(H, K)`` kernel.
         """
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.t().unsqueeze(-1), 0.0)
@@ -323,11 +350,7 @@ class LightweightMixer(nn.Module):
             x = self.pre(x)
             if padding_mask is not None:
                 x = x.masked_fill(padding_mask.t().unsqueeze(-1), 0.0)
-        return self.operand_quant(x.permute(1, 2, 0), self.normalised_kernel())
-
-    def _mix(self, windows: Tensor, kernel: Tensor) -> Tensor:
-        """Apply the primitive to windows ``(B, C, T', K)`` and kernel ``(H, K)``; returns ``(T', B, C)``."""
-        return self._add_bias(mix_windows(windows, kernel, self.op, self.eta))
+        return self.operand_quant(x, self.normalised_kernel())
 
     def _add_bias(self, out: Tensor) -> Tensor:
         return out if self.bias is None else out + self.bias
@@ -339,10 +362,10 @@ class LightweightMixer(nn.Module):
             raise ValueError(f"x must have C = {self.channels} channels (last dim), got {x.size(2)}")
 
     def _check_buffer(self, buffer: Tensor, batch_size: Optional[int] = None) -> None:
-        B = buffer.size(0) if batch_size is None else batch_size
-        if buffer.dim() != 3 or buffer.shape[:2] != (B, self.channels) or buffer.size(2) >= self.kernel_size:
+        B = buffer.size(BUFFER_BATCH_DIM) if batch_size is None else batch_size
+        if buffer.dim() != 3 or buffer.shape[1:] != (B, self.channels) or buffer.size(0) >= self.kernel_size:
             raise ValueError(
-                f"buffer must have shape (B, C, n) = ({B}, {self.channels}, n < {self.kernel_size}), "
+                f"buffer must have shape (n, B, C) = (n < {self.kernel_size}, {B}, {self.channels}), "
                 f"got {tuple(buffer.shape)}"
             )
 
@@ -362,24 +385,24 @@ class LightweightMixer(nn.Module):
                 f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
         seq, kernel = self._operands(x, padding_mask)
-        return self._add_bias(lightweight_mix(seq.permute(2, 0, 1), kernel, self.op, self.padding, self.eta))
+        return self._add_bias(lightweight_mix(seq, kernel, self.op, self.padding, self.eta))
 
     def initial_buffer(self, batch_size: int, like: Tensor) -> Tensor:
-        """Buffer before the first step: the left border zeros, ``(B, C, left_padding)``, ``like``'s dtype."""
-        return like.new_zeros(batch_size, self.channels, self.left_padding)
+        """Buffer before the first step: the left border zeros, ``(left_padding, B, C)``, ``like``'s dtype."""
+        return like.new_zeros(self.left_padding, batch_size, self.channels)
 
     def step(self, x: Tensor, buffer: Optional[Tensor]) -> Tuple[Optional[Tensor], Tensor]:
         """Incremental (streaming) forward of one new position; in eval mode equal to :meth:`forward`.
 
-        ``buffer`` holds the latest (quantised) mixer inputs, oldest first along the last axis, as
-        ``(B, C, n)`` (batch on :data:`BUFFER_BATCH_DIM`; ``None`` starts a stream with
-        :meth:`initial_buffer`). Once ``K`` inputs are available the window is mixed with the same kernel
-        and primitive as :meth:`forward`, and the buffer keeps the last ``K - 1``. Causal padding: returns
-        the output of the new position. Centred padding (lookahead ``K // 2``): returns ``None`` for the
-        first ``K // 2`` steps, then the output of position ``t - K // 2``; :meth:`flush` returns the rest
-        at the end of the stream.
+        ``buffer`` holds the latest (quantised) mixer inputs, oldest first, time-major as ``(n, B, C)`` (batch
+        on :data:`BUFFER_BATCH_DIM`; ``None`` starts a stream with :meth:`initial_buffer`). Once ``K`` inputs
+        are available the window is mixed with the same kernel and primitive as :meth:`forward`
+        (:func:`mix_window`), and the buffer keeps the last ``K - 1``. Causal padding: returns the output of
+        the new position. Centred padding (lookahead ``K // 2``): returns ``None`` for the first ``K // 2``
+        steps, then the output of position ``t - K // 2``; :meth:`flush` returns the rest at the end of the
+        stream.
 
-        Shape: ``x (1, B, C)``, ``buffer (B, C, n)`` -> (``(1, B, C)`` or ``None``, ``(B, C, n')``).
+        Shape: ``x (1, B, C)``, ``buffer (n, B, C)`` -> (``(1, B, C)`` or ``None``, ``(n', B, C)``).
         """
         self._check_input(x)
         if x.size(0) != 1:
@@ -388,10 +411,10 @@ class LightweightMixer(nn.Module):
             buffer = self.initial_buffer(x.size(1), x)
         self._check_buffer(buffer, x.size(1))
         new, kernel = self._operands(x, None)
-        window = torch.cat([buffer, new], dim=2)
-        if window.size(2) < self.kernel_size:
+        window = torch.cat([buffer, new])
+        if window.size(0) < self.kernel_size:
             return None, window
-        return self._mix(window.unsqueeze(2), kernel), window[:, :, 1:]
+        return self._add_bias(mix_window(window, kernel, self.op, self.eta)), window[1:]
 
     def flush(self, buffer: Tensor) -> Tensor:
         """End of stream: the outputs still pending in ``buffer`` (centred padding), with zero right padding.
@@ -399,14 +422,15 @@ class LightweightMixer(nn.Module):
         Returns ``(min(K // 2, t), B, C)`` after ``t`` steps (empty for causal padding), so the outputs of
         :meth:`step` followed by these equal :meth:`forward` on the whole sequence.
 
-        Shape: ``buffer (B, C, n)`` -> ``(n + K // 2 - K + 1, B, C)``.
+        Shape: ``buffer (n, B, C)`` -> ``(n + K // 2 - K + 1, B, C)``.
         """
         self._check_buffer(buffer)
-        pending = buffer.size(2) + self.right_padding - self.kernel_size + 1
+        pending = buffer.size(0) + self.right_padding - self.kernel_size + 1
         if pending <= 0:
-            return buffer.new_zeros(0, buffer.size(0), self.channels)
+            return buffer.new_zeros(0, buffer.size(BUFFER_BATCH_DIM), self.channels)
         _, kernel = self.operand_quant(buffer, self.normalised_kernel())  # buffer is on the grid already
-        return self._mix(F.pad(buffer, (0, self.right_padding)).unfold(2, self.kernel_size, 1), kernel)
+        windows = F.pad(buffer.permute(1, 2, 0), (0, self.right_padding)).unfold(2, self.kernel_size, 1)
+        return self._add_bias(mix_windows(windows, kernel, self.op, self.eta))
 
     def op_counts(self, input_shape: Sequence[int]) -> OpCounts:
         """Arithmetic of one :meth:`forward` on ``(T, B, C)``: ``T*B*C`` depthwise dot products of length ``K``.

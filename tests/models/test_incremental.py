@@ -8,6 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
+from fairseq_shiftadd.ops.lightconv import BUFFER_BATCH_DIM
 from fairseq_shiftadd.space import LayerConfig, SubnetConfig, attended_encoder_layers
 
 DECODER_BLOCKS = [b for b in BlockType if b.has_attention]
@@ -79,8 +80,8 @@ def test_state_is_per_module_and_subnet_sized(builders, task):
     largest): after ``t`` steps it holds, per decoder layer ``i``, the self-attention keys and values of ``t``
     tokens (``2 B t qkv``, the block's attention width), the lightweight window of the ``k_i - 1`` last inputs
     (``B c (k_i - 1)``, the block's mixer width) and the cross-attention keys and values of the attended encoder
-    layers (``2 B n S qkv``). Counted in elements, whatever the layout; every cached tensor is batch-first, the
-    dimension beam search reorders."""
+    layers (``2 B n S qkv``). Counted in elements, whatever the layout; every cached tensor holds the batch on the
+    dimension beam search reorders: the first, the lightweight window's ``BUFFER_BATCH_DIM`` (time-major)."""
     space = builders.spans
     src, lengths, prev = builders.token_batch(task, seed=9)
     B, S = src.shape
@@ -91,7 +92,9 @@ def test_state_is_per_module_and_subnet_sized(builders, task):
         with torch.no_grad():
             _stepwise(supernet, supernet.encoder(src, lengths), prev[:, :steps], state)
         cached = [t for buffer in state.values() for t in buffer.values()]
-        assert all(t.size(0) == B for t in cached)
+        windows = [t for buffer in state.values() for name, t in buffer.items() if name == "window"]
+        assert windows and all(t.size(BUFFER_BATCH_DIM) == B for t in windows)
+        assert all(t.size(0) == B for buffer in state.values() for name, t in buffer.items() if name != "window")
         expected = sum(
             2 * B * steps * space.attention_qkv_dim(layer.block)
             + B * layer.block.branch_width(sub.decoder_embed_dim) * (space.kernel_sizes[i] - 1)

@@ -8,7 +8,7 @@ from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, GradNorm
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.kernels.cpu_depthwise import depthwise_supported
-from fairseq_shiftadd.ops.lightconv import LightweightAdd, Padding, lightweight_mix
+from fairseq_shiftadd.ops.lightconv import LightweightAdd, Padding, lightweight_mix, mix_window
 
 F64 = torch.float64
 
@@ -72,6 +72,18 @@ def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, 
     for fast, slow in zip(*on_both_paths(monkeypatch, run)):
         assert fast.dtype == dtype
         assert_close(fast, slow, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
+@pytest.mark.parametrize("sizes", SEQUENCES.values(), ids=list(SEQUENCES))
+def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, dtype, sizes):
+    torch.manual_seed(3)
+    _, batch, channels, heads, taps = sizes
+    window, kernel = torch.randn(taps, batch, channels, dtype=dtype), torch.randn(heads, taps, dtype=dtype)
+    (fast,), (slow,) = on_both_paths(monkeypatch, lambda: [mix_window(window, kernel, OpKind.ADD)])
+    assert fast.shape == (1, batch, channels) and fast.dtype == dtype
+    tolerance = {F64: 1e-9, torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]  # both round float32 sums to bf16
+    assert_close(fast, slow, rtol=tolerance, atol=tolerance)
 
 
 def test_lightweight_add_bfloat16_matches_float32(kernels_built, monkeypatch):

@@ -7,11 +7,13 @@
 //   forward:        y[t, b, c]  = -sum_j |x[t + j - left, b, c] - w[j, c]|
 //   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
 //   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
+//   decoding step:  y[b, c]     = -sum_j |window[j, b, c] - w[j, c]|      (window: the last K inputs, (K, B, C))
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
 // with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
 // batch entry and 4 vectors of channels per task, their sums in registers while the taps run; the weight
-// product one vector of channels per task, 4 taps' sums in registers while time runs.
+// product one vector of channels per task, 4 taps' sums in registers while time runs. A decoding step reads its
+// window in place (each row once), on one thread unless the window is large.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -151,6 +153,27 @@ void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads
   }
 }
 
+template <typename T>
+void window_forward(const T* window, const T* w, T* y, const Sequence& s, int threads) {
+  const int64_t pitch = s.batch * s.channels;
+#pragma omp parallel for schedule(static) num_threads(threads) if (pitch * s.taps >= (int64_t(1) << 20))
+  for (int64_t b = 0; b < s.batch; ++b) {
+    vector_loop<T>(s.channels, [&](auto vectors, int64_t c) {
+      using B = Lanes<T, decltype(vectors)::value>;
+      using U = typename B::U;
+      const U minus_one = T(-1) - U{};
+      U sum[B::N];
+      for (int n = 0; n < B::N; ++n) sum[n] = U{};
+      for (int64_t j = 0; j < s.taps; ++j) {
+        const T* xj = window + j * pitch + b * s.channels + c;
+        const T* wj = w + j * s.channels + c;
+        for (int n = 0; n < B::N; ++n) sum[n] += vabs(load<U>(xj + n * B::W) - load<U>(wj + n * B::W)) * minus_one;
+      }
+      for (int n = 0; n < B::N; ++n) store(y + b * s.channels + c + n * B::W, sum[n]);
+    });
+  }
+}
+
 }  // namespace
 
 #define SHIFTADD_SEQUENCE_ARGS int64_t length, int64_t batch, int64_t channels, int64_t taps, int64_t left, int threads
@@ -164,6 +187,9 @@ void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads
   }                                                                                                          \
   void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, SHIFTADD_SEQUENCE_ARGS) {            \
     weight_product<T>(g, x, p, SHIFTADD_SEQUENCE, threads);                                                  \
+  }                                                                                                          \
+  void shiftadd_mixer_window_##T(const T* window, const T* w, T* y, SHIFTADD_SEQUENCE_ARGS) {               \
+    window_forward<T>(window, w, y, SHIFTADD_SEQUENCE, threads);                                             \
   }
 
 extern "C" {

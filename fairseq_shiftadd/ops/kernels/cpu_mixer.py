@@ -8,7 +8,8 @@ zeros before the sequence, ``K - 1 - left`` after it):
 * ``dx[s, b, c] = sum_j g[s - j + left, b, c] * clamp(w[h(c), j] - x[s, b, c], -1, 1)`` (HardTanh surrogate);
 * ``dw[h, j] = sum_{c in h} (p[j, c] - w[h, j] * sum_{t, b} g[t, b, c])`` with ``p`` the kernel's ``g^T x``
   (``p[j, c] = sum_{t, b} g[t, b, c] x[t + j - left, b, c]``), then the caller's adaptive scaling
-  (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in as ``scale``).
+  (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in as ``scale``);
+* :func:`add_window`, a decoding step: ``y[b, c] = -sum_j |window[j, b, c] - w[h(c), j]|`` (no autograd).
 
 The same formulas as :func:`~fairseq_shiftadd.ops.lightconv.mix_windows` on unfolded windows (the reference
 path and the fallback), read in place: no padded copy, no transposes, channels contiguous in every operand.
@@ -28,11 +29,12 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from . import cpu_adder
 from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
 
-__all__ = ["mixer_supported", "add_mix"]
+__all__ = ["mixer_supported", "add_mix", "add_window"]
 
 _SOURCE = Path(__file__).with_name("cpu_mixer.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, then threads
     "mixer_forward": (3, 5, 1), "mixer_input_grad": (4, 5, 1), "mixer_weight_product": (3, 5, 1),
+    "mixer_window": (3, 5, 1),
 }
 Scale = Callable[[Tensor, Tensor], Tensor]
 
@@ -97,3 +99,17 @@ def add_mix(x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
     """
     dtype = x.dtype if x.dtype in KERNEL_DTYPES else torch.float32
     return _AddMix.apply(x.to(dtype), kernel.to(dtype), left, scale).to(x.dtype)
+
+
+def add_window(window: Tensor, kernel: Tensor) -> Tensor:
+    """The newest output of the causal add mixer from the window of its last ``K`` inputs, without autograd.
+
+    ``y[b, c] = -sum_j |window[j, b, c] - kernel[h(c), j]|``: the forward at the window's last position, read in
+    place. Shape: window (K, B, C), kernel (H, K) with H dividing C -> (B, C), in window's dtype.
+    """
+    dtype = window.dtype if window.dtype in KERNEL_DTYPES else torch.float32
+    (taps, batch, channels), source = window.shape, window
+    window = window.to(dtype).contiguous()
+    y = window.new_empty(batch, channels)
+    _call("window", window, _per_channel(kernel.to(dtype), channels), y, sequence=(taps, batch, channels, taps, 0))
+    return y.to(source.dtype)
