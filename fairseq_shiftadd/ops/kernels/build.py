@@ -1,9 +1,9 @@
 """Compile a kernel source at first use into a per-machine cache, and load it with ctypes.
 
 A shared library is built with ``g++ -O3 -march=native -fopenmp -ffp-contract=fast`` (``a += b * c`` as one
-fused multiply-add; no torch headers, so a build takes a few seconds) into ``$FAIRSEQ_SHIFTADD_KERNEL_CACHE`` (default ``~/.cache/fairseq_shiftadd/kernels``), named by a
-hash of the source, the headers beside it, the flags and the CPU's feature flags: it compiles once per machine
-and source version.
+fused multiply-add; no torch headers, so a build takes a few seconds) into ``$FAIRSEQ_SHIFTADD_KERNEL_CACHE``
+(default ``~/.cache/fairseq_shiftadd/kernels``), named by a hash of the source, the headers beside it, the flags
+and the CPU's feature flags: it compiles once per machine and source version.
 Builds write to a temporary file of their own and rename it into place (:func:`~fairseq_shiftadd.atomic.atomic_path`,
 ``partial="unique"``), so concurrent processes never load half a file.
 A failed build (no compiler, a compile error) warns once, in one line, and returns None: callers then use
@@ -36,7 +36,8 @@ Signature = Tuple[int, int, int]
 """A kernel's arguments: how many pointers, then how many ``int64_t``, then how many ``int`` (the last: threads)."""
 
 COMPILER = os.environ.get("CXX", "g++")
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast", "-std=c++17",
+         "-shared", "-fPIC")
 
 
 def kernel_cache_dir() -> Path:
@@ -89,7 +90,7 @@ def load_kernels(source: Path, signatures: Mapping[str, Signature]) -> Optional[
 
 
 def call_kernel(library: ctypes.CDLL, name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
-    """``shiftadd_{name}_{suffix}(args..., threads)``: tensors as their data pointers, then ``torch.get_num_threads()``."""
+    """``shiftadd_{name}_{suffix}(args..., threads)``: tensors as data pointers, then ``torch.get_num_threads()``."""
     function = getattr(library, f"shiftadd_{name}_{KERNEL_DTYPES[dtype]}")
     function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
 

@@ -24,6 +24,7 @@
 
 namespace {
 
+using shiftadd::vabs;
 using shiftadd::Vec;
 using shiftadd::vmax;
 using shiftadd::vmin;
@@ -241,8 +242,8 @@ void forward_few(const T* xt, const T* w, T* out, int64_t groups, int64_t np, in
           V xv;
           __builtin_memcpy(&xv, xg + kk * np + j * L, sizeof(V));
           const V d = xv - wb;
-          if (MODE == 0) acc[j] += vmax(d, -d);
-          else acc[j] += vmax(xv, -xv) - vmax(d, -d);
+          if (MODE == 0) acc[j] += vabs(d);
+          else acc[j] += vabs(xv) - vabs(d);
         }
       }
       for (int j = 0; j < NB_VECS; ++j) __builtin_memcpy(out + (g * m + mm) * np + n0 + j * L, &acc[j], sizeof(V));

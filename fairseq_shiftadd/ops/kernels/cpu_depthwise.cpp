@@ -19,6 +19,7 @@ namespace {
 
 using shiftadd::broadcast;
 using shiftadd::load;
+using shiftadd::vabs;
 using shiftadd::store;
 using shiftadd::Vec;
 using shiftadd::vector_loop;
@@ -58,7 +59,7 @@ void forward(const T* xp, const T* w, T* y, const Geometry& s, int threads) {
 #pragma omp simd
           for (int64_t j = 0; j < s.wo; ++j) {
             const T d = xv[j * sw] - wv;
-            row[j] -= d < T(0) ? -d : d;
+            row[j] -= vabs(d);
           }
         }
       }
@@ -148,7 +149,7 @@ void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads)
         T sum = T(0);
         for (int64_t t = 0; t < taps; ++t) {
           const T d = x[offset[t] + f] - wc[t];
-          sum -= d < T(0) ? -d : d;
+          sum -= vabs(d);
         }
         acc[f] = sum;
       } else {
@@ -159,7 +160,7 @@ void forward_flat(const T* xp, const T* w, T* y, const Geometry& s, int threads)
           const V wv = broadcast<V>(wc[t]);
           for (int j = 0; j < NV; ++j) {
             const V d = load<V>(x + offset[t] + f + j * L) - wv;
-            sum[j] -= vmax(d, -d);
+            sum[j] -= vabs(d);
           }
         }
         for (int j = 0; j < NV; ++j) store(acc + f + j * L, sum[j]);

@@ -2,8 +2,8 @@
 // copy, no transposes.
 //
 // Compiled at first use by cpu_mixer.py (see build.py) and called through ctypes; plain C ABI. x is (T, B, C), the
-// kernel is expanded per channel as w (K, C) (w[j, c] = kernel[c / (C / H), j]), and positions outside [0, T) read
-// zeros (the zero padding: `left` positions before the sequence, the rest after it):
+// kernel (H, K) is read expanded per channel as w (K, C) (w[j, c] = kernel[c / (C / H), j], built per call), and
+// positions outside [0, T) read zeros (the zero padding: `left` positions before the sequence, the rest after it):
 //   forward:        y[t, b, c]  = -sum_j |x[t + j - left, b, c] - w[j, c]|
 //   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
 //   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
@@ -32,8 +32,19 @@ using shiftadd::vmax;
 using shiftadd::vmin;
 
 struct Sequence {
-  int64_t length, batch, channels, taps, left;
+  int64_t length, batch, channels, taps, left, heads;
 };
+
+// The kernel (H, K) per channel, as the loops read it: w[j, c] = kernel[c / (C / H), j], (K, C).
+template <typename T>
+std::vector<T> per_channel(const T* kernel, const Sequence& s) {
+  std::vector<T> w(s.taps * s.channels);
+  const int64_t width = s.channels / s.heads;
+  for (int64_t j = 0; j < s.taps; ++j)
+    for (int64_t h = 0; h < s.heads; ++h)
+      std::fill_n(w.data() + j * s.channels + h * width, width, kernel[h * s.taps + j]);
+  return w;
+}
 
 // buf[u, :] = base[first + u, b, c0 : c0 + width] for u in [0, rows), zeros where first + u is outside [0, T).
 template <typename T>
@@ -176,20 +187,24 @@ void window_forward(const T* window, const T* w, T* y, const Sequence& s, int th
 
 }  // namespace
 
-#define SHIFTADD_SEQUENCE_ARGS int64_t length, int64_t batch, int64_t channels, int64_t taps, int64_t left, int threads
-#define SHIFTADD_SEQUENCE Sequence{length, batch, channels, taps, left}
-#define SHIFTADD_MIXER_FUNCTIONS(T)                                                                          \
-  void shiftadd_mixer_forward_##T(const T* x, const T* w, T* y, SHIFTADD_SEQUENCE_ARGS) {                   \
-    forward<T>(x, w, y, SHIFTADD_SEQUENCE, threads);                                                         \
-  }                                                                                                          \
-  void shiftadd_mixer_input_grad_##T(const T* g, const T* x, const T* w, T* dx, SHIFTADD_SEQUENCE_ARGS) {   \
-    input_grad<T>(g, x, w, dx, SHIFTADD_SEQUENCE, threads);                                                  \
-  }                                                                                                          \
-  void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, SHIFTADD_SEQUENCE_ARGS) {            \
-    weight_product<T>(g, x, p, SHIFTADD_SEQUENCE, threads);                                                  \
-  }                                                                                                          \
-  void shiftadd_mixer_window_##T(const T* window, const T* w, T* y, SHIFTADD_SEQUENCE_ARGS) {               \
-    window_forward<T>(window, w, y, SHIFTADD_SEQUENCE, threads);                                             \
+#define SHIFTADD_SEQUENCE_ARGS \
+  int64_t length, int64_t batch, int64_t channels, int64_t taps, int64_t left, int64_t heads, int threads
+#define SHIFTADD_SEQUENCE Sequence{length, batch, channels, taps, left, heads}
+#define SHIFTADD_MIXER_FUNCTIONS(T)                                                                             \
+  void shiftadd_mixer_forward_##T(const T* x, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {                 \
+    const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
+    forward<T>(x, per_channel(kernel, s).data(), y, s, threads);                                                \
+  }                                                                                                             \
+  void shiftadd_mixer_input_grad_##T(const T* g, const T* x, const T* kernel, T* dx, SHIFTADD_SEQUENCE_ARGS) { \
+    const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
+    input_grad<T>(g, x, per_channel(kernel, s).data(), dx, s, threads);                                         \
+  }                                                                                                             \
+  void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, SHIFTADD_SEQUENCE_ARGS) {               \
+    weight_product<T>(g, x, p, SHIFTADD_SEQUENCE, threads);                                                     \
+  }                                                                                                             \
+  void shiftadd_mixer_window_##T(const T* window, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {             \
+    const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
+    window_forward<T>(window, per_channel(kernel, s).data(), y, s, threads);                                    \
   }
 
 extern "C" {

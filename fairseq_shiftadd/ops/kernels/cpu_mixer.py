@@ -32,9 +32,9 @@ from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
 __all__ = ["mixer_supported", "add_mix", "add_window"]
 
 _SOURCE = Path(__file__).with_name("cpu_mixer.cpp")
-_SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, then threads
-    "mixer_forward": (3, 5, 1), "mixer_input_grad": (4, 5, 1), "mixer_weight_product": (3, 5, 1),
-    "mixer_window": (3, 5, 1),
+_SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, then threads
+    "mixer_forward": (3, 6, 1), "mixer_input_grad": (4, 6, 1), "mixer_weight_product": (3, 6, 1),
+    "mixer_window": (3, 6, 1),
 }
 Scale = Callable[[Tensor, Tensor], Tensor]
 
@@ -53,36 +53,30 @@ def _call(name: str, *tensors: Tensor, sequence: Tuple[int, ...]) -> None:
     call_kernel(_library(), f"mixer_{name}", tensors[0].dtype, *tensors, *sequence)
 
 
-def _per_channel(kernel: Tensor, channels: int) -> Tensor:
-    """The kernel as the C++ loops read it: ``(H, K) -> (K, C)``, column ``c`` = row ``h(c)``."""
-    return kernel.t().repeat_interleave(channels // kernel.size(0), dim=1).contiguous()
-
-
 class _AddMix(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
         x, kernel = x.contiguous(), kernel.contiguous()
-        (length, batch, channels), taps = x.shape, kernel.size(1)
-        sequence = (length, batch, channels, taps, left)
-        expanded = _per_channel(kernel, channels)
+        (length, batch, channels), (heads, taps) = x.shape, kernel.shape
+        sequence = (length, batch, channels, taps, left, heads)
         y = torch.empty_like(x)
-        _call("forward", x, expanded, y, sequence=sequence)
-        ctx.save_for_backward(x, kernel, expanded)
+        _call("forward", x, kernel, y, sequence=sequence)
+        ctx.save_for_backward(x, kernel)
         ctx.sequence, ctx.scale = sequence, scale
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None]:
-        x, kernel, expanded = ctx.saved_tensors
+        x, kernel = ctx.saved_tensors
         grad = grad.contiguous()
         dx = dw = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty_like(x)
-            _call("input_grad", grad, x, expanded, dx, sequence=ctx.sequence)
+            _call("input_grad", grad, x, kernel, dx, sequence=ctx.sequence)
         if ctx.needs_input_grad[1]:
-            heads, channels = kernel.size(0), x.size(2)
-            per_channel = torch.empty_like(expanded)  # p (K, C)
+            (heads, taps), channels = kernel.shape, x.size(2)
+            per_channel = x.new_empty(taps, channels)  # p (K, C)
             _call("weight_product", grad, x, per_channel, sequence=ctx.sequence)
             product = per_channel.view(-1, heads, channels // heads).sum(dim=2).t()  # (H, K)
             grad_sum = grad.sum(dim=(0, 1)).view(heads, channels // heads).sum(dim=1)
@@ -109,7 +103,7 @@ def add_window(window: Tensor, kernel: Tensor) -> Tensor:
     """
     dtype = window.dtype if window.dtype in KERNEL_DTYPES else torch.float32
     (taps, batch, channels), source = window.shape, window
-    window = window.to(dtype).contiguous()
+    window, kernel = window.to(dtype).contiguous(), kernel.to(dtype).contiguous()
     y = window.new_empty(batch, channels)
-    _call("window", window, _per_channel(kernel.to(dtype), channels), y, sequence=(taps, batch, channels, taps, 0))
+    _call("window", window, kernel, y, sequence=(taps, batch, channels, taps, 0, kernel.size(0)))
     return y.to(source.dtype)

@@ -4,6 +4,10 @@
 
 #include <cstdint>
 #include <limits>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <type_traits>
 
 namespace shiftadd {
@@ -14,8 +18,24 @@ struct Vec {
   static constexpr int lanes = 64 / sizeof(T);
 };
 
+// max(a, b) and min(a, b) as a > b ? a : b and a < b ? a : b (b where either is NaN), one instruction each with
+// AVX-512: GCC compiles some of those selects on vectors to a compare and a blend, two.
 template <typename V>
-inline V vmax(V a, V b) { return a > b ? a : b; }
+inline V vmax(V a, V b) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<V, Vec<float>::type>) return (V)_mm512_max_ps((__m512)a, (__m512)b);
+  if constexpr (std::is_same_v<V, Vec<double>::type>) return (V)_mm512_max_pd((__m512d)a, (__m512d)b);
+#endif
+  return a > b ? a : b;
+}
+template <typename V>
+inline V vmin(V a, V b) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<V, Vec<float>::type>) return (V)_mm512_min_ps((__m512)a, (__m512)b);
+  if constexpr (std::is_same_v<V, Vec<double>::type>) return (V)_mm512_min_pd((__m512d)a, (__m512d)b);
+#endif
+  return a < b ? a : b;
+}
 
 // |a|, by clearing the sign bits (one instruction; max(a, -a) takes two). Scalars as std::abs.
 template <typename T>
@@ -29,8 +49,6 @@ inline T vabs(T a) {
     return (T)((I)a & std::numeric_limits<Bits>::max());
   }
 }
-template <typename V>
-inline V vmin(V a, V b) { return a < b ? a : b; }
 
 // Unaligned vector load and store.
 template <typename V, typename T>
