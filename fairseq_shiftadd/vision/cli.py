@@ -64,7 +64,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="passes over the training split")
     group.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="images per update")
     group.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, cosine)")
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                       help="AdamW weight decay of the weight tensors (none on biases, norm scales)")
     group.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs, help="linear warm-up")
     group.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing, help="label smoothing")
     group.add_argument("--augment-shift", type=non_negative_int, default=defaults.augment_shift,

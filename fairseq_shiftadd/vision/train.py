@@ -1,6 +1,7 @@
 """Training of vision supernets and standalone subnets: one loop, resumable, seeded (ShiftAddNAS, arXiv 2205.08119).
 
-:func:`fit` runs AdamW with a linear warm-up and a cosine decay to 0 (per update), mini-batches drawn from a
+:func:`fit` runs AdamW (weight decay on weight tensors only: :func:`parameter_groups`) with a linear warm-up and a
+cosine decay to 0 (per update), mini-batches drawn from a
 permutation seeded by ``(seed, epoch)``, optional random-translation / horizontal-flip augmentation, and after
 every epoch writes ``checkpoint_last.pt`` atomically (model, optimizer, epoch, history, seeds); a restarted
 run with the same ``save_dir`` continues from it. The best validation accuracy so far is kept in
@@ -36,8 +37,8 @@ from .space import VisionSubnet, largest, sample, smallest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "fit", "evaluate", "supernet_loss", "classifier_loss", "subnet_rng", "train_batches",
-           "load_checkpoint"]
+__all__ = ["TrainConfig", "parameter_groups", "fit", "evaluate", "supernet_loss", "classifier_loss", "subnet_rng",
+           "train_batches", "load_checkpoint"]
 
 LossFn = Callable[[nn.Module, Tensor, Tensor, int], Tensor]
 
@@ -50,7 +51,7 @@ class TrainConfig:
         epochs: passes over the training split.
         batch_size: images per update.
         lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW weight decay of the weight tensors (not of biases, norm scales and other vectors).
         warmup_epochs: linear warm-up length (then cosine decay to 0).
         label_smoothing: cross-entropy label smoothing.
         augment_shift: random translation by up to this many pixels (zero fill); 0 = off.
@@ -170,6 +171,15 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
     return payload
 
 
+def parameter_groups(model: nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """AdamW's parameter groups: ``weight_decay`` on tensors of two or more dims (the linear, convolution and shared
+    operator weights), none on biases, norm scales and other vectors (the DeiT / timm convention: pulling a norm's
+    scale or a remap's slopes toward 0 is no regularisation). Parameters that need no gradient are left out."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trained if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in trained if p.dim() < 2], "weight_decay": 0.0}]
+
+
 def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig, save_dir: str | Path,
         meta: Dict[str, Any], valid_fn: Optional[Callable[[nn.Module], Dict[str, float]]] = None,
         progress: bool = True, device: str | torch.device = "cpu") -> List[Dict[str, float]]:
@@ -183,7 +193,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
     save_dir.mkdir(parents=True, exist_ok=True)
     last, best = save_dir / "checkpoint_last.pt", save_dir / "checkpoint_best.pt"
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total, warmup = config.epochs * steps_per_epoch, max(1, int(config.warmup_epochs * steps_per_epoch))
     history: List[Dict[str, float]] = []
@@ -193,6 +203,9 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageData, config: TrainConfig,
         if state["meta"].get("config") != dataclasses.asdict(config) or state["meta"].get("run") != meta:
             raise ValueError(f"{last} was written by another run (other settings); use another --save-dir")
         model.load_state_dict(state["model"])
+        if len(state["optimizer"]["param_groups"]) != len(optimizer.param_groups):
+            raise ValueError(f"{last} was written by an older version (weight decay on every parameter); "
+                             f"use another --save-dir")
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
         logger.info("resuming %s after epoch %d", last, start_epoch)

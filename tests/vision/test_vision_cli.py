@@ -8,7 +8,7 @@ from fairseq_shiftadd.vision import cli
 from fairseq_shiftadd.vision.data import load_digits
 from fairseq_shiftadd.vision.models import VisionNet
 from fairseq_shiftadd.vision.space import get_space, load_subnet, smallest
-from fairseq_shiftadd.vision.train import TrainConfig, classifier_loss, evaluate, fit, load_checkpoint
+from fairseq_shiftadd.vision.train import TrainConfig, classifier_loss, evaluate, fit, load_checkpoint, parameter_groups
 
 
 def test_train_search_retrain_on_digits(tmp_path):
@@ -66,6 +66,30 @@ def test_killed_training_continues_to_the_same_result(tmp_path):
     with pytest.raises(ValueError, match="was written by another run"):
         fit(VisionNet(space, smallest(space)), classifier_loss(config), data,
             TrainConfig(epochs=3, batch_size=32), tmp_path / "b", {"run": 1}, progress=False)
+    state = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")  # as written before parameter_groups
+    groups = state["optimizer"]["param_groups"]
+    state["optimizer"]["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[1]["params"]}]
+    torch.save(state, tmp_path / "b" / "checkpoint_last.pt")
+    with pytest.raises(ValueError, match="written by an older version"):
+        run(tmp_path / "b")
+
+
+def test_weight_decay_spares_biases_and_norm_scales():
+    model = VisionNet(get_space("digits"), smallest(get_space("digits")))
+    decayed, spared = parameter_groups(model, 0.5)
+    assert decayed["weight_decay"] == 0.5 and spared["weight_decay"] == 0.0
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert sorted(map(id, decayed["params"] + spared["params"])) == sorted(names)  # each parameter once
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in spared["params"]} >= {"bias"}
+    assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() < 2 for p in spared["params"])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.5), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # zero gradients: only the decoupled decay moves a parameter, by the factor 1 - lr * wd
+    for name, p in model.named_parameters():
+        factor = 1 - 0.1 * 0.5 if p.dim() >= 2 else 1.0
+        assert torch.allclose(p.detach(), before[name] * factor), name
 
 
 @pytest.mark.parametrize("argv,message", [
