@@ -48,6 +48,7 @@ def test_depthwise_add_conv_matches_reference(kernels_built, monkeypatch, geomet
 SEQUENCES = {  # T, B, C, H, K
     "narrow": (9, 3, 12, 4, 5),  # fewer channels than a vector: scalar lanes only
     "ragged": (6, 2, 90, 3, 7),  # blocks of vectors, single vectors and scalar lanes
+    "long_ragged": (19, 2, 90, 3, 7),  # and the kernels' blocks of 8 rows, then single rows
     "shorter_than_kernel": (3, 2, 40, 5, 9),  # every output meets both borders
 }
 
