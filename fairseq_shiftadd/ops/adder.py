@@ -329,17 +329,16 @@ def add_matmul(
     return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
 
 
-def neg_l1_broadcast(x: Tensor, weight: Tensor, dim: int = -1) -> Tensor:
-    """``-sum_k |x - w|`` over axis ``dim``, ``x`` and ``w`` broadcast against each other, in at least float32; no
-    surrogate gradients (inference: the lightweight add mixers' windows without autograd,
-    :func:`~.lightconv.mix_windows` and :func:`~.lightconv.mix_window`, where each window meets one kernel row, so
-    the temporary has the windows' size).
+def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
+    """``-sum_k |x[..., k] - w[..., k]|`` over the last axis, ``x`` and ``w`` broadcast against each other, in at
+    least float32; no surrogate gradients (inference: the lightweight add mixers' windows without autograd,
+    :func:`~.lightconv.mix_windows`, where each window meets one kernel row, so the temporary has the windows' size).
 
-    Shape: x (..., K, ...), weight broadcastable to it -> the broadcast shape without axis ``dim``, in x's dtype.
+    Shape: x (*, K), weight broadcastable to it -> the broadcast shape without its last axis, in x's dtype.
     """
     accumulate = torch.promote_types(x.dtype, torch.float32)
     distance = (x.to(accumulate) - weight.to(accumulate)).abs_()
-    return distance.sum(dim=dim).neg_().to(x.dtype)
+    return distance.sum(dim=-1).neg_().to(x.dtype)
 
 
 def add_conv2d(

@@ -197,22 +197,15 @@ def mix_window(
 ) -> Tensor:
     """The newest output of a causal mix from the window of its last ``K`` inputs (a decoding step's mixing).
 
-    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])`` as :func:`mix_windows`. Without autograd, in the
-    window's own time-major layout: ``ADD`` on CPU by the kernel :func:`~.kernels.cpu_mixer.add_window` (one pass,
-    no temporary), otherwise by broadcasting over the heads. With autograd, :func:`mix_windows` (for ``ADD``
-    AdderNet's surrogate gradients, as the whole-sequence mixers).
+    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])``: ``ADD`` on CPU without autograd by the kernel
+    :func:`~.kernels.cpu_mixer.add_window` (one pass over the window, read in place), otherwise :func:`mix_windows`
+    on a view of the window (broadcasting without autograd; AdderNet's surrogate gradients with it).
 
     Shape: window ``(K, B, C)``, kernel ``(H, K)`` -> ``(1, B, C)``.
     """
-    taps, batch, channels = window.shape
-    heads = kernel.size(0)
-    if records_autograd((window, kernel)):
-        return mix_windows(window.permute(1, 2, 0).unsqueeze(2), kernel, op, eta, grad_norm)
-    if op is OpKind.ADD and mixer_supported(window, kernel):
+    if op is OpKind.ADD and not records_autograd((window, kernel)) and mixer_supported(window, kernel):
         return add_window(window, kernel).unsqueeze(0)
-    grouped, weights = window.view(taps, batch, heads, channels // heads), kernel.t().reshape(taps, 1, heads, 1)
-    out = (grouped * weights).sum(0) if op is OpKind.MULT else neg_l1_broadcast(grouped, weights, dim=0)
-    return out.view(1, batch, channels)
+    return mix_windows(window.permute(1, 2, 0).unsqueeze(2), kernel, op, eta, grad_norm)
 
 
 def causal_mix_step(
