@@ -18,6 +18,7 @@
 // large.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -76,6 +77,19 @@ void for_each_slice(const Sequence& s, int threads, Task&& task) {
   }
 }
 
+// Runs rows(std::integral_constant<int, R>{}, Lanes<T, NV>{}, t, c) over a slice's channels, one vector (NV = 1)
+// or, for the last ones, one scalar (NV = 0) at a time, and over its rows t in blocks of R = 8, then single rows.
+template <typename T, typename Rows>
+void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
+  constexpr int R = 8;
+  vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
+    const Lanes<T, decltype(vectors)::value> lanes;
+    int64_t t = 0;
+    for (; t + R <= length; t += R) rows(std::integral_constant<int, R>{}, lanes, t, c);
+    for (; t < length; ++t) rows(std::integral_constant<int, 1>{}, lanes, t, c);
+  });
+}
+
 // Rows t .. t + R - 1 of the output on one U of channels (at c in the slice): the rows' inputs slide through
 // registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms.
 template <int R, typename U, typename T>
@@ -97,14 +111,10 @@ inline void forward_rows(const T* xb, const T* w, T* y, int64_t t, int64_t b, in
 
 template <typename T>
 void forward(const T* x, const T* w, T* y, const Sequence& s, int threads) {
-  constexpr int R = 8;
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* xb) {
     gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb);  // xb[u] = x[u - left]
-    vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
-      using U = typename Lanes<T, decltype(vectors)::value>::U;
-      int64_t t = 0;
-      for (; t + R <= s.length; t += R) forward_rows<R, U>(xb, w, y, t, b, c0, c, width, s);
-      for (; t < s.length; ++t) forward_rows<1, U>(xb, w, y, t, b, c0, c, width, s);
+    in_row_blocks<T>(s.length, width, [&](auto block, auto lanes, int64_t t, int64_t c) {
+      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, y, t, b, c0, c, width, s);
     });
   });
 }
@@ -133,15 +143,11 @@ inline void input_grad_rows(const T* gb, const T* x, const T* w, T* dx, int64_t 
 
 template <typename T>
 void input_grad(const T* g, const T* x, const T* w, T* dx, const Sequence& s, int threads) {
-  constexpr int R = 8;
   const int64_t after = s.taps - 1 - s.left;
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* gb) {
     gather(g, b, c0, width, -after, s.length + s.taps - 1, s, gb);  // gb[u] = g[u - after]
-    vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
-      using U = typename Lanes<T, decltype(vectors)::value>::U;
-      int64_t t = 0;
-      for (; t + R <= s.length; t += R) input_grad_rows<R, U>(gb, x, w, dx, t, b, c0, c, width, s);
-      for (; t < s.length; ++t) input_grad_rows<1, U>(gb, x, w, dx, t, b, c0, c, width, s);
+    in_row_blocks<T>(s.length, width, [&](auto block, auto lanes, int64_t t, int64_t c) {
+      input_grad_rows<decltype(block)::value, typename decltype(lanes)::U>(gb, x, w, dx, t, b, c0, c, width, s);
     });
   });
 }
