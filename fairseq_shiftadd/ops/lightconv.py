@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from .adder import GradNorm, add_matmul, neg_l1_broadcast, scale_weight_grad
 from .op_counts import OpCounts
-from .kernels import cpu_adder
+from .kernels.build import enabled as kernels_enabled
 from .kernels.cpu_mixer import add_mix, add_window, mixer_supported
 from .kernels.weight_cache import records_autograd
 from .kinds import OpKind
@@ -137,7 +137,7 @@ def mix_sequence(
     Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
     channels, (heads, kernel_size) = seq.size(1), kernel.shape
-    if op is OpKind.MULT and cpu_adder.enabled():
+    if op is OpKind.MULT and kernels_enabled():
         weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
         return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
     return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
@@ -162,7 +162,7 @@ def lightweight_mix(
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
     left, right = padding_sizes(kernel.size(1), padding)
-    if op is OpKind.MULT and cpu_adder.enabled() and x.size(0) <= _BAND_MAX_LENGTH:
+    if op is OpKind.MULT and kernels_enabled() and x.size(0) <= _BAND_MAX_LENGTH:
         return band_mix(x, kernel, left)
     if op is OpKind.ADD and mixer_supported(x, kernel):
         return add_mix(x, kernel, left, functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm)))

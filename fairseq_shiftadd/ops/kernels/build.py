@@ -7,8 +7,8 @@ and the CPU's feature flags: it compiles once per machine and source version.
 Builds write to a temporary file of their own and rename it into place (:func:`~fairseq_shiftadd.atomic.atomic_path`,
 ``partial="unique"``), so concurrent processes never load half a file.
 A failed build (no compiler, a compile error) warns once, in one line, and returns None: callers then use
-their reference path. :func:`load_kernels` also declares the C functions' arguments, and :func:`call_kernel` calls
-one with tensors passed as pointers.
+their reference path. A :class:`KernelLibrary` declares a source's C functions, says whether tensors can take them,
+and calls them with tensors passed as pointers. :func:`enabled` is the one switch of every fast path.
 """
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ from torch import Tensor
 
 from ...atomic import atomic_path
 
-__all__ = ["KERNEL_DTYPES", "Signature", "load_library", "load_kernels", "call_kernel", "kernel_cache_dir"]
+__all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "enabled", "KernelLibrary", "load_library", "kernel_cache_dir"]
 
 KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 """The dtypes every kernel is compiled for, and the suffix of their C functions (``shiftadd_{name}_{suffix}``)."""
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+"""Dtypes the CPU kernels take by computing in float32 (and rounding the results back once)."""
 
 Signature = Tuple[int, int, int]
 """A kernel's arguments: how many pointers, then how many ``int64_t``, then how many ``int`` (the last: threads)."""
@@ -38,6 +41,11 @@ Signature = Tuple[int, int, int]
 COMPILER = os.environ.get("CXX", "g++")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast", "-std=c++17",
          "-shared", "-fPIC")
+
+
+def enabled() -> bool:
+    """False when ``FAIRSEQ_SHIFTADD_KERNELS=reference`` asks for the reference paths only (read at every call)."""
+    return os.environ.get("FAIRSEQ_SHIFTADD_KERNELS", "").strip().lower() != "reference"
 
 
 def kernel_cache_dir() -> Path:
@@ -76,23 +84,46 @@ def load_library(source: Path) -> Optional[ctypes.CDLL]:
         return None
 
 
-def load_kernels(source: Path, signatures: Mapping[str, Signature]) -> Optional[ctypes.CDLL]:
-    """:func:`load_library`, with the arguments of ``shiftadd_{name}_{suffix}`` declared for every name and dtype."""
-    library = load_library(source)
-    if library is None:
-        return None
-    for name, (pointers, sizes, ints) in signatures.items():
-        for suffix in KERNEL_DTYPES.values():
-            function = getattr(library, f"shiftadd_{name}_{suffix}")
-            function.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes + [ctypes.c_int] * ints
-            function.restype = None
-    return library
+class KernelLibrary:
+    """The C functions ``shiftadd_{name}_{suffix}`` of one kernel source, built at first use (:func:`load_library`).
 
+    ``signatures`` maps each name to its :data:`Signature`, declared once the library loads. One instance per source
+    (``cpu_adder``, ``cpu_depthwise``, ``cpu_mixer``) owns its availability check and its calls.
+    """
 
-def call_kernel(library: ctypes.CDLL, name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
-    """``shiftadd_{name}_{suffix}(args..., threads)``: tensors as data pointers, then ``torch.get_num_threads()``."""
-    function = getattr(library, f"shiftadd_{name}_{KERNEL_DTYPES[dtype]}")
-    function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
+    def __init__(self, source: Path, signatures: Mapping[str, Signature]) -> None:
+        self.source, self.signatures = source, dict(signatures)
+
+    @functools.cached_property
+    def library(self) -> Optional[ctypes.CDLL]:
+        """The loaded library with its functions' arguments declared, or None where it did not build."""
+        library = load_library(self.source)
+        if library is None:
+            return None
+        for name, (pointers, sizes, ints) in self.signatures.items():
+            for suffix in KERNEL_DTYPES.values():
+                function = getattr(library, f"shiftadd_{name}_{suffix}")
+                function.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes + [ctypes.c_int] * ints
+                function.restype = None
+        return library
+
+    def reset(self) -> None:
+        """Forget the loaded library, so that the next use loads (or builds) it again."""
+        self.__dict__.pop("library", None)
+
+    def supports(self, *tensors: Tensor) -> bool:
+        """Whether these tensors take the kernels: fast paths on (:func:`enabled`), on CPU, float64 / float32 (or
+        bfloat16 / float16, computed in float32), and the library built."""
+        if not enabled() or any(t.device.type != "cpu" for t in tensors):
+            return False
+        if any(t.dtype not in KERNEL_DTYPES and t.dtype not in HALF_DTYPES for t in tensors):
+            return False
+        return self.library is not None
+
+    def call(self, name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
+        """``shiftadd_{name}_{suffix}(args..., threads)``: tensors as data pointers, then ``torch.get_num_threads()``."""
+        function = getattr(self.library, f"shiftadd_{name}_{KERNEL_DTYPES[dtype]}")
+        function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
 
 
 def _build(source: Path, target: Path) -> None:

@@ -24,22 +24,18 @@ Set ``FAIRSEQ_SHIFTADD_KERNELS=reference`` to disable every fast path (the refer
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-import os
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
+from .build import HALF_DTYPES, KERNEL_DTYPES, KernelLibrary, Signature
 
-__all__ = ["enabled", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
+__all__ = ["KERNELS", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
 
 _SOURCE = Path(__file__).with_name("cpu_adder.cpp")
-_HALF_DTYPES = (torch.bfloat16, torch.float16)
 Pair = Tuple[int, int]
 _SIGNATURES: dict[str, Signature] = {  # pointers, int64 sizes, ints (mode, threads)
     "forward": (3, 4, 2), "input_grad": (7, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
@@ -47,36 +43,25 @@ _SIGNATURES: dict[str, Signature] = {  # pointers, int64 sizes, ints (mode, thre
 }
 
 
-def enabled() -> bool:
-    """False when ``FAIRSEQ_SHIFTADD_KERNELS=reference`` asks for the reference paths only."""
-    return os.environ.get("FAIRSEQ_SHIFTADD_KERNELS", "").strip().lower() != "reference"
-
-
-@functools.lru_cache(maxsize=None)
-def _library() -> Optional[ctypes.CDLL]:
-    return load_kernels(_SOURCE, _SIGNATURES)
+KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
 
 
 def cpu_supported(*tensors: Tensor) -> bool:
-    """Whether the compiled kernels take these tensors: on CPU, float64/32/bfloat16/float16, kernels built."""
-    if not enabled() or any(t.device.type != "cpu" for t in tensors):
-        return False
-    if any(t.dtype not in KERNEL_DTYPES and t.dtype not in _HALF_DTYPES for t in tensors):
-        return False
-    return _library() is not None
+    """Whether the compiled kernels take these tensors (:meth:`~.build.KernelLibrary.supports`)."""
+    return KERNELS.supports(*tensors)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _HALF_DTYPES else dtype
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def _call(name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
-    call_kernel(_library(), name, dtype, *args)
+    KERNELS.call(name, dtype, *args)
 
 
 def _block(kind: str, dtype: torch.dtype) -> int:
     """A kernel's block width in elements: ``mr`` (weight rows), ``kr`` (columns), ``nb`` (input rows)."""
-    return getattr(_library(), f"shiftadd_{kind}_{KERNEL_DTYPES[dtype]}")()
+    return getattr(KERNELS.library, f"shiftadd_{kind}_{KERNEL_DTYPES[dtype]}")()
 
 
 def _few_rows(weight: Tensor, dtype: torch.dtype) -> bool:

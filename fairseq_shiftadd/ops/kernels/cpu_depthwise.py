@@ -15,8 +15,6 @@ and the fallback). Half inputs are computed in float32 and rounded back. Tempora
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -24,8 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from . import cpu_adder
-from .build import KERNEL_DTYPES, call_kernel, load_kernels
+from .build import KERNEL_DTYPES, KernelLibrary
 
 __all__ = ["depthwise_supported", "depthwise_add_conv"]
 
@@ -36,18 +33,16 @@ _Pair = Tuple[int, int]
 Scale = Callable[[Tensor, Tensor], Tensor]
 
 
-@functools.lru_cache(maxsize=None)
-def _library() -> Optional[ctypes.CDLL]:
-    return load_kernels(_SOURCE, _SIGNATURES)
+_KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
 
 
 def depthwise_supported(*tensors: Tensor) -> bool:
-    """Whether the direct kernels take these tensors (CPU, a float dtype, fast paths on, the library built)."""
-    return cpu_adder.cpu_supported(*tensors) and _library() is not None
+    """Whether the direct kernels take these tensors (:meth:`~.build.KernelLibrary.supports`)."""
+    return _KERNELS.supports(*tensors)
 
 
 def _call(name: str, *tensors: Tensor, geometry: Tuple[int, ...]) -> None:
-    call_kernel(_library(), f"depthwise_{name}", tensors[0].dtype, *tensors, *geometry)
+    _KERNELS.call(f"depthwise_{name}", tensors[0].dtype, *tensors, *geometry)
 
 
 class _DepthwiseAdd(torch.autograd.Function):

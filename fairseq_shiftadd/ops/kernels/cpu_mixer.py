@@ -17,8 +17,6 @@ Half inputs are computed in float32 and rounded back. Temporaries ``O(K C)`` bes
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -26,8 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from . import cpu_adder
-from .build import KERNEL_DTYPES, Signature, call_kernel, load_kernels
+from .build import KERNEL_DTYPES, KernelLibrary, Signature
 
 __all__ = ["mixer_supported", "add_mix", "add_window"]
 
@@ -39,18 +36,16 @@ _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, the
 Scale = Callable[[Tensor, Tensor], Tensor]
 
 
-@functools.lru_cache(maxsize=None)
-def _library() -> Optional[ctypes.CDLL]:
-    return load_kernels(_SOURCE, _SIGNATURES)
+_KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
 
 
 def mixer_supported(*tensors: Tensor) -> bool:
-    """Whether the mixer kernels take these tensors (CPU, a float dtype, fast paths on, the library built)."""
-    return cpu_adder.cpu_supported(*tensors) and _library() is not None
+    """Whether the mixer kernels take these tensors (:meth:`~.build.KernelLibrary.supports`)."""
+    return _KERNELS.supports(*tensors)
 
 
 def _call(name: str, *tensors: Tensor, sequence: Tuple[int, ...]) -> None:
-    call_kernel(_library(), f"mixer_{name}", tensors[0].dtype, *tensors, *sequence)
+    _KERNELS.call(f"mixer_{name}", tensors[0].dtype, *tensors, *sequence)
 
 
 class _AddMix(torch.autograd.Function):

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch import Tensor
 
-from .cpu_adder import enabled
+from .build import enabled
 
 try:
     import triton
