@@ -366,6 +366,33 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
     assert (tmp_path / "report" / "results.md").read_text().count("\n| ") == 2
 
 
+def test_latencies_are_measured_in_alternating_rounds(monkeypatch):
+    """Each round times every model once, in order, and each model gets its rounds' median: a drift during the
+    measurement (here +1 ms per timing) falls on every model alike."""
+    from fairseq import checkpoint_utils
+
+    from fairseq_shiftadd import latency
+
+    class Model:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def float(self) -> "Model":
+            return self
+
+    calls, drift = [], iter(range(100))
+
+    def time_model(model, protocol):
+        calls.append(model.name)
+        return latency.LatencyMeasurement(encoder_ms=0.0, decoder_ms=(model.name == "b") * 10.0 + next(drift))
+
+    monkeypatch.setattr(checkpoint_utils, "load_model_ensemble", lambda paths, arg_overrides: ([Model(paths[0])], {}))
+    monkeypatch.setattr(latency, "time_model", time_model)
+    measured = reports.measure_checkpoint_latencies([Path("a"), Path("b")], "data", Workload(beam=5), threads=1)
+    assert calls == ["a", "b"] * 3
+    assert measured == [2.0, 13.0]  # a: 0, 2, 4; b: 10 + 1, 10 + 3, 10 + 5
+
+
 @pytest.mark.parametrize("name", SEARCH_RECIPES)
 def test_demo_search_flags_parse_with_the_search_cli(tmp_path, name):
     """The search recipes, alone and with attention_only.args, parse with fairseq-shiftadd-search's own parser."""

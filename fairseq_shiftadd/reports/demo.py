@@ -2,7 +2,8 @@
 attention blocks with mult FFNs, and the Transformer baseline (any number of models, one ``--model`` each).
 
 Each model is measured by :func:`~.evaluate.evaluate_model` (BLEU, energy under both accountings, fixed-energy
-shares, counts, measured latency, training time). Outputs, in ``--out`` (written atomically): ``results.md`` (the
+shares, counts, training time), with its latency from :func:`~.evaluate.measure_checkpoint_latencies` (all models
+timed in alternating rounds). Outputs, in ``--out`` (written atomically): ``results.md`` (the
 table of :mod:`.table`, also printed), ``results.json`` and ``front.png`` (:mod:`.plot`): the search's candidates
 (energy vs validation loss with inherited supernet weights), their Pareto front and the models marked, each
 labelled with its test sacreBLEU; the models' energies there use the workload the search recorded in a model's
@@ -31,7 +32,7 @@ from ..cli_types import positive_int
 from ..cost import ACCOUNTINGS, CostModel, Workload, read_workload_header
 from ..scoring import read_generate_output, read_reference
 from ..space import SearchSpace, SubnetConfig, get_space, read_space_record, resolve_subnet
-from .evaluate import evaluate_model
+from .evaluate import best_checkpoint, evaluate_model, measure_checkpoint_latencies
 from .plot import plot_front
 from .runs import CandidateRow, ModelSpec, read_candidates
 from .table import format_table
@@ -131,8 +132,10 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
                                       beam=args.beam if accounting == "streaming" else 1)
                  for accounting in ACCOUNTINGS}
     cost_models = {a: CostModel(space, profile=args.hardware_profile, workload=w) for a, w in workloads.items()}
-    results = [evaluate_model(s, hypotheses[s.name], cost_models, references, args.target_lang, args.data,
-                              args.threads) for s in specs]
+    latencies = measure_checkpoint_latencies([best_checkpoint(s) for s in specs], args.data,
+                                             cost_models["streaming"].workload, args.threads)
+    results = [evaluate_model(s, hypotheses[s.name], cost_models, references, args.target_lang, latency)
+               for s, latency in zip(specs, latencies)]
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = format_table(results, workloads, args.hardware_profile)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 from ..cost import Workload
-from .evaluate import ModelResult
+from .evaluate import LATENCY_ROUNDS, ModelResult
 
 __all__ = ["COLUMNS", "format_table"]
 
@@ -55,7 +55,8 @@ def format_table(results: Sequence[ModelResult], workloads: Dict[str, Workload],
         + " (a model trained with --quant-bits: at its own bits, column bits). Fixed share: the share of that energy "
         "no per-layer gene of the space can change at the model's size. "
         "Mults/adds/shifts: streaming. Latency measured on this machine on the streaming workload "
-        f"({streaming.tgt_len} steps, beam {streaming.beam}; mean of the 10-90 % trimmed runs). "
+        f"({streaming.tgt_len} steps, beam {streaming.beam}; mean of the 10-90 % trimmed runs; the models timed in "
+        f"{LATENCY_ROUNDS} alternating rounds, the median of each model's rounds). "
         f"BLEU on the test set, beam search as decoded."
     )
     lines += [f"- {r.name}: {r.subnet}" for r in results]
