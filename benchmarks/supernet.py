@@ -159,25 +159,22 @@ def eval_cache(args: argparse.Namespace, space: SearchSpace, task: SimpleNamespa
 
 def decode_latency(args: argparse.Namespace, space: SearchSpace, task: SimpleNamespace) -> None:
     """``--decode`` (module docstring): one table row per model, its latency and its ratio to fairseq's."""
-    from fairseq_shiftadd.latency import TimingProtocol, build_latency_model, time_model
+    from fairseq_shiftadd.latency import TimingProtocol, build_latency_model, time_models
 
     sub = largest(space, block=BlockType.ATTENTION, ffn_op=OpKind.MULT)
     models = {"fairseq transformer": _transformer(task, space).eval(),
               "standalone subnet (shiftadd_transformer)": build_latency_model(space, sub, args.vocab)}
     protocol = TimingProtocol(device="cpu", src_len=30, tgt_len=30, beam=args.beam)
-    times: Dict[str, List[float]] = {name: [] for name in models}
-    for _ in range(args.steps):
-        for name, model in models.items():
-            times[name].append(time_model(model, protocol).total_ms)
+    latencies = dict(zip(models, time_models(list(models.values()), protocol, args.steps)))
     print(f"space {space.name}; both models: Transformer {sub.encoder_embed_dim}d, {len(sub.encoder)}+{len(sub.decoder)} "
           f"layers, vocabulary {args.vocab}; 30 + 30 tokens, beam {args.beam}; median of {args.steps} round-robin "
           f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
           f"{os.getloadavg()[0]:.2f}")
     print("| model | parameters | latency (ms) | vs transformer |")
     print("|---|---|---|---|")
-    base = statistics.median(times["fairseq transformer"])
+    base = latencies["fairseq transformer"]
     for name, model in models.items():
-        ms = statistics.median(times[name])
+        ms = latencies[name]
         print(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {ms:.1f} | {ms / base:.2f}x |")
 
 

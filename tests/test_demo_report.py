@@ -387,7 +387,7 @@ def test_latencies_are_measured_in_alternating_rounds(monkeypatch):
         return latency.LatencyMeasurement(encoder_ms=0.0, decoder_ms=(model.name == "b") * 10.0 + next(drift))
 
     monkeypatch.setattr(checkpoint_utils, "load_model_ensemble", lambda paths, arg_overrides: ([Model(paths[0])], {}))
-    monkeypatch.setattr(latency, "time_model", time_model)
+    monkeypatch.setattr(latency.measure, "time_model", time_model)
     measured = reports.measure_checkpoint_latencies([Path("a"), Path("b")], "data", Workload(beam=5), threads=1)
     assert calls == ["a", "b"] * 3
     assert measured == [2.0, 13.0]  # a: 0, 2, 4; b: 10 + 1, 10 + 3, 10 + 5

@@ -17,6 +17,7 @@ from .measure import (
     build_latency_model,
     measure_latency,
     time_model,
+    time_models,
     trimmed_mean,
 )
 from .predictor import LatencyPredictor, PredictorReport, train_predictor
@@ -30,6 +31,7 @@ __all__ = [
     "trimmed_mean",
     "build_latency_model",
     "time_model",
+    "time_models",
     "measure_latency",
     "LatencyRecord",
     "CSV_FIELDS",

@@ -6,7 +6,7 @@ with incremental state on ``beam`` rows, and each step does what fairseq's beam 
 log-softmax over the vocabulary, then reorder the incremental state and the encoder output by the selected
 beams. ``warmup`` untimed runs, then ``runs`` timed ones; each reported time is the mean of the 10-90 % trimmed
 runs (:func:`trimmed_mean`); ``total_ms = encoder_ms + decoder_ms``. On CUDA the device is synchronised before
-reading each clock.
+reading each clock. :func:`time_models` compares models: alternating rounds, the median of each model's rounds.
 
 :func:`measure_latency` builds the standalone subnet with random weights (weights do not change the work done)
 and times it. Model code (fairseq) is imported inside the functions that build models: this module imports
@@ -15,6 +15,7 @@ without it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import median
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Dict, List, Sequence
 
@@ -34,6 +35,7 @@ __all__ = [
     "trimmed_mean",
     "build_latency_model",
     "time_model",
+    "time_models",
     "measure_latency",
 ]
 
@@ -150,6 +152,14 @@ def time_model(model: "ShiftAddTransformer", protocol: TimingProtocol, seed: int
             fn()
         times[name] = trimmed_mean([_timed(fn, dev, protocol.read_clock) for _ in range(protocol.runs)])
     return LatencyMeasurement(encoder_ms=times["encoder"], decoder_ms=times["decoder"])
+
+
+def time_models(models: Sequence["ShiftAddTransformer"], protocol: TimingProtocol, rounds: int) -> List[float]:
+    """``total_ms`` of each model under ``protocol``, timed in ``rounds`` alternating rounds (each round times every
+    model once, in order) and taken as the median of its rounds: a drift of the machine during the measurement
+    (the allocator's state, the clock, neighbours) falls on every model alike, so their ratios stay comparable."""
+    times = [[time_model(model, protocol).total_ms for model in models] for _ in range(rounds)]
+    return [median(round_times[i] for round_times in times) for i in range(len(models))]
 
 
 def measure_latency(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from statistics import median
 from typing import Dict, List, Sequence
 
 import torch
@@ -79,16 +78,13 @@ def best_checkpoint(spec: ModelSpec) -> Path:
 
 def measure_checkpoint_latencies(checkpoints: Sequence[Path], data: str, workload: Workload, threads: int,
                                  rounds: int = LATENCY_ROUNDS) -> List[float]:
-    """Latency (ms) of each trained checkpoint on this CPU: HAT's protocol on ``workload``, ``threads`` torch threads.
-
-    The models are timed in ``rounds`` alternating rounds (each a whole protocol per model, one model after the
-    other) and each gets the median of its rounds, so that the machine's drift during the measurement (the
-    allocator's state, the clock, neighbours: the same model measured 2x apart from one demo run to the next on a
-    shared VM) falls on every model alike and their ratios stay comparable.
+    """Latency (ms) of each trained checkpoint on this CPU: HAT's protocol on ``workload``, ``threads`` torch threads,
+    the models timed in ``rounds`` alternating rounds (:func:`~fairseq_shiftadd.latency.time_models`; on this
+    project's shared VM one model measured 2x apart from one demo run to the next).
     """
     from fairseq import checkpoint_utils
 
-    from ..latency import TimingProtocol, time_model
+    from ..latency import TimingProtocol, time_models
 
     models = [checkpoint_utils.load_model_ensemble([str(c)], arg_overrides={"data": data})[0][0].float()
               for c in checkpoints]
@@ -96,10 +92,9 @@ def measure_checkpoint_latencies(checkpoints: Sequence[Path], data: str, workloa
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        times = [[time_model(model, protocol).total_ms for model in models] for _ in range(rounds)]
+        return time_models(models, protocol, rounds)
     finally:
         torch.set_num_threads(previous)
-    return [median(round_times[i] for round_times in times) for i in range(len(models))]
 
 
 def evaluate_model(spec: ModelSpec, hypotheses: Sequence[str], cost_models: Dict[str, CostModel],
