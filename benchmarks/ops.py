@@ -4,7 +4,7 @@ Every row is measured in the same run as its baseline (``nn.Linear`` for linear 
 for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), so ratios are
 comparable across machines even when absolute times are not. Peak memory is the growth of the peak
 resident set during one forward+backward, measured in a fresh process per operator (Linux ``/proc``;
-``n/a`` elsewhere).
+``n/a`` elsewhere); with ``--device cuda``, the growth of the CUDA allocator's peak, in the timing process.
 
 The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference``
 forces the reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared.
@@ -23,6 +23,7 @@ next, 3x apart, as blocks were mapped fresh (page faults) or reused, for the bas
     python benchmarks/ops.py            # representative NLP (and one vision) shapes
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
     python benchmarks/ops.py --best --repeat 7 --skip-memory --only Add   # best-of-7 times of the adder rows
+    python benchmarks/ops.py --device cuda --repeat 20                    # on a GPU (Triton kernels for adders)
 """
 from __future__ import annotations
 
@@ -73,13 +74,17 @@ def _status_kib(field: str) -> Optional[int]:
     return None
 
 
-def _timed(fn: Callable[[], None], repeat: int, best: bool) -> float:
-    """Median (or with ``best`` the minimum) time of ``fn`` in ms, after one warm-up call."""
-    fn()  # warm-up
+def _timed(fn: Callable[[], None], repeat: int, best: bool, device: torch.device) -> float:
+    """Median (or with ``best`` the minimum) time of ``fn`` in ms, after one warm-up call (on CUDA synchronised
+    before and after each call)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()  # warm-up (and, on CUDA, the kernels' autotuning)
     times = []
     for _ in range(repeat):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return 1000 * (min(times) if best else sorted(times)[len(times) // 2])
 
@@ -106,23 +111,35 @@ def _peak_mib(quick: bool, index: int, baseline: bool) -> Optional[float]:
     return None if before is None or after is None else max(after - before, 0) / 1024
 
 
+def _cuda_peak_mib(module: nn.Module, x: Tensor) -> float:
+    """Peak growth of CUDA memory allocated (MiB) during one forward+backward."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    _train_step(module, x)()
+    torch.cuda.synchronize()
+    return max(torch.cuda.max_memory_allocated() - before, 0) / 2**20
+
+
 def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, best: bool,
-            memory: bool) -> Measurement:
+            memory: bool, device: torch.device) -> Measurement:
     """Forward and forward+backward times (ms), and (``memory``) the peak memory of one training step (MiB)."""
     torch.manual_seed(0)
-    module = case.make_baseline() if baseline else case.make()
-    x = case.make_input().requires_grad_(True)
+    module = (case.make_baseline() if baseline else case.make()).to(device)
+    x = case.make_input().to(device).requires_grad_(True)
 
     def forward() -> None:
         with torch.no_grad():
             module(x)
 
-    forward_ms = _timed(forward, repeat, best)
+    forward_ms = _timed(forward, repeat, best, device)
     if not case.train:
         return Measurement(forward_ms, None, None)
-    train_ms = _timed(_train_step(module, x), repeat, best)
+    train_ms = _timed(_train_step(module, x), repeat, best, device)
     if not memory:
         return Measurement(forward_ms, train_ms, None)
+    if device.type == "cuda":
+        return Measurement(forward_ms, train_ms, _cuda_peak_mib(module, x))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         peak = pool.apply(_peak_mib, (quick, index, baseline))
     return Measurement(forward_ms, train_ms, peak)
@@ -238,13 +255,14 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
     return f"{value / base:.2f}x"
 
 
-def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only: str = "") -> List[List[str]]:
+def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only: str = "",
+        device: torch.device = torch.device("cpu")) -> List[List[str]]:
     rows = []
     for index, case in enumerate(cases(quick)):
         if only not in case.name:
             continue
-        base = measure(case, index, quick, True, repeat, best, memory)
-        ours = measure(case, index, quick, False, repeat, best, memory)
+        base = measure(case, index, quick, True, repeat, best, memory, device)
+        ours = measure(case, index, quick, False, repeat, best, memory, device)
         peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
         rows.append([
             case.name, case.shape,
@@ -275,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--best", action="store_true", help="report the minimum of the repetitions, not the median")
     parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory (faster)")
     parser.add_argument("--only", default="", help="measure only the operators whose name contains this text")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"),
+                        help="cpu or cuda (CUDA: synchronised timing, peak memory from the CUDA allocator)")
     parser.add_argument("--reference", action="store_true",
                         help="use the reference PyTorch paths (FAIRSEQ_SHIFTADD_KERNELS=reference), not the kernels")
     args = parser.parse_args(argv)
@@ -286,10 +306,12 @@ def main(argv: Sequence[str] | None = None) -> None:
               "peak vs torch"]
     paths = "reference paths" if args.reference else "fast paths where available"
     allocator = "glibc mmap threshold pinned at 64 MiB" if _pin_allocator() else "allocator as it is"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {paths}, "
+    where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else \
+        f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, {paths}, "
           f"{'best' if args.best else 'median'} of {args.repeat}, {allocator}; baseline: torch layer of the same shape")
     print(" | ".join(header))
-    rows = run(args.quick, args.repeat, args.best, not args.skip_memory, args.only)
+    rows = run(args.quick, args.repeat, args.best, not args.skip_memory, args.only, args.device)
     print("\nMarkdown:\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

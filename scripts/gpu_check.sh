@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU checks, one prepared run on a CUDA machine with fairseq, Triton and this package importable:
+#   tests   the Triton kernel tests on the GPU (tests/ops/test_kernels_triton.py; autotuned tiles, larger shapes)
+#   adder   the adder's throughput against torch.cdist and a matmul (benchmarks/gpu_adder.py)
+#   ops     the operator table on CUDA (benchmarks/ops.py --device cuda)
+#   fp16    a short fp16 training of an add / shift-add hybrid (examples/multi30k_en_de/subnets/gpu_add_hybrid.yaml)
+#           on Multi30k En-De, logging every 25 updates (fairseq's --bf16 means a TPU: bf16 is covered by the tests)
+#   fp16_mult  the same for its multiplication-only counterpart (subnets/gpu_mult_baseline.yaml), for the update rate
+# Each stage writes OUT/STAGE.log under its own time limit and prints its tail; the run goes on after a failure.
+#   bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...]      (default: all stages, in the order above)
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ALL_STAGES=(tests adder ops fp16 fp16_mult)
+if [ $# -lt 2 ]; then
+  echo "usage: bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...] (stages: ${ALL_STAGES[*]})" >&2
+  exit 2
+fi
+OUT="$1" DATA="$2"
+shift 2
+STAGES=("${@:-${ALL_STAGES[@]}}")
+for name in "${STAGES[@]}"; do
+  if [[ " ${ALL_STAGES[*]} " != *" $name "* ]]; then
+    echo "unknown stage '$name' (stages: ${ALL_STAGES[*]})" >&2
+    exit 2
+  fi
+done
+if [[ " ${STAGES[*]} " == *" fp16"* ]] && [ ! -f "$DATA/dict.en.txt" ]; then
+  echo "no fairseq data-bin (dict.en.txt) at $DATA" >&2
+  exit 2
+fi
+PYTHON="${PYTHON:-python3}"
+UPDATES="${UPDATES:-150}"
+SUBNETS=examples/multi30k_en_de/subnets
+cd "$ROOT"
+mkdir -p "$OUT"
+source examples/args.sh
+mapfile -t SUBNET_FLAGS < <(args_flags examples/multi30k_en_de/gpu_subnet.args)  # --fp16 among them
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to OUT/NAME.log, print rc and the tail
+  local name="$1" limit="$2"
+  shift 2
+  local start=$SECONDS
+  timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "== $name: rc=$? in $((SECONDS - start)) s"
+  grep -v -E "FutureWarning|autocast" "$OUT/$name.log" | tail -n "${TAIL:-12}"
+}
+
+TRAIN=("$PYTHON" -m fairseq_cli.train "$DATA" "${SUBNET_FLAGS[@]}" --max-update "$UPDATES" --warmup-updates 50
+  --save-dir "${TMPDIR:-/tmp}/gpu_check_checkpoints" --no-save --log-format simple --log-interval 25 --num-workers 2
+  --seed 1)
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv
+for name in "${STAGES[@]}"; do
+  case "$name" in
+    tests) stage tests 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_kernels_triton.py ;;
+    adder) stage adder 90 "$PYTHON" benchmarks/gpu_adder.py ;;
+    ops) stage ops 60 "$PYTHON" benchmarks/ops.py --device cuda --repeat 20 ;;
+    fp16) stage fp16 "${TRAIN_SECONDS:-150}" "${TRAIN[@]}" --subnet "$SUBNETS/gpu_add_hybrid.yaml" ;;
+    fp16_mult) stage fp16_mult 90 "${TRAIN[@]}" --subnet "$SUBNETS/gpu_mult_baseline.yaml" ;;
+  esac
+done
