@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, one prepared run on a CUDA machine with fairseq, Triton and this package importable:
-#   tests   the Triton kernel tests on the GPU (tests/ops/test_kernels_triton.py; autotuned tiles, larger shapes)
+#   tests   the Triton kernel tests on the GPU (tests/ops/test_kernels_triton.py; autotuned tiles, larger shapes) and
+#           the models in float32 / bf16 / fp16 against float64 on the GPU (tests/models/test_precision.py)
 #   adder   the adder's throughput against torch.cdist and a matmul (benchmarks/gpu_adder.py)
 #   ops     the operator table on CUDA (benchmarks/ops.py --device cuda)
 #   fp16    a short fp16 training of an add / shift-add hybrid (examples/multi30k_en_de/subnets/gpu_add_hybrid.yaml)
@@ -52,7 +53,8 @@ TRAIN=("$PYTHON" -m fairseq_cli.train "$DATA" "${SUBNET_FLAGS[@]}" --max-update 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv
 for name in "${STAGES[@]}"; do
   case "$name" in
-    tests) stage tests 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_kernels_triton.py ;;
+    tests) stage tests 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_kernels_triton.py \
+      tests/models/test_precision.py ;;
     adder) stage adder 90 "$PYTHON" benchmarks/gpu_adder.py ;;
     ops) stage ops 60 "$PYTHON" benchmarks/ops.py --device cuda --repeat 20 ;;
     fp16) stage fp16 "${TRAIN_SECONDS:-150}" "${TRAIN[@]}" --subnet "$SUBNETS/gpu_add_hybrid.yaml" ;;
