@@ -7,18 +7,23 @@
 #   fp16    a short fp16 training of an add / shift-add hybrid (examples/multi30k_en_de/subnets/gpu_add_hybrid.yaml)
 #           on Multi30k En-De, logging every 25 updates (fairseq's --bf16 means a TPU: bf16 is covered by the tests)
 #   fp16_mult  the same for its multiplication-only counterpart (subnets/gpu_mult_baseline.yaml), for the update rate
+#   recipe  (not in the default list) examples/multi30k_en_de/gpu.sh end to end at short budgets (SUPERNET_MINUTES=1,
+#           TRAIN_MINUTES=2 unless set; raw Multi30k from MULTI30K_DIR; needs this package's console scripts on PATH,
+#           e.g. `pip install --no-deps --no-build-isolation .`), its work in TMPDIR, its results table as
+#           OUT/recipe_results.md
 # Each stage writes OUT/STAGE.log under its own time limit and prints its tail; the run goes on after a failure.
-#   bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...]      (default: all stages, in the order above)
+#   bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...]      (default: every stage but recipe, in the order above)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ALL_STAGES=(tests adder ops fp16 fp16_mult)
+DEFAULT_STAGES=(tests adder ops fp16 fp16_mult)
+ALL_STAGES=("${DEFAULT_STAGES[@]}" recipe)
 if [ $# -lt 2 ]; then
   echo "usage: bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...] (stages: ${ALL_STAGES[*]})" >&2
   exit 2
 fi
 OUT="$1" DATA="$2"
 shift 2
-STAGES=("${@:-${ALL_STAGES[@]}}")
+STAGES=("${@:-${DEFAULT_STAGES[@]}}")
 for name in "${STAGES[@]}"; do
   if [[ " ${ALL_STAGES[*]} " != *" $name "* ]]; then
     echo "unknown stage '$name' (stages: ${ALL_STAGES[*]})" >&2
@@ -59,5 +64,10 @@ for name in "${STAGES[@]}"; do
     ops) stage ops 60 "$PYTHON" benchmarks/ops.py --device cuda --repeat 20 ;;
     fp16) stage fp16 "${TRAIN_SECONDS:-150}" "${TRAIN[@]}" --subnet "$SUBNETS/gpu_add_hybrid.yaml" ;;
     fp16_mult) stage fp16_mult 90 "${TRAIN[@]}" --subnet "$SUBNETS/gpu_mult_baseline.yaml" ;;
+    recipe)
+      recipe_work="${TMPDIR:-/tmp}/gpu_recipe"
+      SUPERNET_MINUTES="${SUPERNET_MINUTES:-1}" TRAIN_MINUTES="${TRAIN_MINUTES:-2}" \
+        stage recipe "${RECIPE_SECONDS:-480}" bash examples/multi30k_en_de/gpu.sh "$recipe_work"
+      cp "$recipe_work/report/results.md" "$OUT/recipe_results.md" 2>/dev/null ;;
   esac
 done
