@@ -20,14 +20,15 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ...atomic import atomic_path
 
-__all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "enabled", "KernelLibrary", "load_library", "kernel_cache_dir"]
+__all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "GradScale", "enabled", "KernelLibrary", "load_library",
+           "kernel_cache_dir"]
 
 KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 """The dtypes every kernel is compiled for, and the suffix of their C functions (``shiftadd_{name}_{suffix}``)."""
@@ -37,6 +38,10 @@ HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 Signature = Tuple[int, int, int]
 """A kernel's arguments: how many pointers, then how many ``int64_t``, then how many ``int`` (the last: threads)."""
+
+GradScale = Callable[[Tensor, Tensor], Tensor]
+"""The caller's adaptive scaling of a kernel's weight gradient, ``scale(dw, p)`` with ``p = g^T x``
+(:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in so that the kernels do not import the operators)."""
 
 COMPILER = os.environ.get("CXX", "g++")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast", "-std=c++17",
@@ -120,9 +125,10 @@ class KernelLibrary:
             return False
         return self.library is not None
 
-    def call(self, name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
-        """``shiftadd_{name}_{suffix}(args..., threads)``: tensors as data pointers, then ``torch.get_num_threads()``."""
-        function = getattr(self.library, f"shiftadd_{name}_{KERNEL_DTYPES[dtype]}")
+    def call(self, name: str, *args: Tensor | int) -> None:
+        """``shiftadd_{name}_{suffix}(args..., threads)`` for the dtype of the first argument (a tensor): tensors as
+        data pointers, then ``torch.get_num_threads()``."""
+        function = getattr(self.library, f"shiftadd_{name}_{KERNEL_DTYPES[args[0].dtype]}")
         function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
 
 

@@ -55,10 +55,6 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
-def _call(name: str, dtype: torch.dtype, *args: Tensor | int) -> None:
-    KERNELS.call(name, dtype, *args)
-
-
 def _block(kind: str, dtype: torch.dtype) -> int:
     """A kernel's block width in elements: ``mr`` (weight rows), ``kr`` (columns), ``nb`` (input rows)."""
     return getattr(KERNELS.library, f"shiftadd_{kind}_{KERNEL_DTYPES[dtype]}")()
@@ -85,7 +81,7 @@ def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
     if _few_rows(weight, dtype):
         x_t = _transposed(x, dtype)
         total = x_t.new_empty(groups, cols, x_t.shape[2])
-        _call("forward_few", dtype, x_t, weight.to(dtype).contiguous(), total, groups, x_t.shape[2], cols, length,
+        KERNELS.call("forward_few", x_t, weight.to(dtype).contiguous(), total, groups, x_t.shape[2], cols, length,
               int(centred))
         total = total[:, :, :rows].transpose(1, 2)
         total = total - total.mean(dim=-1, keepdim=True) if centred else -total
@@ -96,7 +92,7 @@ def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
         x, weight = x - centre, weight - centre
     x = x.contiguous()
     total = x.new_empty(groups, rows, cols)
-    _call("forward", dtype, x, _packed(weight), total, groups, rows, cols, length, int(centred))
+    KERNELS.call("forward", x, _packed(weight), total, groups, rows, cols, length, int(centred))
     if centred:
         total.mul_(2.0).add_(weight.sum(dim=-1)[:, None, :])
         return total.sub_(total.mean(dim=-1, keepdim=True)).to(out_dtype)
@@ -144,7 +140,7 @@ def conv_neg_l1(
     weight = weight - centre[:, None, :]
     rows = batch * ho * wo
     total = xp.new_empty(groups, rows, cols)
-    _call("conv_forward", dtype, xp, base, offset, centre.contiguous(), _packed(weight), total, groups, rows, cols,
+    KERNELS.call("conv_forward", xp, base, offset, centre.contiguous(), _packed(weight), total, groups, rows, cols,
           length, per_group * plane)
     ones = xp.new_ones(groups, per_group, kh, kw)
     patch_sums = F.conv2d(xp, ones, stride=(sh, sw), dilation=(dh, dw), groups=groups)  # (B, G, Ho, Wo)
@@ -172,11 +168,11 @@ def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     if _few_rows(weight, dtype):
         x_t, grad_t = _transposed(x, dtype), _transposed(grad, dtype)
         dx_t = torch.empty_like(x_t)
-        _call("input_grad_few", dtype, grad_t, x_t, weight.contiguous(), dx_t, groups, x_t.shape[2], cols, length)
+        KERNELS.call("input_grad_few", grad_t, x_t, weight.contiguous(), dx_t, groups, x_t.shape[2], cols, length)
         return dx_t[:, :, :rows].transpose(1, 2).to(out_dtype).contiguous()
     grad = grad.to(dtype).contiguous()
     x_padded, weight_padded = _columns_padded(x.to(dtype)), _columns_padded(weight)
     dx = torch.empty_like(x_padded)
-    _call("input_grad", dtype, grad, grad.sum(dim=-1), x_padded, weight_padded, weight_padded.amin(dim=1),
+    KERNELS.call("input_grad", grad, grad.sum(dim=-1), x_padded, weight_padded, weight_padded.amin(dim=1),
           weight_padded.amax(dim=1), dx, groups, rows, cols, x_padded.shape[2])
     return dx[..., :length].to(out_dtype)

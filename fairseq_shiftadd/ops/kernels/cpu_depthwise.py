@@ -16,13 +16,13 @@ and the fallback). Half inputs are computed in float32 and rounded back. Tempora
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from .build import KERNEL_DTYPES, KernelLibrary
+from .build import KERNEL_DTYPES, GradScale, KernelLibrary
 
 __all__ = ["depthwise_supported", "depthwise_add_conv"]
 
@@ -30,7 +30,6 @@ _SOURCE = Path(__file__).with_name("cpu_depthwise.cpp")
 _SIGNATURES = {f"depthwise_{name}": (pointers, 12, 1) for name, pointers in
                (("forward", 3), ("input_grad", 4), ("weight_product", 3))}  # 12 sizes: Geometry
 _Pair = Tuple[int, int]
-Scale = Callable[[Tensor, Tensor], Tensor]
 
 
 _KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
@@ -41,20 +40,18 @@ def depthwise_supported(*tensors: Tensor) -> bool:
     return _KERNELS.supports(*tensors)
 
 
-def _call(name: str, *tensors: Tensor, geometry: Tuple[int, ...]) -> None:
-    _KERNELS.call(f"depthwise_{name}", tensors[0].dtype, *tensors, *geometry)
-
 
 class _DepthwiseAdd(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
+    def forward(ctx: FunctionCtx, xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair,
+                scale: GradScale) -> Tensor:
         (batch, channels, hp, wp), (_, kh, kw) = xp.shape, weight.shape
         ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         geometry = (batch, channels, hp, wp, ho, wo, kh, kw, *stride, *dilation)
         xp, weight = xp.contiguous(), weight.contiguous()
         y = xp.new_empty(batch, channels, ho, wo)
-        _call("forward", xp, weight, y, geometry=geometry)
+        _KERNELS.call("depthwise_forward", xp, weight, y, *geometry)
         ctx.save_for_backward(xp, weight)
         ctx.geometry, ctx.scale = geometry, scale
         return y
@@ -67,15 +64,15 @@ class _DepthwiseAdd(torch.autograd.Function):
         dxp = dw = None
         if ctx.needs_input_grad[0]:
             dxp = torch.empty_like(xp)
-            _call("input_grad", grad, xp, weight, dxp, geometry=ctx.geometry)
+            _KERNELS.call("depthwise_input_grad", grad, xp, weight, dxp, *ctx.geometry)
         if ctx.needs_input_grad[1]:
             product = torch.empty_like(weight)
-            _call("weight_product", grad, xp, product, geometry=ctx.geometry)
+            _KERNELS.call("depthwise_weight_product", grad, xp, product, *ctx.geometry)
             dw = ctx.scale(product - weight * grad.sum(dim=(0, 2, 3))[:, None, None], product)
         return dxp, dw, None, None, None
 
 
-def depthwise_add_conv(xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: Scale) -> Tensor:
+def depthwise_add_conv(xp: Tensor, weight: Tensor, stride: _Pair, dilation: _Pair, scale: GradScale) -> Tensor:
     """Depthwise negative-L1 convolution of a zero-padded input (see the module docstring).
 
     ``scale(dw, p)`` rescales the weight gradient ``dw`` given ``p = g^T x`` (both ``(C, kh, kw)``).

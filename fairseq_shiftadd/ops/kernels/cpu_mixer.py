@@ -18,13 +18,13 @@ Half inputs are computed in float32 and rounded back. Temporaries ``O(K C)`` bes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from .build import KERNEL_DTYPES, KernelLibrary, Signature
+from .build import KERNEL_DTYPES, GradScale, KernelLibrary, Signature
 
 __all__ = ["mixer_supported", "add_mix", "add_window"]
 
@@ -33,7 +33,6 @@ _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, the
     "mixer_forward": (3, 6, 1), "mixer_input_grad": (4, 6, 1), "mixer_weight_product": (3, 6, 1),
     "mixer_window": (3, 6, 1),
 }
-Scale = Callable[[Tensor, Tensor], Tensor]
 
 
 _KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
@@ -44,18 +43,15 @@ def mixer_supported(*tensors: Tensor) -> bool:
     return _KERNELS.supports(*tensors)
 
 
-def _call(name: str, *tensors: Tensor, sequence: Tuple[int, ...]) -> None:
-    _KERNELS.call(f"mixer_{name}", tensors[0].dtype, *tensors, *sequence)
-
 
 class _AddMix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
+    def forward(ctx: FunctionCtx, x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Tensor:
         x, kernel = x.contiguous(), kernel.contiguous()
         (length, batch, channels), (heads, taps) = x.shape, kernel.shape
         sequence = (length, batch, channels, taps, left, heads)
         y = torch.empty_like(x)
-        _call("forward", x, kernel, y, sequence=sequence)
+        _KERNELS.call("mixer_forward", x, kernel, y, *sequence)
         ctx.save_for_backward(x, kernel)
         ctx.sequence, ctx.scale = sequence, scale
         return y
@@ -68,18 +64,18 @@ class _AddMix(torch.autograd.Function):
         dx = dw = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty_like(x)
-            _call("input_grad", grad, x, kernel, dx, sequence=ctx.sequence)
+            _KERNELS.call("mixer_input_grad", grad, x, kernel, dx, *ctx.sequence)
         if ctx.needs_input_grad[1]:
             (heads, taps), channels = kernel.shape, x.size(2)
             per_channel = x.new_empty(taps, channels)  # p (K, C)
-            _call("weight_product", grad, x, per_channel, sequence=ctx.sequence)
+            _KERNELS.call("mixer_weight_product", grad, x, per_channel, *ctx.sequence)
             product = per_channel.view(-1, heads, channels // heads).sum(dim=2).t()  # (H, K)
             grad_sum = grad.sum(dim=(0, 1)).view(heads, channels // heads).sum(dim=1)
             dw = ctx.scale(product - kernel * grad_sum[:, None], product)
         return dx, dw, None, None
 
 
-def add_mix(x: Tensor, kernel: Tensor, left: int, scale: Scale) -> Tensor:
+def add_mix(x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Tensor:
     """The lightweight add mixer's sums, zero-padded by ``left`` before the sequence (see the module docstring).
 
     ``scale(dw, p)`` rescales the kernel gradient ``dw`` given ``p = g^T x`` (both ``(H, K)``).
@@ -100,5 +96,5 @@ def add_window(window: Tensor, kernel: Tensor) -> Tensor:
     (taps, batch, channels), source = window.shape, window
     window, kernel = window.to(dtype).contiguous(), kernel.to(dtype).contiguous()
     y = window.new_empty(batch, channels)
-    _call("window", window, kernel, y, sequence=(taps, batch, channels, taps, 0, kernel.size(0)))
+    _KERNELS.call("mixer_window", window, kernel, y, taps, batch, channels, taps, 0, kernel.size(0))
     return y.to(source.dtype)

@@ -26,12 +26,12 @@ contiguous: ``O(NK + MK + NM)`` copies.
   element, so ``dx = sum_m 2 g * clamp(w / 2 + c, 0, 1) - sum_m g``: a multiply-add, the clamp, a multiply-add.
 
 Measured on an H200 (``benchmarks/gpu_adder.py``, N=8192, K=512, M=2048; README): plain forward 9.1 T op/s in
-float32, centred 6.2. A saturating ``fma.rn.sat`` in inline PTX for the clamp ran 3% slower than
-``minimum`` / ``maximum`` in the same run, and summing the plain terms in chunks as well (one code path) ran
-the plain forward in 1.26 instead of 0.94 ms (another run), so neither is used. Tiles are autotuned per ``(M, K)`` and the power-of-two bucket of
-``N`` (the token count changes with every batch); sizes are not specialised (strides are: unit and
-16-aligned strides matter), so a new batch size compiles at most the other alignment's variant. Ragged edges
-are masked (loads read zeros, which add nothing; the reduced axis runs an unmasked main loop and a one-index
+float32, centred 6.2. A saturating ``fma.rn.sat`` in inline PTX for the clamp ran 3% slower than ``minimum`` /
+``maximum`` in the same run, and summing the plain terms in chunks as well (one code path) ran the plain forward
+in 1.26 instead of 0.94 ms (another run), so neither is used. Tiles are autotuned per ``(M, K)`` and the
+power-of-two bucket of ``N`` (the token count changes with every batch); sizes are not specialised (strides are:
+unit and 16-aligned strides matter), so a new batch size compiles at most the other alignment's variant. Ragged
+edges are masked (loads read zeros, which add nothing; the reduced axis runs an unmasked main loop and a one-index
 tail loop).
 
 Under ``TRITON_INTERPRET=1`` (how CI tests these kernels without a GPU) the kernels take CPU tensors and
