@@ -285,6 +285,17 @@ def _pin_allocator(threshold_bytes: int = 64 << 20) -> bool:
                                                                                        2 * threshold_bytes))
 
 
+def _device(name: str) -> torch.device:
+    """``--device``: ``cpu``, or ``cuda`` (or ``cuda:N``) where a CUDA device is present."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {name!r} (cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cuda" and not torch.cuda.is_available()):
+        raise argparse.ArgumentTypeError(f"{name!r}: not cpu, or no CUDA device here")
+    return device
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
@@ -293,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--best", action="store_true", help="report the minimum of the repetitions, not the median")
     parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory (faster)")
     parser.add_argument("--only", default="", help="measure only the operators whose name contains this text")
-    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"),
+    parser.add_argument("--device", type=_device, default=torch.device("cpu"),
                         help="cpu or cuda (CUDA: synchronised timing, peak memory from the CUDA allocator)")
     parser.add_argument("--reference", action="store_true",
                         help="use the reference PyTorch paths (FAIRSEQ_SHIFTADD_KERNELS=reference), not the kernels")
