@@ -12,6 +12,8 @@
 #   operators   --sandwich --sandwich-operators: the sandwich plus the largest net with random operators (4 per update)
 #   bash benchmarks/supernet_recipes.sh RANKING_DIR DATA_BIN OUT
 #   RECIPES="single nosharing" UPDATES=2000 SAVE_EVERY=250 THREADS=1 SEED=1 bash benchmarks/supernet_recipes.sh ...
+#   MORE_SUBNETS="RANKING_DIR2 ..." adds further ranking runs' subnets to the panel (--more-subnets).
+# fairseq-train picks the GPU where there is one (the README's 20-subnet tables were trained on the CPU).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
@@ -57,5 +59,9 @@ for name in $RECIPES; do
   fi
   SCORED+=("$name=$dir")
 done
-OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" benchmarks/supernet_recipes.py "$RANKING_DIR" "${SCORED[@]}" \
+MORE=()
+for dir in ${MORE_SUBNETS:-}; do
+  MORE+=(--more-subnets "$dir")
+done
+OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" benchmarks/supernet_recipes.py "$RANKING_DIR" "${MORE[@]}" "${SCORED[@]}" \
   --data "$DATA" --out "$OUT"

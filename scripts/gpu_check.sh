@@ -11,12 +11,17 @@
 #           TRAIN_MINUTES=2 unless set; raw Multi30k from MULTI30K_DIR; needs this package's console scripts on PATH,
 #           e.g. `pip install --no-deps --no-build-isolation .`), its work in TMPDIR, its results table as
 #           OUT/recipe_results.md
+#   ranking (not in the default list) the demo supernet's ranking at GPU budgets: benchmarks/supernet_recipes.sh with
+#           RANK_RECIPES (default sandwich) for RANK_UPDATES subnet steps (default 9000, 3x the longest CPU run) with a
+#           checkpoint every RANK_SAVE_EVERY (1500), scored against the retrained panel of RANKING_DIRS (one or more
+#           benchmarks/ranking.py runs: only their results.csv is read; DATA_BIN must be their data); needs the
+#           environment that scripts/install.sh would make (VENV with its stamp); OUT/ranking_recipes.{md,csv}
 # Each stage writes OUT/STAGE.log under its own time limit and prints its tail; the run goes on after a failure.
 #   bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...]      (default: every stage but recipe, in the order above)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEFAULT_STAGES=(tests adder ops fp16 fp16_mult)
-ALL_STAGES=("${DEFAULT_STAGES[@]}" recipe)
+ALL_STAGES=("${DEFAULT_STAGES[@]}" recipe ranking)
 if [ $# -lt 2 ]; then
   echo "usage: bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...] (stages: ${ALL_STAGES[*]})" >&2
   exit 2
@@ -30,7 +35,7 @@ for name in "${STAGES[@]}"; do
     exit 2
   fi
 done
-if [[ " ${STAGES[*]} " == *" fp16"* ]] && [ ! -f "$DATA/dict.en.txt" ]; then
+if [[ " ${STAGES[*]} " =~ " "(fp16|ranking) ]] && [ ! -f "$DATA/dict.en.txt" ]; then
   echo "no fairseq data-bin (dict.en.txt) at $DATA" >&2
   exit 2
 fi
@@ -69,5 +74,12 @@ for name in "${STAGES[@]}"; do
       SUPERNET_MINUTES="${SUPERNET_MINUTES:-1}" TRAIN_MINUTES="${TRAIN_MINUTES:-2}" \
         stage recipe "${RECIPE_SECONDS:-480}" bash examples/multi30k_en_de/gpu.sh "$recipe_work"
       cp "$recipe_work/report/results.md" "$OUT/recipe_results.md" 2>/dev/null ;;
+    ranking)
+      read -r -a panel <<< "${RANKING_DIRS:?the ranking stage needs RANKING_DIRS (benchmarks/ranking.py runs)}"
+      rank_work="${TMPDIR:-/tmp}/gpu_ranking"
+      MORE_SUBNETS="${panel[*]:1}" RECIPES="${RANK_RECIPES:-sandwich}" UPDATES="${RANK_UPDATES:-9000}" \
+        SAVE_EVERY="${RANK_SAVE_EVERY:-1500}" THREADS="${RANK_THREADS:-8}" \
+        stage ranking "${RANKING_SECONDS:-540}" bash benchmarks/supernet_recipes.sh "${panel[0]}" "$DATA" "$rank_work"
+      for suffix in md csv; do cp "$rank_work/recipes.$suffix" "$OUT/ranking_recipes.$suffix" 2>/dev/null; done ;;
   esac
 done
