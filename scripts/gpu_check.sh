@@ -12,8 +12,9 @@
 #           e.g. `pip install --no-deps --no-build-isolation .`), its work in TMPDIR, its results table as
 #           OUT/recipe_results.md
 #   ranking (not in the default list) the demo supernet's ranking at GPU budgets: benchmarks/supernet_recipes.sh with
-#           RANK_RECIPES (default sandwich) for RANK_UPDATES subnet steps (default 9000, 3x the longest CPU run) with a
-#           checkpoint every RANK_SAVE_EVERY (1500), scored against the retrained panel of RANKING_DIRS (one or more
+#           RANK_RECIPES (default "distill operators": the sandwich ran to 9000 subnet steps on the CPU, these two only
+#           to 900-1200) for RANK_UPDATES subnet steps (default 6000) with a checkpoint every RANK_SAVE_EVERY (1500),
+#           scored against the retrained panel of RANKING_DIRS (one or more
 #           benchmarks/ranking.py runs: only their results.csv is read; DATA_BIN must be their data); needs the
 #           environment that scripts/install.sh would make (VENV with its stamp); OUT/ranking_recipes.{md,csv}
 # Each stage writes OUT/STAGE.log under its own time limit and prints its tail; the run goes on after a failure.
@@ -77,7 +78,7 @@ for name in "${STAGES[@]}"; do
     ranking)
       read -r -a panel <<< "${RANKING_DIRS:?the ranking stage needs RANKING_DIRS (benchmarks/ranking.py runs)}"
       rank_work="${TMPDIR:-/tmp}/gpu_ranking"
-      MORE_SUBNETS="${panel[*]:1}" RECIPES="${RANK_RECIPES:-sandwich}" UPDATES="${RANK_UPDATES:-9000}" \
+      MORE_SUBNETS="${panel[*]:1}" RECIPES="${RANK_RECIPES:-distill operators}" UPDATES="${RANK_UPDATES:-6000}" \
         SAVE_EVERY="${RANK_SAVE_EVERY:-1500}" THREADS="${RANK_THREADS:-8}" \
         stage ranking "${RANKING_SECONDS:-540}" bash benchmarks/supernet_recipes.sh "${panel[0]}" "$DATA" "$rank_work"
       for suffix in md csv; do cp "$rank_work/recipes.$suffix" "$OUT/ranking_recipes.$suffix" 2>/dev/null; done ;;
