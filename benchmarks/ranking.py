@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "multi30k_en_de"
 CSV_FIELDS = ("index", "energy_original_mj", "inherited_loss", "retrained_loss", "valid_bleu", "updates",
               "train_s", "subnet")
-SETTINGS = ("data", "supernet", "space", "subnets", "seed", "pool", "max_update", "minutes", "recipe",
+SETTINGS = ("data", "supernet", "space", "subnets", "seed", "train_seed", "pool", "max_update", "minutes", "recipe",
             "generate_args", "max_valid_sentences", "train_flags", "generate_flags")
 """The options recorded in ``settings.json``: a resumed run must repeat them."""
 
@@ -96,6 +96,11 @@ def ranking_taus(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     return {"n": len(done), "tau_loss": float(tau_loss), "tau_bleu": float(tau_bleu)}
 
 
+def training_seed(seed: int, train_seed: Optional[int]) -> int:
+    """The ``fairseq-train --seed`` of a run's retrainings: ``train_seed``, or the subnet draw's ``seed``."""
+    return seed if train_seed is None else train_seed
+
+
 def _is_number(value: Any) -> bool:
     try:
         return value is not None and value != "" and not math.isnan(float(value))
@@ -122,8 +127,9 @@ def _budget_flags(args: argparse.Namespace) -> List[str]:
 
 def _train(args: argparse.Namespace, sub_file: Path, save_dir: Path, env: Dict[str, str]) -> None:
     save_dir.mkdir(parents=True, exist_ok=True)
+    seed = training_seed(args.seed, args.train_seed)
     command = ["fairseq-train", args.data, *args_file_flags(args.recipe), "--subnet", str(sub_file), *_budget_flags(args),
-               "--save-dir", str(save_dir), "--seed", str(args.seed), "--num-workers", "0", "--log-format", "simple",
+               "--save-dir", str(save_dir), "--seed", str(seed), "--num-workers", "0", "--log-format", "simple",
                "--no-progress-bar", *args.train_flags]
     with open(save_dir / "train.log", "a") as log:
         subprocess.run(command, check=True, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -204,6 +210,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--space", default="demo", help="the supernet's search space (default: %(default)s)")
     parser.add_argument("--subnets", type=int, default=10, help="subnets to train (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the subnet draw and the trainings")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="seed of the trainings instead (default: --seed): the same subnets retrained with "
+                             "another seed, to measure how far retraining itself moves the ranking")
     parser.add_argument("--pool", type=int, default=50, help="subnets drawn per pick for the spread (default: 50)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--max-update", type=int, default=450,
