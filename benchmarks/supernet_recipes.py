@@ -13,6 +13,8 @@ inherited_max, checkpoint``), ``recipes.md`` (the same as a table) and ``recipes
 trained, updates times the subnets per update (3 with ``--sandwich``, 4 with ``--sandwich-operators``), one line
 per recipe). ``--more-subnets`` adds the subnets of further ranking runs (another ``--seed``) to the panel: with n
 subnets one tau's standard error is about ``sqrt(2 (2n + 5) / (9 n (n - 1)))``, 0.25 at n = 10 and 0.16 at n = 20.
+A run that retrained the same subnets with another seed (``ranking.py --train-seed``) averages its retrainings with
+theirs, and ``recipes.md`` then says how well one retraining ranks another's (:func:`replicate_agreement`).
 
     python benchmarks/supernet_recipes.py work/ranking --data DATA_BIN --out work/recipes \\
         single=work/recipes/single nosharing=work/recipes/nosharing
@@ -25,6 +27,7 @@ import argparse
 import csv
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -32,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from fairseq_shiftadd.atomic import atomic_path, write_text
 from fairseq_shiftadd.plotting import pyplot, save_png
 from fairseq_shiftadd.space import SubnetConfig, check
-from ranking import ranking_taus
+from ranking import ranking_taus, training_seed
 
 CSV_FIELDS = ("recipe", "updates", "subnet_steps", "tau_loss", "tau_bleu", "inherited_min", "inherited_max",
               "checkpoint")
@@ -106,22 +109,64 @@ def inherited_losses(checkpoint: Path, subnets: Sequence[SubnetConfig], data: st
     return [record["losses"][sub.to_json()] for sub in subnets], record["subnets_per_update"]
 
 
+def training_seed_of(ranking_dir: Path) -> Optional[int]:
+    """The seed a :mod:`ranking` run retrained its subnets with (its ``settings.json``), ``None`` if unrecorded."""
+    path = ranking_dir / "settings.json"
+    if not path.is_file():
+        return None
+    settings = json.loads(path.read_text())
+    return training_seed(settings["seed"], settings.get("train_seed"))
+
+
 def read_panel(ranking_dirs: Sequence[Path]) -> List[Dict[str, Any]]:
     """The retrained rows of one or more finished :mod:`ranking` runs on the same data, as one panel.
 
+    A subnet retrained by several runs with different training seeds (``ranking.py --train-seed``) enters the panel
+    once: its ``retrained_loss`` and ``valid_bleu`` are the means over those retrainings, and ``replicates`` maps each
+    training seed to that retraining's ``(retrained_loss, valid_bleu)``.
+
     Raises:
-        ValueError: a run is unfinished (:func:`read_retrained`), or two runs share a subnet.
+        ValueError: a run is unfinished (:func:`read_retrained`), or two runs retrained a subnet with the same (or an
+            unrecorded) training seed.
     """
-    rows: List[Dict[str, Any]] = []
-    seen: Dict[str, str] = {}
+    panel: Dict[str, Dict[str, Any]] = {}
     for folder in ranking_dirs:
+        seed = training_seed_of(folder)
         for row in read_retrained(folder):
             key, where = row["subnet"].to_json(), f"subnet {row['index']} of {folder}"
-            if key in seen:
-                raise ValueError(f"{where} repeats {seen[key]}: a subnet may enter the panel once")
-            seen[key] = where
-            rows.append(row)
-    return rows
+            entry = panel.setdefault(key, {**row, "where": where, "replicates": {}})
+            if entry["replicates"] and (seed is None or seed in entry["replicates"] or None in entry["replicates"]):
+                seeds = ", ".join(map(str, [*entry["replicates"], seed]))
+                raise ValueError(f"{where} repeats {entry['where']} without a different recorded training seed "
+                                 f"(settings.json: {seeds}): a subnet may enter the panel once per training seed")
+            entry["replicates"][seed] = (float(row["retrained_loss"]), float(row["valid_bleu"]))
+    for entry in panel.values():
+        losses, bleus = zip(*entry["replicates"].values())
+        entry["retrained_loss"], entry["valid_bleu"] = statistics.fmean(losses), statistics.fmean(bleus)
+    return list(panel.values())
+
+
+def replicate_agreement(panel: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """How far retraining itself moves the ranking: Kendall's tau-b between each subnet's ``first`` and ``second``
+    retraining (1-based, in the order the runs were given, so each pair of a subnet has two different seeds), over
+    the ``n`` subnets retrained that often, of the losses (``tau_loss``) and of the BLEU (``tau_bleu``).
+
+    One retraining orders the subnets as another does at this tau: the supernet's tau against one retraining is read
+    against it (its tau against the mean of several is less noisy).
+    """
+    from scipy.stats import kendalltau
+
+    most = max((len(row["replicates"]) for row in panel), default=0)
+    pairs = []
+    for first in range(most):
+        for second in range(first + 1, most):
+            both = [list(row["replicates"].values()) for row in panel if len(row["replicates"]) > second]
+            if len(both) < 2:
+                continue
+            taus = [kendalltau([r[first][k] for r in both], [r[second][k] for r in both]).statistic for k in (0, 1)]
+            pairs.append({"first": first + 1, "second": second + 1, "n": len(both), "tau_loss": float(taus[0]),
+                          "tau_bleu": float(taus[1])})
+    return pairs
 
 
 def _recipe(text: str) -> Tuple[str, Path]:
@@ -151,20 +196,28 @@ def plot_recipes(path: Path, rows: Sequence[Dict[str, Any]], target: float) -> N
     save_png(fig, path, dpi=110)
 
 
-def markdown(rows: Sequence[Dict[str, Any]], n: int) -> str:
+def markdown(rows: Sequence[Dict[str, Any]], panel: Sequence[Dict[str, Any]]) -> str:
+    """The recipes table, then what it was scored against: the panel's size, its retrainings per subnet and, with
+    replicates, :func:`replicate_agreement`."""
     lines = ["| recipe | supernet updates | subnets trained | tau vs retrained loss | tau vs retrained BLEU | "
              "inherited loss range |", "|---|---:|---:|---:|---:|---|"]
     lines += [f"| {r['recipe']} | {r['updates']} | {r['subnet_steps']} | {r['tau_loss']:+.2f} | {r['tau_bleu']:+.2f} | "
               f"{r['inherited_min']:.2f}-{r['inherited_max']:.2f} |" for r in rows]
-    return "\n".join(lines) + f"\n\n{n} subnets; Kendall tau-b, +1: the supernet orders them as retraining does.\n"
+    counts = sorted({len(row["replicates"]) for row in panel})
+    retrainings = "one retraining each" if counts == [1] else \
+        f"the mean of {'-'.join(map(str, counts))} retrainings each (different training seeds)"
+    lines += ["", f"{len(panel)} subnets, {retrainings}; Kendall tau-b, +1: the supernet orders them as retraining does."]
+    lines += [f"Retraining {pair['first']} against retraining {pair['second']} of each subnet ({pair['n']} subnets): "
+              f"tau {pair['tau_loss']:+.2f} (loss), {pair['tau_bleu']:+.2f} (BLEU)." for pair in replicate_agreement(panel)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ranking_dir", type=Path, help="a finished benchmarks/ranking.py --out directory")
     parser.add_argument("--more-subnets", type=Path, action="append", default=[], metavar="RANKING_DIR",
-                        help="another finished ranking.py run on the same data (e.g. --seed 2): its subnets join "
-                             "the panel (repeatable)")
+                        help="another finished ranking.py run on the same data: its subnets join the panel "
+                             "(--seed 2), or its retrainings are averaged with theirs (--train-seed 3; repeatable)")
     parser.add_argument("recipes", nargs="+", type=_recipe, metavar="NAME=SAVE_DIR",
                         help="supernet save directories to score, each named by its recipe")
     parser.add_argument("--data", required=True, help="the fairseq data-bin the subnets were validated on")
@@ -201,9 +254,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    write_text(args.out / "recipes.md", markdown(rows, len(subnets)))
+    table = markdown(rows, retrained)
+    write_text(args.out / "recipes.md", table)
     plot_recipes(args.out / "recipes.png", rows, args.target)
-    print(markdown(rows, len(subnets)))
+    print(table)
 
 
 if __name__ == "__main__":

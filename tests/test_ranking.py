@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -87,6 +88,19 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
     assert second.count("trained earlier: skipped") == 3 and "training (" not in second
     changed = subprocess.run(command + ["--seed", "2"], cwd=REPO, env=env, capture_output=True, text=True)
     assert changed.returncode != 0 and "--seed 1 -> 2" in changed.stderr
+    replicate = subprocess.run(command + ["--train-seed", "3"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert replicate.returncode != 0 and "--train-seed None -> 3" in replicate.stderr
+
+
+def test_ranking_trains_with_the_train_seed(tmp_path: Path, monkeypatch):
+    """``--train-seed`` reseeds the retrainings only (the subnet draw keeps ``--seed``); by default they use ``--seed``."""
+    commands = []
+    monkeypatch.setattr(ranking.subprocess, "run", lambda command, **kwargs: commands.append(command))
+    for train_seed, expected in ((None, "1"), (3, "3")):
+        args = ranking.argparse.Namespace(data="DATA", recipe=ranking.RECIPE / "subnet.args", max_update=3,
+                                          minutes=None, seed=1, train_seed=train_seed, train_flags=[])
+        ranking._train(args, tmp_path / "00.yaml", tmp_path / str(train_seed), {})
+        assert commands[-1][commands[-1].index("--seed") + 1] == expected
 
 
 _recipes_spec = importlib.util.spec_from_file_location("supernet_recipes", REPO / "benchmarks" / "supernet_recipes.py")
@@ -96,13 +110,17 @@ _recipes_spec.loader.exec_module(recipes)
 sys.path.remove(str(REPO / "benchmarks"))
 
 
-def _ranking_run(folder: Path, retrained: list, seed: int = 1) -> list:
-    """A finished ranking.py results.csv over spread demo subnets with the given retrained losses."""
+def _ranking_run(folder: Path, retrained: list, seed: int = 1, train_seed: Optional[int] = None,
+                 settings: bool = True) -> list:
+    """A finished ranking.py run (``results.csv``, and ``settings.json`` unless not ``settings``) over spread demo
+    subnets with the given retrained losses."""
     subs = ranking.spread_subnets(DEMO, len(retrained), seed=seed, pool=5)
     rows = [{"index": i, "inherited_loss": 9.0, "retrained_loss": loss, "valid_bleu": 30 - loss,
              "subnet": sub.to_json()} for i, (sub, loss) in enumerate(zip(subs, retrained))]
     folder.mkdir(parents=True)
     ranking._write_rows(folder / "results.csv", rows)
+    if settings:
+        (folder / "settings.json").write_text(json.dumps({"seed": seed, "train_seed": train_seed}))
     return subs
 
 
@@ -198,11 +216,37 @@ def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp
     assert float(row["tau_loss"]) == pytest.approx(1.0)  # 5.0 < 5.5 < 6.0 < 6.5 against 8.0 < 8.1 < 8.2 < 8.3
     assert "4 subnets" in (out / "recipes.md").read_text()
     assert len(json.loads((out / "inherited" / "good-250.json").read_text())["losses"]) == 4
-    with pytest.raises(ValueError, match="repeats subnet 0 of"):
+    with pytest.raises(ValueError, match=r"repeats subnet 0 of .* different recorded training seed \(settings.json: 1, 1\)"):
         recipes.read_panel([tmp_path / "first", tmp_path / "first"])
     (out / "inherited" / "good-250.json").write_text(json.dumps({"losses": [8.0, 8.2], "subnets_per_update": 1}))
     with pytest.raises(ValueError, match="not a cache of this version"):  # the list format of earlier versions
         recipes.inherited_losses(tmp_path / "good", first, str(tmp_path), 8, 64, out / "inherited" / "good-250.json")
+
+
+def test_recipes_average_the_retrainings_of_each_training_seed(tmp_path: Path):
+    """Runs that retrained the same subnets with other seeds enter the panel once per subnet, with mean losses and
+    BLEU; the retrainings' agreement is Kendall's tau between each subnet's first and second retraining."""
+    subs = _ranking_run(tmp_path / "seed1", [5.0, 6.0, 7.0, 8.0])
+    _ranking_run(tmp_path / "seed3", [5.2, 5.8, 8.4, 7.6], train_seed=3)  # swaps the last two
+    _ranking_run(tmp_path / "seed4", [5.4, 6.2, 7.0, 8.0], train_seed=4)
+    panel = recipes.read_panel([tmp_path / "seed1", tmp_path / "seed3", tmp_path / "seed4"])
+    assert [row["subnet"] for row in panel] == subs
+    assert [row["retrained_loss"] for row in panel] == pytest.approx([5.2, 6.0, 22.4 / 3, 23.6 / 3])
+    assert [row["valid_bleu"] for row in panel] == pytest.approx([24.8, 24.0, 30 - 22.4 / 3, 30 - 23.6 / 3])
+    assert list(panel[2]["replicates"]) == [1, 3, 4] and panel[2]["replicates"][3] == (8.4, 30 - 8.4)
+    agreement = recipes.replicate_agreement(panel)
+    assert [(a["first"], a["second"], a["n"]) for a in agreement] == [(1, 2, 4), (1, 3, 4), (2, 3, 4)]
+    assert agreement[0]["tau_loss"] == pytest.approx(4 / 6) and agreement[1]["tau_loss"] == pytest.approx(1.0)
+    assert agreement[0]["tau_bleu"] == pytest.approx(4 / 6)
+    text = recipes.markdown([], panel)
+    assert "4 subnets, the mean of 3 retrainings each" in text
+    assert "Retraining 1 against retraining 2 of each subnet (4 subnets): tau +0.67 (loss), +0.67 (BLEU)." in text
+    assert "one retraining each" in recipes.markdown([], recipes.read_panel([tmp_path / "seed1"]))
+    assert recipes.replicate_agreement(recipes.read_panel([tmp_path / "seed1"])) == []
+    _ranking_run(tmp_path / "unrecorded", [5.0, 6.0, 7.0, 8.0], settings=False)
+    for runs in (["seed1", "unrecorded"], ["unrecorded", "seed3"]):
+        with pytest.raises(ValueError, match="without a different recorded training seed"):
+            recipes.read_panel([tmp_path / run for run in runs])
 
 
 _proxy_spec = importlib.util.spec_from_file_location("rerank_proxy", REPO / "benchmarks" / "rerank_proxy.py")
