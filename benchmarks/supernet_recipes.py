@@ -178,15 +178,20 @@ def _recipe(text: str) -> Tuple[str, Path]:
     return name, Path(folder)
 
 
-def plot_recipes(path: Path, rows: Sequence[Dict[str, Any]], target: float) -> None:
+def plot_recipes(path: Path, rows: Sequence[Dict[str, Any]], target: float,
+                 agreement: Sequence[Dict[str, Any]] = ()) -> None:
     """Kendall tau (inherited vs retrained loss) against the subnet steps trained (equal compute for recipes that
-    train several subnets per update), one line per recipe."""
+    train several subnets per update), one line per recipe; with ``agreement`` (:func:`replicate_agreement`), the
+    tau of one retraining against another as a dotted line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name in dict.fromkeys(r["recipe"] for r in rows):
         mine = [r for r in rows if r["recipe"] == name]
         ax.plot([r["subnet_steps"] for r in mine], [r["tau_loss"] for r in mine], marker="o", label=name)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    for pair in agreement:
+        ax.axhline(pair["tau_loss"], color="black", linestyle=":", linewidth=1,
+                   label=f"retraining {pair['first']} vs {pair['second']} ({pair['tau_loss']:+.2f})")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlabel("subnets trained (updates x subnets per update)")
     ax.set_ylabel("Kendall tau, inherited vs retrained loss")
@@ -256,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         writer.writerows(rows)
     table = markdown(rows, retrained)
     write_text(args.out / "recipes.md", table)
-    plot_recipes(args.out / "recipes.png", rows, args.target)
+    plot_recipes(args.out / "recipes.png", rows, args.target, replicate_agreement(retrained))
     print(table)
 
 

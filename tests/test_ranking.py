@@ -241,6 +241,8 @@ def test_recipes_average_the_retrainings_of_each_training_seed(tmp_path: Path):
     text = recipes.markdown([], panel)
     assert "4 subnets, the mean of 3 retrainings each" in text
     assert "Retraining 1 against retraining 2 of each subnet (4 subnets): tau +0.67 (loss), +0.67 (BLEU)." in text
+    recipes.plot_recipes(tmp_path / "recipes.png", [{"recipe": "r", "subnet_steps": 3, "tau_loss": 0.5}], 0.6, agreement)
+    assert (tmp_path / "recipes.png").stat().st_size > 0
     assert "one retraining each" in recipes.markdown([], recipes.read_panel([tmp_path / "seed1"]))
     assert recipes.replicate_agreement(recipes.read_panel([tmp_path / "seed1"])) == []
     _ranking_run(tmp_path / "unrecorded", [5.0, 6.0, 7.0, 8.0], settings=False)
