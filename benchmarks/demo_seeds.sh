@@ -17,6 +17,10 @@
 # updates each, two epochs, whose validation loss ranks retrained subnets at tau 0.86 against 0.72 after one: README,
 # "Reranking by a short training"; RERANK_TOP=0 keeps the search's own winners).
 # UPDATES=0 keeps the demo's wall-clock budgets. Other per-stage flags as scripts/demo.sh (SEARCH_FLAGS, ...).
+# RETRAIN_SEEDS="11 ..." also trains each seed's three models again with each of these seeds (TRAIN_SEED of
+# scripts/demo.sh, from scratch) in ROOT_WORK/seedN_trainT, which links seedN's data and supernet and copies its
+# searches and reranks: every model's BLEU is then averaged over seeds x trainings, and one training's noise (up to
+# 0.8 BLEU between two trainings of one net: README) weighs less in the targets.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
@@ -30,10 +34,27 @@ fi
 export RERANK_TOP="${RERANK_TOP:-3}" RERANK_UPDATES="${RERANK_UPDATES:-272}"
 ROOT_WORK="${ROOT_WORK:-$ROOT/work/demo_seeds}"
 SEEDS="${SEEDS:-1 2 3}"
+share_stages() {  # share_stages FROM TO: TO gets FROM's finished stages 1-3b (data and supernet linked, the rest copied)
+  mkdir -p "$2"
+  for dir in data supernet; do
+    [ -e "$2/$dir" ] || ln -s "$(cd "$1/$dir" && pwd -P)" "$2/$dir"
+  done
+  for dir in search search_attention rerank rerank_attention; do
+    [ ! -d "$1/$dir" ] || [ -e "$2/$dir" ] || cp -r "$1/$dir" "$2/$dir"
+  done
+}
+
 RUNS=()
 for seed in $SEEDS; do
   echo "=== seed $seed: $ROOT_WORK/seed$seed"
   SEED="$seed" WORK="$ROOT_WORK/seed$seed" bash "$ROOT/scripts/demo.sh"
   RUNS+=("$ROOT_WORK/seed$seed")
+  for train_seed in ${RETRAIN_SEEDS:-}; do
+    work="$ROOT_WORK/seed${seed}_train$train_seed"
+    echo "=== seed $seed, trainings with seed $train_seed: $work"
+    share_stages "$ROOT_WORK/seed$seed" "$work"
+    SEED="$seed" TRAIN_SEED="$train_seed" WORK="$work" bash "$ROOT/scripts/demo.sh"
+    RUNS+=("$work")
+  done
 done
 "$VENV/bin/python" "$ROOT/benchmarks/demo_seeds.py" "${RUNS[@]}" --out "$ROOT_WORK/summary.md"

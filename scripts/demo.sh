@@ -17,6 +17,9 @@
 #     WORK=/tmp/demo-smoke bash scripts/demo.sh                                      # a quick smoke run
 # Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS (both searches), TRAIN_FLAGS (the three trainings); SEED seeds
 # every stage. E.g. budgets in updates, which do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
+# TRAIN_SEED (default SEED) seeds the three trainings of stage 4 only: the same winners trained again with another
+# seed, in a WORK that holds a finished run's stages 1-3b (benchmarks/demo_seeds.sh, RETRAIN_SEEDS). The reranked
+# winners then train from scratch: their rerank trainings, which stage 4 otherwise continues, used SEED.
 # Re-running resumes: finished stages are skipped; an interrupted training continues from its last checkpoint
 # within what is left of its budget; the search continues from its state.json.
 set -euo pipefail
@@ -137,19 +140,21 @@ if [ "$RERANK_TOP" -gt 0 ]; then
   rerank rerank_attention search_attention
   rerank rerank search --include "$WORK/rerank_attention/best.yaml"
   WINNER_HYBRID="$WORK/rerank/best.yaml" WINNER_ATTENTION="$WORK/rerank_attention/best.yaml"
-  start_from hybrid rerank
-  start_from attention_only rerank_attention
+  if [ "$TRAIN_SEED" = "$SEED" ]; then
+    start_from hybrid rerank
+    start_from attention_only rerank_attention
+  fi
 fi
 
-stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each)"
+stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each, seed $TRAIN_SEED)"
 # shellcheck disable=SC2086
-train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_HYBRID" ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_HYBRID" ${TRAIN_FLAGS:-} &
 HYBRID=$!
 # shellcheck disable=SC2086
-train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_ATTENTION" ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_ATTENTION" ${TRAIN_FLAGS:-} &
 ATTENTION=$!
 # shellcheck disable=SC2086
-train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
 BASELINE=$!
 wait "$HYBRID"
 wait "$ATTENTION"

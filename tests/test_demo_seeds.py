@@ -75,3 +75,51 @@ def test_aggregator_rejects_a_run_without_a_model(tmp_path, capsys):
 
 def test_demo_seeds_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "demo_seeds.sh")], check=True)
+
+
+STUB_DEMO = r'''#!/usr/bin/env bash
+# scripts/demo.sh's stand-in: records its seeds, makes the stages a seed run leaves, and a report whose hybrid BLEU
+# is the training seed (the baseline's 20): what the benchmark passes on and shares is what is tested.
+set -euo pipefail
+echo "$(basename "$WORK") SEED=$SEED TRAIN_SEED=${TRAIN_SEED:-unset}" >> "$CALLS"
+for dir in data supernet search search_attention rerank rerank_attention; do
+  [ -e "$WORK/$dir" ] || { mkdir -p "$WORK/$dir"; echo "$SEED" > "$WORK/$dir/made_by_seed"; }
+done
+mkdir -p "$WORK/report"
+bleu="${TRAIN_SEED:-$SEED}"
+printf '[{"name": "%s", "sacrebleu": %s, "tokenized_bleu": 0, "energy_original_mj": 1, "energy_streaming_mj": 1}' \
+  hybrid "$bleu" > "$WORK/report/results.json"
+for model in attention_only baseline; do
+  printf ', {"name": "%s", "sacrebleu": 20, "tokenized_bleu": 0, "energy_original_mj": 1, "energy_streaming_mj": 1}' \
+    "$model" >> "$WORK/report/results.json"
+done
+echo "]" >> "$WORK/report/results.json"
+'''
+
+
+def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
+    """``RETRAIN_SEEDS`` runs scripts/demo.sh again per seed with ``TRAIN_SEED`` in ``seedN_trainT``, which links the
+    seed's data and supernet and copies its searches and reranks; the summary averages all runs."""
+    import shutil
+    import sys
+
+    repo = tmp_path / "repo"
+    for path in ("benchmarks/demo_seeds.sh", "benchmarks/demo_seeds.py", "scripts/install.sh", "setup.py"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, repo / path)  # setup.py and install.sh: the installed venv's stamp still matches
+    (repo / "scripts" / "demo.sh").write_text(STUB_DEMO)
+    work, calls = tmp_path / "work", tmp_path / "calls.txt"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VENV": sys.prefix, "CALLS": str(calls),
+           "ROOT_WORK": str(work), "SEEDS": "1 2", "RETRAIN_SEEDS": "11", "UPDATES": "0"}
+    subprocess.run(["bash", str(repo / "benchmarks" / "demo_seeds.sh")], check=True, env=env, capture_output=True)
+    assert calls.read_text().splitlines() == ["seed1 SEED=1 TRAIN_SEED=unset", "seed1_train11 SEED=1 TRAIN_SEED=11",
+                                              "seed2 SEED=2 TRAIN_SEED=unset", "seed2_train11 SEED=2 TRAIN_SEED=11"]
+    for seed in (1, 2):
+        retrain = work / f"seed{seed}_train11"
+        for dir in ("data", "supernet"):
+            assert (retrain / dir).is_symlink() and (retrain / dir).resolve() == (work / f"seed{seed}" / dir)
+        for dir in ("search", "search_attention", "rerank", "rerank_attention"):
+            assert not (retrain / dir).is_symlink() and (retrain / dir / "made_by_seed").read_text() == f"{seed}\n"
+    summary = (work / "summary.md").read_text()
+    assert "Over 4 runs" in summary
+    assert "| hybrid | 6.25 ± 5.50 [1.00, 11.00] |" in summary  # the mean and sample std of 1, 11, 2, 11
