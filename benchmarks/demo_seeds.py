@@ -1,7 +1,7 @@
 """Mean and spread over seeds of the CPU demo's results, and the issue-9 targets checked on the means.
 
 Reads ``report/results.json`` (written by :mod:`fairseq_shiftadd.reports.demo`) of each run folder given, e.g. the
-three of ``benchmarks/demo_seeds.sh``, and with its ``RETRAIN_SEEDS`` also each seed's runs whose three models were
+three of ``benchmarks/demo_seeds.sh``, and with its ``RETRAIN_OFFSETS`` also each seed's runs whose three models were
 trained again with another seed (every run weighs the same, so each seed does when each has as many runs). It
 reports per model (hybrid, attention_only, baseline) the mean, the sample standard deviation and the range of its
 test sacreBLEU, tokenized BLEU and energy under both accountings; then the targets, each with its margin:
@@ -87,7 +87,7 @@ def format_summary(stats: Dict[str, Dict[str, Dict[str, float]]], checks: List[D
                    per_run: Sequence[str] = ()) -> str:
     """A markdown table (mean ± sample std [min, max]), the targets with their margins, then ``per_run`` lines."""
     n = stats[MODELS[0]][FIELDS[0]]["n"]
-    lines = [f"Over {n} runs (seeds, and with RETRAIN_SEEDS each seed's trainings with other seeds): "
+    lines = [f"Over {n} runs (seeds, and with RETRAIN_OFFSETS each seed's trainings with other seeds): "
              "mean ± sample std [min, max].", "",
              "| model | " + " | ".join(FIELDS) + " |", "|---|" + "---|" * len(FIELDS)]
     for model in MODELS:

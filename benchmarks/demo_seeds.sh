@@ -17,10 +17,12 @@
 # updates each, two epochs, whose validation loss ranks retrained subnets at tau 0.86 against 0.72 after one: README,
 # "Reranking by a short training"; RERANK_TOP=0 keeps the search's own winners).
 # UPDATES=0 keeps the demo's wall-clock budgets. Other per-stage flags as scripts/demo.sh (SEARCH_FLAGS, ...).
-# RETRAIN_SEEDS="11 ..." also trains each seed's three models again with each of these seeds (TRAIN_SEED of
-# scripts/demo.sh, from scratch) in ROOT_WORK/seedN_trainT, which links seedN's data and supernet and copies its
-# searches and reranks: every model's BLEU is then averaged over seeds x trainings, and one training's noise (up to
-# 0.8 BLEU between two trainings of one net: README) weighs less in the targets.
+# RETRAIN_OFFSETS="10 ..." also trains each seed N's three models again, from scratch, with the seed N + OFFSET for
+# each offset (TRAIN_SEED of scripts/demo.sh: 10 gives seeds 1, 2, 3 the training seeds 11, 12, 13; one seed for all
+# would train the baseline, the same net on the same data, into the same model at every seed) in
+# ROOT_WORK/seedN_trainT, which links seed N's data and supernet and copies its searches and reranks. Every model's
+# BLEU is then averaged over seeds x trainings, and one training's noise (up to 0.8 BLEU between two trainings of
+# one net: README) weighs less in the targets.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
@@ -49,7 +51,8 @@ for seed in $SEEDS; do
   echo "=== seed $seed: $ROOT_WORK/seed$seed"
   SEED="$seed" WORK="$ROOT_WORK/seed$seed" bash "$ROOT/scripts/demo.sh"
   RUNS+=("$ROOT_WORK/seed$seed")
-  for train_seed in ${RETRAIN_SEEDS:-}; do
+  for offset in ${RETRAIN_OFFSETS:-}; do
+    train_seed=$((seed + offset))
     work="$ROOT_WORK/seed${seed}_train$train_seed"
     echo "=== seed $seed, trainings with seed $train_seed: $work"
     share_stages "$ROOT_WORK/seed$seed" "$work"

@@ -18,7 +18,7 @@
 # Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS (both searches), TRAIN_FLAGS (the three trainings); SEED seeds
 # every stage. E.g. budgets in updates, which do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
 # TRAIN_SEED (default SEED) seeds the three trainings of stage 4 only: the same winners trained again with another
-# seed, in a WORK that holds a finished run's stages 1-3b (benchmarks/demo_seeds.sh, RETRAIN_SEEDS). The reranked
+# seed, in a WORK that holds a finished run's stages 1-3b (benchmarks/demo_seeds.sh, RETRAIN_OFFSETS). The reranked
 # winners then train from scratch: their rerank trainings, which stage 4 otherwise continues, used SEED.
 # Re-running resumes: finished stages are skipped; an interrupted training continues from its last checkpoint
 # within what is left of its budget; the search continues from its state.json.

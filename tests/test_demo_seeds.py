@@ -98,8 +98,8 @@ echo "]" >> "$WORK/report/results.json"
 
 
 def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
-    """``RETRAIN_SEEDS`` runs scripts/demo.sh again per seed with ``TRAIN_SEED`` in ``seedN_trainT``, which links the
-    seed's data and supernet and copies its searches and reranks; the summary averages all runs."""
+    """``RETRAIN_OFFSETS`` runs scripts/demo.sh again per seed N with ``TRAIN_SEED`` N + offset in ``seedN_trainT``,
+    which links the seed's data and supernet and copies its searches and reranks; the summary averages all runs."""
     import shutil
     import sys
 
@@ -110,16 +110,16 @@ def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
     (repo / "scripts" / "demo.sh").write_text(STUB_DEMO)
     work, calls = tmp_path / "work", tmp_path / "calls.txt"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VENV": sys.prefix, "CALLS": str(calls),
-           "ROOT_WORK": str(work), "SEEDS": "1 2", "RETRAIN_SEEDS": "11", "UPDATES": "0"}
+           "ROOT_WORK": str(work), "SEEDS": "1 2", "RETRAIN_OFFSETS": "10", "UPDATES": "0"}
     subprocess.run(["bash", str(repo / "benchmarks" / "demo_seeds.sh")], check=True, env=env, capture_output=True)
     assert calls.read_text().splitlines() == ["seed1 SEED=1 TRAIN_SEED=unset", "seed1_train11 SEED=1 TRAIN_SEED=11",
-                                              "seed2 SEED=2 TRAIN_SEED=unset", "seed2_train11 SEED=2 TRAIN_SEED=11"]
+                                              "seed2 SEED=2 TRAIN_SEED=unset", "seed2_train12 SEED=2 TRAIN_SEED=12"]
     for seed in (1, 2):
-        retrain = work / f"seed{seed}_train11"
+        retrain = work / f"seed{seed}_train{seed + 10}"
         for dir in ("data", "supernet"):
             assert (retrain / dir).is_symlink() and (retrain / dir).resolve() == (work / f"seed{seed}" / dir)
         for dir in ("search", "search_attention", "rerank", "rerank_attention"):
             assert not (retrain / dir).is_symlink() and (retrain / dir / "made_by_seed").read_text() == f"{seed}\n"
     summary = (work / "summary.md").read_text()
     assert "Over 4 runs" in summary
-    assert "| hybrid | 6.25 ± 5.50 [1.00, 11.00] |" in summary  # the mean and sample std of 1, 11, 2, 11
+    assert "| hybrid | 6.50 ± 5.80 [1.00, 12.00] |" in summary  # the mean and sample std of 1, 11, 2, 12
