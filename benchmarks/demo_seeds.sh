@@ -8,7 +8,8 @@
 # Budgets: unlike the demo's wall-clock minutes, the benchmark gives every run the same number of updates
 # (TRAIN_UPDATES for each of the three retrained models, default 450: what an idle 2-core machine reaches in the
 # demo's minutes; SUPERNET_UPDATES for the supernet, default 300 sandwich updates: about 12 minutes, longer than the
-# demo's 2, which rank subnets poorly: README, "Which supernet recipe ranks subnets?"; 664 ranked random subnets
+# demo's 2, which rank subnets poorly: README, "Which supernet recipe ranks subnets?"; 2000 for a recipe that trains
+# one subnet per update; 664 ranked random subnets
 # better but led the searches to shift- and add-heavy hybrids that retrained worse: README, the demo's seed runs),
 # so that a comparison of
 # models does not depend on the machine's load or on a model's speed per update (the paper trains every model for
@@ -26,11 +27,18 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/install.sh"
-# The supernet adds the operator sandwich (--sandwich-operators: the largest net with random operators, a fourth
-# subnet per update; README, "The operator sandwich"), with which the three-seed results in the README were measured.
-export SUPERNET_FLAGS="--sandwich-operators ${SUPERNET_FLAGS:-}"
+# The supernet's recipe (SUPERNET_RECIPE, a name of examples/multi30k_en_de/supernet_recipes.sh) is `operators` unless
+# set: the sandwich plus the largest net with random operators, a fourth subnet per update (README, "The operator
+# sandwich"), with which the three-seed results in the README were measured. `nosharing` (every operator its own
+# weights, one subnet per update) ranks subnets where the shared recipes do not, from about 1,750 updates on (README,
+# "No weight sharing, trained longer"): its SUPERNET_UPDATES default is 2000.
+export SUPERNET_RECIPE="${SUPERNET_RECIPE:-operators}"
+source "$ROOT/examples/args.sh"
+source "$ROOT/examples/multi30k_en_de/supernet_recipes.sh"
+SUBNETS_PER_UPDATE="$(supernet_recipe_subnets_per_update "$SUPERNET_RECIPE")"
 if [ "${UPDATES:-1}" != 0 ]; then
-  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="$SUPERNET_FLAGS --max-update ${SUPERNET_UPDATES:-300}"
+  [ "$SUBNETS_PER_UPDATE" = 1 ] && DEFAULT_UPDATES=2000 || DEFAULT_UPDATES=300
+  export SUPERNET_MINUTES=600 SUPERNET_FLAGS="${SUPERNET_FLAGS:-} --max-update ${SUPERNET_UPDATES:-$DEFAULT_UPDATES}"
   export TRAIN_MINUTES=600 TRAIN_FLAGS="${TRAIN_FLAGS:-} --max-update ${TRAIN_UPDATES:-450}"
 fi
 export RERANK_TOP="${RERANK_TOP:-3}" RERANK_UPDATES="${RERANK_UPDATES:-272}"

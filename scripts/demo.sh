@@ -15,6 +15,7 @@
 #   bash scripts/demo.sh
 #   SUPERNET_MINUTES=1 TRAIN_MINUTES=2 SEARCH_FLAGS="--generations 1 --max-valid-sentences 100" \
 #     WORK=/tmp/demo-smoke bash scripts/demo.sh                                      # a quick smoke run
+# SUPERNET_RECIPE (demo.env; names: examples/multi30k_en_de/supernet_recipes.sh) picks the supernet's recipe.
 # Extra flags per stage: SUPERNET_FLAGS, SEARCH_FLAGS (both searches), TRAIN_FLAGS (the three trainings); SEED seeds
 # every stage. E.g. budgets in updates, which do not depend on the machine's speed or load: TRAIN_MINUTES=600 TRAIN_FLAGS="--max-update 450" bash scripts/demo.sh
 # TRAIN_SEED (default SEED) seeds the three trainings of stage 4 only: the same winners trained again with another
@@ -31,9 +32,17 @@ RECIPE="$ROOT/examples/multi30k_en_de"
 # shellcheck source=/dev/null
 source "$RECIPE/demo.env"
 source "$ROOT/examples/args.sh"
+source "$RECIPE/supernet_recipes.sh"
 WORK="${WORK:-$ROOT/work/demo}"
 MULTI30K_DIR="${MULTI30K_DIR:-$ROOT/../shared/data/multi30k}"
-mkdir -p "$WORK"
+supernet_recipe_extra "$SUPERNET_RECIPE" > /dev/null
+TRAINED_RECIPE="$(cat "$WORK/supernet/recipe" 2>/dev/null || true)"
+if [ -n "$TRAINED_RECIPE" ] && [ "$TRAINED_RECIPE" != "$SUPERNET_RECIPE" ]; then
+  echo "$WORK/supernet was trained with SUPERNET_RECIPE=$TRAINED_RECIPE, not $SUPERNET_RECIPE: use another WORK" >&2
+  exit 2
+fi
+mkdir -p "$WORK/supernet"
+echo "$SUPERNET_RECIPE" > "$WORK/supernet/recipe"
 
 flags() { args_flags "$RECIPE/$1"; }  # the flags of one of the recipe's .args files
 
@@ -55,17 +64,16 @@ progress() {  # fairseq-train log on stdin -> one short line per logged update, 
   done
 }
 
-train() {  # train NAME THREADS MINUTES ARGS_FILE [extra flags]: fairseq-train in WORK/NAME within a wall-clock budget
-  local name="$1" threads="$2" minutes="$3" args="$4"
-  shift 4
+train() {  # train NAME THREADS MINUTES FLAG...: fairseq-train in WORK/NAME within a wall-clock budget
+  local name="$1" threads="$2" minutes="$3"
+  shift 3
   local dir="$WORK/$name"
   if [ -f "$dir/done" ]; then
     echo "  [$name] trained earlier: skipped"
     return
   fi
   mkdir -p "$dir"
-  mapfile -t FLAGS < <(flags "$args")
-  OMP_NUM_THREADS="$threads" fairseq-train "$DATA" "${FLAGS[@]}" "$@" \
+  OMP_NUM_THREADS="$threads" fairseq-train "$DATA" "$@" \
     --stop-time-hours "$(awk -v m="$minutes" 'BEGIN { print m / 60 }')" --save-dir "$dir" \
     --log-format simple --log-interval 25 --num-workers 0 --seed "$SEED" 2>&1 | tee -a "$dir/train.log" | progress "$name"
   touch "$dir/done"
@@ -89,9 +97,10 @@ PREPARED="$WORK/data"
 DATA="$(fairseq-shiftadd-prepare-multi30k --src-dir "$MULTI30K_DIR" --out "$PREPARED" --pair en-de \
   --vocab-size 8000 2>/dev/null | tail -n 1)"
 
-stage "2/5 train the demo supernet for $SUPERNET_MINUTES min (threads: $SUPERNET_THREADS)"
+stage "2/5 train the demo supernet ($SUPERNET_RECIPE) for $SUPERNET_MINUTES min (threads: $SUPERNET_THREADS)"
+mapfile -t SUPERNET < <(supernet_recipe_flags "$SUPERNET_RECIPE")
 # shellcheck disable=SC2086
-train supernet "$SUPERNET_THREADS" "$SUPERNET_MINUTES" supernet.args ${SUPERNET_FLAGS:-}
+train supernet "$SUPERNET_THREADS" "$SUPERNET_MINUTES" "${SUPERNET[@]}" ${SUPERNET_FLAGS:-}
 
 search() {  # search NAME [FLAG...]: search.args (+ the flags) on the supernet into WORK/NAME
   local name="$1" dir="$WORK/$1"
@@ -147,14 +156,16 @@ if [ "$RERANK_TOP" -gt 0 ]; then
 fi
 
 stage "4/5 retrain both searched subnets || train the Transformer baseline, $TRAIN_MINUTES min each (1 thread each, seed $TRAIN_SEED)"
+mapfile -t SUBNET < <(flags subnet.args)
+mapfile -t BASELINE < <(flags baseline.args)
 # shellcheck disable=SC2086
-SEED="$TRAIN_SEED" train hybrid 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_HYBRID" ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train hybrid 1 "$TRAIN_MINUTES" "${SUBNET[@]}" --subnet "$WINNER_HYBRID" ${TRAIN_FLAGS:-} &
 HYBRID=$!
 # shellcheck disable=SC2086
-SEED="$TRAIN_SEED" train attention_only 1 "$TRAIN_MINUTES" subnet.args --subnet "$WINNER_ATTENTION" ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train attention_only 1 "$TRAIN_MINUTES" "${SUBNET[@]}" --subnet "$WINNER_ATTENTION" ${TRAIN_FLAGS:-} &
 ATTENTION=$!
 # shellcheck disable=SC2086
-SEED="$TRAIN_SEED" train baseline 1 "$TRAIN_MINUTES" baseline.args ${TRAIN_FLAGS:-} &
+SEED="$TRAIN_SEED" train baseline 1 "$TRAIN_MINUTES" "${BASELINE[@]}" ${TRAIN_FLAGS:-} &
 BASELINE=$!
 wait "$HYBRID"
 wait "$ATTENTION"

@@ -133,6 +133,62 @@ def test_recipe_args_parse_with_fairseq(name):
         get_space(args.space)
 
 
+SUPERNET_RECIPES = ("single", "nosharing", "sandwich", "distill", "operators")
+
+
+def _supernet_recipes(call: str) -> subprocess.CompletedProcess:
+    """``call`` run in bash after sourcing examples/args.sh and examples/multi30k_en_de/supernet_recipes.sh."""
+    script = f"source examples/args.sh; source examples/multi30k_en_de/supernet_recipes.sh; {call}"
+    return subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", SUPERNET_RECIPES)
+def test_supernet_recipes_are_the_demo_supernet_varied_as_named(name):
+    """Each named supernet recipe parses with fairseq-train; it is supernet.args with the sharing mode, sandwich
+    rule, operator sandwich and distillation its name says, and trains as many subnets per update as it counts."""
+    from fairseq import options
+
+    import fairseq_shiftadd.registry  # noqa: F401
+
+    assert _supernet_recipes("echo $SUPERNET_RECIPES").stdout.split() == list(SUPERNET_RECIPES)
+    flags = _supernet_recipes(f"supernet_recipe_flags {name}").stdout.splitlines()
+    args = options.parse_args_and_arch(options.get_training_parser(), ["DATA", *flags])
+    assert args.sharing == ("none" if name == "nosharing" else "heterogeneous")
+    assert args.sandwich == (name in {"sandwich", "distill", "operators"})
+    assert args.sandwich_operators == (name == "operators") and args.distill_weight == (name == "distill")
+    per_update = int(_supernet_recipes(f"supernet_recipe_subnets_per_update {name}").stdout)
+    assert per_update == 1 + 2 * args.sandwich + args.sandwich_operators
+    if name == "sandwich":
+        assert sorted(flags) == sorted(_args_flags("supernet.args"))
+
+
+def test_unknown_supernet_recipe_is_refused_in_one_line():
+    for function in ("supernet_recipe_flags", "supernet_recipe_subnets_per_update"):
+        result = _supernet_recipes(f"{function} shared")
+        assert result.returncode == 2 and not result.stdout
+        assert result.stderr.splitlines() == [f"unknown supernet recipe 'shared' (one of: {' '.join(SUPERNET_RECIPES)})"]
+
+
+@pytest.mark.parametrize("recipe, error", [
+    ("shared", "unknown supernet recipe 'shared'"),
+    ("sandwich", "supernet was trained with SUPERNET_RECIPE=nosharing, not sandwich: use another WORK"),
+])
+def test_demo_refuses_an_unknown_or_changed_supernet_recipe_before_any_stage(tmp_path, recipe, error):
+    """A WORK whose supernet was trained with another recipe is refused in one line, before stage 1 touches it."""
+    import sys
+
+    (tmp_path / "supernet").mkdir()
+    (tmp_path / "supernet" / "recipe").write_text("nosharing\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VENV": sys.prefix, "WORK": str(tmp_path),
+           "SUPERNET_RECIPE": recipe}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and not result.stdout, result.stdout
+    (line,) = result.stderr.splitlines()
+    assert error in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["supernet"]
+    assert (tmp_path / "supernet" / "recipe").read_text() == "nosharing\n"
+
+
 def test_cpu_recipes_share_the_training_recipe():
     """The retrained hybrid and the baseline differ only in the model: same optimiser, schedule, batch, dropout."""
     model_flags = {"--arch", "--space", "--user-dir", "--weight-dropout", "--block-details"}  # weight dropout: kernels only

@@ -82,6 +82,7 @@ STUB_DEMO = r'''#!/usr/bin/env bash
 # is the training seed (the baseline's 20): what the benchmark passes on and shares is what is tested.
 set -euo pipefail
 echo "$(basename "$WORK") SEED=$SEED TRAIN_SEED=${TRAIN_SEED:-unset}" >> "$CALLS"
+[ -z "${BUDGETS:-}" ] || echo "$SUPERNET_RECIPE|$SUPERNET_FLAGS|$TRAIN_FLAGS" >> "$BUDGETS"
 for dir in data supernet search search_attention rerank rerank_attention; do
   [ -e "$WORK/$dir" ] || { mkdir -p "$WORK/$dir"; echo "$SEED" > "$WORK/$dir/made_by_seed"; }
 done
@@ -97,21 +98,29 @@ echo "]" >> "$WORK/report/results.json"
 '''
 
 
-def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
-    """``RETRAIN_OFFSETS`` runs scripts/demo.sh again per seed N with ``TRAIN_SEED`` N + offset in ``seedN_trainT``,
-    which links the seed's data and supernet and copies its searches and reranks; the summary averages all runs."""
+def _run_with_stub_demo(tmp_path, **env: str) -> None:
+    """benchmarks/demo_seeds.sh in a copy of the repository whose scripts/demo.sh is ``STUB_DEMO``."""
     import shutil
     import sys
 
     repo = tmp_path / "repo"
-    for path in ("benchmarks/demo_seeds.sh", "benchmarks/demo_seeds.py", "scripts/install.sh", "setup.py"):
+    for path in ("benchmarks/demo_seeds.sh", "benchmarks/demo_seeds.py", "scripts/install.sh", "setup.py",
+                 "examples/args.sh", "examples/multi30k_en_de/supernet_recipes.sh",
+                 "examples/multi30k_en_de/supernet.args"):
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, repo / path)  # setup.py and install.sh: the installed venv's stamp still matches
     (repo / "scripts" / "demo.sh").write_text(STUB_DEMO)
-    work, calls = tmp_path / "work", tmp_path / "calls.txt"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VENV": sys.prefix, "CALLS": str(calls),
-           "ROOT_WORK": str(work), "SEEDS": "1 2", "RETRAIN_OFFSETS": "10", "UPDATES": "0"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VENV": sys.prefix, "CALLS": str(tmp_path / "calls.txt"),
+           "ROOT_WORK": str(tmp_path / "work"), **env}
     subprocess.run(["bash", str(repo / "benchmarks" / "demo_seeds.sh")], check=True, env=env, capture_output=True)
+
+
+def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
+    """``RETRAIN_OFFSETS`` runs scripts/demo.sh again per seed N with ``TRAIN_SEED`` N + offset in ``seedN_trainT``,
+    which links the seed's data and supernet and copies its searches and reranks; the summary averages all runs."""
+    work, calls = tmp_path / "work", tmp_path / "calls.txt"
+    _run_with_stub_demo(tmp_path, CALLS=str(calls), ROOT_WORK=str(work), SEEDS="1 2", RETRAIN_OFFSETS="10",
+                        UPDATES="0")
     assert calls.read_text().splitlines() == ["seed1 SEED=1 TRAIN_SEED=unset", "seed1_train11 SEED=1 TRAIN_SEED=11",
                                               "seed2 SEED=2 TRAIN_SEED=unset", "seed2_train12 SEED=2 TRAIN_SEED=12"]
     for seed in (1, 2):
@@ -123,3 +132,14 @@ def test_demo_seeds_retrain_seeds_share_each_seeds_stages(tmp_path):
     summary = (work / "summary.md").read_text()
     assert "Over 4 runs" in summary
     assert "| hybrid | 6.50 ± 5.80 [1.00, 12.00] |" in summary  # the mean and sample std of 1, 11, 2, 12
+
+
+@pytest.mark.parametrize("recipe, updates", [(None, 300), ("operators", 300), ("nosharing", 2000), ("single", 2000)])
+def test_demo_seeds_budgets_the_supernet_by_its_recipe(tmp_path, recipe, updates):
+    """The benchmark trains the operator sandwich unless SUPERNET_RECIPE says otherwise; a recipe that trains one
+    subnet per update (the one that ranks subnets) gets 2,000 updates, a sandwich recipe 300; every model 450."""
+    budgets = tmp_path / "budgets.txt"
+    _run_with_stub_demo(tmp_path, SEEDS="1", BUDGETS=str(budgets), **({"SUPERNET_RECIPE": recipe} if recipe else {}))
+    name, supernet_flags, train_flags = budgets.read_text().strip().split("|")
+    assert name == (recipe or "operators")
+    assert supernet_flags.split() == ["--max-update", str(updates)] and train_flags.split() == ["--max-update", "450"]
