@@ -58,7 +58,6 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .op_counts import OpCounts
 from .kernels import cpu_adder, dispatch
-from .kernels.cpu_depthwise import depthwise_add_conv, depthwise_supported
 from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
@@ -391,19 +390,19 @@ def add_conv2d(
 
 def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: Optional[float],
                      grad_norm: GradNorm) -> Optional[Tensor]:
-    """:func:`add_conv2d` by a CPU kernel with no unfolded patches, or None where none applies.
+    """:func:`add_conv2d` by a kernel with no unfolded patches, or None where none applies.
 
-    Depthwise with ``GradNorm.ADDERNET``: :func:`~.kernels.cpu_depthwise.depthwise_add_conv` (forward and
-    backward). Otherwise, without autograd only: :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col;
-    training keeps the patches, which both gradients read).
+    Depthwise with ``GradNorm.ADDERNET``: :func:`~.kernels.dispatch.depthwise_add_conv` (Triton for CUDA tensors,
+    the CPU kernel otherwise; forward and backward). Otherwise, on CPU without autograd only:
+    :func:`~.kernels.cpu_adder.conv_neg_l1` (implicit im2col; training keeps the patches, which both gradients read).
     """
     pad_h, pad_w = geometry.padding
     groups = geometry.groups
-    depthwise = groups == geometry.in_channels == geometry.out_channels
-    if depthwise and grad_norm is GradNorm.ADDERNET and depthwise_supported(x, weight):
+    if groups == geometry.in_channels == geometry.out_channels and grad_norm is GradNorm.ADDERNET:
         scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm.ADDERNET)
-        xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
-        return depthwise_add_conv(xp, weight[:, 0], geometry.stride, geometry.dilation, scale)
+        y = dispatch.depthwise_add_conv(x, weight[:, 0], geometry, scale)
+        if y is not None:
+            return y
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if training or not cpu_adder.cpu_supported(x, weight):
         return None

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from .adder import GradNorm, add_matmul, neg_l1_broadcast, scale_weight_grad
 from .op_counts import OpCounts
 from .kernels.build import enabled as kernels_enabled
-from .kernels.cpu_mixer import add_mix, add_window, mixer_supported
+from .kernels import dispatch
 from .kernels.weight_cache import records_autograd
 from .kinds import OpKind
 from .quant import QuantConfig, operand_fake_quant
@@ -155,17 +155,20 @@ def lightweight_mix(
 
     ``y[t, b, c] = sum_j op(x[t + j - pad, b, c], kernel[h(c), j])``, see :func:`mix_windows`. Callers zero
     padded positions of ``x`` beforehand (as :meth:`LightweightMixer.forward` does). Fast paths: ``MULT`` up to
-    128 positions as :func:`band_mix`, longer by :func:`mix_sequence`; ``ADD`` on CPU by the direct kernel
-    :func:`~.kernels.cpu_mixer.add_mix` on the time-major layout itself (same formulas and gradients, no padded
-    copy, no unfolded windows).
+    128 positions as :func:`band_mix`, longer by :func:`mix_sequence`; ``ADD`` by a direct kernel on the
+    time-major layout itself (:func:`~.kernels.dispatch.add_mix`: Triton for CUDA tensors, ``cpu_mixer`` on CPU;
+    same formulas and gradients, no padded copy, no unfolded windows).
 
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
     left, right = padding_sizes(kernel.size(1), padding)
     if op is OpKind.MULT and kernels_enabled() and x.size(0) <= _BAND_MAX_LENGTH:
         return band_mix(x, kernel, left)
-    if op is OpKind.ADD and mixer_supported(x, kernel):
-        return add_mix(x, kernel, left, functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm)))
+    if op is OpKind.ADD:
+        scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm))
+        y = dispatch.add_mix(x, kernel, left, scale)
+        if y is not None:
+            return y
     return mix_sequence(F.pad(x.permute(1, 2, 0), (left, right)), kernel, op, eta, grad_norm)
 
 
@@ -197,14 +200,16 @@ def mix_window(
 ) -> Tensor:
     """The newest output of a causal mix from the window of its last ``K`` inputs (a decoding step's mixing).
 
-    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])``: ``ADD`` on CPU without autograd by the kernel
-    :func:`~.kernels.cpu_mixer.add_window` (one pass over the window, read in place), otherwise :func:`mix_windows`
+    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])``: ``ADD`` without autograd by a kernel
+    (:func:`~.kernels.dispatch.add_window`: one pass over the window, read in place), otherwise :func:`mix_windows`
     on a view of the window (broadcasting without autograd; AdderNet's surrogate gradients with it).
 
     Shape: window ``(K, B, C)``, kernel ``(H, K)`` -> ``(1, B, C)``.
     """
-    if op is OpKind.ADD and not records_autograd((window, kernel)) and mixer_supported(window, kernel):
-        return add_window(window, kernel).unsqueeze(0)
+    if op is OpKind.ADD and not records_autograd((window, kernel)):
+        y = dispatch.add_window(window, kernel)
+        if y is not None:
+            return y.unsqueeze(0)
     return mix_windows(window.permute(1, 2, 0).unsqueeze(2), kernel, op, eta, grad_norm)
 
 

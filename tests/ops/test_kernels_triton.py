@@ -1,11 +1,12 @@
-"""Triton adder kernels (fairseq_shiftadd.ops.kernels.triton_adder): on a GPU, or through TRITON_INTERPRET=1 on CPU.
+"""Triton kernels (fairseq_shiftadd.ops.kernels.triton_adder, triton_depthwise): on a GPU, or through TRITON_INTERPRET=1
+on CPU.
 
 Skipped where Triton is not installed (the optional ``gpu`` extra: ``pip install -e .[gpu]``). Triton reads
 ``TRITON_INTERPRET`` when it is imported, so without a GPU a plain test run executes this file again in a
 subprocess with the flag set (:func:`test_kernels_in_the_interpreter`); the kernel tests run there, and on a
 machine with CUDA directly on the GPU (autotuned tiles, with larger shapes added). The interpreter runs one
-fixed tile (16 x 16, unrolled by 4), so every shape below is ragged against it; the GPU-only shapes are ragged
-against every autotuned tile and leave a tail after the unrolled loops.
+fixed tile (16 x 16, unrolled by 4; the depthwise window 32 positions x 16 channels), so every shape below is ragged
+against it; the GPU-only shapes are ragged against every autotuned tile and leave a tail after the unrolled loops.
 """
 import os
 import subprocess
@@ -18,7 +19,8 @@ from torch.testing import assert_close
 
 from _kernel_paths import layer_step, on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, add_matmul
-from fairseq_shiftadd.ops.kernels import triton_adder
+from fairseq_shiftadd.ops.kernels import dispatch, triton_adder
+from fairseq_shiftadd.ops.lightconv import LightweightAdd, LightweightShiftAdd
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 ON_GPU = triton_adder.triton_available() and torch.cuda.is_available() and not INTERPRETING
@@ -104,3 +106,100 @@ def test_add_conv2d_runs_on_triton_through_the_dense_kernel(kernels_on, monkeypa
     x = _random(2, 3, 7, 6)
     for a, b in zip(*on_both_paths(monkeypatch, lambda: layer_step(layer, x))):
         assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+# the depthwise window (triton_depthwise): depthwise AddConv2d geometries and the add mixers
+GEOMETRIES = {
+    "pad1": dict(kernel_size=3, padding=1),
+    "stride_dilation": dict(kernel_size=(3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3)),
+    "strided_5x5": dict(kernel_size=5, stride=(3, 2), padding=1),
+}
+CONV_CHANNELS = 11 if not ON_GPU else 67  # ragged against every channel tile
+
+
+def _layer_step(layer, x):
+    """Output, input gradient and kernel gradient of ``layer`` for the output gradient ``cos(y)``, in float64."""
+    layer.zero_grad()
+    xi = x.clone().requires_grad_()
+    y = layer(xi)
+    y.backward(y.detach().float().cos().to(y.dtype))
+    return [t.double() for t in (y.detach(), xi.grad, layer.weight.grad)]
+
+
+@pytest.fixture
+def window_calls(monkeypatch):
+    """The calls of the depthwise window's forward (each fast-path forward, step or not, makes one)."""
+    calls, forward = [], dispatch.triton_depthwise.forward
+
+    def record(*args, **kwargs):
+        calls.append(args)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch.triton_depthwise, "forward", record)
+    return calls
+
+
+@on_kernels
+@pytest.mark.parametrize("geometry", GEOMETRIES.values(), ids=list(GEOMETRIES))
+def test_depthwise_add_conv_on_the_window_kernel_matches_reference(kernels_on, monkeypatch, window_calls, geometry):
+    torch.manual_seed(3)
+    layer = AddConv2d(CONV_CHANNELS, CONV_CHANNELS, groups=CONV_CHANNELS, eta=0.2, **geometry).to(DEVICE)
+    x = _random(2, CONV_CHANNELS, 7, 5)
+    fast, slow = on_both_paths(monkeypatch, lambda: _layer_step(layer, x))
+    assert len(window_calls) == 1  # the fast run took the window kernel, the reference run did not
+    for a, b in zip(fast, slow):
+        assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+MIXERS = {"add_centred": (LightweightAdd, "centred", 7), "add_causal": (LightweightAdd, "causal", 5),
+          "shiftadd_causal": (LightweightShiftAdd, "causal", 4)}
+MIXER_SHAPE = (9, 5, 24) if not ON_GPU else (70, 9, 216)  # (T, B, C): channels ragged against every tile
+
+
+@on_kernels
+@pytest.mark.parametrize("mixer", MIXERS.values(), ids=list(MIXERS))
+def test_add_mixers_on_the_window_kernel_match_reference(kernels_on, monkeypatch, window_calls, mixer):
+    cls, padding, kernel_size = mixer
+    torch.manual_seed(4)
+    layer = cls(MIXER_SHAPE[2], kernel_size, 3, padding=padding).to(DEVICE)
+    x = _random(*MIXER_SHAPE)
+    fast, slow = on_both_paths(monkeypatch, lambda: _layer_step(layer, x))
+    assert len(window_calls) == 1
+    for a, b in zip(fast, slow):
+        assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+@on_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_add_mixer_half_inputs_accumulate_in_float32(kernels_on, monkeypatch, dtype):
+    torch.manual_seed(5)
+    layer = LightweightAdd(24, 7, 3, padding="centred", eta=None).to(DEVICE)
+    x = _random(11, 4, 24, dtype=dtype)
+    y, dx, dw = _layer_step(layer.to(dtype), x)
+    truth_layer = LightweightAdd(24, 7, 3, padding="centred", eta=None).double()
+    truth_layer.load_state_dict(layer.state_dict())
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference")
+    y_true, dx_true, dw_true = _layer_step(truth_layer, x.cpu().double())
+    ulp = torch.finfo(dtype).eps
+    for value, truth in ((y, y_true), (dx, dx_true), (dw, dw_true)):
+        # each sum is rounded once to the half dtype; the float64 operands are the half ones, so only that rounding
+        # (and the output gradient's, dx's and dw's) separates them
+        assert_close(value.cpu(), truth, rtol=4 * ulp, atol=4 * ulp * truth.abs().max().item())
+
+
+@on_kernels
+@pytest.mark.parametrize("padding", ["centred", "causal"])
+def test_add_mixer_steps_on_the_window_kernel_equal_forward(kernels_on, window_calls, padding):
+    torch.manual_seed(6)
+    layer = LightweightAdd(16, 5, 4, padding=padding).to(DEVICE).eval()
+    x = _random(8, 3, 16)
+    with torch.no_grad():
+        whole = layer(x)
+        outputs, buffer = [], None
+        for t in range(x.size(0)):
+            y, buffer = layer.step(x[t:t + 1], buffer)
+            if y is not None:
+                outputs.append(y)
+        outputs.append(layer.flush(buffer))
+    assert len(window_calls) == 1 + x.size(0) - layer.right_padding  # the whole sequence, then every full window
+    assert_close(torch.cat(outputs), whole, rtol=1e-5, atol=1e-5 * whole.abs().max().item())

@@ -4,10 +4,12 @@ The reference PyTorch code in :mod:`fairseq_shiftadd.ops` stays the ground truth
 path runs only where it supports the inputs (device, dtype, a successful build). ``FAIRSEQ_SHIFTADD_KERNELS=
 reference`` turns every fast path off.
 
-* :mod:`.dispatch` — which of the next two computes :func:`~fairseq_shiftadd.ops.adder.add_matmul`'s forward
-  and input gradient (None: the reference);
-* :mod:`.triton_adder` — the same products for CUDA tensors when Triton is installed (the ``gpu`` extra);
-* :mod:`.cpu_adder` — the same products on CPU (``cpu_adder.cpp``, built at first use by :mod:`.build`), and
+* :mod:`.dispatch` — which kernel below computes each adder product: :func:`~fairseq_shiftadd.ops.adder.add_matmul`'s
+  forward and input gradient, the depthwise adder convolution, the lightweight add mixers (None: the reference);
+* :mod:`.triton_adder` — ``add_matmul``'s products for CUDA tensors when Triton is installed (the ``gpu`` extra);
+* :mod:`.triton_depthwise` — the depthwise adder window for CUDA tensors (depthwise
+  :class:`~fairseq_shiftadd.ops.adder.AddConv2d` and the add mixers, forward, both gradients; no unfolded patches);
+* :mod:`.cpu_adder` — ``add_matmul``'s products on CPU (``cpu_adder.cpp``, built at first use by :mod:`.build`), and
   the implicit-im2col forward of a dense :class:`~fairseq_shiftadd.ops.adder.AddConv2d` at inference;
 * :mod:`.cpu_depthwise` — the direct depthwise adder convolution on CPU (``cpu_depthwise.cpp``), used by
   depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d`;

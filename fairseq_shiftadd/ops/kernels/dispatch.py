@@ -1,16 +1,27 @@
-"""Which fast path computes the adder products: Triton (CUDA tensors), the compiled CPU kernels, or none.
+"""Which fast path computes an adder product: Triton (CUDA tensors), the compiled CPU kernels, or none.
 
-:func:`~fairseq_shiftadd.ops.adder.add_matmul` asks here; ``None`` means "use the reference path".
+The operators' functional cores ask here; ``None`` means "use the reference path". Per product:
+
+* :func:`neg_l1`, :func:`input_grad` — :func:`~fairseq_shiftadd.ops.adder.add_matmul`'s forward and input gradient
+  (:mod:`.triton_adder`, :mod:`.cpu_adder`);
+* :func:`depthwise_add_conv` — a depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` with its backward
+  (:mod:`.triton_depthwise` on a channels-last view, :mod:`.cpu_depthwise` on a padded copy);
+* :func:`add_mix`, :func:`add_window` — the lightweight add mixers over a sequence and a decoding step's window
+  (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`).
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from . import cpu_adder, triton_adder
+from ..validate import Conv2dGeometry
+from . import cpu_adder, cpu_depthwise, cpu_mixer, triton_adder, triton_depthwise
+from .build import GradScale
 
-__all__ = ["neg_l1", "input_grad"]
+__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "add_window"]
 
 
 def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
@@ -28,4 +39,56 @@ def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Optional[Tensor]:
         return triton_adder.input_grad(grad, x, weight)
     if cpu_adder.cpu_supported(grad, x, weight):
         return cpu_adder.input_grad(grad, x, weight)
+    return None
+
+
+def depthwise_add_conv(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, scale: GradScale) -> Optional[Tensor]:
+    """The depthwise negative-L1 convolution of ``x`` (zero padding) with AdderNet's backward, on a fast path.
+
+    ``scale(dw, p)`` rescales the weight gradient given ``p = g^T x``. Shape: x (N, C, H, W), weight (C, kh, kw)
+    -> (N, C, H_out, W_out) (channels-last on the Triton path).
+    """
+    if triton_adder.triton_supported(x, weight):
+        window = triton_depthwise.Window(tuple(x.shape[2:]), geometry.output_size(*x.shape[2:]), geometry.stride,
+                                         geometry.dilation, geometry.padding)
+        return triton_depthwise.depthwise_window(x.contiguous(memory_format=torch.channels_last), weight, window,
+                                                 scale)
+    if cpu_depthwise.depthwise_supported(x, weight):
+        (pad_h, pad_w) = geometry.padding
+        xp = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+        return cpu_depthwise.depthwise_add_conv(xp, weight, geometry.stride, geometry.dilation, scale)
+    return None
+
+
+def _as_image(sequence: Tensor) -> Tensor:
+    """A time-major ``(T, B, C)`` seen as the image ``(B, C, T, 1)`` the depthwise window slides over (a view)."""
+    return sequence.permute(1, 2, 0).unsqueeze(-1)
+
+
+def add_mix(x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Optional[Tensor]:
+    """:func:`.cpu_mixer.add_mix` (same contract), or the Triton window for CUDA tensors; None where neither applies.
+
+    Shape: x (T, B, C), kernel (H, K) -> (T, B, C).
+    """
+    if triton_adder.triton_supported(x, kernel):
+        length = x.size(0)
+        window = triton_depthwise.Window((length, 1), (length, 1), padding=(left, 0))
+        y = triton_depthwise.depthwise_window(_as_image(x), kernel.unsqueeze(-1), window, scale)
+        return y.squeeze(-1).permute(2, 0, 1)
+    if cpu_mixer.mixer_supported(x, kernel):
+        return cpu_mixer.add_mix(x, kernel, left, scale)
+    return None
+
+
+def add_window(window: Tensor, kernel: Tensor) -> Optional[Tensor]:
+    """:func:`.cpu_mixer.add_window` (same contract: no autograd), or the Triton window; None where neither applies.
+
+    Shape: window (K, B, C), kernel (H, K) -> (B, C).
+    """
+    if triton_adder.triton_supported(window, kernel):
+        taps = window.size(0)
+        last = triton_depthwise.Window((taps, 1), (1, 1))
+        return triton_depthwise.forward(_as_image(window), kernel.unsqueeze(-1), last)[:, :, 0, 0]
+    if cpu_mixer.mixer_supported(window, kernel):
+        return cpu_mixer.add_window(window, kernel)
     return None
