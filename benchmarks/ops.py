@@ -24,6 +24,11 @@ next, 3x apart, as blocks were mapped fresh (page faults) or reused, for the bas
     python benchmarks/ops.py --quick    # tiny shapes, a smoke run
     python benchmarks/ops.py --best --repeat 7 --skip-memory --only Add   # best-of-7 times of the adder rows
     python benchmarks/ops.py --device cuda --repeat 20                    # on a GPU (Triton kernels for adders)
+    python benchmarks/ops.py --device cuda --repeat 20 --large            # GPU-sized shapes (launches amortised)
+
+``--large`` measures shapes of a GPU training batch, where the default ones leave a GPU to kernel launches: 8192
+tokens through the dense layers, 4096 (T=64, B=64) through the mixers, a beam of 5 over 64 sentences for the
+steps, and 32 images of 128 x 56 x 56 for the convolutions.
 """
 from __future__ import annotations
 
@@ -98,10 +103,10 @@ def _train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
     return step
 
 
-def _peak_mib(quick: bool, index: int, baseline: bool) -> Optional[float]:
+def _peak_mib(size: str, index: int, baseline: bool) -> Optional[float]:
     """In a fresh process: peak-RSS growth (MiB) of one forward+backward of case ``index`` (or its baseline)."""
     torch.manual_seed(0)
-    case = cases(quick)[index]
+    case = cases(size)[index]
     module = case.make_baseline() if baseline else case.make()
     x = case.make_input().requires_grad_(True)
     gc.collect()
@@ -121,7 +126,7 @@ def _cuda_peak_mib(module: nn.Module, x: Tensor) -> float:
     return max(torch.cuda.max_memory_allocated() - before, 0) / 2**20
 
 
-def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, best: bool,
+def measure(case: Case, index: int, size: str, baseline: bool, repeat: int, best: bool,
             memory: bool, device: torch.device) -> Measurement:
     """Forward and forward+backward times (ms), and (``memory``) the peak memory of one training step (MiB)."""
     torch.manual_seed(0)
@@ -141,16 +146,17 @@ def measure(case: Case, index: int, quick: bool, baseline: bool, repeat: int, be
     if device.type == "cuda":
         return Measurement(forward_ms, train_ms, _cuda_peak_mib(module, x))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        peak = pool.apply(_peak_mib, (quick, index, baseline))
+        peak = pool.apply(_peak_mib, (size, index, baseline))
     return Measurement(forward_ms, train_ms, peak)
 
 
-def cases(quick: bool) -> List[Case]:
-    n, d, ffn = (64, 32, 64) if quick else (2048, 512, 2048)
-    t, b, k = (8, 2, 7) if quick else (32, 32, 31)
-    beam = 2 if quick else 5
-    image, channels = (8, 8) if quick else (28, 64)
-    batch = 2 if quick else 8
+# (n, d, ffn, t, b, k, beam, image, channels, batch) per size
+SIZES = {"quick": (64, 32, 64, 8, 2, 7, 2, 8, 8, 2), "default": (2048, 512, 2048, 32, 32, 31, 5, 28, 64, 8),
+         "large": (8192, 512, 2048, 64, 64, 31, 320, 56, 128, 32)}
+
+
+def cases(size: str) -> List[Case]:
+    n, d, ffn, t, b, k, beam, image, channels, batch = SIZES[size]
     linear_in = lambda: torch.randn(n, d)  # noqa: E731
     seq_in = lambda: torch.randn(t, b, d)  # noqa: E731
     beam_in = lambda: torch.randn(t, beam, d)  # noqa: E731
@@ -255,14 +261,14 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
     return f"{value / base:.2f}x"
 
 
-def run(quick: bool, repeat: int, best: bool = False, memory: bool = True, only: str = "",
+def run(size: str, repeat: int, best: bool = False, memory: bool = True, only: str = "",
         device: torch.device = torch.device("cpu")) -> List[List[str]]:
     rows = []
-    for index, case in enumerate(cases(quick)):
+    for index, case in enumerate(cases(size)):
         if only not in case.name:
             continue
-        base = measure(case, index, quick, True, repeat, best, memory, device)
-        ours = measure(case, index, quick, False, repeat, best, memory, device)
+        base = measure(case, index, size, True, repeat, best, memory, device)
+        ours = measure(case, index, size, False, repeat, best, memory, device)
         peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
         rows.append([
             case.name, case.shape,
@@ -298,7 +304,9 @@ def _device(name: str) -> torch.device:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
+    sizes.add_argument("--large", action="store_true", help="GPU-sized shapes (see above)")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--best", action="store_true", help="report the minimum of the repetitions, not the median")
@@ -319,10 +327,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     allocator = "glibc mmap threshold pinned at 64 MiB" if _pin_allocator() else "allocator as it is"
     where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else \
         f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {where}, {paths}, "
+    size = "quick" if args.quick else "large" if args.large else "default"
+    print(f"torch {torch.__version__}, {where}, {paths}, {size} shapes, "
           f"{'best' if args.best else 'median'} of {args.repeat}, {allocator}; baseline: torch layer of the same shape")
     print(" | ".join(header))
-    rows = run(args.quick, args.repeat, args.best, not args.skip_memory, args.only, args.device)
+    rows = run(size, args.repeat, args.best, not args.skip_memory, args.only, args.device)
     print("\nMarkdown:\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

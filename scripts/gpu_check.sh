@@ -4,6 +4,8 @@
 #           the models in float32 / bf16 / fp16 against float64 on the GPU (tests/models/test_precision.py)
 #   adder   the adder's throughput against torch.cdist and a matmul (benchmarks/gpu_adder.py)
 #   ops     the operator table on CUDA (benchmarks/ops.py --device cuda)
+#   ops_large  the same at GPU-sized shapes (--large: the Triton window kernel of the add mixers and the depthwise
+#           AddConv2d against fairseq's lightweight conv and torch's depthwise conv, launches amortised)
 #   fp16    a short fp16 training of an add / shift-add hybrid (examples/multi30k_en_de/subnets/gpu_add_hybrid.yaml)
 #           on Multi30k En-De, logging every 25 updates (fairseq's --bf16 means a TPU: bf16 is covered by the tests)
 #   fp16_mult  the same for its multiplication-only counterpart (subnets/gpu_mult_baseline.yaml), for the update rate
@@ -21,7 +23,7 @@
 #   bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...]      (default: every stage but recipe, in the order above)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEFAULT_STAGES=(tests adder ops fp16 fp16_mult)
+DEFAULT_STAGES=(tests adder ops ops_large fp16 fp16_mult)
 ALL_STAGES=("${DEFAULT_STAGES[@]}" recipe ranking)
 if [ $# -lt 2 ]; then
   echo "usage: bash scripts/gpu_check.sh OUT DATA_BIN [STAGE ...] (stages: ${ALL_STAGES[*]})" >&2
@@ -68,6 +70,7 @@ for name in "${STAGES[@]}"; do
       tests/models/test_precision.py ;;
     adder) stage adder 90 "$PYTHON" benchmarks/gpu_adder.py ;;
     ops) stage ops 60 "$PYTHON" benchmarks/ops.py --device cuda --repeat 20 ;;
+    ops_large) stage ops_large 120 "$PYTHON" benchmarks/ops.py --device cuda --repeat 20 --large ;;
     fp16) stage fp16 "${TRAIN_SECONDS:-150}" "${TRAIN[@]}" --subnet "$SUBNETS/gpu_add_hybrid.yaml" ;;
     fp16_mult) stage fp16_mult 90 "${TRAIN[@]}" --subnet "$SUBNETS/gpu_mult_baseline.yaml" ;;
     recipe)
