@@ -41,3 +41,11 @@ def test_bad_arguments_get_one_line_and_run_nothing(tmp_path, args, message):
     assert done.returncode == 2
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1 and done.stdout == ""
     assert not (tmp_path / "OUT").exists()
+
+
+def test_the_kit_refuses_a_missing_multi30k_in_one_line(tmp_path):
+    """scripts/gpu_kit.sh (wheels and data for the GPU machine) checks its data before it installs or downloads."""
+    env = {"PATH": "/usr/bin:/bin", "MULTI30K_DIR": str(tmp_path / "nowhere")}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_kit.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"no Multi30k at {tmp_path / 'nowhere'} (set MULTI30K_DIR)\n"
