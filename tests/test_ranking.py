@@ -251,6 +251,19 @@ def test_recipes_average_the_retrainings_of_each_training_seed(tmp_path: Path):
             recipes.read_panel([tmp_path / run for run in runs])
 
 
+def test_the_committed_panel_reads_as_ranking_runs():
+    """The README's 20-subnet panel, committed as four ranking folders (two draws, each retrained with two seeds),
+    is what supernet_recipes.py reads directly: 20 subnets, two retrainings each, agreeing as its tables say."""
+    committed = REPO / "benchmarks" / "results" / "ranking-cpu-2026-11-30"
+    panel = recipes.read_panel([committed / f"panel{p}_retraining{r}" for r in (1, 2) for p in (1, 2)])
+    assert len(panel) == 20 and all(sorted(row["replicates"]) == [1, 3] or sorted(row["replicates"]) == [2, 3]
+                                    for row in panel)
+    (agreement,) = recipes.replicate_agreement(panel)
+    line = (f"Retraining 1 against retraining 2 of each subnet (20 subnets): tau {agreement['tau_loss']:+.2f} (loss), "
+            f"{agreement['tau_bleu']:+.2f} (BLEU).")
+    assert line in (committed / "recipes_mean.md").read_text()
+
+
 _proxy_spec = importlib.util.spec_from_file_location("rerank_proxy", REPO / "benchmarks" / "rerank_proxy.py")
 sys.path.insert(0, str(REPO / "benchmarks"))
 rerank_proxy = importlib.util.module_from_spec(_proxy_spec)
