@@ -75,6 +75,20 @@ def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, 
         assert_close(fast, slow, **tolerance)
 
 
+@pytest.mark.parametrize("offset", [0.0, 50.0], ids=["centred_x", "offset_x"])
+def test_add_mixer_forward_keeps_float32_precision_with_softmax_kernels(kernels_built, monkeypatch, offset):
+    """The kernel's forward sums min(x, w) and takes the window sums of x and w off (cpu_mixer.cpp): with the models'
+    softmax-normalised kernels its float32 outputs stay within a few roundings of the float64 truth, as the
+    difference form's do, also where x carries a large offset."""
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+    torch.manual_seed(4)
+    x, kernel = offset + torch.randn(40, 3, 64), torch.softmax(torch.randn(4, 31), dim=-1)
+    with torch.no_grad():
+        fast = lightweight_mix(x, kernel, OpKind.ADD, Padding.CENTRED)
+        truth = lightweight_mix(x.double(), kernel.double(), OpKind.ADD, Padding.CENTRED)
+    assert ((fast.double() - truth).abs() / truth.abs()).max() < 16 * torch.finfo(torch.float32).eps
+
+
 @pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
 @pytest.mark.parametrize("sizes", SEQUENCES.values(), ids=list(SEQUENCES))
 def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, dtype, sizes):
