@@ -92,7 +92,7 @@ void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
 
 // Rows t .. t + R - 1 of the output on one U of channels (at c in the slice), as -|x - w| = 2 min(x, w) - x - w:
 // a term is a min and an add (the difference form takes a subtraction, a sign clear and an add: the layer's forward
-// measured 1.15-1.25x faster, benchmarks/results/mixer-cpu-2026-12-01), and each row's window sums of x and of w are
+// measured 1.1-1.3x faster, benchmarks/results/mixer-cpu-2026-12-01), and each row's window sums of x and of w are
 // taken off once. Rounding: each sum is bounded by
 // sum |x| + sum |w|, so the result is as exact as the difference form's wherever |w| is not far above |x - w|; the
 // models' kernels are softmax-normalised (|w| <= 1, before DropConnect's 1 / (1 - p)). The rows' inputs slide through
