@@ -13,7 +13,7 @@
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
 // batch entry and 4 vectors of channels per task and compute 8 rows at a time, one vector of channels wide: the
 // rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than
-// one row at a time, measured). The forward sums min(x, w) and takes the window sums off (forward_rows). The weight product takes one vector of channels per task, 4 taps' sums in registers
+// one row at a time, measured). The weight product takes one vector of channels per task, 4 taps' sums in registers
 // while time runs. A decoding step reads its window in place (each row once), on one thread unless the window is
 // large.
 #include <algorithm>
@@ -90,47 +90,31 @@ void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
   });
 }
 
-// Rows t .. t + R - 1 of the output on one U of channels (at c in the slice), as -|x - w| = 2 min(x, w) - x - w:
-// a term is a min and an add (the difference form takes a subtraction, a sign clear and an add: the layer's forward
-// measured 1.1-1.3x faster, benchmarks/results/mixer-cpu-2026-12-01), and each row's window sums of x and of w are
-// taken off once. Rounding: each sum is bounded by
-// sum |x| + sum |w|, so the result is as exact as the difference form's wherever |w| is not far above |x - w|; the
-// models' kernels are softmax-normalised (|w| <= 1, before DropConnect's 1 / (1 - p)). The rows' inputs slide through
-// registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms. The
-// first row's window sum of x is summed tap by tap, the others' slide from it (x[t + r + K] - x[t + r]), so no
-// rounding carries over from one block to the next.
+// Rows t .. t + R - 1 of the output on one U of channels (at c in the slice): the rows' inputs slide through
+// registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms.
 template <int R, typename U, typename T>
-inline void forward_rows(const T* xb, const T* w, const T* w_sum, T* y, int64_t t, int64_t b, int64_t c0, int64_t c,
-                         int64_t width, const Sequence& s) {
-  U xr[R], lower[R], x_sum = U{};
+inline void forward_rows(const T* xb, const T* w, T* y, int64_t t, int64_t b, int64_t c0, int64_t c, int64_t width,
+                         const Sequence& s) {
+  U xr[R], sum[R];
   for (int r = 0; r < R; ++r) {
     xr[r] = load<U>(xb + (t + r) * width + c);
-    lower[r] = U{};
+    sum[r] = U{};
   }
   for (int64_t j = 0; j < s.taps; ++j) {
     const U wv = load<U>(w + j * s.channels + c0 + c);
-    for (int r = 0; r < R; ++r) lower[r] += vmin(xr[r], wv);
-    x_sum += xr[0];
+    for (int r = 0; r < R; ++r) sum[r] -= vabs(xr[r] - wv);
     for (int r = 0; r + 1 < R; ++r) xr[r] = xr[r + 1];
     if (j + 1 < s.taps) xr[R - 1] = load<U>(xb + (t + j + R) * width + c);  // x[t + (R - 1) + (j + 1) - left]
   }
-  const U w_total = load<U>(w_sum + c0 + c);
-  for (int r = 0; r < R; ++r) {
-    store(y + ((t + r) * s.batch + b) * s.channels + c0 + c, lower[r] + lower[r] - x_sum - w_total);
-    if (r + 1 < R) x_sum += load<U>(xb + (t + r + s.taps) * width + c) - load<U>(xb + (t + r) * width + c);
-  }
+  for (int r = 0; r < R; ++r) store(y + ((t + r) * s.batch + b) * s.channels + c0 + c, sum[r]);
 }
 
 template <typename T>
 void forward(const T* x, const T* w, T* y, const Sequence& s, int threads) {
-  std::vector<T> w_sum(s.channels, T(0));  // sum_j w[j, c]
-  for (int64_t j = 0; j < s.taps; ++j)
-    for (int64_t c = 0; c < s.channels; ++c) w_sum[c] += w[j * s.channels + c];
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* xb) {
     gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb);  // xb[u] = x[u - left]
     in_row_blocks<T>(s.length, width, [&](auto block, auto lanes, int64_t t, int64_t c) {
-      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, w_sum.data(), y, t, b, c0, c, width,
-                                                                        s);
+      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, y, t, b, c0, c, width, s);
     });
   });
 }
