@@ -101,6 +101,22 @@ def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, dtyp
     assert_close(fast, slow, rtol=tolerance, atol=tolerance)
 
 
+def test_causal_add_mixer_steps_reproduce_the_forward_bit_for_bit(kernels_built, monkeypatch):
+    """The decoding step's window kernel gives every position the sums the whole-sequence kernel gives it, in the same
+    order, whatever the position's place in the forward's blocks of rows: a quantised model then decodes
+    incrementally exactly as it scores a whole sequence (tests/models/test_qat.py)."""
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+    torch.manual_seed(5)
+    layer = LightweightAdd(90, 7, 3, padding=Padding.CAUSAL).eval()
+    x = torch.randn(19, 2, 90)  # two blocks of 8 rows and three single rows in the forward; ragged channels
+    with torch.no_grad():
+        whole, buffer, steps = layer(x), None, []
+        for t in range(x.size(0)):
+            y, buffer = layer.step(x[t:t + 1], buffer)
+            steps.append(y)
+    assert torch.equal(torch.cat(steps), whole)
+
+
 def test_lightweight_add_bfloat16_matches_float32(kernels_built, monkeypatch):
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
     torch.manual_seed(2)
