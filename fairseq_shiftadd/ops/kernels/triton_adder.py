@@ -54,7 +54,7 @@ try:
 except ImportError:  # the optional `gpu` extra
     triton = tl = None
 
-__all__ = ["triton_available", "triton_supported", "kernels", "neg_l1", "input_grad"]
+__all__ = ["triton_available", "interpreting", "triton_supported", "quick_bench", "kernels", "neg_l1", "input_grad"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # the fixed configuration of the interpreter: every test shape is ragged against it
@@ -73,7 +73,8 @@ def triton_available() -> bool:
     return triton is not None
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``): fixed tiles, CPU tensors."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")
 
 
@@ -81,12 +82,13 @@ def triton_supported(*tensors: Tensor) -> bool:
     """Whether the Triton kernels take these tensors: CUDA (or CPU under ``TRITON_INTERPRET=1``), float32/16/bf16."""
     if triton is None or not enabled() or any(t.dtype not in _DTYPES for t in tensors):
         return False
-    device = "cpu" if _interpreting() else "cuda"
+    device = "cpu" if interpreting() else "cuda"
     return all(t.device.type == device for t in tensors)
 
 
-def _quick_bench(kernel_call: Callable[[], None], quantiles) -> list:
-    """The autotuner's timing: short (each new ``(N bucket, M, K)`` is tuned when training first meets it)."""
+def quick_bench(kernel_call: Callable[[], None], quantiles) -> list:
+    """The autotuners' timing: short (each new key, such as ``(N bucket, M, K)``, is tuned when training first meets
+    it)."""
     return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
@@ -172,16 +174,16 @@ def kernels() -> Dict[str, Callable]:
     """The kernels by name, autotuned on a GPU (an autotuner's ``cache`` maps each key to its chosen tile; plain
     under the interpreter)."""
     jitted = {"forward": _forward_kernel, "input_grad": _input_grad_kernel}
-    if _interpreting():
+    if interpreting():
         return jitted
     configs = [triton.Config({"BLOCK_N": n, "BLOCK_M": m, "UNROLL": u}, num_warps=w) for n, m, u, w in _TILES]
-    return {name: triton.autotune(configs, key=["N_BUCKET", "M", "K"], do_bench=_quick_bench)(kernel)
+    return {name: triton.autotune(configs, key=["N_BUCKET", "M", "K"], do_bench=quick_bench)(kernel)
             for name, kernel in jitted.items()}
 
 
 def _launch(name: str, grid: Callable[[dict], Tuple[int, int, int]], *args, **constants) -> None:
     kernel = kernels()[name]
-    if _interpreting():
+    if interpreting():
         kernel[grid(_INTERPRETER_META)](*args, **constants, **_INTERPRETER_META)
     else:
         kernel[grid](*args, **constants)

@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .build import GradScale
-from .triton_adder import _interpreting, _quick_bench, triton, tl
+from .triton_adder import interpreting, quick_bench, triton, tl
 
 __all__ = ["Window", "depthwise_window", "forward", "input_grad", "weight_product"]
 
@@ -154,10 +154,10 @@ if triton is not None:  # the kernels (module level: Triton resolves the helpers
 def _kernels() -> Dict[str, Callable]:
     """The kernels by name, autotuned on a GPU (plain under the interpreter)."""
     jitted = {"forward": _forward_kernel, "input_grad": _input_grad_kernel, "weight_product": _weight_product_kernel}
-    if _interpreting():
+    if interpreting():
         return jitted
     configs = [triton.Config({"BLOCK_P": p, "BLOCK_C": c}, num_warps=w) for p, c, w in _TILES]
-    return {name: triton.autotune(configs, key=["P_BUCKET", "C", "KH", "KW"], do_bench=_quick_bench)(kernel)
+    return {name: triton.autotune(configs, key=["P_BUCKET", "C", "KH", "KW"], do_bench=quick_bench)(kernel)
             for name, kernel in jitted.items()}
 
 
@@ -169,7 +169,7 @@ def _launch(name: str, positions: int, channels: int, *args, programs: Optional[
 
     kernel = _kernels()[name]
     bucket = triton.next_power_of_2(positions)
-    if _interpreting():
+    if interpreting():
         kernel[grid(_INTERPRETER_META)](*args, bucket, **_INTERPRETER_META)
     else:
         kernel[grid](*args, bucket)
