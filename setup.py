@@ -34,7 +34,9 @@ setup(
     install_requires=["torch>=2.1", "pyyaml", "sentencepiece", "sacremoses", "matplotlib", *FAIRSEQ_NEEDS],
     extras_require={
         # triton: its kernels are tested on the CPU through TRITON_INTERPRET=1 (Linux x86-64 wheels only)
-        "test": ["pytest>=7", "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+        # pytest-xdist: scripts/test.sh runs one worker per core
+        "test": ["pytest>=7", "pytest-xdist>=3",
+                 "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "gpu": ["triton>=3.0"],
         "vision": ["torchvision"],
     },

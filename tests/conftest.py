@@ -19,6 +19,21 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 MULTI30K = Path(os.environ.get("MULTI30K_DIR", REPO.parent / "shared" / "data" / "multi30k"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n``), give each worker its share of the cores, in process and in its children.
+
+    Two workers each running PyTorch's default (every core) oversubscribe the machine: the suite then takes as long
+    as one process, and timing-based fixtures (the latency measurements) take many times longer.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 @pytest.fixture(scope="session")
 def multi30k_dir() -> Path:
     """The raw Multi30k directory (``../shared/data/multi30k``, or ``$MULTI30K_DIR``)."""
