@@ -200,14 +200,14 @@ def mix_window(
 ) -> Tensor:
     """The newest output of a causal mix from the window of its last ``K`` inputs (a decoding step's mixing).
 
-    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])``: ``ADD`` without autograd by a kernel
-    (:func:`~.kernels.dispatch.add_window`: one pass over the window, read in place), otherwise :func:`mix_windows`
+    ``y[b, c] = sum_j op(window[j, b, c], kernel[h(c), j])``: without autograd by a kernel where one applies
+    (:func:`~.kernels.dispatch.mix_window`: one pass over the window, read in place), otherwise :func:`mix_windows`
     on a view of the window (broadcasting without autograd; AdderNet's surrogate gradients with it).
 
     Shape: window ``(K, B, C)``, kernel ``(H, K)`` -> ``(1, B, C)``.
     """
-    if op is OpKind.ADD and not records_autograd((window, kernel)):
-        y = dispatch.add_window(window, kernel)
+    if not records_autograd((window, kernel)):
+        y = dispatch.mix_window(window, kernel, op)
         if y is not None:
             return y.unsqueeze(0)
     return mix_windows(window.permute(1, 2, 0).unsqueeze(2), kernel, op, eta, grad_norm)

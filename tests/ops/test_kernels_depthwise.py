@@ -7,6 +7,7 @@ from torch.testing import assert_close
 from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, GradNorm
 from fairseq_shiftadd.ops.kinds import OpKind
+from fairseq_shiftadd.ops.kernels import cpu_mixer
 from fairseq_shiftadd.ops.kernels.cpu_depthwise import depthwise_supported
 from fairseq_shiftadd.ops.lightconv import LightweightAdd, Padding, lightweight_mix, mix_window
 
@@ -89,15 +90,22 @@ def test_add_mixer_forward_keeps_float32_precision_with_softmax_kernels(kernels_
     assert ((fast.double() - truth).abs() / truth.abs()).max() < 16 * torch.finfo(torch.float32).eps
 
 
+@pytest.mark.parametrize("op", [OpKind.ADD, OpKind.MULT], ids=["add", "mult"])
 @pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
 @pytest.mark.parametrize("sizes", SEQUENCES.values(), ids=list(SEQUENCES))
-def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, dtype, sizes):
+def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, op, dtype, sizes):
+    """The window kernel (both mixing primitives) against the broadcast sums of the reference step."""
     torch.manual_seed(3)
     _, batch, channels, heads, taps = sizes
     window, kernel = torch.randn(taps, batch, channels, dtype=dtype), torch.randn(heads, taps, dtype=dtype)
-    (fast,), (slow,) = on_both_paths(monkeypatch, lambda: [mix_window(window, kernel, OpKind.ADD)])
+    calls = []
+    monkeypatch.setattr(cpu_mixer, "mix_window", lambda *args, mix=cpu_mixer.mix_window: calls.append(1) or mix(*args))
+    (fast,), (slow,) = on_both_paths(monkeypatch, lambda: [mix_window(window, kernel, op)])
+    assert calls == [1]  # the fast run took the kernel, the reference run did not
     assert fast.shape == (1, batch, channels) and fast.dtype == dtype
-    tolerance = {F64: 1e-9, torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]  # both round float32 sums to bf16
+    if dtype is torch.bfloat16:  # the reference rounds each bf16 product; the kernel sums in float32, so: the truth
+        slow = mix_window(window.to(F64), kernel.to(F64), op).to(dtype)
+    tolerance = {F64: 1e-9, torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]  # both rounded to bf16 once
     assert_close(fast, slow, rtol=tolerance, atol=tolerance)
 
 

@@ -8,6 +8,7 @@
 //   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
 //   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
 //   decoding step:  y[b, c]     = -sum_j |window[j, b, c] - w[j, c]|      (window: the last K inputs, (K, B, C))
+//                   or, for the product mixer,  sum_j window[j, b, c] * w[j, c]
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
 // with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
@@ -190,7 +191,7 @@ void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads
   }
 }
 
-template <typename T>
+template <typename T, bool Product>
 void window_forward(const T* window, const T* w, T* y, const Sequence& s, int threads) {
   const int64_t pitch = s.batch * s.channels;
 #pragma omp parallel for schedule(static) num_threads(threads) if (pitch * s.taps >= (int64_t(1) << 20))
@@ -198,13 +199,19 @@ void window_forward(const T* window, const T* w, T* y, const Sequence& s, int th
     vector_loop<T>(s.channels, [&](auto vectors, int64_t c) {
       using B = Lanes<T, decltype(vectors)::value>;
       using U = typename B::U;
-      const U minus_one = T(-1) - U{};
+      [[maybe_unused]] const U minus_one = T(-1) - U{};
       U sum[B::N];
       for (int n = 0; n < B::N; ++n) sum[n] = U{};
       for (int64_t j = 0; j < s.taps; ++j) {
         const T* xj = window + j * pitch + b * s.channels + c;
         const T* wj = w + j * s.channels + c;
-        for (int n = 0; n < B::N; ++n) sum[n] += vabs(load<U>(xj + n * B::W) - load<U>(wj + n * B::W)) * minus_one;
+        for (int n = 0; n < B::N; ++n) {
+          if constexpr (Product) {
+            sum[n] += load<U>(xj + n * B::W) * load<U>(wj + n * B::W);
+          } else {
+            sum[n] += vabs(load<U>(xj + n * B::W) - load<U>(wj + n * B::W)) * minus_one;
+          }
+        }
       }
       for (int n = 0; n < B::N; ++n) store(y + b * s.channels + c + n * B::W, sum[n]);
     });
@@ -230,7 +237,11 @@ void window_forward(const T* window, const T* w, T* y, const Sequence& s, int th
   }                                                                                                             \
   void shiftadd_mixer_window_##T(const T* window, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {             \
     const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
-    window_forward<T>(window, per_channel(kernel, s).data(), y, s, threads);                                    \
+    window_forward<T, false>(window, per_channel(kernel, s).data(), y, s, threads);                             \
+  }                                                                                                             \
+  void shiftadd_mixer_window_product_##T(const T* window, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {     \
+    const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
+    window_forward<T, true>(window, per_channel(kernel, s).data(), y, s, threads);                              \
   }
 
 extern "C" {

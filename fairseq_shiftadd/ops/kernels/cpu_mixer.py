@@ -9,7 +9,8 @@ zeros before the sequence, ``K - 1 - left`` after it):
 * ``dw[h, j] = sum_{c in h} (p[j, c] - w[h, j] * sum_{t, b} g[t, b, c])`` with ``p`` the kernel's ``g^T x``
   (``p[j, c] = sum_{t, b} g[t, b, c] x[t + j - left, b, c]``), then the caller's adaptive scaling
   (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in as ``scale``);
-* :func:`add_window`, a decoding step: ``y[b, c] = -sum_j |window[j, b, c] - w[h(c), j]|`` (no autograd).
+* :func:`mix_window`, a decoding step: ``y[b, c] = -sum_j |window[j, b, c] - w[h(c), j]|`` (no autograd); the
+  same window read for the product mixer, ``y[b, c] = sum_j window[j, b, c] * w[h(c), j]``.
 
 The same formulas as :func:`~fairseq_shiftadd.ops.lightconv.mix_windows` on unfolded windows (the reference
 path and the fallback), read in place: no padded copy, no transposes, channels contiguous in every operand.
@@ -24,14 +25,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from ..kinds import OpKind
 from .build import KERNEL_DTYPES, GradScale, KernelLibrary, Signature
 
-__all__ = ["mixer_supported", "add_mix", "add_window"]
+__all__ = ["mixer_supported", "add_mix", "mix_window"]
 
 _SOURCE = Path(__file__).with_name("cpu_mixer.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, then threads
     "mixer_forward": (3, 6, 1), "mixer_input_grad": (4, 6, 1), "mixer_weight_product": (3, 6, 1),
-    "mixer_window": (3, 6, 1),
+    "mixer_window": (3, 6, 1), "mixer_window_product": (3, 6, 1),
 }
 
 
@@ -86,15 +88,17 @@ def add_mix(x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Tensor:
     return _AddMix.apply(x.to(dtype), kernel.to(dtype), left, scale).to(x.dtype)
 
 
-def add_window(window: Tensor, kernel: Tensor) -> Tensor:
-    """The newest output of the causal add mixer from the window of its last ``K`` inputs, without autograd.
+def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Tensor:
+    """The newest output of a causal mixer from the window of its last ``K`` inputs, without autograd.
 
-    ``y[b, c] = -sum_j |window[j, b, c] - kernel[h(c), j]|``: the forward at the window's last position, read in
-    place. Shape: window (K, B, C), kernel (H, K) with H dividing C -> (B, C), in window's dtype.
+    ``y[b, c] = -sum_j |window[j, b, c] - kernel[h(c), j]|`` (``ADD``) or ``sum_j window[j, b, c] * kernel[h(c), j]``
+    (``MULT``): the forward at the window's last position, read in place, the taps summed in order.
+    Shape: window (K, B, C), kernel (H, K) with H dividing C -> (B, C), in window's dtype.
     """
+    name = {OpKind.ADD: "mixer_window", OpKind.MULT: "mixer_window_product"}[op]
     dtype = window.dtype if window.dtype in KERNEL_DTYPES else torch.float32
     (taps, batch, channels), source = window.shape, window
     window, kernel = window.to(dtype).contiguous(), kernel.to(dtype).contiguous()
     y = window.new_empty(batch, channels)
-    _KERNELS.call("mixer_window", window, kernel, y, taps, batch, channels, taps, 0, kernel.size(0))
+    _KERNELS.call(name, window, kernel, y, taps, batch, channels, taps, 0, kernel.size(0))
     return y.to(source.dtype)

@@ -6,8 +6,9 @@ The operators' functional cores ask here; ``None`` means "use the reference path
   (:mod:`.triton_adder`, :mod:`.cpu_adder`);
 * :func:`depthwise_add_conv` — a depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` with its backward
   (:mod:`.triton_depthwise` on a channels-last view, :mod:`.cpu_depthwise` on a padded copy);
-* :func:`add_mix`, :func:`add_window` — the lightweight add mixers over a sequence and a decoding step's window
-  (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`).
+* :func:`add_mix`, :func:`mix_window` — the lightweight add mixers over a sequence and a decoding step's window
+  (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`; the product
+  mixer's window on :mod:`.cpu_mixer` too).
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kinds import OpKind
 from ..validate import Conv2dGeometry
 from . import cpu_adder, cpu_depthwise, cpu_mixer, triton_adder, triton_depthwise
 from .build import GradScale
 
-__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "add_window"]
+__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window"]
 
 
 def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
@@ -80,15 +82,16 @@ def add_mix(x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Optional[
     return None
 
 
-def add_window(window: Tensor, kernel: Tensor) -> Optional[Tensor]:
-    """:func:`.cpu_mixer.add_window` (same contract: no autograd), or the Triton window; None where neither applies.
+def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Optional[Tensor]:
+    """:func:`.cpu_mixer.mix_window` (same contract: no autograd), or the Triton window (``ADD``); None where neither
+    applies.
 
     Shape: window (K, B, C), kernel (H, K) -> (B, C).
     """
-    if triton_adder.triton_supported(window, kernel):
+    if op is OpKind.ADD and triton_adder.triton_supported(window, kernel):
         taps = window.size(0)
         last = triton_depthwise.Window((taps, 1), (1, 1))
         return triton_depthwise.forward(_as_image(window), kernel.unsqueeze(-1), last)[:, :, 0, 0]
     if cpu_mixer.mixer_supported(window, kernel):
-        return cpu_mixer.add_window(window, kernel)
+        return cpu_mixer.mix_window(window, kernel, op)
     return None
