@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .op_counts import OpCounts
 from .kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
@@ -78,10 +79,24 @@ def exponent_range(weight_bits: int = 5) -> Tuple[int, int]:
     return -(2 ** (weight_bits - 1) - 2), 0
 
 
+class _StraightThrough(torch.autograd.Function):
+    """``value`` forward (as computed, no arithmetic added); ``grad`` (or ``grad * mask``) to ``x`` backward."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, value: Tensor, mask: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(mask)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Tensor, None, None]:
+        (mask,) = ctx.saved_tensors
+        return grad if mask is None else grad * mask, None, None
+
+
 def _straight_through(x: Tensor, value: Tensor, mask: Optional[Tensor] = None) -> Tensor:
     """``value`` in the forward pass (exactly); gradient ``1`` (or ``mask``) to ``x`` in the backward pass."""
-    passed = x - x.detach()
-    return value.detach() + (passed if mask is None else passed * mask)
+    return _StraightThrough.apply(x, value.detach(), mask)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -91,7 +106,7 @@ def round_ste(x: Tensor) -> Tensor:
 
 def _pow2_parts(w: Tensor, exponent_min: int) -> Tuple[Tensor, Tensor]:
     """``(sign(w), clamp(round(log2|w|), exponent_min, 0))``; an exact zero gets sign 0."""
-    return torch.sign(w), torch.round(torch.log2(w.abs())).clamp(exponent_min, 0)
+    return torch.sign(w), w.abs().log2_().round_().clamp_(exponent_min, 0)
 
 
 def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
@@ -105,7 +120,7 @@ def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
     """
     exponent_min, _ = exponent_range(weight_bits)
     sign, exponent = _pow2_parts(w.detach(), exponent_min)
-    return _straight_through(w, sign * torch.exp2(exponent))
+    return _straight_through(w, exponent.exp2_().mul_(sign))
 
 
 def ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
@@ -118,10 +133,25 @@ def ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
 
     Shape: exponent, sign any (equal) -> same.
     """
-    exponent_min, exponent_max = exponent_range(weight_bits)
-    p = _straight_through(exponent, torch.round(exponent.detach()).clamp(exponent_min, exponent_max))
-    s = _straight_through(sign, torch.round(sign.detach()).clamp(-1.0, 1.0))
-    return s.detach() * torch.exp2(p) + (s - s.detach())
+    return _PSWeight.apply(exponent, sign, *exponent_range(weight_bits))
+
+
+class _PSWeight(torch.autograd.Function):
+    """:func:`ps_weight` in one pass of in-place operations, and its backward in two (``g * w * ln 2``, ``g``)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, exponent: Tensor, sign: Tensor, exponent_min: int, exponent_max: int) -> Tensor:
+        power = torch.round(exponent).clamp_(exponent_min, exponent_max).exp2_()
+        weight = torch.round(sign).clamp_(-1.0, 1.0).mul_(power)
+        ctx.save_for_backward(weight)
+        return weight
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None]:
+        (weight,) = ctx.saved_tensors
+        exponent_grad = torch.mul(grad, weight).mul_(math.log(2.0)) if ctx.needs_input_grad[0] else None
+        return exponent_grad, grad if ctx.needs_input_grad[1] else None, None, None
 
 
 def ps_parts(weight: Tensor, weight_bits: int = 5) -> Tuple[Tensor, Tensor]:
