@@ -29,7 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers > 1:
         import torch
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # as xdist
+        threads = max(1, cpus // workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
