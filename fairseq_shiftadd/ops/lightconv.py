@@ -335,7 +335,9 @@ class LightweightMixer(nn.Module):
         Shape: ``(H, K)``.
         """
         kernel = F.softmax(self.weight, dim=-1) if self.weight_softmax else self.weight
-        return F.dropout(kernel, p=self.weight_dropout, training=self.training)
+        if not (self.training and self.weight_dropout):  # (F.dropout's no-op costs as much as the softmax)
+            return kernel
+        return F.dropout(kernel, p=self.weight_dropout)
 
     def _operands(self, x: Tensor, padding_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         """Position-wise part and kernel: zero pads, ``pre``, zero pads again, fake quantisation.

@@ -98,6 +98,7 @@ class KernelLibrary:
 
     def __init__(self, source: Path, signatures: Mapping[str, Signature]) -> None:
         self.source, self.signatures = source, dict(signatures)
+        self._functions: dict[tuple[str, torch.dtype], Callable[..., None]] = {}  # (name, dtype) -> C function
 
     @functools.cached_property
     def library(self) -> Optional[ctypes.CDLL]:
@@ -115,20 +116,25 @@ class KernelLibrary:
     def reset(self) -> None:
         """Forget the loaded library, so that the next use loads (or builds) it again."""
         self.__dict__.pop("library", None)
+        self._functions.clear()
 
     def supports(self, *tensors: Tensor) -> bool:
         """Whether these tensors take the kernels: fast paths on (:func:`enabled`), on CPU, float64 / float32 (or
         bfloat16 / float16, computed in float32), and the library built."""
-        if not enabled() or any(t.device.type != "cpu" for t in tensors):
+        if not enabled():
             return False
-        if any(t.dtype not in KERNEL_DTYPES and t.dtype not in HALF_DTYPES for t in tensors):
-            return False
+        for t in tensors:  # one loop, no generators: a decoding step asks at every position
+            if t.device.type != "cpu" or (t.dtype not in KERNEL_DTYPES and t.dtype not in HALF_DTYPES):
+                return False
         return self.library is not None
 
     def call(self, name: str, *args: Tensor | int) -> None:
         """``shiftadd_{name}_{suffix}(args..., threads)`` for the dtype of the first argument (a tensor): tensors as
         data pointers, then ``torch.get_num_threads()``."""
-        function = getattr(self.library, f"shiftadd_{name}_{KERNEL_DTYPES[args[0].dtype]}")
+        key = (name, args[0].dtype)
+        function = self._functions.get(key)
+        if function is None:
+            function = self._functions[key] = getattr(self.library, f"shiftadd_{name}_{KERNEL_DTYPES[key[1]]}")
         function(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args], torch.get_num_threads())
 
 

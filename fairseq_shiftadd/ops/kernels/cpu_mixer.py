@@ -38,6 +38,7 @@ _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, the
 
 
 _KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
+_WINDOW_KERNELS = {OpKind.ADD: "mixer_window", OpKind.MULT: "mixer_window_product"}
 
 
 def mixer_supported(*tensors: Tensor) -> bool:
@@ -95,10 +96,12 @@ def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Tensor:
     (``MULT``): the forward at the window's last position, read in place, the taps summed in order.
     Shape: window (K, B, C), kernel (H, K) with H dividing C -> (B, C), in window's dtype.
     """
-    name = {OpKind.ADD: "mixer_window", OpKind.MULT: "mixer_window_product"}[op]
-    dtype = window.dtype if window.dtype in KERNEL_DTYPES else torch.float32
-    (taps, batch, channels), source = window.shape, window
-    window, kernel = window.to(dtype).contiguous(), kernel.to(dtype).contiguous()
+    name = _WINDOW_KERNELS[op]
+    (taps, batch, channels), source = window.shape, window.dtype
+    dtype = source if source in KERNEL_DTYPES else torch.float32
+    if source != dtype or kernel.dtype != dtype:  # (a no-op `.to` costs as much as a small window's sums)
+        window, kernel = window.to(dtype), kernel.to(dtype)
+    window, kernel = window.contiguous(), kernel.contiguous()
     y = window.new_empty(batch, channels)
     _KERNELS.call(name, window, kernel, y, taps, batch, channels, taps, 0, kernel.size(0))
-    return y.to(source.dtype)
+    return y if source == dtype else y.to(source)

@@ -73,17 +73,23 @@ def triton_available() -> bool:
     return triton is not None
 
 
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")  # read at import, as Triton
+
+
 def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``): fixed tiles, CPU tensors."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1`` when this module was imported, as
+    Triton reads it): fixed tiles, CPU tensors."""
+    return _INTERPRETING
 
 
 def triton_supported(*tensors: Tensor) -> bool:
-    """Whether the Triton kernels take these tensors: CUDA (or CPU under ``TRITON_INTERPRET=1``), float32/16/bf16."""
-    if triton is None or not enabled() or any(t.dtype not in _DTYPES for t in tensors):
+    """Whether the Triton kernels take these tensors: CUDA (or CPU under ``TRITON_INTERPRET=1``), float32/16/bf16.
+
+    The device is checked first: a CPU tensor (every decoding step on CPU asks) is turned away without more."""
+    device = "cpu" if _INTERPRETING else "cuda"
+    if triton is None or any(t.device.type != device for t in tensors):
         return False
-    device = "cpu" if interpreting() else "cuda"
-    return all(t.device.type == device for t in tensors)
+    return enabled() and all(t.dtype in _DTYPES for t in tensors)
 
 
 def quick_bench(kernel_call: Callable[[], None], quantiles) -> list:
