@@ -48,6 +48,16 @@ def kernels_on(monkeypatch):
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
 
 
+INPUT_GRAD_FORMS = {"autotuned": None} if ON_GPU else {"bounds": True, "offset": False}
+
+
+@pytest.fixture(params=list(INPUT_GRAD_FORMS.values()), ids=list(INPUT_GRAD_FORMS))
+def input_grad_form(request, monkeypatch):
+    """The input gradient's two forms (``BOUNDS``): each in the interpreter; on a GPU the one the autotuner chose."""
+    if request.param is not None:
+        monkeypatch.setitem(triton_adder._INTERPRETER_FORMS["input_grad"], "BOUNDS", request.param)
+
+
 def _run(x, w, g, centre, reference, monkeypatch):
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference" if reference else "")
     xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
@@ -70,7 +80,7 @@ def test_kernels_take_the_devices_tensors(kernels_on):
 @on_kernels
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=list(SHAPES))
 @pytest.mark.parametrize("centre", [False, True], ids=["plain", "centred"])
-def test_triton_matches_reference_float32(kernels_on, monkeypatch, shape, centre):
+def test_triton_matches_reference_float32(kernels_on, input_grad_form, monkeypatch, shape, centre):
     groups, rows, cols, length = shape
     torch.manual_seed(0)
     x, w, g = _random(groups, rows, length), _random(groups, cols, length), _random(groups, rows, cols)
@@ -84,7 +94,7 @@ def test_triton_matches_reference_float32(kernels_on, monkeypatch, shape, centre
 @on_kernels
 @pytest.mark.parametrize("shape", list(SHAPES)[:1] + list(SHAPES)[3:4])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
-def test_triton_half_inputs_accumulate_in_float32(kernels_on, monkeypatch, shape, dtype):
+def test_triton_half_inputs_accumulate_in_float32(kernels_on, input_grad_form, monkeypatch, shape, dtype):
     groups, rows, cols, length = SHAPES[shape]
     torch.manual_seed(1)
     x, w = _random(groups, rows, length, dtype=dtype), _random(groups, cols, length, dtype=dtype)
@@ -97,6 +107,19 @@ def test_triton_half_inputs_accumulate_in_float32(kernels_on, monkeypatch, shape
     ulp = torch.finfo(dtype).eps
     assert_close(y.double().cpu(), y_true, rtol=ulp, atol=ulp * y_true.abs().max().item())
     assert_close(dx.double().cpu(), dx_true, rtol=ulp, atol=ulp * dx_true.abs().max().item())
+
+
+@on_kernels
+def test_input_gradient_of_inputs_far_from_the_weights(kernels_on, input_grad_form):
+    """Inputs 1000 away from every weight: each term's slope is -+1, so ``dx = -+sum_m g`` up to the sum's rounding.
+    (The bounds form clamps x to its column's weight range +- 1 first: its ``sums - x sum_m g`` would cancel
+    thousands without that.)"""
+    torch.manual_seed(4)
+    groups, rows, cols, length = SHAPES["dense"]
+    w, g, side = _random(groups, cols, length), _random(groups, rows, cols), torch.sign(_random(groups, rows, 1))
+    dx = triton_adder.input_grad(g, 1000 * side + _random(groups, rows, length), w)
+    expected = (-side * g.sum(-1, keepdim=True)).expand_as(dx)
+    assert_close(dx, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
 @on_kernels

@@ -22,8 +22,12 @@ contiguous: ``O(NK + MK + NM)`` copies.
   centred form sums each trip's ``UNROLL`` terms ``-|x_k - w_k|`` and ``|x_k|`` into a chunk first, so its
   accumulator only takes sums bounded by the chunk's ``sum |w_k|`` and pays one more add per trip, not per
   term.
-* Input gradient: ``clamp(w - x, -1, 1) = 2 clamp(w / 2 + c, 0, 1) - 1`` with ``c = 1/2 - x/2`` per tile
-  element, so ``dx = sum_m 2 g * clamp(w / 2 + c, 0, 1) - sum_m g``: a multiply-add, the clamp, a multiply-add.
+* Input gradient, in one of two forms the autotuner chooses between (``BOUNDS``): ``clamp(w - x, -1, 1) =
+  2 clamp(w / 2 + c, 0, 1) - 1`` with ``c = 1/2 - x/2`` per tile element, so ``dx = sum_m 2 g * clamp(w / 2 + c,
+  0, 1) - sum_m g``: a multiply-add, the clamp, a multiply-add per term, one register tile besides the sums; or,
+  as the CPU kernel, ``clamp(w, x' - 1, x' + 1) - x'`` with ``x'`` the tile's ``x`` clamped to its column's weight
+  range +- 1 (which changes no term and bounds the cancellation in ``dx = sum_m g * clamp(w, x' - 1, x' + 1) - x'
+  sum_m g``): a max, a min and a multiply-add per term, two register tiles (the bounds) besides the sums.
 
 Measured on an H200 (``benchmarks/gpu_adder.py``, N=8192, K=512, M=2048; README): plain forward 9.1 T op/s in
 float32, centred 6.2. A saturating ``fma.rn.sat`` in inline PTX for the clamp ran 3% slower than ``minimum`` /
@@ -57,8 +61,10 @@ except ImportError:  # the optional `gpu` extra
 __all__ = ["triton_available", "interpreting", "triton_supported", "quick_bench", "kernels", "neg_l1", "input_grad"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# the fixed configuration of the interpreter: every test shape is ragged against it
+# the fixed configuration of the interpreter: every test shape is ragged against it; the input gradient's form
+# (``BOUNDS``) is the autotuner's choice on a GPU, fixed here (the tests run both)
 _INTERPRETER_META = {"BLOCK_N": 16, "BLOCK_M": 16, "UNROLL": 4}
+_INTERPRETER_FORMS = {"input_grad": {"BOUNDS": True}}
 # autotuned (BLOCK_N, BLOCK_M (BLOCK_K for dx), UNROLL, num_warps)
 # (the input gradient keeps two tiles in registers, x's offsets and the sums: 8 warps on a 128 x 64 tile halve each
 # thread's share; added after the H200 runs, so the autotuner's choice among them is not yet measured)
@@ -139,20 +145,25 @@ if triton is not None:  # the kernels (module level: Triton resolves the helpers
                  mask=row_ok[:, None] & col_ok[None, :])
 
     @triton.jit
-    def _slope_steps(acc, grad_sum, offset, g_cols, w_rows, m0, sgm, swm, row_ok, k_ok, COUNT: tl.constexpr):
-        """``acc + sum_m 2 g_m * clamp(w_m / 2 + offset, 0, 1)``, ``grad_sum + sum_m g_m``; ``m0 <= m < m0 + COUNT``."""
+    def _slope_steps(acc, grad_sum, low, high, g_cols, w_rows, m0, sgm, swm, row_ok, k_ok, BOUNDS: tl.constexpr,
+                     COUNT: tl.constexpr):
+        """``grad_sum + sum_m g_m``, and ``acc + sum_m g_m * clamp(w_m, low, high)`` (``BOUNDS``) or ``acc + sum_m
+        2 g_m * clamp(w_m / 2 + low, 0, 1)`` (``high`` unused); ``m0 <= m < m0 + COUNT``."""
         for dm in tl.static_range(COUNT):
             g_col = tl.load(g_cols + (m0 + dm) * sgm, mask=row_ok, other=0.0).to(tl.float32)
-            w_row = tl.load(w_rows + (m0 + dm) * swm, mask=k_ok, other=0.0).to(tl.float32)
-            half_slope = tl.minimum(tl.maximum(0.5 * tl.broadcast_to(w_row[None, :], offset.shape) + offset, 0.0), 1.0)
-            acc += (2.0 * g_col)[:, None] * half_slope
+            w_row = tl.broadcast_to(tl.load(w_rows + (m0 + dm) * swm, mask=k_ok, other=0.0).to(tl.float32)[None, :],
+                                    low.shape)
+            if BOUNDS:
+                acc += g_col[:, None] * tl.minimum(tl.maximum(w_row, low), high)
+            else:
+                acc += (2.0 * g_col)[:, None] * tl.minimum(tl.maximum(0.5 * w_row + low, 0.0), 1.0)
             grad_sum += g_col
         return acc, grad_sum
 
     @triton.jit(do_not_specialize=_SIZES)
-    def _input_grad_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, N, M, K, sgg, sgn, sgm, sxg, sxn, sxk, swg, swm, swk,
-                           sdg, sdn, sdk, N_BUCKET, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-                           UNROLL: tl.constexpr):
+    def _input_grad_kernel(g_ptr, x_ptr, w_ptr, w_range_ptr, dx_ptr, N, M, K, sgg, sgn, sgm, sxg, sxn, sxk, swg, swm,
+                           swk, sdg, sdn, sdk, N_BUCKET, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+                           UNROLL: tl.constexpr, BOUNDS: tl.constexpr):
         # BLOCK_M is the tile's width along K (the autotuner's name for the second tile axis of both kernels)
         group = tl.program_id(2)
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -161,17 +172,28 @@ if triton is not None:  # the kernels (module level: Triton resolves the helpers
         tile_ok = row_ok[:, None] & k_ok[None, :]
         x = tl.load(x_ptr + group * sxg + rows[:, None] * sxn + ks[None, :] * sxk, mask=tile_ok,
                     other=0.0).to(tl.float32)
-        offset = 0.5 - 0.5 * x  # clamp(w - x, -1, 1) = 2 clamp(w / 2 + offset, 0, 1) - 1
+        if BOUNDS:  # clamp(w - x, -1, 1) = clamp(w, x' - 1, x' + 1) - x', x' = clamp(x, min_m w - 1, max_m w + 1)
+            w_min = tl.load(w_range_ptr + (group * 2) * K + ks, mask=k_ok, other=0.0)
+            w_max = tl.load(w_range_ptr + (group * 2 + 1) * K + ks, mask=k_ok, other=0.0)
+            base = tl.minimum(tl.maximum(x, w_min[None, :] - 1.0), w_max[None, :] + 1.0)  # x'
+            low, high = base - 1.0, base + 1.0
+        else:  # clamp(w - x, -1, 1) = 2 clamp(w / 2 + low, 0, 1) - 1, low = 1/2 - x/2
+            low = 0.5 - 0.5 * x
+            high = low
+            base = tl.full(x.shape, 1.0, tl.float32)
+        # dx = sums - base * sum_m g
         g_cols = g_ptr + group * sgg + rows * sgn  # column m of g's row block: g_cols + m * sgm
         w_rows = w_ptr + group * swg + ks * swk
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
         grad_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
         main = M - M % UNROLL
         for m0 in range(0, main, UNROLL):
-            acc, grad_sum = _slope_steps(acc, grad_sum, offset, g_cols, w_rows, m0, sgm, swm, row_ok, k_ok, UNROLL)
+            acc, grad_sum = _slope_steps(acc, grad_sum, low, high, g_cols, w_rows, m0, sgm, swm, row_ok, k_ok,
+                                         BOUNDS, UNROLL)
         for m in range(main, M):
-            acc, grad_sum = _slope_steps(acc, grad_sum, offset, g_cols, w_rows, m, sgm, swm, row_ok, k_ok, 1)
-        tl.store(dx_ptr + group * sdg + rows[:, None] * sdn + ks[None, :] * sdk, acc - grad_sum[:, None],
+            acc, grad_sum = _slope_steps(acc, grad_sum, low, high, g_cols, w_rows, m, sgm, swm, row_ok, k_ok,
+                                         BOUNDS, 1)
+        tl.store(dx_ptr + group * sdg + rows[:, None] * sdn + ks[None, :] * sdk, acc - base * grad_sum[:, None],
                  mask=tile_ok)
 
 
@@ -182,15 +204,19 @@ def kernels() -> Dict[str, Callable]:
     jitted = {"forward": _forward_kernel, "input_grad": _input_grad_kernel}
     if interpreting():
         return jitted
-    configs = [triton.Config({"BLOCK_N": n, "BLOCK_M": m, "UNROLL": u}, num_warps=w) for n, m, u, w in _TILES]
-    return {name: triton.autotune(configs, key=["N_BUCKET", "M", "K"], do_bench=quick_bench)(kernel)
+    tiles = [({"BLOCK_N": n, "BLOCK_M": m, "UNROLL": u}, w) for n, m, u, w in _TILES]
+    configs = {"forward": [triton.Config(meta, num_warps=w) for meta, w in tiles],
+               "input_grad": [triton.Config({**meta, "BOUNDS": bounds}, num_warps=w) for meta, w in tiles
+                              for bounds in (False, True)]}
+    return {name: triton.autotune(configs[name], key=["N_BUCKET", "M", "K"], do_bench=quick_bench)(kernel)
             for name, kernel in jitted.items()}
 
 
 def _launch(name: str, grid: Callable[[dict], Tuple[int, int, int]], *args, **constants) -> None:
     kernel = kernels()[name]
     if interpreting():
-        kernel[grid(_INTERPRETER_META)](*args, **constants, **_INTERPRETER_META)
+        meta = {**_INTERPRETER_META, **_INTERPRETER_FORMS.get(name, {})}
+        kernel[grid(meta)](*args, **constants, **meta)
     else:
         kernel[grid](*args, **constants)
 
@@ -227,10 +253,11 @@ def input_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     (groups, rows, length), cols = x.shape, weight.shape[1]
     grad = _columns_contiguous(grad)
     dx = torch.empty(groups, rows, length, dtype=torch.float32, device=x.device)
+    w_range = torch.stack(torch.aminmax(weight, dim=1), dim=1).float().contiguous()  # (G, 2, K): min_m w, max_m w
 
     def grid(meta: dict) -> Tuple[int, int, int]:
         return triton.cdiv(rows, meta["BLOCK_N"]), triton.cdiv(length, meta["BLOCK_M"]), groups
 
-    _launch("input_grad", grid, grad, x, weight, dx, rows, cols, length, *grad.stride(), *x.stride(),
+    _launch("input_grad", grid, grad, x, weight, w_range, dx, rows, cols, length, *grad.stride(), *x.stride(),
             *weight.stride(), *dx.stride(), triton.next_power_of_2(rows))
     return dx.to(x.dtype)
