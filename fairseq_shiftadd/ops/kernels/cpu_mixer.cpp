@@ -16,8 +16,7 @@
 // rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than
 // one row at a time, measured). The weight product takes one vector of channels per task, 4 taps' sums in registers
 // while time runs. A decoding step reads its window in place (each row once), head by head with the head's kernel
-// value broadcast (no per-channel expansion per step), on one
-// thread unless the window is large.
+// value broadcast (no per-channel expansion per step), on one thread unless the window is large.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
