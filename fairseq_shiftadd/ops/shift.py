@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .op_counts import OpCounts
+from .kernels import dispatch
 from .kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
@@ -50,6 +51,7 @@ __all__ = [
     "ps_weight",
     "ps_parts",
     "clamp_ps_",
+    "clamped_ps_weight",
     "PSWeight",
     "fixed_point_ste",
     "ShiftLinear",
@@ -174,6 +176,21 @@ def clamp_ps_(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> None:
     sign.clamp_(-1.0, 1.0)
 
 
+def clamped_ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
+    """:func:`clamp_ps_`, then :func:`ps_weight`: what a DeepShift-PS layer reads. On CPU one pass each way
+    (:func:`~.kernels.dispatch.clamped_ps_weight`, the same values bit for bit); these two functions are its reference
+    and fallback.
+
+    Shape: exponent, sign any (equal) -> same.
+    """
+    low, high = exponent_range(weight_bits)
+    fast = dispatch.clamped_ps_weight(exponent, sign, low, high)
+    if fast is not None:
+        return fast
+    clamp_ps_(exponent, sign, weight_bits)
+    return ps_weight(exponent, sign, weight_bits)
+
+
 class PSWeight(nn.Module):
     """A DeepShift-PS weight tensor on its own: trainable ``exponent`` and ``sign``, read as :func:`ps_weight`.
 
@@ -200,9 +217,8 @@ class PSWeight(nn.Module):
 
     @property
     def weight(self) -> Tensor:
-        """``s * 2**p`` (after clamping the stored parameters)."""
-        clamp_ps_(self.exponent, self.sign, self.weight_bits)
-        return ps_weight(self.exponent, self.sign, self.weight_bits)
+        """``s * 2**p`` (after clamping the stored parameters): :func:`clamped_ps_weight`."""
+        return clamped_ps_weight(self.exponent, self.sign, self.weight_bits)
 
     @staticmethod
     def state_of(weight: Tensor, weight_bits: int = 5) -> Dict[str, Tensor]:
@@ -384,7 +400,8 @@ class _ShiftLayer(DerivedTensorOwner):
         return self._weight_cache.read(sources, self._clamped_weight)
 
     def _clamped_weight(self) -> Tensor:
-        self.clamp_()
+        if self.mode is ShiftMode.PS:
+            return clamped_ps_weight(self.exponent, self.sign, self.weight_bits)
         return self.weight
 
     def derived_caches(self) -> Tuple[DerivedTensorCache]:

@@ -30,7 +30,7 @@ def derivations(monkeypatch):
 
     monkeypatch.setattr(hetero, "round_pow2_ste", counted("q", hetero.round_pow2_ste))
     monkeypatch.setattr(PiecewiseLinearRemap, "forward", counted("T", PiecewiseLinearRemap.forward))
-    monkeypatch.setattr(shift, "ps_weight", counted("ps", shift.ps_weight))
+    monkeypatch.setattr(shift, "clamped_ps_weight", counted("ps", shift.clamped_ps_weight))
 
     def taken():
         total = sum(calls.values())

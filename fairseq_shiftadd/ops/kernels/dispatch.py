@@ -1,4 +1,5 @@
-"""Which fast path computes an adder product: Triton (CUDA tensors), the compiled CPU kernels, or none.
+"""Which fast path computes an adder product (or a shift weight): Triton (CUDA tensors), the compiled CPU kernels,
+or none.
 
 The operators' functional cores ask here; ``None`` means "use the reference path". Per product:
 
@@ -8,7 +9,8 @@ The operators' functional cores ask here; ``None`` means "use the reference path
   (:mod:`.triton_depthwise` on a channels-last view, :mod:`.cpu_depthwise` on a padded copy);
 * :func:`add_mix`, :func:`mix_window` — the lightweight add mixers over a sequence and a decoding step's window
   (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`; the product
-  mixer's window on :mod:`.cpu_mixer` too).
+  mixer's window on :mod:`.cpu_mixer` too);
+* :func:`clamped_ps_weight` — the DeepShift-PS weight with its in-place clamping (:mod:`.cpu_shift`).
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ from torch import Tensor
 
 from ..kinds import OpKind
 from ..validate import Conv2dGeometry
-from . import cpu_adder, cpu_depthwise, cpu_mixer, triton_adder, triton_depthwise
+from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, triton_depthwise
 from .build import GradScale
 
-__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window"]
+__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight"]
 
 
 def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
@@ -94,4 +96,14 @@ def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Optional[Tensor]:
         return triton_depthwise.forward(_as_image(window), kernel.unsqueeze(-1), last)[:, :, 0, 0]
     if cpu_mixer.mixer_supported(window, kernel):
         return cpu_mixer.mix_window(window, kernel, op)
+    return None
+
+
+def clamped_ps_weight(exponent: Tensor, sign: Tensor, low: int, high: int) -> Optional[Tensor]:
+    """:func:`.cpu_shift.clamped_ps_weight` (same contract) where it takes the parameters, else None.
+
+    Shape: exponent, sign (same) -> same.
+    """
+    if cpu_shift.ps_supported(exponent, sign):
+        return cpu_shift.clamped_ps_weight(exponent, sign, low, high)
     return None
