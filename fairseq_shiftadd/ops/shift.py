@@ -135,16 +135,23 @@ def ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
 
     Shape: exponent, sign any (equal) -> same.
     """
-    return _PSWeight.apply(exponent, sign, *exponent_range(weight_bits))
+    return _PSWeight.apply(exponent, sign, weight_bits, False)
 
 
 class _PSWeight(torch.autograd.Function):
-    """:func:`ps_weight` in one pass of in-place operations, and its backward in two (``g * w * ln 2``, ``g``)."""
+    """:func:`ps_weight` (with ``clamp``: :func:`clamped_ps_weight`) and DeepShift-PS's backward (``g * w * ln 2``,
+    ``g``): on CPU by the kernels of :mod:`.kernels.cpu_shift` where the clamping is asked for (one pass each way),
+    else by in-place tensor operations (about ten passes)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, exponent: Tensor, sign: Tensor, exponent_min: int, exponent_max: int) -> Tensor:
-        power = torch.round(exponent).clamp_(exponent_min, exponent_max).exp2_()
-        weight = torch.round(sign).clamp_(-1.0, 1.0).mul_(power)
+    def forward(ctx: FunctionCtx, exponent: Tensor, sign: Tensor, weight_bits: int, clamp: bool) -> Tensor:
+        low, high = exponent_range(weight_bits)
+        weight = dispatch.clamped_ps_weight_(exponent, sign, low, high) if clamp else None
+        if weight is None:
+            if clamp:
+                clamp_ps_(exponent, sign, weight_bits)
+            power = torch.round(exponent).clamp_(low, high).exp2_()
+            weight = torch.round(sign).clamp_(-1.0, 1.0).mul_(power)
         ctx.save_for_backward(weight)
         return weight
 
@@ -152,7 +159,12 @@ class _PSWeight(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None]:
         (weight,) = ctx.saved_tensors
-        exponent_grad = torch.mul(grad, weight).mul_(math.log(2.0)) if ctx.needs_input_grad[0] else None
+        exponent_grad = None
+        if ctx.needs_input_grad[0]:
+            grad = grad.contiguous()
+            exponent_grad = dispatch.ps_exponent_grad(grad, weight)
+            if exponent_grad is None:
+                exponent_grad = torch.mul(grad, weight).mul_(math.log(2.0))
         return exponent_grad, grad if ctx.needs_input_grad[1] else None, None, None
 
 
@@ -178,17 +190,12 @@ def clamp_ps_(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> None:
 
 def clamped_ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:
     """:func:`clamp_ps_`, then :func:`ps_weight`: what a DeepShift-PS layer reads. On CPU one pass each way
-    (:func:`~.kernels.dispatch.clamped_ps_weight`, the same values bit for bit); these two functions are its reference
-    and fallback.
+    (:func:`~.kernels.dispatch.clamped_ps_weight_`, the same values bit for bit); those two functions' tensor
+    operations are its reference and fallback.
 
     Shape: exponent, sign any (equal) -> same.
     """
-    low, high = exponent_range(weight_bits)
-    fast = dispatch.clamped_ps_weight(exponent, sign, low, high)
-    if fast is not None:
-        return fast
-    clamp_ps_(exponent, sign, weight_bits)
-    return ps_weight(exponent, sign, weight_bits)
+    return _PSWeight.apply(exponent, sign, weight_bits, True)
 
 
 class PSWeight(nn.Module):

@@ -1,5 +1,6 @@
-"""The DeepShift-PS weight's CPU kernel (fairseq_shiftadd.ops.kernels.cpu_shift) against its reference path
-(clamp_ps_, then ps_weight): the same values and gradients bit for bit, the same in-place clamping."""
+"""The DeepShift-PS weight's CPU kernels (fairseq_shiftadd.ops.kernels.cpu_shift) against the reference path of
+clamped_ps_weight (clamp_ps_, then tensor operations): the same values and gradients bit for bit, the same in-place
+clamping."""
 import math
 
 import pytest
@@ -32,8 +33,8 @@ def _parameters(dtype, bits):
 def test_kernel_equals_reference_bit_for_bit(kernels_built, monkeypatch, dtype, bits):
     grad = torch.randn(997 + len(torch.arange(-(2 ** (bits - 1) - 2) - 2, 3, 0.5)), dtype=dtype)
     calls = []
-    monkeypatch.setattr(cpu_shift, "clamped_ps_weight",
-                        lambda *args, run=cpu_shift.clamped_ps_weight: calls.append(1) or run(*args))
+    monkeypatch.setattr(cpu_shift, "clamped_ps_weight_",
+                        lambda *args, run=cpu_shift.clamped_ps_weight_: calls.append(1) or run(*args))
 
     def run():
         exponent, sign = (torch.nn.Parameter(t) for t in _parameters(dtype, bits))

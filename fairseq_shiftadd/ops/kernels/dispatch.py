@@ -10,7 +10,8 @@ The operators' functional cores ask here; ``None`` means "use the reference path
 * :func:`add_mix`, :func:`mix_window` — the lightweight add mixers over a sequence and a decoding step's window
   (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`; the product
   mixer's window on :mod:`.cpu_mixer` too);
-* :func:`clamped_ps_weight` — the DeepShift-PS weight with its in-place clamping (:mod:`.cpu_shift`).
+* :func:`clamped_ps_weight_`, :func:`ps_exponent_grad` — the DeepShift-PS weight with its in-place clamping, and
+  its exponent gradient (:mod:`.cpu_shift`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from ..validate import Conv2dGeometry
 from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, triton_depthwise
 from .build import GradScale
 
-__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight"]
+__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
+           "ps_exponent_grad"]
 
 
 def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
@@ -99,11 +101,16 @@ def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Optional[Tensor]:
     return None
 
 
-def clamped_ps_weight(exponent: Tensor, sign: Tensor, low: int, high: int) -> Optional[Tensor]:
-    """:func:`.cpu_shift.clamped_ps_weight` (same contract) where it takes the parameters, else None.
-
-    Shape: exponent, sign (same) -> same.
-    """
+def clamped_ps_weight_(exponent: Tensor, sign: Tensor, low: int, high: int) -> Optional[Tensor]:
+    """:func:`.cpu_shift.clamped_ps_weight_` (same contract: parameters clamped in place) where it takes them, else
+    None. Shape: exponent, sign (same) -> same."""
     if cpu_shift.ps_supported(exponent, sign):
-        return cpu_shift.clamped_ps_weight(exponent, sign, low, high)
+        return cpu_shift.clamped_ps_weight_(exponent, sign, low, high)
+    return None
+
+
+def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Optional[Tensor]:
+    """:func:`.cpu_shift.ps_exponent_grad` where it takes the tensors, else None. Shape: grad, weight (same) -> same."""
+    if cpu_shift.ps_supported(grad, weight):
+        return cpu_shift.ps_exponent_grad(grad, weight)
     return None
