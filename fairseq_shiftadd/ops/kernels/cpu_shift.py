@@ -39,8 +39,7 @@ def clamped_ps_weight_(exponent: Tensor, sign: Tensor, low: int, high: int) -> T
     """Clamp ``exponent`` to ``[low, high]`` and ``sign`` to ``[-1, 1]`` in place (their versions move, as with
     ``clamp_``); return ``round(sign) * 2**round(exponent)``. Shape: exponent, sign (same) -> same."""
     weight = torch.empty_like(exponent)
-    with torch.no_grad():
-        _KERNELS.call("ps_weight", exponent, sign, weight, exponent.numel(), low, high)
+    _KERNELS.call("ps_weight", exponent, sign, weight, exponent.numel(), low, high)
     for parameter in (exponent, sign):
         torch.autograd.graph.increment_version(parameter)
     return weight
