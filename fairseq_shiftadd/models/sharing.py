@@ -45,10 +45,11 @@ from torch import Tensor, nn
 from ..ops.adder import GradNorm, add_matmul
 from ..ops.elastic import slice_linear
 from ..ops.hetero import PiecewiseLinearRemap, SharingMode, add_remap_regulariser, weight_for_op
-from ..ops.kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
+from ..ops.kernels import dispatch
+from ..ops.kernels.weight_cache import CompanionCache, DerivedTensorCache, DerivedTensorOwner
 from ..ops.kinds import OpKind
 from ..ops.quant import QuantConfig
-from ..ops.shift import PSWeight, ShiftMode
+from ..ops.shift import PSWeight, ShiftMode, pow2_linear
 from .legacy_keys import legacy_key
 from .quantisers import operand_quantisers, quantised, quantiser_state
 from .states import prefixed
@@ -164,6 +165,8 @@ class WeightSlot(DerivedTensorOwner):
         self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind if heterogeneous and op in remapped})
         self.operand_quant = operand_quantisers({name: user.op for name, user in self.users.items()}, quant)
         self._derived = {(self.key_of[name], user.op): DerivedTensorCache() for name, user in self.users.items()}
+        self._codes = {self.key_of[name]: CompanionCache() for name, user in self.users.items()
+                       if user.op is OpKind.SHIFT}
 
     def _user(self, user: str) -> SlotUser:
         if user not in self.users:
@@ -186,8 +189,8 @@ class WeightSlot(DerivedTensorOwner):
             return cache.read(list(ps_weight.parameters()), lambda: ps_weight.weight), bias
         return weight_for_op(op, self.weight[key], self.sharing, self.remap, cache=cache), bias
 
-    def derived_caches(self) -> Iterable[DerivedTensorCache]:
-        return self._derived.values()
+    def derived_caches(self) -> Iterable[DerivedTensorCache | CompanionCache]:
+        return (*self._derived.values(), *self._codes.values())
 
     def regulariser(self, user: str) -> Tensor:
         """:func:`~fairseq_shiftadd.ops.hetero.add_remap_regulariser` of the weight an ``add`` user reads in
@@ -230,14 +233,21 @@ class WeightSlot(DerivedTensorOwner):
           multiplicative layer's, ``||g^T x||_F`` (:data:`ADD_GRAD_NORM`; the factors ``a`` and ``1 / a``
           cancel in the chain rule).
 
-        ``shift``: ``W`` is already a signed power of two. With ``quant``, ``x`` and the sliced weight (``a W``
-        for add) are fake-quantised first (:func:`~fairseq_shiftadd.ops.quant.operand_fake_quant`).
+        ``shift``: ``W`` is already a signed power of two (:func:`~fairseq_shiftadd.ops.shift.pow2_linear`; at
+        inference on CPU a few rows read its packed codes, cached per key). With ``quant``, ``x`` and the sliced
+        weight (``a W`` for add; for shift ``x`` only) are fake-quantised first
+        (:func:`~fairseq_shiftadd.ops.quant.operand_fake_quant`).
 
         Shape: x ``(*, in)`` -> ``(*, out_dim)``.
         """
-        weight, bias = slice_linear(*self.read(user), out_dim, x.size(-1))
-        if self._user(user).op is not OpKind.ADD:
+        full_weight, full_bias = self.read(user)
+        weight, bias = slice_linear(full_weight, full_bias, out_dim, x.size(-1))
+        op = self._user(user).op
+        if op is OpKind.MULT:
             return F.linear(*quantised(self.operand_quant, user, x, weight), bias)
+        if op is OpKind.SHIFT:
+            codes = self._codes[self.key_of[user]].read(full_weight, dispatch.pow2_codes)
+            return pow2_linear(*quantised(self.operand_quant, user, x, weight), bias, codes)
         scale = add_weight_scale(out_dim, x.size(-1))
         x, weight = quantised(self.operand_quant, user, x, weight * scale)
         rows = x.reshape(1, -1, x.size(-1))

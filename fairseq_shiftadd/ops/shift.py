@@ -18,12 +18,14 @@ Activations may be fixed point (``bits`` in total, ``frac_bits`` after the binar
 (:class:`~fairseq_shiftadd.ops.kernels.weight_cache.DerivedTensorCache`; rebuilt after an in-place update, a
 state load, a device / dtype move or a ``train()`` / ``eval()`` call), so an eval forward is one float GEMM /
 conv, as fast as ``nn.Linear``: on CPUs and GPUs a float multiply-add is no slower than a software shift.
-An integer / fixed-point deployment (the hardware the cost model prices) would instead store the 5-bit codes
-``(s, p)`` per weight and the activations as integers ``X = x * 2**frac_bits``, compute each term as the
-arithmetic shift ``s * (X >> -p)`` (``p <= 0``), accumulate the terms in a wide integer register (e.g. 32
-bits; round-to-nearest shifts add ``2**(-p-1)`` first) and rescale once per output by ``2**-frac_bits`` (or fold
-that into the next layer's quantiser); this module's fixed-point mode (``activation_bits``) reproduces that
-arithmetic exactly in float, up to the rounding of the shifted-out bits.
+A linear layer on a few rows (a decoding step) is limited instead by reading its weight: on CPU
+:func:`pow2_linear` then reads packed codes, one byte per weight (sign and exponent, also cached), a quarter of
+float32's bytes. An integer / fixed-point deployment (the hardware the cost model prices) would instead store
+the 5-bit codes ``(s, p)`` per weight and the activations as integers ``X = x * 2**frac_bits``, compute each
+term as the arithmetic shift ``s * (X >> -p)`` (``p <= 0``), accumulate the terms in a wide integer register
+(e.g. 32 bits; round-to-nearest shifts add ``2**(-p-1)`` first) and rescale once per output by ``2**-frac_bits``
+(or fold that into the next layer's quantiser); this module's fixed-point mode (``activation_bits``) reproduces
+that arithmetic exactly in float, up to the rounding of the shifted-out bits.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .op_counts import OpCounts
 from .kernels import dispatch
-from .kernels.weight_cache import DerivedTensorCache, DerivedTensorOwner
+from .kernels.weight_cache import CompanionCache, DerivedTensorCache, DerivedTensorOwner, records_autograd
 from .kinds import OpKind
 from .quant import ActivationFakeQuant, QuantConfig, check_bits
 from .validate import Conv2dAttributes, Conv2dGeometry, int_in_range, positive_int
@@ -54,6 +56,7 @@ __all__ = [
     "clamped_ps_weight",
     "PSWeight",
     "fixed_point_ste",
+    "pow2_linear",
     "ShiftLinear",
     "ShiftConv2d",
 ]
@@ -262,6 +265,24 @@ def fixed_point_ste(x: Tensor, bits: int, frac_bits: int) -> Tensor:
     return _straight_through(x, value, inside)
 
 
+def pow2_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, codes: Optional[Tensor] = None) -> Tensor:
+    """``F.linear(x, weight, bias)`` for a weight of signed powers of two (a shift layer's ``s * 2**p``): the
+    functional core of the shift linears (:class:`ShiftLinear`, the translation models' shift slots).
+
+    ``codes``: the weight's packed form (:func:`~.kernels.dispatch.pow2_codes`), or that of the larger weight it is
+    the front slice of, which callers pass at inference (:class:`~.kernels.weight_cache.CompanionCache`). While
+    nothing records autograd, a few rows on CPU (a decoding step) are then computed from one byte per weight
+    (:func:`~.kernels.dispatch.pow2_linear`: the same products, summed in another order); otherwise ``F.linear``.
+
+    Shape: x (*, K), weight (M, K), bias (M,) or None, codes (K', M') with K' >= K, M' >= M -> (*, M).
+    """
+    if codes is not None and not records_autograd((x, weight) if bias is None else (x, weight, bias)):
+        y = dispatch.pow2_linear(x, codes, bias, weight.shape[0])
+        if y is not None:
+            return y
+    return F.linear(x, weight, bias)
+
+
 def _parse_mode(mode: str | ShiftMode) -> ShiftMode:
     try:
         return ShiftMode(mode)
@@ -391,7 +412,7 @@ class _ShiftLayer(DerivedTensorOwner):
     def _quantize_input(self, x: Tensor) -> Tensor:
         if self.activation_bits is not None:
             return fixed_point_ste(x, self.activation_bits, self.activation_frac_bits)
-        return self.input_quant(x)
+        return x if self.quant is None else self.input_quant(x)  # no identity module call per decoding step
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
@@ -411,7 +432,7 @@ class _ShiftLayer(DerivedTensorOwner):
             return clamped_ps_weight(self.exponent, self.sign, self.weight_bits)
         return self.weight
 
-    def derived_caches(self) -> Tuple[DerivedTensorCache]:
+    def derived_caches(self) -> Tuple[DerivedTensorCache | CompanionCache, ...]:
         return (self._weight_cache,)
 
     def _shift_repr(self) -> str:
@@ -457,6 +478,7 @@ class ShiftLinear(_ShiftLayer):
         super().__init__(weight_shape, bias, mode, weight_bits, activation_bits, activation_frac_bits, quant)
         self.in_features = in_features
         self.out_features = out_features
+        self._codes = CompanionCache()
 
     @staticmethod
     def _float_config(layer: nn.Module) -> Dict[str, Any]:
@@ -471,7 +493,10 @@ class ShiftLinear(_ShiftLayer):
         return math.prod(shape[:-1]) * self.out_features
 
     def _compute(self, x: Tensor, weight: Tensor) -> Tensor:
-        return F.linear(x, weight, self.bias)
+        return pow2_linear(x, weight, self.bias, self._codes.read(weight, dispatch.pow2_codes))
+
+    def derived_caches(self) -> Tuple[DerivedTensorCache | CompanionCache, ...]:
+        return (*super().derived_caches(), self._codes)
 
     def op_counts(self, input_shape: Sequence[int]) -> OpCounts:
         """``N*M`` shift dot products of length K at :attr:`operand_bits` (N = rows of the input)."""

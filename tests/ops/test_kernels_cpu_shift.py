@@ -1,10 +1,14 @@
-"""The DeepShift-PS weight's CPU kernels (fairseq_shiftadd.ops.kernels.cpu_shift) against the reference path of
-clamped_ps_weight (clamp_ps_, then tensor operations): the same values and gradients bit for bit, the same in-place
-clamping."""
+"""The shift layers' CPU kernels (fairseq_shiftadd.ops.kernels.cpu_shift).
+
+The DeepShift-PS weight against the reference path of clamped_ps_weight (clamp_ps_, then tensor operations): the
+same values and gradients bit for bit, the same in-place clamping. The packed linear layer against F.linear with
+the float weight: every code decodes exactly, the same outputs to rounding, at inference only."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
 
 from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.kernels import cpu_shift
@@ -71,3 +75,114 @@ def test_other_tensors_take_the_reference_path(kernels_built):
     assert not cpu_shift.ps_supported(exponent.t(), sign.t())  # not contiguous
     assert not cpu_shift.ps_supported(exponent, sign.double())
     assert torch.equal(clamped_ps_weight(exponent.t(), sign.t()), torch.ones(6, 4))
+
+
+def _pow2_weight(rows, cols, dtype, seed=0):
+    """Signed powers of two 2**p, p in [-14, 0], and zeros."""
+    generator = torch.Generator().manual_seed(seed)
+    exponent = torch.randint(-14, 1, (rows, cols), generator=generator).to(dtype)
+    return torch.randint(-1, 2, (rows, cols), generator=generator).to(dtype) * exponent.exp2()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_every_code_decodes_exactly(kernels_built, dtype):
+    powers = torch.arange(-126, 1, dtype=torch.float64).exp2()
+    weight = torch.cat([powers, -powers, torch.tensor([0.0, -0.0], dtype=torch.float64)]).to(dtype).view(-1, 1)
+    codes = cpu_shift.pow2_codes(weight)
+    assert codes.dtype == torch.int8 and codes.shape == (1, weight.size(0))
+    assert len(codes.unique()) == weight.size(0) - 1  # one code per value, one for both zeros
+    # x = 1: each output is one product, exact
+    assert torch.equal(cpu_shift.pow2_linear(torch.ones(1, 1, dtype=dtype), codes, None, weight.size(0)), weight.t())
+
+
+@pytest.mark.parametrize("value", [0.3, 2.0, 2.0**-127, 1 + 2.0**-20, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_codes_decline_anything_but_signed_powers_of_two(value, dtype):
+    weight = _pow2_weight(4, 6, dtype)
+    weight[2, 3] = value
+    assert cpu_shift.pow2_codes(weight) is None
+
+
+def test_codes_decline_other_layouts():
+    weight = _pow2_weight(4, 6, torch.float32)
+    assert cpu_shift.pow2_codes(weight.half()) is None
+    assert cpu_shift.pow2_codes(weight.view(2, 2, 6)) is None
+    assert cpu_shift.pow2_codes(torch.tensor([2.0**-131], dtype=torch.float64).view(1, 1)) is None  # below float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("rows", [1, 5, 6, 7, 8, 13, 32])
+@pytest.mark.parametrize("out_features, in_features", [(1, 1), (17, 3), (64, 64), (130, 37)])
+def test_packed_linear_equals_float_linear(kernels_built, dtype, rows, out_features, in_features):
+    """Ragged panels (M not a multiple of 16 or 64), row blocks of every size, a strided x, the front block of a
+    larger weight's codes (as the supernet's slots slice theirs), with and without bias."""
+    weight = _pow2_weight(out_features + 3, in_features + 2, dtype)
+    codes = cpu_shift.pow2_codes(weight)
+    weight = weight[:out_features, :in_features]
+    x = torch.randn(rows, in_features + 5, dtype=dtype)[:, 2:2 + in_features]  # not contiguous
+    bias = torch.randn(out_features, dtype=dtype)
+    tolerance = {} if dtype == torch.float32 else dict(rtol=1e-13, atol=1e-13)
+    for b in (bias, None):
+        assert_close(cpu_shift.pow2_linear(x, codes, b, out_features), F.linear(x, weight, b), **tolerance)
+    batched = x.reshape(rows, 1, in_features)
+    assert cpu_shift.pow2_linear(batched, codes, bias, out_features).shape == (rows, 1, out_features)
+
+
+@pytest.fixture
+def packed_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cpu_shift, "pow2_linear", lambda *args, run=cpu_shift.pow2_linear: calls.append(1) or
+                        run(*args))
+    return calls
+
+
+def test_packed_path_declines_what_it_does_not_take(kernels_built):
+    x = torch.randn(5, 8)
+    assert cpu_shift.packed_supported(x, None) and cpu_shift.packed_supported(x.double(), None)
+    assert not cpu_shift.packed_supported(x.half(), None)
+    assert not cpu_shift.packed_supported(x, torch.zeros(4, dtype=torch.float64))  # bias of another dtype
+    assert not cpu_shift.packed_supported(torch.randn(cpu_shift.PACKED_MAX_ROWS + 1, 8), None)
+    assert not cpu_shift.packed_supported(torch.randn(5, 0), None)
+
+
+@pytest.mark.parametrize("mode", ["ps", "q"])
+def test_shift_linear_reads_codes_at_inference_on_few_rows(kernels_built, packed_calls, monkeypatch, mode):
+    torch.manual_seed(0)
+    layer = ShiftLinear(40, 70, mode=mode).eval()
+    x = torch.randn(2, 3, 40)
+    with torch.no_grad():
+        y = layer(x)
+        assert packed_calls == [1]
+        assert_close(y, F.linear(x, layer.weight, layer.bias))
+        layer(torch.randn(cpu_shift.PACKED_MAX_ROWS + 1, 40))  # more rows: the float GEMM
+    assert packed_calls == [1]
+    layer(x).sum().backward()  # autograd: the float weight, gradients as without the kernel
+    assert packed_calls == [1] and layer.bias.grad is not None
+    layer.requires_grad_(False)
+    xi = x.clone().requires_grad_()
+    layer(xi).sum().backward()  # frozen layer, but the input records autograd
+    assert packed_calls == [1]
+    assert_close(xi.grad, layer.weight.sum(0).expand_as(x))
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference")
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert packed_calls == [1]
+
+
+def test_codes_follow_parameter_updates(kernels_built, packed_calls):
+    torch.manual_seed(0)
+    layer = ShiftLinear(16, 8).eval()
+    x = torch.randn(4, 16)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=2.0)
+    with torch.no_grad():
+        before = layer(x)
+    layer(x).square().sum().backward()  # in eval mode: no train() call clears the caches
+    optimizer.step()
+    with torch.no_grad():
+        after = layer(x)
+        assert_close(after, F.linear(x, layer.weight, layer.bias))
+    assert not torch.equal(after, before) and len(packed_calls) == 2
+    with torch.no_grad():
+        layer.exponent.data.fill_(-3.0)  # bypasses the version counter: a mode switch clears the caches
+        layer.train().eval()
+        assert_close(layer(x), F.linear(x, layer.weight, layer.bias))

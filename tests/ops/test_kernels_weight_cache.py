@@ -80,5 +80,5 @@ def test_weight_cached_in_inference_mode_serves_a_later_backward_to_the_input():
     x.requires_grad_(True)
     y = layer(x)  # the cached weight is saved for the input gradient: it must not be an inference tensor
     y.sum().backward()
-    assert torch.equal(y.detach(), expected)
+    assert_close(y.detach(), expected)  # the inference call read the packed codes: the same products, another sum order
     assert_close(x.grad, layer.weight.sum(0).expand(4, 5))

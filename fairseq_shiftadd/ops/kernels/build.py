@@ -123,8 +123,8 @@ class KernelLibrary:
         bfloat16 / float16, computed in float32), and the library built."""
         if not enabled():
             return False
-        for t in tensors:  # one loop, no generators: a decoding step asks at every position
-            if t.device.type != "cpu" or (t.dtype not in KERNEL_DTYPES and t.dtype not in HALF_DTYPES):
+        for t in tensors:  # one loop, no generators, no device object: a decoding step asks at every position
+            if not t.is_cpu or (t.dtype not in KERNEL_DTYPES and t.dtype not in HALF_DTYPES):
                 return False
         return self.library is not None
 

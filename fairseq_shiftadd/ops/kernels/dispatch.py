@@ -11,7 +11,9 @@ The operators' functional cores ask here; ``None`` means "use the reference path
   (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`; the product
   mixer's window on :mod:`.cpu_mixer` too);
 * :func:`clamped_ps_weight_`, :func:`ps_exponent_grad` — the DeepShift-PS weight with its in-place clamping, and
-  its exponent gradient (:mod:`.cpu_shift`).
+  its exponent gradient (:mod:`.cpu_shift`);
+* :func:`pow2_codes`, :func:`pow2_linear` — a shift layer's linear at inference on a few rows, from one byte per
+  weight (:mod:`.cpu_shift`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, trit
 from .build import GradScale
 
 __all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
-           "ps_exponent_grad"]
+           "ps_exponent_grad", "pow2_codes", "pow2_linear"]
 
 
 def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
@@ -113,4 +115,20 @@ def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Optional[Tensor]:
     """:func:`.cpu_shift.ps_exponent_grad` where it takes the tensors, else None. Shape: grad, weight (same) -> same."""
     if cpu_shift.ps_supported(grad, weight):
         return cpu_shift.ps_exponent_grad(grad, weight)
+    return None
+
+
+def pow2_codes(weight: Tensor) -> Optional[Tensor]:
+    """The packed form of a weight of signed powers of two that :func:`pow2_linear` reads
+    (:func:`.cpu_shift.pow2_codes` for a CPU weight), or None where no fast path would read one.
+    Shape: weight (M, K) -> (K, M)."""
+    return cpu_shift.pow2_codes(weight)
+
+
+def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: int) -> Optional[Tensor]:
+    """:func:`.cpu_shift.pow2_linear` (same contract: no autograd, the front block of the codes) where it takes the
+    tensors (a few rows on CPU), else None. Shape: x (*, K), codes (K', M'), bias (out_features,) or None
+    -> (*, out_features)."""
+    if cpu_shift.packed_supported(x, bias):
+        return cpu_shift.pow2_linear(x, codes, bias, out_features)
     return None

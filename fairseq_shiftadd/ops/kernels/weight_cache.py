@@ -15,6 +15,9 @@ translation supernet):
 * **invalidation**: writes through ``.data`` bypass the version counter (fairseq's FP16 optimizer syncs
   parameters that way), so owners are :class:`DerivedTensorOwner` s: setting their ``train()`` / ``eval()``
   mode clears their caches, which every training loop does between updates and evaluation.
+
+A :class:`CompanionCache` keeps a second form of such a cached tensor (a shift weight's packed codes), rebuilt
+when it is handed another tensor object, under the same rule of when.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DerivedTensorCache", "DerivedTensorOwner", "records_autograd", "caching_disabled"]
+__all__ = ["DerivedTensorCache", "CompanionCache", "DerivedTensorOwner", "records_autograd", "caching_disabled"]
 
 _Key = Tuple[tuple, ...]
 _enabled = True
@@ -85,14 +88,45 @@ class DerivedTensorCache:
         self._key = self._value = None
 
 
+class CompanionCache:
+    """A value derived from one tensor, kept while that same tensor object, unchanged, is passed again.
+
+    For tensors that a :class:`DerivedTensorCache` keeps (the same object for as long as its parameters do not
+    change): the identity and version counter of the tensor key the value, and the reference held to it keeps
+    its address from being reused. Like :meth:`DerivedTensorCache.read`, only while no autograd graph would be
+    recorded through the tensor (and caching is enabled); None otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._source: Optional[Tensor] = None
+        self._version = -1
+        self._value: Optional[Tensor] = None
+
+    def read(self, source: Tensor, derive: Callable[[Tensor], Optional[Tensor]]) -> Optional[Tensor]:
+        """``derive(source)`` (None included), computed once per tensor object and version; None while ``source``
+        records autograd or caching is disabled."""
+        if not _enabled or records_autograd((source,)):
+            return None
+        if self._source is not source or self._version != source._version:
+            with torch.inference_mode(False), torch.no_grad():
+                self._value = derive(source)
+            self._source, self._version = source, source._version
+        return self._value
+
+    def clear(self) -> None:
+        """Forget the value and the tensor it was derived from."""
+        self._source = self._value = None
+
+
 class DerivedTensorOwner(nn.Module):
-    """A module holding :class:`DerivedTensorCache` s, which it clears whenever ``train()`` / ``eval()`` sets its
-    mode (writes through ``.data`` bypass the version counters the caches are keyed on).
+    """A module holding :class:`DerivedTensorCache` s (and :class:`CompanionCache` s), which it clears whenever
+    ``train()`` / ``eval()`` sets its mode (writes through ``.data`` bypass the version counters the caches are
+    keyed on).
 
     Subclasses list their caches in :meth:`derived_caches`.
     """
 
-    def derived_caches(self) -> Iterable[DerivedTensorCache]:
+    def derived_caches(self) -> Iterable[DerivedTensorCache | CompanionCache]:
         """Every cache this module holds."""
         raise NotImplementedError
 
