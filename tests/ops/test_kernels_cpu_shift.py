@@ -130,6 +130,8 @@ def test_packed_linear_equals_float_linear(kernels_built, dtype, rows, out_featu
 
 @pytest.fixture
 def packed_calls(monkeypatch):
+    """Counts the packed kernel's calls; small test weights take it too."""
+    monkeypatch.setattr(cpu_shift, "PACKED_MIN_WEIGHTS", 1)
     calls = []
     monkeypatch.setattr(cpu_shift, "pow2_linear", lambda *args, run=cpu_shift.pow2_linear: calls.append(1) or
                         run(*args))
@@ -137,12 +139,28 @@ def packed_calls(monkeypatch):
 
 
 def test_packed_path_declines_what_it_does_not_take(kernels_built):
-    x = torch.randn(5, 8)
-    assert cpu_shift.packed_supported(x, None) and cpu_shift.packed_supported(x.double(), None)
-    assert not cpu_shift.packed_supported(x.half(), None)
-    assert not cpu_shift.packed_supported(x, torch.zeros(4, dtype=torch.float64))  # bias of another dtype
-    assert not cpu_shift.packed_supported(torch.randn(cpu_shift.PACKED_MAX_ROWS + 1, 8), None)
-    assert not cpu_shift.packed_supported(torch.randn(5, 0), None)
+    k = 512
+    m = cpu_shift.PACKED_MIN_WEIGHTS // k
+    x = torch.randn(5, k)
+    assert cpu_shift.packed_supported(x, None, m) and cpu_shift.packed_supported(x.double(), None, m)
+    assert not cpu_shift.packed_supported(x.half(), None, m)
+    assert not cpu_shift.packed_supported(x, torch.zeros(m, dtype=torch.float64), m)  # bias of another dtype
+    assert not cpu_shift.packed_supported(torch.randn(cpu_shift.PACKED_MAX_ROWS + 1, k), None, m)
+    assert not cpu_shift.packed_supported(x, None, m - 1)  # a weight small enough to stay in cache
+    assert not cpu_shift.packed_supported(torch.randn(5, 0), None, m)
+
+
+def test_small_weights_are_not_packed(kernels_built, monkeypatch):
+    from fairseq_shiftadd.ops.kernels import dispatch
+
+    calls = []
+    monkeypatch.setattr(cpu_shift, "pow2_codes", lambda w, run=cpu_shift.pow2_codes: calls.append(1) or run(w))
+    layer = ShiftLinear(64, 32).eval()
+    with torch.no_grad():
+        layer(torch.randn(5, 64))
+    assert calls == []  # no codes built for a weight the packed kernel would not read
+    large = _pow2_weight(512, cpu_shift.PACKED_MIN_WEIGHTS // 512, torch.float32)
+    assert dispatch.pow2_codes(large) is not None and calls == [1]
 
 
 @pytest.mark.parametrize("mode", ["ps", "q"])

@@ -19,7 +19,8 @@ The packed linear layer (:func:`~fairseq_shiftadd.ops.shift.pow2_linear`'s fast 
   zero; any other value (a NaN, ``2.0``, ``0.3``) and it declines;
 * :func:`pow2_linear` computes ``y = x w^T + b`` from the codes, exactly the products of ``F.linear`` with the
   float weight (summed in another order). At a decoding step's few rows a linear layer's time goes into reading
-  its weight, a quarter of float32's bytes here; from :data:`PACKED_MAX_ROWS` rows on, the float GEMM is faster.
+  its weight, a quarter of float32's bytes here; past :data:`PACKED_MAX_ROWS` rows the float GEMM is faster, and
+  so it is for weights small enough to stay in a core's cache (below :data:`PACKED_MIN_WEIGHTS`).
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from torch import Tensor
 
 from .build import KERNEL_DTYPES, KernelLibrary, Signature, enabled
 
-__all__ = ["ps_supported", "clamped_ps_weight_", "ps_exponent_grad", "PACKED_MAX_ROWS", "pow2_codes",
-           "packed_supported", "pow2_linear"]
+__all__ = ["ps_supported", "clamped_ps_weight_", "ps_exponent_grad", "PACKED_MAX_ROWS", "PACKED_MIN_WEIGHTS",
+           "pow2_codes", "packed_supported", "pow2_linear"]
 
 _SOURCE = Path(__file__).with_name("cpu_shift.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, sizes, threads
@@ -71,6 +72,11 @@ PACKED_MAX_ROWS = 32
 weights, against ``F.linear`` with the float weight): 0.3-0.4x at 1-8 rows, 0.6x at 16, 0.8-0.9x at 32, 1.0-1.2x at
 64; at ``512 x 512``, a float weight that stays in the L2 cache when timed alone, 0.8-1.2x up to 32 rows."""
 
+PACKED_MIN_WEIGHTS = 1 << 18
+"""Fewest weights (``K * M``; 1 MiB of float32) that :func:`pow2_linear` takes. Measured as above at 5 rows:
+``F.linear`` 1.06-1.25x faster at ``512 x 128`` and ``128 x 512``, whose float weights stay in cache when timed
+alone; from ``512 x 512`` on the codes win inside a decoding step (``benchmarks/ops.py``, the shift-add step)."""
+
 _SIGN_AND_EXPONENT = ~(1 << 30)  # the float32 bits of a decoded code: bit 30 cleared (see cpu_shift.cpp)
 
 
@@ -92,12 +98,13 @@ def pow2_codes(weight: Tensor) -> Optional[Tensor]:
     return codes.t().contiguous()
 
 
-def packed_supported(x: Tensor, bias: Optional[Tensor]) -> bool:
+def packed_supported(x: Tensor, bias: Optional[Tensor], out_features: int) -> bool:
     """Whether :func:`pow2_linear` takes these: float32 / float64 ``x`` (and ``bias``) on CPU with at most
-    :data:`PACKED_MAX_ROWS` rows (and ``K > 0``), the kernels on (:func:`~.build.enabled`) and built. Asked at every
-    decoding step: attribute reads only."""
+    :data:`PACKED_MAX_ROWS` rows, a weight of at least :data:`PACKED_MIN_WEIGHTS`, the kernels on
+    (:func:`~.build.enabled`) and built. Asked at every decoding step: attribute reads only."""
     k = x.shape[-1]
-    return (x.is_cpu and x.dtype in KERNEL_DTYPES and 0 < k and x.numel() <= PACKED_MAX_ROWS * k
+    return (x.is_cpu and x.dtype in KERNEL_DTYPES and k * out_features >= PACKED_MIN_WEIGHTS
+            and x.numel() <= PACKED_MAX_ROWS * k
             and (bias is None or bias.dtype == x.dtype) and enabled() and _KERNELS.library is not None)
 
 

@@ -120,8 +120,10 @@ def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Optional[Tensor]:
 
 def pow2_codes(weight: Tensor) -> Optional[Tensor]:
     """The packed form of a weight of signed powers of two that :func:`pow2_linear` reads
-    (:func:`.cpu_shift.pow2_codes` for a CPU weight), or None where no fast path would read one.
-    Shape: weight (M, K) -> (K, M)."""
+    (:func:`.cpu_shift.pow2_codes` for a CPU weight), or None where no fast path would read one (a weight below
+    :data:`.cpu_shift.PACKED_MIN_WEIGHTS`). Shape: weight (M, K) -> (K, M)."""
+    if weight.numel() < cpu_shift.PACKED_MIN_WEIGHTS:
+        return None
     return cpu_shift.pow2_codes(weight)
 
 
@@ -129,6 +131,6 @@ def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: 
     """:func:`.cpu_shift.pow2_linear` (same contract: no autograd, the front block of the codes) where it takes the
     tensors (a few rows on CPU), else None. Shape: x (*, K), codes (K', M'), bias (out_features,) or None
     -> (*, out_features)."""
-    if cpu_shift.packed_supported(x, bias):
+    if cpu_shift.packed_supported(x, bias, out_features):
         return cpu_shift.pow2_linear(x, codes, bias, out_features)
     return None
