@@ -55,6 +55,27 @@ def test_incremental_equals_full(builders, task, block, span):
             assert_close(_stepwise(model, encoder_out, prev, {}), full, **TOL, msg=name)
 
 
+def test_incremental_with_packed_shift_linears_equals_full(builders, task, monkeypatch):
+    """The shift FFN and the shift-add mixer's shift linear read packed codes at each step (small weights taken too)."""
+    from fairseq_shiftadd.ops.kernels import cpu_shift
+
+    monkeypatch.setattr(cpu_shift, "PACKED_MIN_WEIGHTS", 1)
+    calls = []
+    monkeypatch.setattr(cpu_shift, "pow2_linear", lambda *args, run=cpu_shift.pow2_linear: calls.append(1) or
+                        run(*args))
+    sub = _subnet(builders.spans, BlockType.ATTENTION_LIGHTWEIGHT_SHIFTADD, -1)
+    src, lengths, prev = builders.token_batch(task, seed=7)
+    prev = prev.masked_fill(prev.eq(task.target_dictionary.pad()), task.target_dictionary.eos())
+    for name, model in _models(builders, task, sub).items():
+        with torch.no_grad():
+            encoder_out = model.encoder(src, lengths)
+            full = model.decoder(prev, encoder_out)[0]
+            calls.clear()
+            assert_close(_stepwise(model, encoder_out, prev, {}), full, **TOL, msg=name)
+        if cpu_shift.packed_supported(torch.zeros(1, 1), None, 1):  # the kernels built here
+            assert len(calls) >= 3 * prev.size(1), (name, len(calls))  # fc1, fc2, the mixer's shift linear per step
+
+
 @pytest.mark.parametrize("block", DECODER_BLOCKS, ids=lambda b: b.value)
 def test_reordered_state_equals_permuted_batch(builders, task, block):
     """Beam-search reordering (with repeats) then more steps == decoding the reordered batch from scratch."""
