@@ -274,7 +274,7 @@ def pow2_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, codes:
     nothing records autograd, a few rows on CPU (a decoding step) are then computed from one byte per weight
     (:func:`~.kernels.dispatch.pow2_linear`: the same products, summed in another order); otherwise ``F.linear``.
 
-    Shape: x (*, K), weight (M, K), bias (M,) or None, codes (K', M') with K' >= K, M' >= M -> (*, M).
+    Shape: x (*, K), weight (M, K), bias (M,) or None, codes of an (M', K') weight with M' >= M, K' >= K -> (*, M).
     """
     if codes is not None and not records_autograd((x, weight) if bias is None else (x, weight, bias)):
         y = dispatch.pow2_linear(x, codes, bias, weight.shape[0])

@@ -89,8 +89,8 @@ def test_every_code_decodes_exactly(kernels_built, dtype):
     powers = torch.arange(-126, 1, dtype=torch.float64).exp2()
     weight = torch.cat([powers, -powers, torch.tensor([0.0, -0.0], dtype=torch.float64)]).to(dtype).view(-1, 1)
     codes = cpu_shift.pow2_codes(weight)
-    assert codes.dtype == torch.int8 and codes.shape == (1, weight.size(0))
-    assert len(codes.unique()) == weight.size(0) - 1  # one code per value, one for both zeros
+    assert codes.dtype == torch.int8 and codes.shape == (-(-weight.size(0) // 64), 1, 64)
+    assert len(codes.unique()) == weight.size(0) - 1  # one code per value, one for both zeros (and the padding)
     # x = 1: each output is one product, exact
     assert torch.equal(cpu_shift.pow2_linear(torch.ones(1, 1, dtype=dtype), codes, None, weight.size(0)), weight.t())
 

@@ -12,10 +12,12 @@
 //
 // A code byte holds a float32's sign bit and its exponent field E (w = +-2**(E - 127), E in [1, 127]), 0 for a
 // zero weight: read sign-extended as int32 and shifted left by 23 it is the float's bits once bit 30 is cleared
-// (three instructions per 16 weights). The linear layer reads the codes k-major, (K, M), one output panel of 4
-// vectors per task: for each k it decodes the panel's weights once and adds them, times x[n, k] broadcast, into
-// the sums of up to 6 rows of x held in registers. A decoding step's linear (a few rows) is limited by reading
-// its weight, which the codes make 4x smaller than float32 (measured in benchmarks/ops.py, `ShiftLinear ... step`).
+// (three instructions per 16 weights). The codes are stored in panels of output columns, each panel k-major and
+// contiguous, so that a task streams through one panel's bytes in order (read k-major across the whole (K, M)
+// matrix instead, each k of a panel fell on another 4 KiB page at M = 4096, and the kernel drew 3.5 GB/s). For each
+// k it decodes the panel's weights once and adds them, times x[n, k] broadcast, into the sums of up to 6 rows of x
+// held in registers. A decoding step's linear (a few rows) is limited by reading its weight, which the codes make
+// 4x smaller than float32 (measured in benchmarks/ops.py, `ShiftLinear ... step`).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -95,8 +97,8 @@ inline typename Lanes<T, NV>::U decode(const int8_t* c) {
   return out;
 }
 
-// Rows [0, NR) of y = b + x w on the panel [m0, m0 + width) of output columns: 4 vectors of sums per row while k
-// runs (then single vectors, then scalars, for the panel's ragged end).
+// Rows [0, NR) of y = b + x w on the panel [m0, m0 + width) of output columns, whose codes are codes[k * ldc + j]
+// for column m0 + j: 4 vectors of sums per row while k runs (then single vectors, then scalars, for a ragged end).
 template <typename T, int NR>
 void linear_rows(const T* x, int64_t ldx, const int8_t* codes, int64_t ldc, const T* bias, T* y, int64_t ldy,
                  int64_t K, int64_t m0, int64_t width) {
@@ -112,7 +114,7 @@ void linear_rows(const T* x, int64_t ldx, const int8_t* codes, int64_t ldc, cons
     }
     for (int64_t k = 0; k < K; ++k) {
       U w[N];
-      for (int v = 0; v < N; ++v) w[v] = decode<T, NV>(codes + k * ldc + m + v * W);
+      for (int v = 0; v < N; ++v) w[v] = decode<T, NV>(codes + k * ldc + i + v * W);
       for (int r = 0; r < NR; ++r) {
         const T xk = x[r * ldx + k];
         for (int v = 0; v < N; ++v) sum[r][v] += xk * w[v];
@@ -132,21 +134,21 @@ void linear_block(int64_t rows, const T* x, int64_t ldx, const int8_t* codes, in
   linear_rows<T, NR>(x, ldx, codes, ldc, bias, y, ldy, K, m0, width);
 }
 
-// y (N, M) = b + x (N, K; row stride ldx) times the weight coded in codes (K, M; row stride ldc); bias may be null.
-// The rows are cut into ceil(N / 6) blocks of near-equal size (8 rows: 4 + 4), each panel's codes read once per
-// block; panels in parallel once the work is large enough to pay for the threads.
+// y (N, M) = b + x (N, K; row stride ldx) times the weight coded in panels of `panel` columns: the code of w[k, m]
+// at codes[(m / panel) * panel_stride + k * panel + m % panel] (a front block of a larger weight's panels when K or
+// M is smaller than theirs); bias may be null. The rows are cut into ceil(N / 6) blocks of near-equal size (8 rows:
+// 4 + 4), each panel's codes read once per block; panels in parallel once the work pays for the threads.
 template <typename T>
 void pow2_linear(const T* x, const int8_t* codes, const T* bias, T* y, int64_t N, int64_t K, int64_t M, int64_t ldx,
-                 int64_t ldc, int threads) {
+                 int64_t panel, int64_t panel_stride, int threads) {
   constexpr int R = 6;  // 6 rows x 4 vectors of sums + 4 of weights: within the 32 vector registers
-  constexpr int64_t panel = 4 * Vec<T>::lanes;
   const int64_t panels = (M + panel - 1) / panel, blocks = (N + R - 1) / R;
 #pragma omp parallel for schedule(static) num_threads(threads) if (N * K * M >= (int64_t(1) << 21))
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t m0 = p * panel, width = std::min(panel, M - m0);
     for (int64_t block = 0, n = 0; block < blocks; ++block) {
       const int64_t rows = (N - n) / (blocks - block);
-      linear_block<R>(rows, x + n * ldx, ldx, codes, ldc, bias, y + n * M, M, K, m0, width);
+      linear_block<R>(rows, x + n * ldx, ldx, codes + p * panel_stride, panel, bias, y + n * M, M, K, m0, width);
       n += rows;
     }
   }
@@ -168,11 +170,11 @@ void shiftadd_ps_exponent_grad_double(const double* g, const double* w, double* 
   ps_exponent_grad<double>(g, w, out, n, threads);
 }
 void shiftadd_pow2_linear_float(const float* x, const int8_t* codes, const float* bias, float* y, int64_t n, int64_t k,
-                                int64_t m, int64_t ldx, int64_t ldc, int threads) {
-  pow2_linear<float>(x, codes, bias, y, n, k, m, ldx, ldc, threads);
+                                int64_t m, int64_t ldx, int64_t panel, int64_t panel_stride, int threads) {
+  pow2_linear<float>(x, codes, bias, y, n, k, m, ldx, panel, panel_stride, threads);
 }
 void shiftadd_pow2_linear_double(const double* x, const int8_t* codes, const double* bias, double* y, int64_t n,
-                                 int64_t k, int64_t m, int64_t ldx, int64_t ldc, int threads) {
-  pow2_linear<double>(x, codes, bias, y, n, k, m, ldx, ldc, threads);
+                                 int64_t k, int64_t m, int64_t ldx, int64_t panel, int64_t panel_stride, int threads) {
+  pow2_linear<double>(x, codes, bias, y, n, k, m, ldx, panel, panel_stride, threads);
 }
 }

@@ -37,7 +37,7 @@ __all__ = ["ps_supported", "clamped_ps_weight_", "ps_exponent_grad", "PACKED_MAX
 
 _SOURCE = Path(__file__).with_name("cpu_shift.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, sizes, threads
-    "ps_weight": (3, 3, 1), "ps_exponent_grad": (3, 1, 1), "pow2_linear": (4, 5, 1),
+    "ps_weight": (3, 3, 1), "ps_exponent_grad": (3, 1, 1), "pow2_linear": (4, 6, 1),
 }
 _KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
 
@@ -78,14 +78,17 @@ PACKED_MIN_WEIGHTS = 1 << 18
 alone; from ``512 x 512`` on the codes win inside a decoding step (``benchmarks/ops.py``, the shift-add step)."""
 
 _SIGN_AND_EXPONENT = ~(1 << 30)  # the float32 bits of a decoded code: bit 30 cleared (see cpu_shift.cpp)
+_PANEL = 64  # output columns per panel of codes: 4 vectors of float32 sums, the kernel's register block
 
 
 def pow2_codes(weight: Tensor) -> Optional[Tensor]:
-    """The packed codes of a weight of signed powers of two, k-major; None unless every entry is ``0`` or
-    ``+-2**p`` with ``-126 <= p <= 0`` (and the weight a CPU float32 / float64 matrix).
+    """The packed codes of a weight of signed powers of two; None unless every entry is ``0`` or ``+-2**p`` with
+    ``-126 <= p <= 0`` (and the weight a CPU float32 / float64 matrix).
 
     Code byte: the float32 sign bit, then its 8-bit exponent field ``E`` (``|w| = 2**(E - 127)``); ``0`` for zero.
-    Shape: weight (M, K) -> codes (K, M), int8.
+    Stored in panels of 64 output columns, each panel k-major and contiguous (``codes[p, k, j]`` is the code of
+    ``weight[64 p + j, k]``; zeros past the last column), the order in which the kernel streams them.
+    Shape: weight (M, K) -> codes (ceil(M / 64), K, 64), int8.
     """
     if weight.dim() != 2 or weight.device.type != "cpu" or weight.dtype not in KERNEL_DTYPES:
         return None
@@ -95,7 +98,10 @@ def pow2_codes(weight: Tensor) -> Optional[Tensor]:
     decoded = ((codes.to(torch.int32) << 23) & _SIGN_AND_EXPONENT).view(torch.float32)
     if not torch.equal(decoded.to(weight.dtype), weight):  # anything but 0 and +-2**p, p in [-126, 0]
         return None
-    return codes.t().contiguous()
+    (m, k), panels = weight.shape, -(-weight.size(0) // _PANEL)
+    padded = codes.new_zeros(panels * _PANEL, k)
+    padded[:m] = codes
+    return padded.view(panels, _PANEL, k).transpose(1, 2).contiguous()
 
 
 def packed_supported(x: Tensor, bias: Optional[Tensor], out_features: int) -> bool:
@@ -109,10 +115,11 @@ def packed_supported(x: Tensor, bias: Optional[Tensor], out_features: int) -> bo
 
 
 def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: int) -> Tensor:
-    """``x w^T + b`` with ``w`` the front ``(out_features, K)`` block of the weight that ``codes`` pack
-    (:func:`pow2_codes`, read in place: the front block's rows are the codes' rows), without autograd.
+    """``x w^T + b`` with ``w`` the front ``(out_features, K)`` block of the ``(M', K')`` weight that ``codes`` pack
+    (:func:`pow2_codes`, read in place: the block's panels are the first ones, its rows their first rows), without
+    autograd.
 
-    Shape: x (*, K), codes (K', M') with K' >= K and M' >= out_features, bias (out_features,) or None
+    Shape: x (*, K), codes (ceil(M' / 64), K', 64) with K' >= K and M' >= out_features, bias (out_features,) or None
     -> (*, out_features).
     """
     if not x.is_contiguous():
@@ -120,5 +127,5 @@ def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: 
     k = x.shape[-1]
     y = x.new_empty(*x.shape[:-1], out_features)
     _KERNELS.call("pow2_linear", x, codes, 0 if bias is None else bias.contiguous(), y, x.numel() // k, k,
-                  out_features, k, codes.stride(0))
+                  out_features, k, codes.size(2), codes.stride(0))
     return y

@@ -121,7 +121,7 @@ def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Optional[Tensor]:
 def pow2_codes(weight: Tensor) -> Optional[Tensor]:
     """The packed form of a weight of signed powers of two that :func:`pow2_linear` reads
     (:func:`.cpu_shift.pow2_codes` for a CPU weight), or None where no fast path would read one (a weight below
-    :data:`.cpu_shift.PACKED_MIN_WEIGHTS`). Shape: weight (M, K) -> (K, M)."""
+    :data:`.cpu_shift.PACKED_MIN_WEIGHTS`). Shape: weight (M, K) -> (ceil(M / 64), K, 64)."""
     if weight.numel() < cpu_shift.PACKED_MIN_WEIGHTS:
         return None
     return cpu_shift.pow2_codes(weight)
@@ -129,7 +129,7 @@ def pow2_codes(weight: Tensor) -> Optional[Tensor]:
 
 def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: int) -> Optional[Tensor]:
     """:func:`.cpu_shift.pow2_linear` (same contract: no autograd, the front block of the codes) where it takes the
-    tensors (a few rows on CPU), else None. Shape: x (*, K), codes (K', M'), bias (out_features,) or None
+    tensors (a few rows on CPU), else None. Shape: x (*, K), codes of an (M', K') weight, bias (out_features,) or None
     -> (*, out_features)."""
     if cpu_shift.packed_supported(x, bias, out_features):
         return cpu_shift.pow2_linear(x, codes, bias, out_features)
