@@ -46,6 +46,7 @@ from ..ops.adder import GradNorm, add_matmul
 from ..ops.elastic import slice_linear
 from ..ops.hetero import PiecewiseLinearRemap, SharingMode, add_remap_regulariser, weight_for_op
 from ..ops.kernels import dispatch
+from ..ops.kernels.cpu_adder import PreparedWeight
 from ..ops.kernels.weight_cache import CompanionCache, DerivedTensorCache, DerivedTensorOwner
 from ..ops.kinds import OpKind
 from ..ops.quant import QuantConfig
@@ -86,6 +87,13 @@ class SlotUser:
 
     op: OpKind
     shape: Tuple[int, ...]
+
+
+def _prepared_add_weight(weight: Tensor) -> Tuple[Tensor, Optional[PreparedWeight]]:
+    """An add user's scaled weight as :func:`~fairseq_shiftadd.ops.adder.add_matmul` takes it, ``(1, M, K)``, with
+    the CPU forward's weight-only work on it (centred outputs)."""
+    weight = weight.unsqueeze(0)
+    return weight, dispatch.prepare_neg_l1(weight, centred=True)
 
 
 class WeightSlot(DerivedTensorOwner):
@@ -165,8 +173,8 @@ class WeightSlot(DerivedTensorOwner):
         self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind if heterogeneous and op in remapped})
         self.operand_quant = operand_quantisers({name: user.op for name, user in self.users.items()}, quant)
         self._derived = {(self.key_of[name], user.op): DerivedTensorCache() for name, user in self.users.items()}
-        self._codes = {self.key_of[name]: CompanionCache() for name, user in self.users.items()
-                       if user.op is OpKind.SHIFT}
+        self._companions = {(self.key_of[name], user.op): CompanionCache() for name, user in self.users.items()
+                            if user.op is not OpKind.MULT}  # shift: packed codes; add: scaled, prepared weight
 
     def _user(self, user: str) -> SlotUser:
         if user not in self.users:
@@ -190,7 +198,7 @@ class WeightSlot(DerivedTensorOwner):
         return weight_for_op(op, self.weight[key], self.sharing, self.remap, cache=cache), bias
 
     def derived_caches(self) -> Iterable[DerivedTensorCache | CompanionCache]:
-        return (*self._derived.values(), *self._codes.values())
+        return (*self._derived.values(), *self._companions.values())
 
     def regulariser(self, user: str) -> Tensor:
         """:func:`~fairseq_shiftadd.ops.hetero.add_remap_regulariser` of the weight an ``add`` user reads in
@@ -234,7 +242,9 @@ class WeightSlot(DerivedTensorOwner):
           cancel in the chain rule).
 
         ``shift``: ``W`` is already a signed power of two (:func:`~fairseq_shiftadd.ops.shift.pow2_linear`; at
-        inference on CPU a few rows read its packed codes, cached per key). With ``quant``, ``x`` and the sliced
+        inference on CPU a few rows read its packed codes, cached per key). At inference without ``quant`` an add
+        user's ``a W`` and the CPU forward's weight-only work on it are kept too, per slice shape
+        (:func:`~fairseq_shiftadd.ops.kernels.dispatch.prepare_neg_l1`). With ``quant``, ``x`` and the sliced
         weight (``a W`` for add; for shift ``x`` only) are fake-quantised first
         (:func:`~fairseq_shiftadd.ops.quant.operand_fake_quant`).
 
@@ -245,13 +255,20 @@ class WeightSlot(DerivedTensorOwner):
         op = self._user(user).op
         if op is OpKind.MULT:
             return F.linear(*quantised(self.operand_quant, user, x, weight), bias)
+        companion = self._companions[self.key_of[user], op]
         if op is OpKind.SHIFT:
-            codes = self._codes[self.key_of[user]].read(full_weight, dispatch.pow2_codes)
+            codes = companion.read(full_weight, dispatch.pow2_codes)
             return pow2_linear(*quantised(self.operand_quant, user, x, weight), bias, codes)
         scale = add_weight_scale(out_dim, x.size(-1))
-        x, weight = quantised(self.operand_quant, user, x, weight * scale)
+        kept = None if self.operand_quant is not None else companion.read(  # quantised weights change per call
+            full_weight, lambda _: _prepared_add_weight(weight * scale), key=tuple(weight.shape))
+        if kept is None:
+            x, weight = quantised(self.operand_quant, user, x, weight * scale)
+            weight, prepared = weight.unsqueeze(0), None
+        else:
+            weight, prepared = kept
         rows = x.reshape(1, -1, x.size(-1))
-        y = add_matmul(rows, weight.unsqueeze(0), ADD_ETA, centre_outputs=True, grad_norm=ADD_GRAD_NORM)
+        y = add_matmul(rows, weight, ADD_ETA, centre_outputs=True, grad_norm=ADD_GRAD_NORM, prepared=prepared)
         y = y.view(*x.shape[:-1], out_dim) / scale
         return y if bias is None else y + bias
 

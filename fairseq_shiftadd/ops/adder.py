@@ -58,6 +58,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from .op_counts import OpCounts
 from .kernels import cpu_adder, dispatch
+from .kernels.weight_cache import CompanionCache, DerivedTensorOwner
 from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
@@ -245,15 +246,17 @@ class _AddMatmul(torch.autograd.Function):
         max_bytes: int,
         centre_outputs: bool,
         grad_norm: GradNorm,
+        prepared: Optional[cpu_adder.PreparedWeight],
     ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.eta, ctx.max_bytes, ctx.centre_outputs, ctx.grad_norm = eta, max_bytes, centre_outputs, grad_norm
-        fast = dispatch.neg_l1(x, weight, centre_outputs)  # ops/kernels; this function is their reference
+        fast = dispatch.neg_l1(x, weight, centre_outputs, prepared)  # ops/kernels; this function is their reference
         return fast if fast is not None else (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None, None, None]:
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None, None, None, None,
+                                                          None]:
         raw_x, raw_weight = ctx.saved_tensors
         centre = raw_weight.mean(dim=1, keepdim=True)
         x, weight = _centred(raw_x, raw_weight)  # for dw (and dx) against cancellation; O((N + M) K)
@@ -266,7 +269,7 @@ class _AddMatmul(torch.autograd.Function):
             dx = dx if dx is not None else _input_grad(grad, x, weight, ctx.max_bytes)
         if ctx.needs_input_grad[1]:
             dw = _weight_grad(grad, x, weight, centre, ctx.eta, ctx.grad_norm)
-        return dx, dw, None, None, None, None
+        return dx, dw, None, None, None, None, None
 
 
 def add_matmul(
@@ -277,6 +280,7 @@ def add_matmul(
     *,
     centre_outputs: bool = False,
     grad_norm: GradNorm | str = GradNorm.ADDERNET,
+    prepared: Optional[cpu_adder.PreparedWeight] = None,
 ) -> Tensor:
     """Batched negative L1 distance ``y[g, n, m] = -sum_k |x[g, n, k] - w[g, m, k]|``, memory-bounded.
 
@@ -310,6 +314,9 @@ def add_matmul(
         memory_budget_bytes: upper bound of a tile's temporary.
         centre_outputs: subtract each output row's mean over ``m`` (computed without the offset).
         grad_norm: the target norm of the scaled weight gradient (:class:`GradNorm` or its value).
+        prepared: :func:`~.kernels.dispatch.prepare_neg_l1` of this very ``weight`` and ``centre_outputs``, which
+            callers keep at inference (:class:`AddLinear`, the translation models' add slots): the CPU forward's
+            weight-only work (centring, packing, row sums) then runs once, not at every decoding step.
 
     Raises:
         ValueError: shapes, dtypes, ``eta``, ``memory_budget_bytes`` or ``grad_norm`` are invalid (the message
@@ -325,7 +332,7 @@ def add_matmul(
     positive_number("eta", eta, optional=True)
     grad_norm = _grad_norm(grad_norm)
     budget = positive_int("memory_budget_bytes", memory_budget_bytes)
-    return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm)
+    return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm, prepared)
 
 
 def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
@@ -461,7 +468,7 @@ def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Ten
     return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
 
-class _AdderLayer(nn.Module):
+class _AdderLayer(DerivedTensorOwner):
     """What :class:`AddLinear` and :class:`AddConv2d` share: weight, bias, eta, budget, quantisation.
 
     Subclasses provide ``_check_input(shape, name)`` (validates an input shape, returns the number of
@@ -483,7 +490,11 @@ class _AdderLayer(nn.Module):
         self.operand_quant = SharedScaleFakeQuant(quant)
         self.weight = nn.Parameter(torch.empty(weight_shape))
         self.register_parameter("bias", nn.Parameter(torch.empty(weight_shape[0])) if bias else None)
+        self._prepared = CompanionCache()  # AddLinear: the CPU forward's weight-only work, at inference
         self.reset_parameters()
+
+    def derived_caches(self) -> Tuple[CompanionCache]:
+        return (self._prepared,)
 
     def reset_parameters(self) -> None:
         """Kaiming-uniform weight as ``nn.Linear`` / ``nn.Conv2d`` (so shared weights start alike); zero bias."""
@@ -501,9 +512,6 @@ class _AdderLayer(nn.Module):
         outputs = self._check_input(tuple(int(d) for d in input_shape), "input_shape")
         bias = self.bias is not None
         return OpCounts.dot_products(OpKind.ADD, self.operand_bits, outputs, self._dot_length, bias=bias)
-
-    def _add_matmul(self, x: Tensor, weight: Tensor) -> Tensor:
-        return add_matmul(x, weight, self.eta, self.memory_budget_bytes)
 
     def _adder_repr(self) -> str:
         text = f"bias={self.bias is not None}, eta={self.eta}"
@@ -555,7 +563,10 @@ class AddLinear(_AdderLayer):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
         x, weight = self.operand_quant(x, self.weight)
-        y = self._add_matmul(x.reshape(1, -1, self.in_features), weight[None])
+        prepared = None if self.quant is not None else self._prepared.read(  # quantised weights change per call
+            self.weight, lambda w: dispatch.prepare_neg_l1(w[None], centred=False))
+        y = add_matmul(x.reshape(1, -1, self.in_features), weight[None], self.eta, self.memory_budget_bytes,
+                       prepared=prepared)
         y = y.view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 

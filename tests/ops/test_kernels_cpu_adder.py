@@ -169,3 +169,63 @@ def test_add_conv2d_inference_by_implicit_im2col_matches_reference(kernels_built
         slow = layer(x)
     tolerance = dict(rtol=1e-9, atol=1e-9) if dtype is F64 else dict(rtol=1e-5, atol=1e-4)
     assert_close(fast, slow, **tolerance)
+
+
+@pytest.fixture
+def preparations(monkeypatch):
+    """Counts cpu_adder.prepare (the forward's weight-only work) and the kernel forwards that were handed one."""
+    calls = {"prepare": 0, "handed": 0}
+
+    def prepare(*args, run=cpu_adder.prepare):
+        calls["prepare"] += 1
+        return run(*args)
+
+    def neg_l1(x, weight, centred, prepared=None, run=cpu_adder.neg_l1):
+        calls["handed"] += prepared is not None
+        return run(x, weight, centred, prepared)
+
+    monkeypatch.setattr(cpu_adder, "prepare", prepare)
+    monkeypatch.setattr(cpu_adder, "neg_l1", neg_l1)
+    return calls
+
+
+def test_add_linear_prepares_its_weight_once_at_inference(kernels_built, preparations, monkeypatch):
+    from fairseq_shiftadd.ops.adder import AddLinear
+
+    torch.manual_seed(4)
+    layer, x = AddLinear(40, 70, bias=True).eval(), torch.randn(2, 5, 40)
+    with torch.no_grad():
+        first, second = layer(x), layer(x)
+    assert preparations == {"prepare": 1, "handed": 2} and torch.equal(first, second)
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "reference")
+    with torch.no_grad():
+        assert_close(first, layer(x))
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer(x).square().sum().backward()  # autograd: prepared per call, none kept
+    optimizer.step()
+    assert preparations == {"prepare": 2, "handed": 2}
+    with torch.no_grad():
+        stepped = layer(x)  # the weight's version moved: prepared again
+        layer.double()  # a new storage through .data, the version unchanged: prepared again
+        assert_close(layer(x.double()), stepped.double())
+    assert preparations == {"prepare": 4, "handed": 4}
+    assert not torch.equal(stepped, first)
+
+
+def test_add_slot_keeps_its_scaled_weight_per_slice(kernels_built, preparations):
+    from fairseq_shiftadd.models.sharing import SlotUser, WeightSlot
+    from fairseq_shiftadd.ops.kernels.weight_cache import caching_disabled
+    from fairseq_shiftadd.ops.kinds import OpKind
+
+    torch.manual_seed(5)
+    slot = WeightSlot({"add": SlotUser(OpKind.ADD, (48, 40)), "mult": SlotUser(OpKind.MULT, (48, 40))}, "shared")
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        narrow = [slot.linear(x, "add", 20) for _ in range(2)]
+        wide = slot.linear(x, "add", 48)
+        assert preparations == {"prepare": 2, "handed": 3}  # once per slice shape
+        with caching_disabled():
+            assert_close(narrow[0], slot.linear(x, "add", 20))
+            assert_close(wide, slot.linear(x, "add", 48))
+    assert torch.equal(narrow[0], narrow[1]) and preparations["handed"] == 3

@@ -4,7 +4,9 @@ The register-blocked loops of ``cpu_adder.cpp`` (compiled at first use, :mod:`.b
 contracts of the reference functions in :mod:`fairseq_shiftadd.ops.adder`, which remain the ground truth and
 the fallback:
 
-* :func:`neg_l1` — ``y[g, n, m] = -sum_k |x - w|``, or with ``centred`` that minus its mean over ``m``;
+* :func:`neg_l1` — ``y[g, n, m] = -sum_k |x - w|``, or with ``centred`` that minus its mean over ``m``; what it
+  derives from the weight alone (centred, packed, row sums: a few passes over it, which cost more than the products
+  at a decoding step's few rows) is :func:`prepare`'s, which callers may keep for a weight that does not change;
 * :func:`conv_neg_l1` — the plain forward of a grouped convolution by implicit im2col (inference: no
   unfolded patches);
 * :func:`input_grad` — ``dx[g, n, k] = sum_m g[g, n, m] * clamp(w[g, m, k] - x[g, n, k], -1, 1)``.
@@ -25,7 +27,7 @@ Set ``FAIRSEQ_SHIFTADD_KERNELS=reference`` to disable every fast path (the refer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from .build import HALF_DTYPES, KERNEL_DTYPES, KernelLibrary, Signature
 
-__all__ = ["KERNELS", "cpu_supported", "neg_l1", "conv_neg_l1", "input_grad"]
+__all__ = ["KERNELS", "cpu_supported", "PreparedWeight", "prepare", "neg_l1", "conv_neg_l1", "input_grad"]
 
 _SOURCE = Path(__file__).with_name("cpu_adder.cpp")
 Pair = Tuple[int, int]
@@ -71,10 +73,32 @@ def _transposed(x: Tensor, dtype: torch.dtype) -> Tensor:
     return F.pad(x.to(dtype).transpose(1, 2), (0, -(-x.shape[1] // width) * width - x.shape[1])).contiguous()
 
 
-def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
+class PreparedWeight(NamedTuple):
+    """What :func:`neg_l1` derives from its weight alone (many weight rows), for one ``centred`` setting."""
+
+    packed: Tensor  # the weight (centred by its column means unless ``centred``) packed in panels: (G, P, K, MR)
+    row_sums: Tensor  # that weight's sums over k: (G, M)
+    centre: Optional[Tensor]  # the column means, subtracted from x too (None with ``centred``): (G, 1, K)
+
+
+def prepare(weight: Tensor, centred: bool) -> Optional[PreparedWeight]:
+    """:func:`neg_l1`'s weight-only work for ``weight`` and ``centred``; None where it has none to keep (few weight
+    rows: the weight is read as it is). Shape: weight (G, M, K)."""
+    dtype = _compute_dtype(weight.dtype)
+    if _few_rows(weight, dtype):
+        return None
+    weight, centre = weight.to(dtype), None
+    if not centred:  # as the reference: x and w centred by the weights' column means (against cancellation)
+        centre = weight.mean(dim=1, keepdim=True)
+        weight = weight - centre
+    return PreparedWeight(_packed(weight), weight.sum(dim=-1), centre)
+
+
+def neg_l1(x: Tensor, weight: Tensor, centred: bool, prepared: Optional[PreparedWeight] = None) -> Tensor:
     """``-sum_k |x[g, n, k] - w[g, m, k]|``, or with ``centred`` that minus its mean over ``m``.
 
-    Shape: x (G, N, K), weight (G, M, K) -> (G, N, M), in x's dtype.
+    ``prepared``: :func:`prepare` of this very ``weight`` and ``centred`` where the caller keeps it (built here
+    otherwise). Shape: x (G, N, K), weight (G, M, K) -> (G, N, M), in x's dtype.
     """
     out_dtype, dtype = x.dtype, _compute_dtype(x.dtype)
     (groups, rows, length), cols = x.shape, weight.shape[1]
@@ -86,17 +110,18 @@ def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Tensor:
         total = total[:, :, :rows].transpose(1, 2)
         total = total - total.mean(dim=-1, keepdim=True) if centred else -total
         return total.to(out_dtype).contiguous()
-    x, weight = x.to(dtype), weight.to(dtype)
-    if not centred:  # as the reference: x and w centred by the weights' column means (against cancellation)
-        centre = weight.mean(dim=1, keepdim=True)
-        x, weight = x - centre, weight - centre
+    if prepared is None:
+        prepared = prepare(weight, centred)
+    x = x.to(dtype)
+    if prepared.centre is not None:
+        x = x - prepared.centre
     x = x.contiguous()
     total = x.new_empty(groups, rows, cols)
-    KERNELS.call("forward", x, _packed(weight), total, groups, rows, cols, length, int(centred))
+    KERNELS.call("forward", x, prepared.packed, total, groups, rows, cols, length, int(centred))
     if centred:
-        total.mul_(2.0).add_(weight.sum(dim=-1)[:, None, :])
+        total.mul_(2.0).add_(prepared.row_sums[:, None, :])
         return total.sub_(total.mean(dim=-1, keepdim=True)).to(out_dtype)
-    total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
+    total.mul_(-2.0).add_(prepared.row_sums[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
     return total.to(out_dtype)
 
 

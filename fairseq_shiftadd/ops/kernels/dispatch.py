@@ -4,7 +4,8 @@ or none.
 The operators' functional cores ask here; ``None`` means "use the reference path". Per product:
 
 * :func:`neg_l1`, :func:`input_grad` — :func:`~fairseq_shiftadd.ops.adder.add_matmul`'s forward and input gradient
-  (:mod:`.triton_adder`, :mod:`.cpu_adder`);
+  (:mod:`.triton_adder`, :mod:`.cpu_adder`; :func:`prepare_neg_l1`, the CPU forward's weight-only work, kept by
+  callers at inference);
 * :func:`depthwise_add_conv` — a depthwise :class:`~fairseq_shiftadd.ops.adder.AddConv2d` with its backward
   (:mod:`.triton_depthwise` on a channels-last view, :mod:`.cpu_depthwise` on a padded copy);
 * :func:`add_mix`, :func:`mix_window` — the lightweight add mixers over a sequence and a decoding step's window
@@ -28,16 +29,26 @@ from ..validate import Conv2dGeometry
 from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, triton_depthwise
 from .build import GradScale
 
-__all__ = ["neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
+__all__ = ["prepare_neg_l1", "neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
            "ps_exponent_grad", "pow2_codes", "pow2_linear"]
 
 
-def neg_l1(x: Tensor, weight: Tensor, centred: bool) -> Optional[Tensor]:
-    """:func:`.cpu_adder.neg_l1` or :func:`.triton_adder.neg_l1` where one supports the tensors, else None."""
+def prepare_neg_l1(weight: Tensor, centred: bool) -> Optional[cpu_adder.PreparedWeight]:
+    """:func:`.cpu_adder.prepare`: what :func:`neg_l1` would derive from ``weight`` alone on the CPU kernel, for a
+    caller to keep while the weight does not change; None where no fast path would use it."""
+    if cpu_adder.cpu_supported(weight) and not triton_adder.triton_supported(weight):
+        return cpu_adder.prepare(weight, centred)
+    return None
+
+
+def neg_l1(x: Tensor, weight: Tensor, centred: bool,
+           prepared: Optional[cpu_adder.PreparedWeight] = None) -> Optional[Tensor]:
+    """:func:`.cpu_adder.neg_l1` (given :func:`prepare_neg_l1` of ``weight`` where the caller keeps it) or
+    :func:`.triton_adder.neg_l1` where one supports the tensors, else None."""
     if triton_adder.triton_supported(x, weight):
         return triton_adder.neg_l1(x, weight, centred)
     if cpu_adder.cpu_supported(x, weight):
-        return cpu_adder.neg_l1(x, weight, centred)
+        return cpu_adder.neg_l1(x, weight, centred, prepared)
     return None
 
 

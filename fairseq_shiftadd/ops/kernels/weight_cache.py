@@ -16,13 +16,14 @@ translation supernet):
   parameters that way), so owners are :class:`DerivedTensorOwner` s: setting their ``train()`` / ``eval()``
   mode clears their caches, which every training loop does between updates and evaluation.
 
-A :class:`CompanionCache` keeps a second form of such a cached tensor (a shift weight's packed codes), rebuilt
-when it is handed another tensor object, under the same rule of when.
+A :class:`CompanionCache` keeps a second form of such a cached tensor or of a parameter (a shift weight's packed
+codes, an adder weight packed for the CPU kernel), rebuilt when it is handed another tensor object, under the same
+rule of when.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +31,14 @@ from torch import Tensor, nn
 __all__ = ["DerivedTensorCache", "CompanionCache", "DerivedTensorOwner", "records_autograd", "caching_disabled"]
 
 _Key = Tuple[tuple, ...]
+_Value = TypeVar("_Value")
 _enabled = True
+
+
+def _state_of(sources: Sequence[Tensor]) -> _Key:
+    """What says that tensors changed: in-place version, storage address, dtype, device, shape (a module's ``.to()``
+    replaces a parameter's storage through ``.data``, which leaves its version as it was)."""
+    return tuple((t._version, t.data_ptr(), t.dtype, t.device, t.shape) for t in sources)
 
 
 def records_autograd(sources: Sequence[Tensor]) -> bool:
@@ -59,10 +67,6 @@ class DerivedTensorCache:
         self._key: Optional[_Key] = None
         self._value: Optional[Tensor] = None
 
-    @staticmethod
-    def _key_of(sources: Sequence[Tensor]) -> _Key:
-        return tuple((t._version, t.data_ptr(), t.dtype, t.device, t.shape) for t in sources)
-
     def get(self, sources: Sequence[Tensor], build: Callable[[], Tensor]) -> Tensor:
         """The cached value if no source changed since it was built, else ``build()`` (which may modify sources
         in place, e.g. clamp them: the key is taken after it).
@@ -70,10 +74,10 @@ class DerivedTensorCache:
         ``build`` runs without gradients and outside inference mode, so the value is an ordinary tensor that
         later calls in any mode can use (an inference tensor could not be saved for a backward pass).
         """
-        if self._value is None or self._key != self._key_of(sources):
+        if self._value is None or self._key != _state_of(sources):
             with torch.inference_mode(False), torch.no_grad():
                 self._value = build()
-            self._key = self._key_of(sources)
+            self._key = _state_of(sources)
         return self._value
 
     def read(self, sources: Sequence[Tensor], build: Callable[[], Tensor]) -> Tensor:
@@ -92,30 +96,32 @@ class CompanionCache:
     """A value derived from one tensor, kept while that same tensor object, unchanged, is passed again.
 
     For tensors that a :class:`DerivedTensorCache` keeps (the same object for as long as its parameters do not
-    change): the identity and version counter of the tensor key the value, and the reference held to it keeps
-    its address from being reused. Like :meth:`DerivedTensorCache.read`, only while no autograd graph would be
+    change) and for parameters: the identity and state of the tensor (version counter, storage, dtype, device,
+    shape) key the value, and the reference held to it keeps its address from being reused (writes through
+    ``.data`` into the same storage bypass all of that: owners clear it, as :class:`DerivedTensorOwner` s). Like :meth:`DerivedTensorCache.read`, only while no autograd graph would be
     recorded through the tensor (and caching is enabled); None otherwise.
     """
 
     def __init__(self) -> None:
         self._source: Optional[Tensor] = None
-        self._version = -1
-        self._value: Optional[Tensor] = None
+        self._key: Hashable = None
+        self._value: Any = None
 
-    def read(self, source: Tensor, derive: Callable[[Tensor], Optional[Tensor]]) -> Optional[Tensor]:
-        """``derive(source)`` (None included), computed once per tensor object and version; None while ``source``
-        records autograd or caching is disabled."""
+    def read(self, source: Tensor, derive: Callable[[Tensor], _Value], key: Hashable = ()) -> Optional[_Value]:
+        """``derive(source)`` (None included), computed once per tensor object, version and ``key`` (what else the
+        value depends on, e.g. a slice's shape); None while ``source`` records autograd or caching is disabled."""
         if not _enabled or records_autograd((source,)):
             return None
-        if self._source is not source or self._version != source._version:
+        state = (_state_of((source,)), key)
+        if self._source is not source or self._key != state:
             with torch.inference_mode(False), torch.no_grad():
                 self._value = derive(source)
-            self._source, self._version = source, source._version
+            self._source, self._key = source, state
         return self._value
 
     def clear(self) -> None:
         """Forget the value and the tensor it was derived from."""
-        self._source = self._value = None
+        self._source = self._value = self._key = None
 
 
 class DerivedTensorOwner(nn.Module):
