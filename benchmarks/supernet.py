@@ -19,11 +19,15 @@ at ``--beam``, ``--length`` steps: one decoder call per step), with the cache an
 it: batch 1, 30 source tokens, 30 incremental steps at ``--beam``, a log-softmax and a beam reorder per step;
 :func:`~fairseq_shiftadd.latency.time_model`) of the standalone subnet that is a Transformer and of fairseq's
 ``transformer`` of the same dims, random weights, ``--steps`` round-robin rounds, each model's median of its
-rounds' trimmed means: what the plugin's model code costs at inference beyond fairseq's.
+rounds' trimmed means: what the plugin's model code costs at inference beyond fairseq's. ``--ffn-ops`` adds the same
+subnet with shift or add FFNs (one row each, in the same rounds): what the FFN's operator costs a decoding step
+(with ``FAIRSEQ_SHIFTADD_KERNELS=reference``, on the reference paths: for shift FFNs the float weight instead of
+the packed codes).
 
     python benchmarks/supernet.py [--steps 10] [--tokens 4096] [--space tiny]
     python benchmarks/supernet.py --eval-subnets 8 --space demo [--sharing heterogeneous] [--steps 3]
     python benchmarks/supernet.py --decode --space demo --beam 5 [--steps 10]
+    python benchmarks/supernet.py --decode --space wmt14_en_de --beam 5 --steps 3 --vocab 32000 --ffn-ops mult shift
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from fairseq.models.transformer import TransformerModel, base_architecture
 from fairseq.sequence_generator import SequenceGenerator
 
 from fairseq_shiftadd.models.supernet import ShiftAddSupernet, SupernetConfig
+from fairseq_shiftadd.ops.kernels.build import enabled as kernels_enabled
 from fairseq_shiftadd.ops.kernels.weight_cache import caching_disabled
 from fairseq_shiftadd.ops.kinds import BlockType, OpKind
 from fairseq_shiftadd.space import SearchSpace, get_space, largest, sample
@@ -162,13 +167,16 @@ def decode_latency(args: argparse.Namespace, space: SearchSpace, task: SimpleNam
     from fairseq_shiftadd.latency import TimingProtocol, build_latency_model, time_models
 
     sub = largest(space, block=BlockType.ATTENTION, ffn_op=OpKind.MULT)
-    models = {"fairseq transformer": _transformer(task, space).eval(),
-              "standalone subnet (shiftadd_transformer)": build_latency_model(space, sub, args.vocab)}
+    models = {"fairseq transformer": _transformer(task, space).eval()}
+    for op in dict.fromkeys(OpKind(name) for name in args.ffn_ops):
+        models[f"standalone subnet (shiftadd_transformer), {op.value} FFNs"] = build_latency_model(
+            space, largest(space, block=BlockType.ATTENTION, ffn_op=op), args.vocab)
     protocol = TimingProtocol(device="cpu", src_len=30, tgt_len=30, beam=args.beam)
     latencies = dict(zip(models, time_models(list(models.values()), protocol, args.steps)))
     print(f"space {space.name}; both models: Transformer {sub.encoder_embed_dim}d, {len(sub.encoder)}+{len(sub.decoder)} "
           f"layers, vocabulary {args.vocab}; 30 + 30 tokens, beam {args.beam}; median of {args.steps} round-robin "
-          f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+          f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{'reference paths' if not kernels_enabled() else 'fast paths where available'}; load average "
           f"{os.getloadavg()[0]:.2f}")
     print("| model | parameters | latency (ms) | vs transformer |")
     print("|---|---|---|---|")
@@ -193,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--beam", type=int, default=4, help="beam size with --eval-subnets and --decode")
     parser.add_argument("--decode", action="store_true",
                         help="measure the decoding latency against fairseq's transformer instead (module doc)")
+    parser.add_argument("--ffn-ops", nargs="+", default=["mult"], choices=[op.value for op in OpKind],
+                        help="with --decode: the subnet's FFN operators to time, one row each")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     space = get_space(args.space)
