@@ -468,7 +468,7 @@ def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Ten
     return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
 
 
-class _AdderLayer(DerivedTensorOwner):
+class _AdderLayer(nn.Module):
     """What :class:`AddLinear` and :class:`AddConv2d` share: weight, bias, eta, budget, quantisation.
 
     Subclasses provide ``_check_input(shape, name)`` (validates an input shape, returns the number of
@@ -490,11 +490,7 @@ class _AdderLayer(DerivedTensorOwner):
         self.operand_quant = SharedScaleFakeQuant(quant)
         self.weight = nn.Parameter(torch.empty(weight_shape))
         self.register_parameter("bias", nn.Parameter(torch.empty(weight_shape[0])) if bias else None)
-        self._prepared = CompanionCache()  # AddLinear: the CPU forward's weight-only work, at inference
         self.reset_parameters()
-
-    def derived_caches(self) -> Tuple[CompanionCache]:
-        return (self._prepared,)
 
     def reset_parameters(self) -> None:
         """Kaiming-uniform weight as ``nn.Linear`` / ``nn.Conv2d`` (so shared weights start alike); zero bias."""
@@ -518,7 +514,7 @@ class _AdderLayer(DerivedTensorOwner):
         return text if self.quant is None else text + f", quant_bits={self.quant.bits}"
 
 
-class AddLinear(_AdderLayer):
+class AddLinear(_AdderLayer, DerivedTensorOwner):
     """Adder linear layer: ``y[..., m] = -sum_k |q(x)[..., k] - q(w)[m, k]| + b[m]``.
 
     ``q`` is the identity, or with ``quant`` the shared-grid fake quantisation of
@@ -549,6 +545,10 @@ class AddLinear(_AdderLayer):
         super().__init__(shape, bias, eta, quant, memory_budget_bytes)
         self.in_features = in_features
         self.out_features = out_features
+        self._prepared = CompanionCache()  # the CPU forward's weight-only work, kept at inference
+
+    def derived_caches(self) -> Tuple[CompanionCache]:
+        return (self._prepared,)
 
     @property
     def _dot_length(self) -> int:

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .build import KERNEL_DTYPES, KernelLibrary, Signature, enabled
+from .build import KERNEL_DTYPES, KernelLibrary, Signature
 
 __all__ = ["ps_supported", "clamped_ps_weight_", "ps_exponent_grad", "PACKED_MAX_ROWS", "PACKED_MIN_WEIGHTS",
            "pow2_codes", "packed_supported", "pow2_linear"]
@@ -105,13 +105,12 @@ def pow2_codes(weight: Tensor) -> Optional[Tensor]:
 
 
 def packed_supported(x: Tensor, bias: Optional[Tensor], out_features: int) -> bool:
-    """Whether :func:`pow2_linear` takes these: float32 / float64 ``x`` (and ``bias``) on CPU with at most
-    :data:`PACKED_MAX_ROWS` rows, a weight of at least :data:`PACKED_MIN_WEIGHTS`, the kernels on
-    (:func:`~.build.enabled`) and built. Asked at every decoding step: attribute reads only."""
+    """Whether :func:`pow2_linear` takes these: float32 / float64 ``x`` (and ``bias``) with at most
+    :data:`PACKED_MAX_ROWS` rows, a weight of at least :data:`PACKED_MIN_WEIGHTS`, and the kernels' own conditions
+    (:meth:`~.build.KernelLibrary.supports`: on, built, CPU)."""
     k = x.shape[-1]
-    return (x.is_cpu and x.dtype in KERNEL_DTYPES and k * out_features >= PACKED_MIN_WEIGHTS
-            and x.numel() <= PACKED_MAX_ROWS * k
-            and (bias is None or bias.dtype == x.dtype) and enabled() and _KERNELS.library is not None)
+    return (x.dtype in KERNEL_DTYPES and k * out_features >= PACKED_MIN_WEIGHTS and x.numel() <= PACKED_MAX_ROWS * k
+            and (bias is None or bias.dtype == x.dtype) and _KERNELS.supports(x))
 
 
 def pow2_linear(x: Tensor, codes: Tensor, bias: Optional[Tensor], out_features: int) -> Tensor:
