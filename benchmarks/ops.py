@@ -16,7 +16,8 @@ at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through t
 shift linear before its adder conv, so its rows are also measured against fairseq's conv after an ``nn.Linear``
 of the same width (``vs Linear + fairseq``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval
 forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its weight
-prepared once) against ``nn.Linear``.
+prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
+call's own overhead counts most).
 On a shared machine prefer ``--best`` (minimum of the repetitions).
 
 The timing process pins glibc's ``mmap`` threshold (``mallopt``, 64 MiB): left dynamic, the same loop of
@@ -176,8 +177,9 @@ def cases(size: str) -> List[Case]:
                lambda: nn.Linear(d, ffn), lambda: torch.randn(beam, d), train=False) for mode in ("ps", "q")),
         Case("AddLinear", f"{n}x{d}->{ffn}", lambda: AddLinear(d, ffn), lambda: nn.Linear(d, ffn, bias=False),
              linear_in),
-        Case("AddLinear step", f"{beam}x{d}->{ffn}", lambda: AddLinear(d, ffn), lambda: nn.Linear(d, ffn, bias=False),
-             lambda: torch.randn(beam, d), train=False),
+        *(Case("AddLinear step", f"{beam}x{d}->{width}", lambda width=width: AddLinear(d, width),
+               lambda width=width: nn.Linear(d, width, bias=False), lambda: torch.randn(beam, d), train=False)
+          for width in (ffn, d)),
         Case("ShiftConv2d 3x3", f"{batch}x{channels}x{image}x{image}",
              lambda: ShiftConv2d(channels, channels, 3, padding=1, bias=False), conv, image_in),
         Case("AddConv2d 3x3", f"{batch}x{channels}x{image}x{image}",

@@ -234,6 +234,13 @@ def scale_weight_grad(dw: Tensor, product: Optional[Tensor], eta: Optional[float
     return dw.div_(norm).mul_(target)
 
 
+def _add_matmul_forward(x: Tensor, weight: Tensor, max_bytes: int, centre_outputs: bool,
+                        prepared: Optional[cpu_adder.PreparedWeight]) -> Tensor:
+    """:func:`add_matmul`'s value: a fast path of :mod:`.kernels.dispatch`, else the tiled reference."""
+    fast = dispatch.neg_l1(x, weight, centre_outputs, prepared)  # ops/kernels; this module holds their reference
+    return fast if fast is not None else (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
+
+
 class _AddMatmul(torch.autograd.Function):
     """Autograd wrapper of the negative L1 "matmul" with AdderNet's surrogate backward."""
 
@@ -250,8 +257,7 @@ class _AddMatmul(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.eta, ctx.max_bytes, ctx.centre_outputs, ctx.grad_norm = eta, max_bytes, centre_outputs, grad_norm
-        fast = dispatch.neg_l1(x, weight, centre_outputs, prepared)  # ops/kernels; this function is their reference
-        return fast if fast is not None else (_centred_l1 if centre_outputs else _neg_l1)(x, weight, max_bytes)
+        return _add_matmul_forward(x, weight, max_bytes, centre_outputs, prepared)
 
     @staticmethod
     @once_differentiable
@@ -322,17 +328,22 @@ def add_matmul(
         ValueError: shapes, dtypes, ``eta``, ``memory_budget_bytes`` or ``grad_norm`` are invalid (the message
             names which).
     """
-    shapes = f"{tuple(x.shape)} and {tuple(weight.shape)}"
     if x.dim() != 3 or weight.dim() != 3:
-        raise ValueError(f"x and weight must be 3-D (G, N, K) and (G, M, K), got {shapes}")
+        raise ValueError(f"x and weight must be 3-D (G, N, K) and (G, M, K), got {_shapes(x, weight)}")
     if x.shape[0] != weight.shape[0] or x.shape[2] != weight.shape[2]:
-        raise ValueError(f"x (G, N, K) and weight (G, M, K) disagree on G or K: {shapes}")
+        raise ValueError(f"x (G, N, K) and weight (G, M, K) disagree on G or K: {_shapes(x, weight)}")
     if x.dtype != weight.dtype or not x.is_floating_point():
         raise ValueError(f"x and weight must share one float dtype, got {x.dtype} and {weight.dtype}")
     positive_number("eta", eta, optional=True)
     grad_norm = _grad_norm(grad_norm)
     budget = positive_int("memory_budget_bytes", memory_budget_bytes)
-    return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm, prepared)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _AddMatmul.apply(x, weight, eta, budget, bool(centre_outputs), grad_norm, prepared)
+    return _add_matmul_forward(x, weight, budget, bool(centre_outputs), prepared)  # nothing to record: no Function
+
+
+def _shapes(x: Tensor, weight: Tensor) -> str:
+    return f"{tuple(x.shape)} and {tuple(weight.shape)}"
 
 
 def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
@@ -562,16 +573,24 @@ class AddLinear(_AdderLayer, DerivedTensorOwner):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
-        x, weight = self.operand_quant(x, self.weight)
-        prepared = None if self.quant is not None else self._prepared.read(  # quantised weights change per call
-            self.weight, lambda w: dispatch.prepare_neg_l1(w[None], centred=False))
-        y = add_matmul(x.reshape(1, -1, self.in_features), weight[None], self.eta, self.memory_budget_bytes,
+        if self.quant is None:  # the weight read as it is: at inference (G = 1, M, K) and its CPU forward's
+            # weight-only work are kept
+            weight, prepared = self._prepared.read(self.weight, _batched_and_prepared) or (self.weight[None], None)
+        else:  # quantised weights change with every input's scale
+            x, weight = self.operand_quant(x, self.weight)
+            weight, prepared = weight[None], None
+        y = add_matmul(x.reshape(1, -1, self.in_features), weight, self.eta, self.memory_budget_bytes,
                        prepared=prepared)
         y = y.view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " + self._adder_repr()
+
+
+def _batched_and_prepared(weight: Tensor) -> Tuple[Tensor, Optional[cpu_adder.PreparedWeight]]:
+    """``(M, K) -> (1, M, K)`` and :func:`~.kernels.dispatch.prepare_neg_l1` of it: what :class:`AddLinear` keeps."""
+    return weight[None], dispatch.prepare_neg_l1(weight[None], centred=False)
 
 
 class AddConv2d(Conv2dAttributes, _AdderLayer):

@@ -169,6 +169,27 @@ def test_add_matmul_skips_unneeded_grads_and_zero_grad_is_finite():
     assert x.grad is None
 
 
+@pytest.mark.parametrize("centre", [False, True], ids=["plain", "centred"])
+@pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
+def test_add_matmul_without_autograd_records_nothing_and_computes_the_same(rows, centre):
+    # nothing to record (no grad mode, or no operand asks for a gradient): the value without the autograd Function
+    torch.manual_seed(6)
+    x, w = torch.randn(2, 5, 7, requires_grad=True), torch.randn(2, rows, 7, requires_grad=True)
+    recorded = add_matmul(x, w, centre_outputs=centre)
+    assert recorded.grad_fn is not None
+    with torch.no_grad():
+        unrecorded = add_matmul(x, w, centre_outputs=centre)
+    with torch.inference_mode():
+        inferred = add_matmul(x.detach(), w.detach(), centre_outputs=centre)
+    plain = add_matmul(x.detach(), w.detach(), centre_outputs=centre)
+    for y in (unrecorded, inferred, plain):
+        assert y.grad_fn is None and not y.requires_grad
+        assert torch.equal(y, recorded.detach())
+    with pytest.raises(ValueError, match="disagree on G or K"):  # validated on either path
+        with torch.no_grad():
+            add_matmul(x, w[:, :, :3])
+
+
 @pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
 def test_add_matmul_float32_backward_matches_float64(rows):
     torch.manual_seed(0)

@@ -4,11 +4,14 @@
 // ABI, no torch headers. Each kernel works on one group g of a batched problem; the caller loops over G
 // inside the OpenMP region by passing the group count and strides.
 //
-// Forward (per group): out[n, m] = sum_k term(x[n, k], w[m, k]), with the weights packed in panels
-// wp[p, k, r] = w[p * MR + r, k] (zero rows past M), so a micro-kernel keeps an NR x MR block of outputs in
-// vector registers while k runs:
-//   mode 0 (plain):   term = max(x, w)                  (the caller forms -(2 * out - sum_k x - sum_k w))
-//   mode 1 (centred): term = relu(x) - max(x, w)        (bounded by |w|; the caller forms 2 * out + sum_k w)
+// Forward (per group): s[n, m] = sum_k term(x[n, k], w[m, k]), with the weights packed in panels
+// wp[p, k, r] = w[p * MR + r, k] (zero rows past M), so a micro-kernel keeps an NR x MR block of sums in vector
+// registers while k runs, then writes the outputs from the finished sums and row_sum[m] = sum_k w[m, k]:
+//   mode 0 (plain):   term = max(x, w), x and w centred by the weights' column means (against cancellation);
+//                     out = (row_sum[m] - 2 s) + x_sum[n] = -sum_k |x - w|, with x_sum[n] = sum_k x[n, k]
+//   mode 1 (centred): term = relu(x) - max(x, w), bounded by |w|; out = 2 s + row_sum[m] = sum_k |x| - |x - w|,
+//                     then minus its mean over m (a second pass)
+// so the caller gets the layer's output from one call, with no pass of its own over x or out.
 // Input gradient (per group): dx[n, k] = sum_m g[n, m] * clamp(w[m, k] - x[n, k], -1, 1), an NR_GRAD x KR block
 // of dx in registers while m runs (x and w zero-padded to a multiple of KR columns by the caller), evaluated as
 // sum_m g[n, m] clamp(w[m, k], xc - 1, xc + 1) - xc sum_m g[n, m] with x clamped per column to the weights'
@@ -16,7 +19,8 @@
 // Few weight rows (M below half a panel: depthwise convs, the lightweight add mixers with M = 1): the same
 // sums vectorised along N on transposed operands (x as K x N), direct |x - w| terms (forward_few,
 // input_grad_few).
-// Nothing of size N x M x K exists: the only temporaries are registers.
+// Nothing of size N x M x K exists: the kernels' temporaries are registers, and their scratch (x centred, row sums:
+// O(NK)) is the caller's.
 #include <algorithm>
 #include <cstdint>
 
@@ -74,9 +78,55 @@ struct PatchSource {  // xp: padded (B, C, Hp, Wp); group g reads channels from 
   }
 };
 
+// Eight independent double accumulators (a short dependency chain): sum of at(i) for i < len.
+template <typename F>
+inline double summed(int64_t len, F at) {
+  constexpr int LANES = 8;
+  double lane[LANES] = {}, total = 0;
+  int64_t i = 0;
+  for (; i + LANES <= len; i += LANES)
+    for (int j = 0; j < LANES; ++j) lane[j] += at(i + j);
+  for (; i < len; ++i) total += at(i);
+  for (int j = 0; j < LANES; ++j) total += lane[j];
+  return total;
+}
+
+// x_sum[g * n + r] = sum_k x[g, r, k] as the row source reads it (centred patches included).
+template <typename T, typename Source>
+void sum_rows(const Source& x, T* x_sum, int64_t groups, int64_t n, int64_t k, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t row = 0; row < groups * n; ++row) {
+    const auto rows = x.rows(row / n, row % n, 0);
+    x_sum[row] = static_cast<T>(summed(k, [&](int64_t kk) { return rows.at(0, kk); }));
+  }
+}
+
+// xc[g, r, k] = x[g, r, k] - centre[g, k]: x centred by the weights' column means, as the packed weights are.
+template <typename T>
+void centre_rows(const T* x, const T* centre, T* xc, int64_t groups, int64_t n, int64_t k, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t row = 0; row < groups * n; ++row) {
+    const T* c = centre + row / n * k;
+    for (int64_t kk = 0; kk < k; ++kk) xc[row * k + kk] = x[row * k + kk] - c[kk];
+  }
+}
+
+// out[r, :] -= its mean over the m columns (mode 1: outputs that a normalisation over m follows).
+template <typename T>
+void subtract_row_means(T* out, int64_t rows, int64_t m, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = out + r * m;
+    const T mean = static_cast<T>(summed(m, [&](int64_t c) { return row[c]; }) / m);
+    for (int64_t c = 0; c < m; ++c) row[c] -= mean;
+  }
+}
+
+// One NR x MR block: sums over the K block [k0, k0 + k_len) added to out (written where first); on the last K
+// block, the outputs (mode 0 / 1 above) from row_sum (this panel's) and x_sum (these rows'; mode 0).
 template <typename T, int MODE, int ROWS, typename Rows>
 inline void forward_micro(const Rows& x, const T* panel, int64_t k_len, T* out, int64_t ldo, int64_t cols,
-                          bool first) {
+                          const T* row_sum, const T* x_sum, bool first, bool last) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
   constexpr int MR = MR_VECS * L;
@@ -107,31 +157,35 @@ inline void forward_micro(const Rows& x, const T* panel, int64_t k_len, T* out, 
     T buffer[MR];
     for (int j = 0; j < MR_VECS; ++j) __builtin_memcpy(buffer + j * L, &acc[i][j], sizeof(V));
     T* row = out + i * ldo;
-    if (first) {
-      for (int64_t c = 0; c < cols; ++c) row[c] = buffer[c];
-    } else {
-      for (int64_t c = 0; c < cols; ++c) row[c] += buffer[c];
+    for (int64_t c = 0; c < cols; ++c) {
+      T sum = first ? buffer[c] : row[c] + buffer[c];
+      if (last) {
+        if constexpr (MODE == 0) sum = (row_sum[c] - 2 * sum) + x_sum[i];
+        else sum = 2 * sum + row_sum[c];
+      }
+      row[c] = sum;
     }
   }
 }
 
 template <typename T, int MODE, typename Rows>
 inline void forward_rows(int rows, const Rows& x, const T* panel, int64_t k_len, T* out, int64_t ldo, int64_t cols,
-                         bool first) {
+                         const T* row_sum, const T* x_sum, bool first, bool last) {
   switch (rows) {
-    case 6: forward_micro<T, MODE, 6>(x, panel, k_len, out, ldo, cols, first); break;
-    case 5: forward_micro<T, MODE, 5>(x, panel, k_len, out, ldo, cols, first); break;
-    case 4: forward_micro<T, MODE, 4>(x, panel, k_len, out, ldo, cols, first); break;
-    case 3: forward_micro<T, MODE, 3>(x, panel, k_len, out, ldo, cols, first); break;
-    case 2: forward_micro<T, MODE, 2>(x, panel, k_len, out, ldo, cols, first); break;
-    default: forward_micro<T, MODE, 1>(x, panel, k_len, out, ldo, cols, first); break;
+    case 6: forward_micro<T, MODE, 6>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+    case 5: forward_micro<T, MODE, 5>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+    case 4: forward_micro<T, MODE, 4>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+    case 3: forward_micro<T, MODE, 3>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+    case 2: forward_micro<T, MODE, 2>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+    default: forward_micro<T, MODE, 1>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
   }
 }
 
-// x: a row source (DenseSource, PatchSource); packed: (G, P, K, MR) with P = ceil(M / MR); out: (G, N, M).
+// x: a row source (DenseSource, PatchSource); packed: (G, P, K, MR) with P = ceil(M / MR); row_sums: (G, M);
+// x_sums: (G, N) (mode 0; unread in mode 1); out: (G, N, M).
 template <typename T, int MODE, typename Source>
-void forward(const Source& x, const T* packed, T* out, int64_t groups, int64_t n, int64_t m, int64_t k,
-             int threads) {
+void forward(const Source& x, const T* packed, const T* row_sums, const T* x_sums, T* out, int64_t groups,
+             int64_t n, int64_t m, int64_t k, int threads) {
   constexpr int MR = MR_VECS * Vec<T>::lanes;
   const int64_t panels = (m + MR - 1) / MR, chunks = (n + NC - 1) / NC;
   const int64_t tasks = groups * panels * chunks;
@@ -146,7 +200,9 @@ void forward(const Source& x, const T* packed, T* out, int64_t groups, int64_t n
       const int64_t k_len = std::min<int64_t>(KC, k - k0);
       for (int64_t r = c * NC; r < row_end; r += NR) {
         const int rows = static_cast<int>(std::min<int64_t>(NR, row_end - r));
-        forward_rows<T, MODE>(rows, x.rows(g, r, k0), panel + k0 * MR, k_len, og + r * m, m, cols, k0 == 0);
+        forward_rows<T, MODE>(rows, x.rows(g, r, k0), panel + k0 * MR, k_len, og + r * m, m, cols,
+                              row_sums + g * m + p * MR, MODE == 0 ? x_sums + g * n + r : nullptr, k0 == 0,
+                              k0 + KC >= k);
       }
     }
   }
@@ -282,6 +338,33 @@ void input_grad_few(const T* gt, const T* xt, const T* w, T* dxt, int64_t groups
   }
 }
 
+// The dense forward: mode 0 centres x into xc (G, N, K) and sums its rows into x_sum (G, N), scratch the caller
+// allocates; mode 1 reads x as it is and subtracts the row means at the end.
+template <typename T>
+void dense_forward(const T* x, const T* centre, const T* packed, const T* row_sums, T* xc, T* x_sum, T* out,
+                   int64_t g, int64_t n, int64_t m, int64_t k, int centred, int threads) {
+  if (centred) {
+    forward<T, 1>(DenseSource<T>{x, n, k}, packed, row_sums, nullptr, out, g, n, m, k, threads);
+    subtract_row_means(out, g * n, m, threads);
+    return;
+  }
+  centre_rows(x, centre, xc, g, n, k, threads);
+  const DenseSource<T> source{xc, n, k};
+  sum_rows(source, x_sum, g, n, k, threads);
+  forward<T, 0>(source, packed, row_sums, x_sum, out, g, n, m, k, threads);
+}
+
+// The plain forward of a (grouped) convolution by implicit im2col: row n of group g reads
+// xp[g * group_stride + base[n] + offset[k]] - centre[g, k]; no unfolded patches. x_sum: (G, N) scratch.
+template <typename T>
+void conv_forward(const T* xp, const int64_t* base, const int64_t* offset, const T* centre, const T* packed,
+                  const T* row_sums, T* x_sum, T* out, int64_t g, int64_t n, int64_t m, int64_t k,
+                  int64_t group_stride, int threads) {
+  const PatchSource<T> source{xp, base, offset, centre, group_stride, k};
+  sum_rows(source, x_sum, g, n, k, threads);
+  forward<T, 0>(source, packed, row_sums, x_sum, out, g, n, m, k, threads);
+}
+
 }  // namespace
 
 extern "C" {
@@ -292,17 +375,15 @@ int shiftadd_kr_double() { return KR_VECS * Vec<double>::lanes; }
 int shiftadd_nb_float() { return NB_VECS * Vec<float>::lanes; }
 int shiftadd_nb_double() { return NB_VECS * Vec<double>::lanes; }
 
-void shiftadd_forward_float(const float* x, const float* packed, float* out, int64_t g, int64_t n, int64_t m,
-                            int64_t k, int centred, int threads) {
-  const DenseSource<float> source{x, n, k};
-  if (centred) forward<float, 1>(source, packed, out, g, n, m, k, threads);
-  else forward<float, 0>(source, packed, out, g, n, m, k, threads);
+void shiftadd_forward_float(const float* x, const float* centre, const float* packed, const float* row_sums,
+                            float* xc, float* x_sum, float* out, int64_t g, int64_t n, int64_t m, int64_t k,
+                            int centred, int threads) {
+  dense_forward<float>(x, centre, packed, row_sums, xc, x_sum, out, g, n, m, k, centred, threads);
 }
-void shiftadd_forward_double(const double* x, const double* packed, double* out, int64_t g, int64_t n, int64_t m,
-                             int64_t k, int centred, int threads) {
-  const DenseSource<double> source{x, n, k};
-  if (centred) forward<double, 1>(source, packed, out, g, n, m, k, threads);
-  else forward<double, 0>(source, packed, out, g, n, m, k, threads);
+void shiftadd_forward_double(const double* x, const double* centre, const double* packed, const double* row_sums,
+                             double* xc, double* x_sum, double* out, int64_t g, int64_t n, int64_t m, int64_t k,
+                             int centred, int threads) {
+  dense_forward<double>(x, centre, packed, row_sums, xc, x_sum, out, g, n, m, k, centred, threads);
 }
 void shiftadd_input_grad_float(const float* grad, const float* gsum, const float* x, const float* w,
                                const float* wmin, const float* wmax, float* dx, int64_t g, int64_t n, int64_t m,
@@ -332,17 +413,14 @@ void shiftadd_input_grad_few_double(const double* gt, const double* xt, const do
                                     int64_t np, int64_t m, int64_t k, int threads) {
   input_grad_few<double>(gt, xt, w, dxt, g, np, m, k, threads);
 }
-// Plain forward of a (grouped) convolution by implicit im2col: row n of group g reads xp[g * group_stride +
-// base[n] + offset[k]] - centre[g, k]; no unfolded patches.
 void shiftadd_conv_forward_float(const float* xp, const int64_t* base, const int64_t* offset, const float* centre,
-                                 const float* packed, float* out, int64_t g, int64_t n, int64_t m, int64_t k,
-                                 int64_t group_stride, int threads) {
-  forward<float, 0>(PatchSource<float>{xp, base, offset, centre, group_stride, k}, packed, out, g, n, m, k, threads);
+                                 const float* packed, const float* row_sums, float* x_sum, float* out, int64_t g,
+                                 int64_t n, int64_t m, int64_t k, int64_t group_stride, int threads) {
+  conv_forward<float>(xp, base, offset, centre, packed, row_sums, x_sum, out, g, n, m, k, group_stride, threads);
 }
 void shiftadd_conv_forward_double(const double* xp, const int64_t* base, const int64_t* offset, const double* centre,
-                                  const double* packed, double* out, int64_t g, int64_t n, int64_t m, int64_t k,
-                                  int64_t group_stride, int threads) {
-  forward<double, 0>(PatchSource<double>{xp, base, offset, centre, group_stride, k}, packed, out, g, n, m, k,
-                     threads);
+                                  const double* packed, const double* row_sums, double* x_sum, double* out,
+                                  int64_t g, int64_t n, int64_t m, int64_t k, int64_t group_stride, int threads) {
+  conv_forward<double>(xp, base, offset, centre, packed, row_sums, x_sum, out, g, n, m, k, group_stride, threads);
 }
 }

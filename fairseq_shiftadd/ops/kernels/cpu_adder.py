@@ -26,6 +26,7 @@ Set ``FAIRSEQ_SHIFTADD_KERNELS=reference`` to disable every fast path (the refer
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import NamedTuple, Optional, Tuple
 
@@ -40,8 +41,8 @@ __all__ = ["KERNELS", "cpu_supported", "PreparedWeight", "prepare", "neg_l1", "c
 _SOURCE = Path(__file__).with_name("cpu_adder.cpp")
 Pair = Tuple[int, int]
 _SIGNATURES: dict[str, Signature] = {  # pointers, int64 sizes, ints (mode, threads)
-    "forward": (3, 4, 2), "input_grad": (7, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
-    "conv_forward": (6, 5, 1),
+    "forward": (7, 4, 2), "input_grad": (7, 4, 1), "forward_few": (3, 4, 2), "input_grad_few": (4, 4, 1),
+    "conv_forward": (8, 5, 1),
 }
 
 
@@ -57,6 +58,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
+@functools.cache
 def _block(kind: str, dtype: torch.dtype) -> int:
     """A kernel's block width in elements: ``mr`` (weight rows), ``kr`` (columns), ``nb`` (input rows)."""
     return getattr(KERNELS.library, f"shiftadd_{kind}_{KERNEL_DTYPES[dtype]}")()
@@ -112,16 +114,13 @@ def neg_l1(x: Tensor, weight: Tensor, centred: bool, prepared: Optional[Prepared
         return total.to(out_dtype).contiguous()
     if prepared is None:
         prepared = prepare(weight, centred)
-    x = x.to(dtype)
-    if prepared.centre is not None:
-        x = x - prepared.centre
-    x = x.contiguous()
+    x = x.to(dtype).contiguous()
     total = x.new_empty(groups, rows, cols)
-    KERNELS.call("forward", x, prepared.packed, total, groups, rows, cols, length, int(centred))
-    if centred:
-        total.mul_(2.0).add_(prepared.row_sums[:, None, :])
-        return total.sub_(total.mean(dim=-1, keepdim=True)).to(out_dtype)
-    total.mul_(-2.0).add_(prepared.row_sums[:, None, :]).add_(x.sum(dim=-1)[:, :, None])
+    centre, centred_x, x_sums = 0, 0, 0  # the kernel's scratch without ``centred``: x centred, and its row sums
+    if not centred:
+        centre, centred_x, x_sums = prepared.centre, torch.empty_like(x), x.new_empty(groups, rows)
+    KERNELS.call("forward", x, centre, prepared.packed, prepared.row_sums, centred_x, x_sums, total, groups, rows, cols,
+                 length, int(centred))
     return total.to(out_dtype)
 
 
@@ -140,7 +139,7 @@ def conv_neg_l1(
 
     The patches (as ``F.unfold`` orders them: channel, then kernel row, then column) are read in place from
     the zero-padded input; as in :func:`neg_l1` they and the weights are centred by the weights' column means
-    (in the kernel), and ``sum_k`` of the centred patches is a box filter (``conv2d`` with ones).
+    (in the kernel, which also sums each centred patch).
 
     Shape: xp (B, C, Hp, Wp), weight (G, M, K = C/G * kh * kw) -> (G, B * Ho * Wo, M), in xp's dtype.
     """
@@ -165,12 +164,8 @@ def conv_neg_l1(
     weight = weight - centre[:, None, :]
     rows = batch * ho * wo
     total = xp.new_empty(groups, rows, cols)
-    KERNELS.call("conv_forward", xp, base, offset, centre.contiguous(), _packed(weight), total, groups, rows, cols,
-          length, per_group * plane)
-    ones = xp.new_ones(groups, per_group, kh, kw)
-    patch_sums = F.conv2d(xp, ones, stride=(sh, sw), dilation=(dh, dw), groups=groups)  # (B, G, Ho, Wo)
-    patch_sums = patch_sums.permute(1, 0, 2, 3).reshape(groups, rows) - centre.sum(dim=-1, keepdim=True)
-    total.mul_(-2.0).add_(weight.sum(dim=-1)[:, None, :]).add_(patch_sums[:, :, None])
+    KERNELS.call("conv_forward", xp, base, offset, centre.contiguous(), _packed(weight), weight.sum(dim=-1),
+                 xp.new_empty(groups, rows), total, groups, rows, cols, length, per_group * plane)
     return total.to(out_dtype)
 
 
