@@ -11,7 +11,7 @@
 //                     out = (row_sum[m] - 2 s) + x_sum[n] = -sum_k |x - w|, with x_sum[n] = sum_k x[n, k]
 //   mode 1 (centred): term = relu(x) - max(x, w), bounded by |w|; out = 2 s + row_sum[m] = sum_k |x| - |x - w|,
 //                     then minus its mean over m (a second pass)
-// so the caller gets the layer's output from one call, with no pass of its own over x or out.
+// so the caller gets the layer's output from one call, with no pass of its own over out.
 // Input gradient (per group): dx[n, k] = sum_m g[n, m] * clamp(w[m, k] - x[n, k], -1, 1), an NR_GRAD x KR block
 // of dx in registers while m runs (x and w zero-padded to a multiple of KR columns by the caller), evaluated as
 // sum_m g[n, m] clamp(w[m, k], xc - 1, xc + 1) - xc sum_m g[n, m] with x clamped per column to the weights'
@@ -91,23 +91,16 @@ inline double summed(int64_t len, F at) {
   return total;
 }
 
-// x_sum[g * n + r] = sum_k x[g, r, k] as the row source reads it (centred patches included).
-template <typename T, typename Source>
-void sum_rows(const Source& x, T* x_sum, int64_t groups, int64_t n, int64_t k, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t row = 0; row < groups * n; ++row) {
-    const auto rows = x.rows(row / n, row % n, 0);
-    x_sum[row] = static_cast<T>(summed(k, [&](int64_t kk) { return rows.at(0, kk); }));
-  }
-}
-
-// xc[g, r, k] = x[g, r, k] - centre[g, k]: x centred by the weights' column means, as the packed weights are.
+// xc[g, r, k] = x[g, r, k] - centre[g, k] (x centred by the weights' column means, as the packed weights are) and
+// x_sum[g * n + r] = sum_k xc[g, r, k].
 template <typename T>
-void centre_rows(const T* x, const T* centre, T* xc, int64_t groups, int64_t n, int64_t k, int threads) {
+void centre_rows(const T* x, const T* centre, T* xc, T* x_sum, int64_t groups, int64_t n, int64_t k, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t row = 0; row < groups * n; ++row) {
     const T* c = centre + row / n * k;
-    for (int64_t kk = 0; kk < k; ++kk) xc[row * k + kk] = x[row * k + kk] - c[kk];
+    T* out = xc + row * k;
+    for (int64_t kk = 0; kk < k; ++kk) out[kk] = x[row * k + kk] - c[kk];
+    x_sum[row] = static_cast<T>(summed(k, [&](int64_t kk) { return out[kk]; }));
   }
 }
 
@@ -348,21 +341,8 @@ void dense_forward(const T* x, const T* centre, const T* packed, const T* row_su
     subtract_row_means(out, g * n, m, threads);
     return;
   }
-  centre_rows(x, centre, xc, g, n, k, threads);
-  const DenseSource<T> source{xc, n, k};
-  sum_rows(source, x_sum, g, n, k, threads);
-  forward<T, 0>(source, packed, row_sums, x_sum, out, g, n, m, k, threads);
-}
-
-// The plain forward of a (grouped) convolution by implicit im2col: row n of group g reads
-// xp[g * group_stride + base[n] + offset[k]] - centre[g, k]; no unfolded patches. x_sum: (G, N) scratch.
-template <typename T>
-void conv_forward(const T* xp, const int64_t* base, const int64_t* offset, const T* centre, const T* packed,
-                  const T* row_sums, T* x_sum, T* out, int64_t g, int64_t n, int64_t m, int64_t k,
-                  int64_t group_stride, int threads) {
-  const PatchSource<T> source{xp, base, offset, centre, group_stride, k};
-  sum_rows(source, x_sum, g, n, k, threads);
-  forward<T, 0>(source, packed, row_sums, x_sum, out, g, n, m, k, threads);
+  centre_rows(x, centre, xc, x_sum, g, n, k, threads);
+  forward<T, 0>(DenseSource<T>{xc, n, k}, packed, row_sums, x_sum, out, g, n, m, k, threads);
 }
 
 }  // namespace
@@ -413,14 +393,19 @@ void shiftadd_input_grad_few_double(const double* gt, const double* xt, const do
                                     int64_t np, int64_t m, int64_t k, int threads) {
   input_grad_few<double>(gt, xt, w, dxt, g, np, m, k, threads);
 }
+// Plain forward of a (grouped) convolution by implicit im2col: row n of group g reads xp[g * group_stride +
+// base[n] + offset[k]] - centre[g, k]; no unfolded patches. x_sum (G, N): the centred patches' sums (the caller's
+// box filter: gathered here they took longer).
 void shiftadd_conv_forward_float(const float* xp, const int64_t* base, const int64_t* offset, const float* centre,
-                                 const float* packed, const float* row_sums, float* x_sum, float* out, int64_t g,
-                                 int64_t n, int64_t m, int64_t k, int64_t group_stride, int threads) {
-  conv_forward<float>(xp, base, offset, centre, packed, row_sums, x_sum, out, g, n, m, k, group_stride, threads);
+                                 const float* packed, const float* row_sums, const float* x_sum, float* out,
+                                 int64_t g, int64_t n, int64_t m, int64_t k, int64_t group_stride, int threads) {
+  forward<float, 0>(PatchSource<float>{xp, base, offset, centre, group_stride, k}, packed, row_sums, x_sum, out, g,
+                    n, m, k, threads);
 }
 void shiftadd_conv_forward_double(const double* xp, const int64_t* base, const int64_t* offset, const double* centre,
-                                  const double* packed, const double* row_sums, double* x_sum, double* out,
+                                  const double* packed, const double* row_sums, const double* x_sum, double* out,
                                   int64_t g, int64_t n, int64_t m, int64_t k, int64_t group_stride, int threads) {
-  conv_forward<double>(xp, base, offset, centre, packed, row_sums, x_sum, out, g, n, m, k, group_stride, threads);
+  forward<double, 0>(PatchSource<double>{xp, base, offset, centre, group_stride, k}, packed, row_sums, x_sum, out,
+                     g, n, m, k, threads);
 }
 }

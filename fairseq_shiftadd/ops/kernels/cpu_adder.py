@@ -139,7 +139,7 @@ def conv_neg_l1(
 
     The patches (as ``F.unfold`` orders them: channel, then kernel row, then column) are read in place from
     the zero-padded input; as in :func:`neg_l1` they and the weights are centred by the weights' column means
-    (in the kernel, which also sums each centred patch).
+    (in the kernel), and ``sum_k`` of the centred patches is a box filter (``conv2d`` with ones).
 
     Shape: xp (B, C, Hp, Wp), weight (G, M, K = C/G * kh * kw) -> (G, B * Ho * Wo, M), in xp's dtype.
     """
@@ -163,9 +163,12 @@ def conv_neg_l1(
     centre = weight.mean(dim=1)  # (G, K)
     weight = weight - centre[:, None, :]
     rows = batch * ho * wo
+    ones = xp.new_ones(groups, per_group, kh, kw)
+    patch_sums = F.conv2d(xp, ones, stride=(sh, sw), dilation=(dh, dw), groups=groups)  # (B, G, Ho, Wo)
+    patch_sums = patch_sums.permute(1, 0, 2, 3).reshape(groups, rows) - centre.sum(dim=-1, keepdim=True)
     total = xp.new_empty(groups, rows, cols)
     KERNELS.call("conv_forward", xp, base, offset, centre.contiguous(), _packed(weight), weight.sum(dim=-1),
-                 xp.new_empty(groups, rows), total, groups, rows, cols, length, per_group * plane)
+                 patch_sums.contiguous(), total, groups, rows, cols, length, per_group * plane)
     return total.to(out_dtype)
 
 
