@@ -15,7 +15,7 @@
 // batch entry and 4 vectors of channels per task and compute 8 rows at a time, one vector of channels wide: the
 // rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than
 // one row at a time, measured). The weight product takes one vector of channels per task, 8 taps' sums in registers
-// while time runs and their inputs sliding through registers likewise (0.69-0.72 ms against 0.86-0.91 ms with 4 taps
+// while time runs and their inputs sliding through registers likewise (0.72-0.75 ms against 0.91-0.94 ms with 4 taps
 // read from memory at T32 B32 C512 K31, one thread). The input gradient and the weight product skip what meets only
 // the zero padding (taps whose gradients, rows of time whose inputs, are all padding: 8-18 % of their time at T = 32
 // and 16 with K = 31), adding the same sums. A decoding step reads its window in place (each row once), head by head
