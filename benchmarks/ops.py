@@ -2,9 +2,10 @@
 
 Every row is measured in the same run as its baseline (``nn.Linear`` for linear layers, ``nn.Conv2d``
 for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), so ratios are
-comparable across machines even when absolute times are not. Peak memory is the growth of the peak
-resident set during one forward+backward, measured in a fresh process per operator (Linux ``/proc``;
-``n/a`` elsewhere); with ``--device cuda``, the growth of the CUDA allocator's peak, in the timing process.
+comparable across machines even when absolute times are not. A forward+backward backpropagates a fixed dense
+gradient of the output's shape (as a loss upstream does; ``y.sum()`` would hand a stride-0 one). Peak memory is the
+growth of the peak resident set during one forward+backward, measured in a fresh process per operator (Linux
+``/proc``; ``n/a`` elsewhere); with ``--device cuda``, the growth of the CUDA allocator's peak, in the timing process.
 
 The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference``
 forces the reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared.
