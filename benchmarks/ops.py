@@ -1,8 +1,9 @@
 """Operator benchmark: time and peak memory of each operator as a ratio to the torch layer of the same shape.
 
 Every row is measured in the same run as its baseline (``nn.Linear`` for linear layers, ``nn.Conv2d``
-for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), so ratios are
-comparable across machines even when absolute times are not. A forward+backward backpropagates a fixed dense
+for 2-D convolutions, a depthwise ``nn.Conv1d`` for the lightweight token mixers), their repetitions interleaved,
+so ratios are comparable across machines even when absolute times are not, and a drift of the machine's speed
+during a row falls on both. A forward+backward backpropagates a fixed dense
 gradient of the output's shape (as a loss upstream does; ``y.sum()`` would hand a stride-0 one). Peak memory is the
 growth of the peak resident set during one forward+backward, measured in a fresh process per operator (Linux
 ``/proc``; ``n/a`` elsewhere); with ``--device cuda``, the growth of the CUDA allocator's peak, in the timing process.
@@ -84,19 +85,22 @@ def _status_kib(field: str) -> Optional[int]:
     return None
 
 
-def _timed(fn: Callable[[], None], repeat: int, best: bool, device: torch.device) -> float:
-    """Median (or with ``best`` the minimum) time of ``fn`` in ms, after one warm-up call (on CUDA synchronised
-    before and after each call)."""
+def _timed(fns: Sequence[Callable[[], None]], repeat: int, best: bool, device: torch.device) -> List[float]:
+    """Median (or with ``best`` the minimum) time of each of ``fns`` in ms, after one warm-up call each, their
+    repetitions interleaved (the order reversed every round) so that the machine's drifts in speed fall on an operator
+    and its baseline alike (on CUDA synchronised before and after each call)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()  # warm-up (and, on CUDA, the kernels' autotuning)
-    times = []
-    for _ in range(repeat):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * (min(times) if best else sorted(times)[len(times) // 2])
+    for fn in fns:
+        fn()  # warm-up (and, on CUDA, the kernels' autotuning)
+    times: List[List[float]] = [[] for _ in fns]
+    for round_ in range(repeat):
+        for i in (range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))):
+            sync()
+            start = time.perf_counter()
+            fns[i]()
+            sync()
+            times[i].append(time.perf_counter() - start)
+    return [1000 * (min(t) if best else sorted(t)[len(t) // 2]) for t in times]
 
 
 def _train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
@@ -139,28 +143,34 @@ def _cuda_peak_mib(module: nn.Module, x: Tensor) -> float:
     return max(torch.cuda.max_memory_allocated() - before, 0) / 2**20
 
 
-def measure(case: Case, index: int, size: str, baseline: bool, repeat: int, best: bool,
-            memory: bool, device: torch.device) -> Measurement:
-    """Forward and forward+backward times (ms), and (``memory``) the peak memory of one training step (MiB)."""
-    torch.manual_seed(0)
-    module = (case.make_baseline() if baseline else case.make()).to(device)
-    x = case.make_input().to(device).requires_grad_(True)
+def measure(case: Case, index: int, size: str, repeat: int, best: bool, memory: bool,
+            device: torch.device) -> List[Measurement]:
+    """The baseline's and the operator's forward and forward+backward times (ms), timed in alternation, and
+    (``memory``) the peak memory of one training step of each (MiB)."""
+    modules, inputs = [], []
+    for make in (case.make_baseline, case.make):
+        torch.manual_seed(0)
+        modules.append(make().to(device))
+        inputs.append(case.make_input().to(device).requires_grad_(True))
 
-    def forward() -> None:
-        with torch.no_grad():
-            module(x)
+    def forward(module: nn.Module, x: Tensor) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                module(x)
 
-    forward_ms = _timed(forward, repeat, best, device)
+        return run
+
+    forward_ms = _timed([forward(m, x) for m, x in zip(modules, inputs)], repeat, best, device)
     if not case.train:
-        return Measurement(forward_ms, None, None)
-    train_ms = _timed(_train_step(module, x), repeat, best, device)
+        return [Measurement(ms, None, None) for ms in forward_ms]
+    train_ms = _timed([_train_step(m, x) for m, x in zip(modules, inputs)], repeat, best, device)
     if not memory:
-        return Measurement(forward_ms, train_ms, None)
+        return [Measurement(f, t, None) for f, t in zip(forward_ms, train_ms)]
     if device.type == "cuda":
-        return Measurement(forward_ms, train_ms, _cuda_peak_mib(module, x))
+        return [Measurement(f, t, _cuda_peak_mib(m, x)) for f, t, m, x in zip(forward_ms, train_ms, modules, inputs)]
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        peak = pool.apply(_peak_mib, (size, index, baseline))
-    return Measurement(forward_ms, train_ms, peak)
+        peaks = [pool.apply(_peak_mib, (size, index, baseline)) for baseline in (True, False)]
+    return [Measurement(f, t, peak) for f, t, peak in zip(forward_ms, train_ms, peaks)]
 
 
 # (n, d, ffn, t, b, k, beam, image, channels, batch) per size
@@ -285,8 +295,7 @@ def run(size: str, repeat: int, best: bool = False, memory: bool = True, only: s
     for index, case in enumerate(cases(size)):
         if only not in case.name:
             continue
-        base = measure(case, index, size, True, repeat, best, memory, device)
-        ours = measure(case, index, size, False, repeat, best, memory, device)
+        base, ours = measure(case, index, size, repeat, best, memory, device)
         peak = "n/a" if ours.peak_mib is None else f"{ours.peak_mib:.0f}"
         rows.append([
             case.name, case.shape,

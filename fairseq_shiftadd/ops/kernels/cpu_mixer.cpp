@@ -18,7 +18,7 @@
 // while time runs and their inputs sliding through registers likewise (0.72-0.75 ms against 0.91-0.94 ms with 4 taps
 // read from memory at T32 B32 C512 K31, one thread). The input gradient and the weight product skip what meets only
 // the zero padding (taps whose gradients, rows of time whose inputs, are all padding: 8-18 % of their time at T = 32
-// and 16 with K = 31), adding the same sums. A decoding step reads its window in place (each row once), head by head
+// and 16 with K = 31), adding the same terms in the same order. A decoding step reads its window in place (each row once), head by head
 // with the head's kernel value broadcast (no per-channel expansion per step), on one thread unless the window is
 // large.
 #include <algorithm>
