@@ -16,7 +16,8 @@ position at a time through ``T`` steps from an empty state (:meth:`~fairseq_shif
 at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its
 ``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C``
 shift linear before its adder conv, so its rows are also measured against fairseq's conv after an ``nn.Linear``
-of the same width (``vs Linear + fairseq``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval
+of the same width (``vs Linear + fairseq``); the other two mixers are also timed against fairseq's band path
+directly (``vs fairseq (band)``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval
 forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its weight
 prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
 call's own overhead counts most).
@@ -214,6 +215,8 @@ def cases(size: str) -> List[Case]:
              lambda: _FairseqLightweight(d, k, heads, unfold=False), depthwise, seq_in),
         Case("fairseq LightweightConv1dTBC (unfold)", f"T{t} B{b} C{d} K{k}",
              lambda: _FairseqLightweight(d, k, heads, unfold=True), depthwise, seq_in),
+        *(Case(f"{mixer.__name__} vs fairseq (band)", f"T{t} B{b} C{d} K{k}", lambda mixer=mixer: mixer(d, k, heads),
+               lambda: _FairseqLightweight(d, k, heads), seq_in) for mixer in (LightweightConv, LightweightAdd)),
         Case("LightweightShiftAdd vs Linear + fairseq (band)", f"T{t} B{b} C{d} K{k}",
              lambda: LightweightShiftAdd(d, k, heads), lambda: _FairseqLightweight(d, k, heads, linear=True), seq_in),
         *(Case(f"{mixer.__name__} step", f"T{t} B{beam} C{d} K{k}",
