@@ -573,8 +573,7 @@ class AddLinear(_AdderLayer, DerivedTensorOwner):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
-        if self.quant is None:  # the weight read as it is: at inference (G = 1, M, K) and its CPU forward's
-            # weight-only work are kept
+        if self.quant is None:  # kept at inference: the (1, M, K) view and the CPU forward's weight-only work
             weight, prepared = self._prepared.read(self.weight, _batched_and_prepared) or (self.weight[None], None)
         else:  # quantised weights change with every input's scale
             x, weight = self.operand_quant(x, self.weight)
