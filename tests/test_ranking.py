@@ -252,8 +252,9 @@ def test_recipes_average_the_retrainings_of_each_training_seed(tmp_path: Path):
 
 
 def test_the_committed_panel_reads_as_ranking_runs():
-    """The README's 20-subnet panel, committed as four ranking folders (two draws, each retrained with two seeds),
-    is what supernet_recipes.py reads directly: 20 subnets, two retrainings each, agreeing as its tables say."""
+    """The 20-subnet panel of docs/supernet-ranking.md, committed as four ranking folders (two draws, each retrained
+    with two seeds), is what supernet_recipes.py reads directly: 20 subnets, two retrainings each, agreeing as its
+    tables say."""
     committed = REPO / "benchmarks" / "results" / "ranking-cpu-2026-11-30"
     panel = recipes.read_panel([committed / f"panel{p}_retraining{r}" for r in (1, 2) for p in (1, 2)])
     assert len(panel) == 20 and all(sorted(row["replicates"]) == [1, 3] or sorted(row["replicates"]) == [2, 3]
