@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.adder import GradNorm, add_matmul
+from ..ops.adder import GradNorm, add_matmul, prepared_add_weight
 from ..ops.elastic import slice_linear
 from ..ops.hetero import PiecewiseLinearRemap, SharingMode, add_remap_regulariser, weight_for_op
 from ..ops.kernels import dispatch
-from ..ops.kernels.cpu_adder import PreparedWeight
 from ..ops.kernels.weight_cache import CompanionCache, DerivedTensorCache, DerivedTensorOwner
 from ..ops.kinds import OpKind
 from ..ops.quant import QuantConfig
@@ -87,13 +86,6 @@ class SlotUser:
 
     op: OpKind
     shape: Tuple[int, ...]
-
-
-def _prepared_add_weight(weight: Tensor) -> Tuple[Tensor, Optional[PreparedWeight]]:
-    """An add user's scaled weight as :func:`~fairseq_shiftadd.ops.adder.add_matmul` takes it, ``(1, M, K)``, with
-    the CPU forward's weight-only work on it (centred outputs)."""
-    weight = weight.unsqueeze(0)
-    return weight, dispatch.prepare_neg_l1(weight, centred=True)
 
 
 class WeightSlot(DerivedTensorOwner):
@@ -261,7 +253,7 @@ class WeightSlot(DerivedTensorOwner):
             return pow2_linear(*quantised(self.operand_quant, user, x, weight), bias, codes)
         scale = add_weight_scale(out_dim, x.size(-1))
         kept = None if self.operand_quant is not None else companion.read(  # quantised weights change per call
-            full_weight, lambda _: _prepared_add_weight(weight * scale), key=tuple(weight.shape))
+            full_weight, lambda _: prepared_add_weight(weight * scale, centred=True), key=tuple(weight.shape))
         if kept is None:
             x, weight = quantised(self.operand_quant, user, x, weight * scale)
             weight, prepared = weight.unsqueeze(0), None

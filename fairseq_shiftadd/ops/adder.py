@@ -63,7 +63,8 @@ from .kinds import OpKind
 from .quant import QuantConfig, SharedScaleFakeQuant
 from .validate import Conv2dAttributes, Conv2dGeometry, positive_int, positive_number
 
-__all__ = ["GradNorm", "add_matmul", "neg_l1_broadcast", "add_conv2d", "scale_weight_grad", "AddLinear", "AddConv2d"]
+__all__ = ["GradNorm", "add_matmul", "prepared_add_weight", "neg_l1_broadcast", "add_conv2d", "scale_weight_grad",
+           "AddLinear", "AddConv2d"]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # CPU tiling, whatever the budget (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3): a tile's
@@ -346,6 +347,14 @@ def _shapes(x: Tensor, weight: Tensor) -> str:
     return f"{tuple(x.shape)} and {tuple(weight.shape)}"
 
 
+def prepared_add_weight(weight: Tensor, centred: bool) -> Tuple[Tensor, Optional[cpu_adder.PreparedWeight]]:
+    """A weight as :func:`add_matmul` takes it and what its CPU forward derives from it alone, for callers that keep
+    both at inference (:class:`AddLinear`, the translation models' add slots): ``(M, K) -> (1, M, K)`` and
+    :func:`~.kernels.dispatch.prepare_neg_l1` of that for ``centred`` (``add_matmul``'s ``centre_outputs``)."""
+    weight = weight.unsqueeze(0)
+    return weight, dispatch.prepare_neg_l1(weight, centred)
+
+
 def neg_l1_broadcast(x: Tensor, weight: Tensor) -> Tensor:
     """``-sum_k |x[..., k] - w[..., k]|`` over the last axis, ``x`` and ``w`` broadcast against each other, in at
     least float32; no surrogate gradients (inference: the lightweight add mixers' windows without autograd,
@@ -574,7 +583,8 @@ class AddLinear(_AdderLayer, DerivedTensorOwner):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x.shape, "x")
         if self.quant is None:  # kept at inference: the (1, M, K) view and the CPU forward's weight-only work
-            weight, prepared = self._prepared.read(self.weight, _batched_and_prepared) or (self.weight[None], None)
+            weight, prepared = self._prepared.read(self.weight, lambda w: prepared_add_weight(w, centred=False)) or \
+                (self.weight[None], None)
         else:  # quantised weights change with every input's scale
             x, weight = self.operand_quant(x, self.weight)
             weight, prepared = weight[None], None
@@ -585,11 +595,6 @@ class AddLinear(_AdderLayer, DerivedTensorOwner):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " + self._adder_repr()
-
-
-def _batched_and_prepared(weight: Tensor) -> Tuple[Tensor, Optional[cpu_adder.PreparedWeight]]:
-    """``(M, K) -> (1, M, K)`` and :func:`~.kernels.dispatch.prepare_neg_l1` of it: what :class:`AddLinear` keeps."""
-    return weight[None], dispatch.prepare_neg_l1(weight[None], centred=False)
 
 
 class AddConv2d(Conv2dAttributes, _AdderLayer):
