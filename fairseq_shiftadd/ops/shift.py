@@ -29,8 +29,10 @@ that arithmetic exactly in float, up to the rounding of the shifted-out bits.
 """
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
+from fractions import Fraction
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
 import torch
@@ -109,9 +111,26 @@ def round_ste(x: Tensor) -> Tensor:
     return _straight_through(x, torch.round(x.detach()))
 
 
+@functools.cache
+def _sqrt_half_ceiling(dtype: torch.dtype) -> float:
+    """The least value of ``dtype`` at or above ``1/sqrt(2)`` (irrational, so no value equals it)."""
+    value = torch.tensor(math.sqrt(0.5), dtype=torch.float64).to(dtype)
+    if Fraction(value.item()) ** 2 < Fraction(1, 2):
+        value = torch.nextafter(value, torch.ones_like(value))
+    return value.item()
+
+
 def _pow2_parts(w: Tensor, exponent_min: int) -> Tuple[Tensor, Tensor]:
-    """``(sign(w), clamp(round(log2|w|), exponent_min, 0))``; an exact zero gets sign 0."""
-    return torch.sign(w), w.abs().log2_().round_().clamp_(exponent_min, 0)
+    """``(sign(w), clamp(round(log2|w|), exponent_min, 0))``, the rounding exact: with ``w = m * 2**e``
+    (``torch.frexp``, ``|m|`` in ``[0.5, 1)``), ``round(log2|w|) = e - 1 + [|m| >= 1/sqrt(2)]``, the comparison made
+    against the least value of ``w``'s dtype at or above ``1/sqrt(2)``. (``log2`` then ``round`` put the values just
+    above each ``2**(p + 1/2)`` on the wrong side: their logarithm rounds to ``p + 1/2``, then half to even.) An exact
+    zero gets sign 0; a NaN gets sign 0 and a NaN exponent (its weight stays NaN).
+    """
+    mantissa, exponent = torch.frexp(w)
+    rounded_up = mantissa.abs_() >= _sqrt_half_ceiling(w.dtype)
+    exponent = exponent.add_(rounded_up).sub_(1).to(w.dtype).clamp_(exponent_min, 0)
+    return torch.sign(w), torch.where(w.isnan(), w, exponent)
 
 
 def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
@@ -119,13 +138,19 @@ def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
 
     ``p_min = -(2**(weight_bits-1) - 2)``. The rounding is in the log domain, so each result is within a
     factor ``sqrt(2)`` of ``w`` unless clamped (``|w| > 1`` becomes 1, ``|w| < 2**(p_min - 1/2)``
-    becomes ``2**p_min``); an exact zero stays zero. Backward: ``dL/dw = dL/dw_q``.
+    becomes ``2**p_min``); an exact zero stays zero, a NaN NaN. Backward: ``dL/dw = dL/dw_q``.
+
+    On CPU (float32 / float64) one pass over the bits of ``w`` (:func:`~.kernels.dispatch.round_pow2`, the same
+    values bit for bit); elsewhere :func:`_pow2_parts`, the reference.
 
     Shape: any -> same.
     """
-    exponent_min, _ = exponent_range(weight_bits)
-    sign, exponent = _pow2_parts(w.detach(), exponent_min)
-    return _straight_through(w, exponent.exp2_().mul_(sign))
+    exponent_min, exponent_max = exponent_range(weight_bits)
+    value = dispatch.round_pow2(w.detach(), exponent_min, exponent_max, _sqrt_half_ceiling(w.dtype))
+    if value is None:
+        sign, exponent = _pow2_parts(w.detach(), exponent_min)
+        value = exponent.exp2_().mul_(sign)
+    return _straight_through(w, value)
 
 
 def ps_weight(exponent: Tensor, sign: Tensor, weight_bits: int = 5) -> Tensor:

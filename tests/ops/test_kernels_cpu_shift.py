@@ -1,7 +1,8 @@
 """The shift layers' CPU kernels (fairseq_shiftadd.ops.kernels.cpu_shift).
 
 The DeepShift-PS weight against the reference path of clamped_ps_weight (clamp_ps_, then tensor operations): the
-same values and gradients bit for bit, the same in-place clamping. The packed linear layer against F.linear with
+same values and gradients bit for bit, the same in-place clamping. DeepShift-Q's rounding against the reference path
+of round_pow2_ste (frexp and tensor operations): the same values bit for bit. The packed linear layer against F.linear with
 the float weight: every code decodes exactly, the same outputs to rounding, at inference only."""
 import math
 
@@ -12,12 +13,12 @@ from torch.testing import assert_close
 
 from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.kernels import cpu_shift
-from fairseq_shiftadd.ops.shift import PSWeight, ShiftLinear, clamped_ps_weight
+from fairseq_shiftadd.ops.shift import PSWeight, ShiftLinear, clamped_ps_weight, round_pow2_ste
 
 
 @pytest.fixture
 def kernels_built():
-    if not cpu_shift.ps_supported(torch.zeros(1), torch.zeros(1)):
+    if not cpu_shift.elementwise_supported(torch.zeros(1), torch.zeros(1)):
         pytest.skip("the CPU kernels did not build here (no g++?): only the reference path runs")
 
 
@@ -55,6 +56,25 @@ def test_kernel_equals_reference_bit_for_bit(kernels_built, monkeypatch, dtype, 
     assert exponent[5].isnan() and weight[5].isnan() and weight[7].isnan()  # a diverged parameter stays visible
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("bits", [2, 5, 8])
+def test_round_pow2_kernel_equals_reference_bit_for_bit(kernels_built, monkeypatch, dtype, bits):
+    torch.manual_seed(0)
+    scales = torch.exp2(torch.empty(3000, dtype=torch.float64).uniform_(-140, 4)).to(dtype)  # subnormals to 16
+    tiny = torch.finfo(dtype).tiny
+    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, tiny, -tiny / 2, 1.0, -1.0], dtype=dtype)
+    w = torch.cat([torch.randn(3000, dtype=dtype) * scales, special])
+    w = torch.cat([w, torch.nextafter(w, w * 2), torch.nextafter(w, w / 2)])  # each value's neighbours too
+    calls = []
+    monkeypatch.setattr(cpu_shift, "round_pow2", lambda *args, run=cpu_shift.round_pow2: calls.append(1) or run(*args))
+    w = torch.nn.Parameter(w)
+    fast, slow = on_both_paths(monkeypatch, lambda: [round_pow2_ste(w, bits).detach()])
+    assert calls == [1]
+    assert fast[0].dtype == dtype and torch.equal(fast[0].isnan(), slow[0].isnan()) and bool(fast[0].isnan().any())
+    assert torch.equal(fast[0].nan_to_num(7.0), slow[0].nan_to_num(7.0))
+    assert torch.equal(fast[0].signbit(), slow[0].signbit())
+
+
 def test_layers_read_it_and_their_versions_move(kernels_built):
     layer, slot = ShiftLinear(6, 4), PSWeight((4, 6), torch.nn.init.normal_)
     for module in (layer, slot):
@@ -71,9 +91,9 @@ def test_layers_read_it_and_their_versions_move(kernels_built):
 
 def test_other_tensors_take_the_reference_path(kernels_built):
     exponent, sign = torch.zeros(4, 6), torch.ones(4, 6)
-    assert not cpu_shift.ps_supported(exponent.half(), sign.half())
-    assert not cpu_shift.ps_supported(exponent.t(), sign.t())  # not contiguous
-    assert not cpu_shift.ps_supported(exponent, sign.double())
+    assert not cpu_shift.elementwise_supported(exponent.half(), sign.half())
+    assert not cpu_shift.elementwise_supported(exponent.t(), sign.t())  # not contiguous
+    assert not cpu_shift.elementwise_supported(exponent, sign.double())
     assert torch.equal(clamped_ps_weight(exponent.t(), sign.t()), torch.ones(6, 4))
 
 

@@ -5,10 +5,17 @@
 //   weight (n elements): e <- clamp(e, lo, hi), s <- clamp(s, -1, 1) (the stored parameters, in place), then
 //                        w = round(s) * 2**round(e)                     (round half to even, as torch.round)
 //   exponent grad:       de = (g * w) * ln 2                            (the sign's gradient is g itself)
+//   DeepShift-Q:         q = sign(w) * 2**clamp(round(log2|w|), lo, hi) (a zero stays +0, a NaN stays NaN)
 //   packed linear:       y[n, m] = b[m] + sum_k x[n, k] * w[k, m],  w decoded from its code byte c[k, m]
 // The first two give the same values, bit for bit, as the composed PyTorch operations they replace: the bounds
 // are integers, so rounding the clamped exponent is the clamp of the rounded one, and 2**p of an integer p in
 // [lo, hi] is built from its exponent bits, exactly.
+//
+// DeepShift-Q rounds in the log domain from the bits of w: with |w| = 2**(E - bias) * 1.M (E, M: its exponent and
+// mantissa fields), round(log2|w|) = E - bias + [1.M >= sqrt 2], exactly: sqrt 2 is irrational, so no w lies on the
+// boundary, and 1.M >= sqrt 2 exactly where M >= the mantissa of the least T >= sqrt 2 (the caller's `threshold`,
+// cpu_shift.py). A zero or subnormal (E = 0) gets an exponent at most -126 before clamping, below every lo of a
+// shift layer's 2..8 weight bits; an infinity gets hi.
 //
 // A code byte holds a float32's sign bit and its exponent field E (w = +-2**(E - 127), E in [1, 127]), 0 for a
 // zero weight: read sign-extended as int32 and shifted left by 23 it is the float's bits once bit 30 is cleared
@@ -65,6 +72,28 @@ void ps_exponent_grad(const T* grad, const T* weight, T* out, int64_t n, int thr
   const T ln2 = static_cast<T>(0.6931471805599453);  // the double ln 2, rounded to T (as a Python scalar is)
 #pragma omp parallel for simd schedule(static) num_threads(threads) if (n >= (int64_t(1) << 18))
   for (int64_t i = 0; i < n; ++i) out[i] = (grad[i] * weight[i]) * ln2;
+}
+
+template <typename T>
+void round_pow2(const T* w, T* out, int64_t n, int64_t lo, int64_t hi, int64_t threshold, int threads) {
+  using Bits = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
+  using Int = std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t>;
+  constexpr int mantissa = std::is_same_v<T, float> ? 23 : 52;
+  constexpr Bits sign_bit = Bits(1) << (8 * sizeof(T) - 1), infinity = ~sign_bit & ~((Bits(1) << mantissa) - 1);
+  constexpr Int bias = std::is_same_v<T, float> ? 127 : 1023;
+  const Int low = static_cast<Int>(lo), high = static_cast<Int>(hi);
+  const Bits mantissa_threshold = static_cast<Bits>(threshold);
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (n >= (int64_t(1) << 18))
+  for (int64_t i = 0; i < n; ++i) {
+    Bits bits;
+    std::memcpy(&bits, w + i, sizeof bits);
+    const Bits magnitude = bits & ~sign_bit;
+    Int p = static_cast<Int>(magnitude >> mantissa) - bias + ((magnitude & ~infinity) >= mantissa_threshold);
+    p = p < low ? low : (p > high ? high : p);
+    Bits q = (static_cast<Bits>(p + bias) << mantissa) | (bits & sign_bit);
+    q = magnitude == 0 ? Bits(0) : (magnitude > infinity ? bits : q);
+    std::memcpy(out + i, &q, sizeof q);
+  }
 }
 
 // The weights of Lanes<T, NV> decoded from their code bytes at c (one scalar for NV = 0, else one vector).
@@ -168,6 +197,14 @@ void shiftadd_ps_exponent_grad_float(const float* g, const float* w, float* out,
 }
 void shiftadd_ps_exponent_grad_double(const double* g, const double* w, double* out, int64_t n, int threads) {
   ps_exponent_grad<double>(g, w, out, n, threads);
+}
+void shiftadd_round_pow2_float(const float* w, float* out, int64_t n, int64_t lo, int64_t hi, int64_t threshold,
+                               int threads) {
+  round_pow2<float>(w, out, n, lo, hi, threshold, threads);
+}
+void shiftadd_round_pow2_double(const double* w, double* out, int64_t n, int64_t lo, int64_t hi, int64_t threshold,
+                                int threads) {
+  round_pow2<double>(w, out, n, lo, hi, threshold, threads);
 }
 void shiftadd_pow2_linear_float(const float* x, const int8_t* codes, const float* bias, float* y, int64_t n, int64_t k,
                                 int64_t m, int64_t ldx, int64_t panel, int64_t panel_stride, int threads) {

@@ -1,5 +1,5 @@
 """Shift layers on CPU (DeepShift, arXiv 1905.13298), without autograd: the DeepShift-PS weight in one pass each
-way, and the linear layer of a power-of-two weight read from one byte per weight.
+way, DeepShift-Q's rounding in one pass, and the linear layer of a power-of-two weight read from one byte per weight.
 
 The loops of ``cpu_shift.cpp`` (compiled at first use, :mod:`.build`). The two halves of
 :func:`~fairseq_shiftadd.ops.shift.clamped_ps_weight` (whose autograd function calls them):
@@ -10,7 +10,9 @@ The loops of ``cpu_shift.cpp`` (compiled at first use, :mod:`.build`). The two h
 
 The same values, bit for bit, as :func:`~fairseq_shiftadd.ops.shift.clamp_ps_` followed by the reference
 computation of :func:`~fairseq_shiftadd.ops.shift.ps_weight`, which takes about ten passes over the weight where
-these take one forward and one backward.
+these take one forward and one backward. And :func:`round_pow2`, DeepShift-Q's rounding
+:func:`~fairseq_shiftadd.ops.shift.round_pow2_ste` computed from the bits of each weight, the same values bit for bit
+as its reference (about twelve passes, a ``frexp`` among them) where this takes one.
 
 The packed linear layer (:func:`~fairseq_shiftadd.ops.shift.pow2_linear`'s fast path at inference):
 
@@ -32,17 +34,17 @@ from torch import Tensor
 
 from .build import KERNEL_DTYPES, KernelLibrary, Signature
 
-__all__ = ["ps_supported", "clamped_ps_weight_", "ps_exponent_grad", "PACKED_MAX_ROWS", "PACKED_MIN_WEIGHTS",
+__all__ = ["elementwise_supported", "clamped_ps_weight_", "ps_exponent_grad", "round_pow2", "PACKED_MAX_ROWS", "PACKED_MIN_WEIGHTS",
            "pow2_codes", "packed_supported", "pow2_linear"]
 
 _SOURCE = Path(__file__).with_name("cpu_shift.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, sizes, threads
-    "ps_weight": (3, 3, 1), "ps_exponent_grad": (3, 1, 1), "pow2_linear": (4, 6, 1),
+    "ps_weight": (3, 3, 1), "ps_exponent_grad": (3, 1, 1), "round_pow2": (2, 4, 1), "pow2_linear": (4, 6, 1),
 }
 _KERNELS = KernelLibrary(_SOURCE, _SIGNATURES)
 
 
-def ps_supported(*tensors: Tensor) -> bool:
+def elementwise_supported(*tensors: Tensor) -> bool:
     """Whether the kernels take these tensors: CPU, one float32 / float64 dtype, one shape, contiguous."""
     first = tensors[0]
     return (first.dtype in KERNEL_DTYPES and all(t.dtype == first.dtype and t.shape == first.shape
@@ -64,6 +66,21 @@ def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Tensor:
     """``(grad * weight) * ln 2``. Shape: grad, weight (same) -> same."""
     out = torch.empty_like(weight)
     _KERNELS.call("ps_exponent_grad", grad, weight, out, weight.numel())
+    return out
+
+
+_FLOAT_FIELDS = {torch.float32: (torch.int32, 23), torch.float64: (torch.int64, 52)}  # bits viewed as, mantissa bits
+
+
+def round_pow2(weight: Tensor, low: int, high: int, threshold: float) -> Tensor:
+    """``sign(w) * 2**clamp(p, low, high)`` with ``p = e - 1 + [|m| >= threshold]`` for ``w = m * 2**e``
+    (``|m|`` in ``[0.5, 1)``, as ``torch.frexp``), i.e. ``round(log2|w|)`` when ``threshold`` is the least value of
+    the weight's dtype at or above ``1/sqrt(2)`` (:func:`~fairseq_shiftadd.ops.shift.round_pow2_ste`, the owner of
+    that rule). A zero gives ``+0``, a NaN stays NaN. Shape: any -> same."""
+    integer, mantissa_bits = _FLOAT_FIELDS[weight.dtype]
+    mantissa = int(torch.tensor(threshold, dtype=weight.dtype).view(integer)) & ((1 << mantissa_bits) - 1)
+    out = torch.empty_like(weight)
+    _KERNELS.call("round_pow2", weight, out, weight.numel(), low, high, mantissa)
     return out
 
 

@@ -30,7 +30,7 @@ from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, trit
 from .build import GradScale
 
 __all__ = ["prepare_neg_l1", "neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
-           "ps_exponent_grad", "pow2_codes", "pow2_linear"]
+           "ps_exponent_grad", "round_pow2", "pow2_codes", "pow2_linear"]
 
 
 def prepare_neg_l1(weight: Tensor, centred: bool) -> Optional[cpu_adder.PreparedWeight]:
@@ -117,15 +117,22 @@ def mix_window(window: Tensor, kernel: Tensor, op: OpKind) -> Optional[Tensor]:
 def clamped_ps_weight_(exponent: Tensor, sign: Tensor, low: int, high: int) -> Optional[Tensor]:
     """:func:`.cpu_shift.clamped_ps_weight_` (same contract: parameters clamped in place) where it takes them, else
     None. Shape: exponent, sign (same) -> same."""
-    if cpu_shift.ps_supported(exponent, sign):
+    if cpu_shift.elementwise_supported(exponent, sign):
         return cpu_shift.clamped_ps_weight_(exponent, sign, low, high)
     return None
 
 
 def ps_exponent_grad(grad: Tensor, weight: Tensor) -> Optional[Tensor]:
     """:func:`.cpu_shift.ps_exponent_grad` where it takes the tensors, else None. Shape: grad, weight (same) -> same."""
-    if cpu_shift.ps_supported(grad, weight):
+    if cpu_shift.elementwise_supported(grad, weight):
         return cpu_shift.ps_exponent_grad(grad, weight)
+    return None
+
+
+def round_pow2(weight: Tensor, low: int, high: int, threshold: float) -> Optional[Tensor]:
+    """:func:`.cpu_shift.round_pow2` (same contract) where it takes the weight, else None. Shape: any -> same."""
+    if cpu_shift.elementwise_supported(weight):
+        return cpu_shift.round_pow2(weight, low, high, threshold)
     return None
 
 
