@@ -15,8 +15,9 @@ fairseq's own ``LightweightConv1dTBC`` (band-matrix and unfold paths) is measure
 position at a time through ``T`` steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMixer.step`,
 at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its
 ``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C``
-shift linear before its adder conv, so its rows are also measured against fairseq's conv after an ``nn.Linear``
-of the same width (``vs Linear + fairseq``); the other two mixers are also timed against fairseq's band path
+shift linear before its adder conv (DeepShift-PS; DeepShift-Q, the translation models' default, in a row of its own),
+so its rows are also measured against fairseq's conv after an ``nn.Linear`` of the same width (``vs Linear +
+fairseq``); the other two mixers are also timed against fairseq's band path
 directly (``vs fairseq (band)``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval
 forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its weight
 prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
@@ -217,8 +218,10 @@ def cases(size: str) -> List[Case]:
              lambda: _FairseqLightweight(d, k, heads, unfold=True), depthwise, seq_in),
         *(Case(f"{mixer.__name__} vs fairseq (band)", f"T{t} B{b} C{d} K{k}", lambda mixer=mixer: mixer(d, k, heads),
                lambda: _FairseqLightweight(d, k, heads), seq_in) for mixer in (LightweightConv, LightweightAdd)),
-        Case("LightweightShiftAdd vs Linear + fairseq (band)", f"T{t} B{b} C{d} K{k}",
-             lambda: LightweightShiftAdd(d, k, heads), lambda: _FairseqLightweight(d, k, heads, linear=True), seq_in),
+        *(Case(f"LightweightShiftAdd{suffix} vs Linear + fairseq (band)", f"T{t} B{b} C{d} K{k}",
+               lambda mode=mode: LightweightShiftAdd(d, k, heads, shift_mode=mode),
+               lambda: _FairseqLightweight(d, k, heads, linear=True), seq_in)
+          for mode, suffix in (("ps", ""), ("q", " (q)"))),
         *(Case(f"{mixer.__name__} step", f"T{t} B{beam} C{d} K{k}",
                lambda mixer=mixer: _Stream(mixer(d, k, heads, padding="causal")), fairseq_step, beam_in, train=False)
           for mixer in (LightweightConv, LightweightAdd, LightweightShiftAdd)),
