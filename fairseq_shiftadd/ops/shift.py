@@ -122,15 +122,15 @@ def _sqrt_half_ceiling(dtype: torch.dtype) -> float:
 
 def _pow2_parts(w: Tensor, exponent_min: int) -> Tuple[Tensor, Tensor]:
     """``(sign(w), clamp(round(log2|w|), exponent_min, 0))``, the rounding exact: with ``w = m * 2**e``
-    (``torch.frexp``, ``|m|`` in ``[0.5, 1)``), ``round(log2|w|) = e - 1 + [|m| >= 1/sqrt(2)]``, the comparison made
-    against the least value of ``w``'s dtype at or above ``1/sqrt(2)``. (``log2`` then ``round`` put the values just
-    above each ``2**(p + 1/2)`` on the wrong side: their logarithm rounds to ``p + 1/2``, then half to even.) An exact
-    zero gets sign 0; a NaN gets sign 0 and a NaN exponent (its weight stays NaN).
+    (``torch.frexp``, ``|m|`` in ``[0.5, 1)``), ``round(log2|w|) = e - 1 + [|m| >= 1/sqrt(2)]``, computed as
+    ``e + floor(|m| - t)`` with ``t`` the least value of ``w``'s dtype at or above ``1/sqrt(2)`` (``|m| - t`` is exact,
+    the two within a factor 2 of each other; its floor is -1 below ``t``, 0 from ``t`` on). (``log2`` then ``round``
+    put the values just above each ``2**(p + 1/2)`` on the wrong side: their logarithm rounds to ``p + 1/2``, then half
+    to even.) An exact zero gets sign 0; a NaN gets sign 0 and a NaN exponent (its weight stays NaN).
     """
     mantissa, exponent = torch.frexp(w)
-    rounded_up = mantissa.abs_() >= _sqrt_half_ceiling(w.dtype)
-    exponent = exponent.add_(rounded_up).sub_(1).to(w.dtype).clamp_(exponent_min, 0)
-    return torch.sign(w), torch.where(w.isnan(), w, exponent)
+    exponent = mantissa.abs_().sub_(_sqrt_half_ceiling(w.dtype)).floor_().add_(exponent).clamp_(exponent_min, 0)
+    return torch.sign(w), exponent
 
 
 def round_pow2_ste(w: Tensor, weight_bits: int = 5) -> Tensor:
