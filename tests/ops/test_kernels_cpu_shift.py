@@ -2,8 +2,8 @@
 
 The DeepShift-PS weight against the reference path of clamped_ps_weight (clamp_ps_, then tensor operations): the
 same values and gradients bit for bit, the same in-place clamping. DeepShift-Q's rounding against the reference path
-of round_pow2_ste (frexp and tensor operations): the same values bit for bit. The packed linear layer against F.linear with
-the float weight: every code decodes exactly, the same outputs to rounding, at inference only."""
+of round_pow2_ste (frexp and tensor operations): the same values bit for bit. The packed linear layer against F.linear
+with the float weight: every code decodes exactly, the same outputs to rounding, at inference only."""
 import math
 
 import pytest

@@ -12,7 +12,7 @@ The same values, bit for bit, as :func:`~fairseq_shiftadd.ops.shift.clamp_ps_` f
 computation of :func:`~fairseq_shiftadd.ops.shift.ps_weight`, which takes about ten passes over the weight where
 these take one forward and one backward. And :func:`round_pow2`, DeepShift-Q's rounding
 :func:`~fairseq_shiftadd.ops.shift.round_pow2_ste` computed from the bits of each weight, the same values bit for bit
-as its reference (about twelve passes, a ``frexp`` among them) where this takes one.
+as its reference (about nine passes, a ``frexp`` among them) where this takes one.
 
 The packed linear layer (:func:`~fairseq_shiftadd.ops.shift.pow2_linear`'s fast path at inference):
 
@@ -34,8 +34,8 @@ from torch import Tensor
 
 from .build import KERNEL_DTYPES, KernelLibrary, Signature
 
-__all__ = ["elementwise_supported", "clamped_ps_weight_", "ps_exponent_grad", "round_pow2", "PACKED_MAX_ROWS", "PACKED_MIN_WEIGHTS",
-           "pow2_codes", "packed_supported", "pow2_linear"]
+__all__ = ["elementwise_supported", "clamped_ps_weight_", "ps_exponent_grad", "round_pow2", "PACKED_MAX_ROWS",
+           "PACKED_MIN_WEIGHTS", "pow2_codes", "packed_supported", "pow2_linear"]
 
 _SOURCE = Path(__file__).with_name("cpu_shift.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, sizes, threads
