@@ -33,10 +33,14 @@ next, 3x apart, as blocks were mapped fresh (page faults) or reused, for the bas
     python benchmarks/ops.py --best --repeat 7 --skip-memory --only Add   # best-of-7 times of the adder rows
     python benchmarks/ops.py --device cuda --repeat 20                    # on a GPU (Triton kernels for adders)
     python benchmarks/ops.py --device cuda --repeat 20 --large            # GPU-sized shapes (launches amortised)
+    python benchmarks/ops.py --mixers --best --repeat 7 --skip-memory     # the mixers over lengths and kernel sizes
 
 ``--large`` measures shapes of a GPU training batch, where the default ones leave a GPU to kernel launches: 8192
 tokens through the dense layers, 4096 (T=64, B=64) through the mixers, a beam of 5 over 64 sentences for the
-steps, and 32 images of 128 x 56 x 56 for the convolutions.
+steps, and 32 images of 128 x 56 x 56 for the convolutions. ``--mixers`` times the conv and add mixers against
+fairseq's band path at 1024 tokens a batch, sequences of 8, 32 and 128 tokens, each of the space's kernel sizes
+(3, 7, 15, 31), C 512 (:data:`MIXER_SWEEP`): fairseq's band product costs ``T`` per output whatever ``K``, a mixer's
+window ``K``, so the default shape (T 32, K 31) is not the only one that decides which is faster.
 """
 from __future__ import annotations
 
@@ -180,7 +184,24 @@ SIZES = {"quick": (64, 32, 64, 8, 2, 7, 2, 8, 8, 2), "default": (2048, 512, 2048
          "large": (8192, 512, 2048, 64, 64, 31, 320, 56, 128, 32)}
 
 
+MIXER_SWEEP = {"lengths": (8, 32, 128), "tokens": 1024, "kernel_sizes": (3, 7, 15, 31), "channels": 512, "heads": 8}
+"""``--mixers``: sequence lengths ``T`` (batch ``tokens / T``), the space's kernel sizes (docs/method.md), width."""
+
+
+def mixer_sweep_cases() -> List[Case]:
+    """The conv and add mixers against fairseq's band path at every length and kernel size of :data:`MIXER_SWEEP`
+    (fairseq's band product costs ``T`` per output whatever ``K``, the mixers' windows ``K``)."""
+    sweep = MIXER_SWEEP
+    d, heads = sweep["channels"], sweep["heads"]
+    return [Case(f"{mixer.__name__} vs fairseq (band)", f"T{t} B{sweep['tokens'] // t} C{d} K{k}",
+                 lambda mixer=mixer, k=k: mixer(d, k, heads), lambda k=k: _FairseqLightweight(d, k, heads),
+                 lambda t=t: torch.randn(t, sweep["tokens"] // t, d))
+            for t in sweep["lengths"] for k in sweep["kernel_sizes"] for mixer in (LightweightConv, LightweightAdd)]
+
+
 def cases(size: str) -> List[Case]:
+    if size == "mixers":
+        return mixer_sweep_cases()
     n, d, ffn, t, b, k, beam, image, channels, batch = SIZES[size]
     linear_in = lambda: torch.randn(n, d)  # noqa: E731
     seq_in = lambda: torch.randn(t, b, d)  # noqa: E731
@@ -340,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
     sizes.add_argument("--large", action="store_true", help="GPU-sized shapes (see above)")
+    sizes.add_argument("--mixers", action="store_true",
+                       help="the conv and add mixers against fairseq's band path over lengths and kernel sizes")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--best", action="store_true", help="report the minimum of the repetitions, not the median")
@@ -360,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     allocator = "glibc mmap threshold pinned at 64 MiB" if _pin_allocator() else "allocator as it is"
     where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else \
         f"{torch.get_num_threads()} threads"
-    size = "quick" if args.quick else "large" if args.large else "default"
+    size = "quick" if args.quick else "large" if args.large else "mixers" if args.mixers else "default"
     print(f"torch {torch.__version__}, {where}, {paths}, {size} shapes, "
           f"{'best' if args.best else 'median'} of {args.repeat}, {allocator}; baseline: torch layer of the same shape")
     print(" | ".join(header))

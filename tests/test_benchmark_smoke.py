@@ -30,3 +30,16 @@ def test_decoding_benchmark_with_each_ffn_operator(capsys):
                                  "--ffn-ops", "mult", "shift", "add"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
     assert sum(f"{op} FFNs" in row for row in rows for op in ("mult", "shift", "add")) == 3
+
+
+def test_operator_benchmark_mixer_sweep_covers_every_length_and_kernel_size(capsys, monkeypatch):
+    ops = _benchmark("ops")
+    monkeypatch.setattr(ops, "_pin_allocator", lambda: False)
+    monkeypatch.setitem(ops.MIXER_SWEEP, "tokens", 256)  # tiny batches: the shapes, not the figures, are checked here
+    monkeypatch.setitem(ops.MIXER_SWEEP, "channels", 16)
+    ops.main(["--mixers", "--repeat", "1", "--skip-memory"])
+    rows = [line.split(" | ")[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("| Lightweight")]
+    sweep = ops.MIXER_SWEEP
+    expected = {(f"| {mixer} vs fairseq (band)", f"T{t} B{256 // t} C16 K{k}") for t in sweep["lengths"]
+                for k in sweep["kernel_sizes"] for mixer in ("LightweightConv", "LightweightAdd")}
+    assert {tuple(row) for row in rows} == expected
