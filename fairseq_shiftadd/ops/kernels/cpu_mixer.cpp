@@ -12,15 +12,18 @@
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
 // with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
-// batch entry and 4 vectors of channels per task and compute 8 rows at a time, one vector of channels wide: the
-// rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than
-// one row at a time, measured). The weight product takes one vector of channels per task, 8 taps' sums in registers
-// while time runs and their inputs sliding through registers likewise (0.72-0.75 ms against 0.91-0.94 ms with 4 taps
-// read from memory at T32 B32 C512 K31, one thread). The input gradient and the weight product skip what meets only
-// the zero padding (taps whose gradients, rows of time whose inputs, are all padding: 8-18 % of their time at T = 32
-// and 16 with K = 31), adding the same terms in the same order. A decoding step reads its window in place (each row once), head by head
-// with the head's kernel value broadcast (no per-channel expansion per step), on one thread unless the window is
-// large.
+// batch entry and 4 vectors of channels per task and compute 8 rows at a time (4 in sequences shorter than 16), one
+// vector of channels wide: the rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms
+// (1.2-1.5x faster than one row at a time, measured). The weight product takes one vector of channels per task, 8
+// taps' sums in registers while time runs and their inputs sliding through registers likewise (0.72-0.75 ms against
+// 0.91-0.94 ms with 4 taps read from memory at T32 B32 C512 K31, one thread). The input gradient and the weight
+// product skip what meets only the zero padding (taps whose gradients, rows of time whose inputs, are all padding:
+// 8-18 % of their time at T = 32 and 16 with K = 31), and the forward subtracts |w| alone at the taps where a
+// block's rows all read padding (its terms there), adding the same terms in the same order: at T = 8, where K = 15
+// or 31 puts half the terms or more in the padding, the forward took 0.37-0.38 ms against 0.42 (K = 15) and
+// 0.62-0.65 against 0.75-0.77 (K = 31), the input gradient 0.44 against 0.59-0.60 and 0.47-0.48 against 0.63-0.64
+// (B 128, C 512, one thread, two runs with the library before loaded beside it, the same outputs bit for bit). A decoding step reads its window in place (each row once), head by head with
+// the head's kernel value broadcast (no per-channel expansion per step), on one thread unless the window is large.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -87,33 +90,45 @@ void for_each_slice(const Sequence& s, int threads, Task&& task) {
 }
 
 // Runs rows(std::integral_constant<int, R>{}, Lanes<T, NV>{}, t, c) over a slice's channels, one vector (NV = 1)
-// or, for the last ones, one scalar (NV = 0) at a time, and over its rows t in blocks of R = 8, then single rows.
+// or, for the last ones, one scalar (NV = 0) at a time, and over its rows t in blocks of R = 8 (sequences of 16 or
+// more), then of 4, then single rows. A short sequence takes blocks of 4: a block's taps that meet the padding in
+// every row are cheaper (forward) or skipped (input gradient), and with K >= T few taps do for all 8 rows.
 template <typename T, typename Rows>
 void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
-  constexpr int R = 8;
   vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
     const Lanes<T, decltype(vectors)::value> lanes;
     int64_t t = 0;
-    for (; t + R <= length; t += R) rows(std::integral_constant<int, R>{}, lanes, t, c);
+    if (length >= 16)
+      for (; t + 8 <= length; t += 8) rows(std::integral_constant<int, 8>{}, lanes, t, c);
+    for (; t + 4 <= length; t += 4) rows(std::integral_constant<int, 4>{}, lanes, t, c);
     for (; t < length; ++t) rows(std::integral_constant<int, 1>{}, lanes, t, c);
   });
 }
 
 // Rows t .. t + R - 1 of the output on one U of channels (at c in the slice): the rows' inputs slide through
-// registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms.
+// registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms. The taps
+// at which every row of the block reads the zero padding, [0, j0) and [j1, K), subtract |w| itself, computed once
+// for the R rows: the same value as |0 - w|, in the same order.
 template <int R, typename U, typename T>
 inline void forward_rows(const T* xb, const T* w, T* y, int64_t t, int64_t b, int64_t c0, int64_t c, int64_t width,
                          const Sequence& s) {
+  const int64_t j0 = std::clamp<int64_t>(s.left - t - (R - 1), 0, s.taps);
+  const int64_t j1 = std::clamp<int64_t>(s.left + s.length - t, j0, s.taps);
   U xr[R], sum[R];
   for (int r = 0; r < R; ++r) {
-    xr[r] = load<U>(xb + (t + r) * width + c);
+    xr[r] = load<U>(xb + (t + r + j0) * width + c);
     sum[r] = U{};
   }
   for (int64_t j = 0; j < s.taps; ++j) {
     const U wv = load<U>(w + j * s.channels + c0 + c);
+    if (j < j0 || j >= j1) {
+      const U magnitude = vabs(wv);
+      for (int r = 0; r < R; ++r) sum[r] -= magnitude;
+      continue;
+    }
     for (int r = 0; r < R; ++r) sum[r] -= vabs(xr[r] - wv);
     for (int r = 0; r + 1 < R; ++r) xr[r] = xr[r + 1];
-    if (j + 1 < s.taps) xr[R - 1] = load<U>(xb + (t + j + R) * width + c);  // x[t + (R - 1) + (j + 1) - left]
+    if (j + 1 < j1) xr[R - 1] = load<U>(xb + (t + j + R) * width + c);  // x[t + (R - 1) + (j + 1) - left]
   }
   for (int r = 0; r < R; ++r) store(y + ((t + r) * s.batch + b) * s.channels + c0 + c, sum[r]);
 }
