@@ -24,8 +24,8 @@
 // 0.62-0.65 against 0.75-0.77 (K = 31), the input gradient 0.44 against 0.59-0.60 and 0.47-0.48 against 0.63-0.64
 // (B 128, C 512, one thread, two runs with the library before loaded beside it, the same outputs bit for bit). The
 // gathers copy whole vectors by register, not by a library call per row: at T = 8 a task's rows are few and short,
-// and the weight product took 0.40-0.41 ms against 0.46-0.47 (K = 15) and 0.53-0.55 against 0.63-0.74 (K = 31);
-// 0.50 against 0.55-0.57 at T = 32, K = 31 (three runs likewise). A decoding step reads its window in place (each row once), head by head with
+// and the weight product took 0.39-0.41 ms against 0.47-0.50 (K = 15) and 0.51-0.53 against 0.63-0.74 (K = 31);
+// 0.48-0.50 against 0.55-0.57 at T = 32, K = 31 (three runs likewise). A decoding step reads its window in place (each row once), head by head with
 // the head's kernel value broadcast (no per-channel expansion per step), on one thread unless the window is large.
 #include <algorithm>
 #include <cstdint>
