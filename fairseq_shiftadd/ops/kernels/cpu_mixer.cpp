@@ -25,8 +25,9 @@
 // (B 128, C 512, one thread, two runs with the library before loaded beside it, the same outputs bit for bit). The
 // gathers copy whole vectors by register, not by a library call per row: at T = 8 a task's rows are few and short,
 // and the weight product took 0.39-0.41 ms against 0.47-0.50 (K = 15) and 0.51-0.53 against 0.63-0.74 (K = 31);
-// 0.48-0.50 against 0.55-0.57 at T = 32, K = 31 (three runs likewise). A decoding step reads its window in place (each row once), head by head with
-// the head's kernel value broadcast (no per-channel expansion per step), on one thread unless the window is large.
+// 0.48-0.50 against 0.55-0.57 at T = 32, K = 31 (three runs likewise). A decoding step reads its window in place
+// (each row once), head by head with the head's kernel value broadcast (no per-channel expansion per step), on one
+// thread unless the window is large.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -70,19 +71,18 @@ void gather(const T* base, int64_t b, int64_t c0, int64_t width, int64_t first, 
             T* buf) {
   using U = typename Vec<T>::type;
   constexpr int64_t lanes = Vec<T>::lanes;
+  const bool vectors = width % lanes == 0;  // whole vectors (every slice but a ragged last one): no call per row
   for (int64_t u = 0; u < rows; ++u) {
     const int64_t t = first + u;
-    const bool inside = t >= 0 && t < s.length;
     T* to = buf + u * width;
-    if (width % lanes == 0) {  // whole vectors (every slice but a ragged last one): no library call per row
-      const T* from = base + (t * s.batch + b) * s.channels + c0;
-      if (inside) for (int64_t v = 0; v < width; v += lanes) store(to + v, load<U>(from + v));
-      else for (int64_t v = 0; v < width; v += lanes) store(to + v, U{});
-    } else if (inside) {
-      std::copy_n(base + (t * s.batch + b) * s.channels + c0, width, to);
-    } else {
-      std::fill_n(to, width, T(0));
+    if (t < 0 || t >= s.length) {
+      if (vectors) for (int64_t v = 0; v < width; v += lanes) store(to + v, U{});
+      else std::fill_n(to, width, T(0));
+      continue;
     }
+    const T* from = base + (t * s.batch + b) * s.channels + c0;
+    if (vectors) for (int64_t v = 0; v < width; v += lanes) store(to + v, load<U>(from + v));
+    else std::copy_n(from, width, to);
   }
 }
 
