@@ -51,6 +51,7 @@ SEQUENCES = {  # T, B, C, H, K
     "ragged": (6, 2, 90, 3, 7),  # blocks of vectors, single vectors and scalar lanes
     "long_ragged": (19, 2, 90, 3, 7),  # and the kernels' blocks of 8 rows, then single rows
     "all_row_blocks": (22, 2, 40, 4, 7),  # blocks of 8 rows, then of 4, then single rows
+    "short_blocks_of_8": (12, 2, 40, 4, 7),  # the forward's blocks of 8 rows, then of 4 (the kernel fits the length)
     "padding_taps": (8, 2, 40, 4, 15),  # blocks of 4 rows (a short sequence) whose outer taps meet padding only
     "shorter_than_kernel": (3, 2, 40, 5, 9),  # every output meets both borders
 }
@@ -111,8 +112,9 @@ def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, op, 
     assert_close(fast, slow, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("length, taps", [(19, 7), (22, 7), (9, 15)],
-                         ids=["blocks_of_8_then_single_rows", "blocks_of_8_4_1", "short_blocks_of_4_padding_taps"])
+@pytest.mark.parametrize("length, taps", [(19, 7), (22, 7), (12, 7), (9, 15)],
+                         ids=["blocks_of_8_then_single_rows", "blocks_of_8_4_1", "short_blocks_of_8_then_4",
+                              "short_blocks_of_4_padding_taps"])
 def test_causal_add_mixer_steps_reproduce_the_forward_bit_for_bit(kernels_built, monkeypatch, length, taps):
     """The decoding step's window kernel gives every position the sums the whole-sequence kernel gives it, in the same
     order, whatever the position's place in the forward's blocks of rows (and where a block's taps all meet the

@@ -12,23 +12,27 @@
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
 // with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
-// batch entry and 4 vectors of channels per task and compute 8 rows at a time (4 in sequences shorter than 16), one
-// vector of channels wide: the rows' inputs slide through registers tap by tap, so a tap costs two loads for 8 terms
-// (1.2-1.5x faster than one row at a time, measured). The weight product takes one vector of channels per task, 8
-// taps' sums in registers while time runs and their inputs sliding through registers likewise (0.72-0.75 ms against
-// 0.91-0.94 ms with 4 taps read from memory at T32 B32 C512 K31, one thread). The input gradient and the weight
-// product skip what meets only the zero padding (taps whose gradients, rows of time whose inputs, are all padding:
-// 8-18 % of their time at T = 32 and 16 with K = 31), and the forward subtracts |w| alone at the taps where a
-// block's rows all read padding (its terms there), adding the same terms in the same order: at T = 8, where K = 15
-// or 31 puts half the terms or more in the padding, the forward took 0.37-0.38 ms against 0.42 (K = 15) and
-// 0.62-0.65 against 0.75-0.77 (K = 31), the input gradient 0.44 against 0.59-0.60 and 0.47-0.48 against 0.63-0.64
-// (B 128, C 512, one thread, two runs with the library before loaded beside it, the same outputs bit for bit). The
-// gathers copy whole vectors by register, not by a library call per row: at T = 8 a task's rows are few and short,
-// and the weight product took 0.39-0.41 ms against 0.47-0.50 (K = 15) and 0.51-0.53 against 0.63-0.74 (K = 31);
-// 0.48-0.50 against 0.55-0.57 at T = 32, K = 31 (three runs likewise). A decoding step reads its window in place
-// (each row once), head by head with the head's kernel value broadcast (no per-channel expansion per step), on one
-// thread unless the window is large.
+// batch entry and 4 vectors of channels per task and compute 8 rows at a time (4 where the kernel is wider than the
+// sequence is long, and in the input gradient of sequences shorter than 16), one vector of channels wide: the rows'
+// inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than one row at a
+// time, measured). The weight product takes 4 vectors of channels per task (fewer where the threads need more
+// tasks), 8 taps' sums in registers while time runs and their inputs sliding through registers likewise.
+// What meets only the zero padding is not visited: the input gradient's and the weight product's taps whose
+// gradients, rows of time whose inputs, are all padding, and the forward's taps at which a block's rows all read
+// padding, whose terms -|w| the rows take from sums made once per call (Padding: the causal mixer's in the order of
+// the taps, so that its decoding steps give the forward's sums bit for bit). A decoding step reads its window in
+// place (each row once), head by head with the head's kernel value broadcast (no per-channel expansion per step), on
+// one thread unless the window is large.
+//
+// Measured (one thread, B = 1024 / T, C 512, the kernels of 1276ac1 against these loaded side by side, min of 7
+// alternating rounds of 300 calls, bit-identical weight products and input gradients): forward at T 8, K 31 0.63 ->
+// 0.48 ms (centred; its sums in another order, within roundings) and 0.61 -> 0.30 (causal, bit-identical), K 15 0.36 ->
+// 0.33 and 0.32 -> 0.22, T 128 K 3 0.20 -> 0.15; input gradient at T 16, K 31 0.81 -> 0.65; weight product 0.26-0.30 ->
+// 0.17-0.20 (K 3) and 0.52-0.58 -> 0.45-0.47 (K 31); the others within 5 %. Earlier: the gathers copy whole vectors by
+// register, not by a library call per row (at T = 8 the weight product took 0.39-0.41 ms against 0.47-0.50 with K
+// = 15).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -64,6 +68,24 @@ std::vector<T> per_channel(const T* kernel, const Sequence& s) {
       std::fill_n(w.data() + j * s.channels + h * width, width, kernel[h * s.taps + j]);
   return w;
 }
+
+// The forward's terms at the zero padding, -|0 - w[j, c]| = -|w[j, c]|, summed once per call for all rows:
+//   before[n, c] = (((0 - |w[0, c]|) - |w[1, c]|) ... - |w[n - 1, c]|)   (n = 0 .. K), in the order of the taps,
+//   after[n, c]  = |w[n, c]| + |w[n + 1, c]| + ... + |w[K - 1, c]|.
+// A row whose first n taps read the padding starts from before[n]: the same sums in the same order as tap by tap
+// (the decoding step's window holds zeros there, so a causal mixer's steps give the forward's sums bit for bit). A row
+// whose taps from n on read the padding subtracts after[n] once: only centred padding has such taps.
+template <typename T>
+struct Padding {
+  std::vector<T> before, after;
+  Padding(const T* w, const Sequence& s) : before((s.taps + 1) * s.channels), after((s.taps + 1) * s.channels) {
+    const int64_t c = s.channels;
+    for (int64_t j = 0; j < s.taps; ++j)
+      for (int64_t i = 0; i < c; ++i) before[(j + 1) * c + i] = before[j * c + i] - std::abs(w[j * c + i]);
+    for (int64_t j = s.taps - 1; j >= 0; --j)
+      for (int64_t i = 0; i < c; ++i) after[j * c + i] = after[(j + 1) * c + i] + std::abs(w[j * c + i]);
+  }
+};
 
 // buf[u, :] = base[first + u, b, c0 : c0 + width] for u in [0, rows), zeros where first + u is outside [0, T).
 template <typename T>
@@ -104,15 +126,15 @@ void for_each_slice(const Sequence& s, int threads, Task&& task) {
 }
 
 // Runs rows(std::integral_constant<int, R>{}, Lanes<T, NV>{}, t, c) over a slice's channels, one vector (NV = 1)
-// or, for the last ones, one scalar (NV = 0) at a time, and over its rows t in blocks of R = 8 (sequences of 16 or
-// more), then of 4, then single rows. A short sequence takes blocks of 4: a block's taps that meet the padding in
-// every row are cheaper (forward) or skipped (input gradient), and with K >= T few taps do for all 8 rows.
+// or, for the last ones, one scalar (NV = 0) at a time, and over its rows t in blocks of R = 8 (where the caller
+// asks for them), then of 4, then single rows. Where the kernel is wider than the sequence is long, blocks of 4 rows
+// visit fewer taps (a block visits the taps that meet the sequence in one of its rows).
 template <typename T, typename Rows>
-void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
+void in_row_blocks(int64_t length, int64_t width, bool blocks_of_8, Rows&& rows) {
   vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
     const Lanes<T, decltype(vectors)::value> lanes;
     int64_t t = 0;
-    if (length >= 16)
+    if (blocks_of_8)
       for (; t + 8 <= length; t += 8) rows(std::integral_constant<int, 8>{}, lanes, t, c);
     for (; t + 4 <= length; t += 4) rows(std::integral_constant<int, 4>{}, lanes, t, c);
     for (; t < length; ++t) rows(std::integral_constant<int, 1>{}, lanes, t, c);
@@ -121,38 +143,42 @@ void in_row_blocks(int64_t length, int64_t width, Rows&& rows) {
 
 // Rows t .. t + R - 1 of the output on one U of channels (at c in the slice): the rows' inputs slide through
 // registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms. The taps
-// at which every row of the block reads the zero padding, [0, j0) and [j1, K), subtract |w| itself, computed once
-// for the R rows: the same value as |0 - w|, in the same order.
+// at which every row of the block reads the zero padding, [0, j0) and [j1, K), are not visited: the rows start from
+// before[j0] and end by subtracting after[j1] (Padding).
 template <int R, typename U, typename T>
-inline void forward_rows(const T* xb, const T* w, T* y, int64_t t, int64_t b, int64_t c0, int64_t c, int64_t width,
-                         const Sequence& s) {
+inline void forward_rows(const T* xb, const T* w, const Padding<T>& padding, T* y, int64_t t, int64_t b, int64_t c0,
+                         int64_t c, int64_t width, const Sequence& s) {
   const int64_t j0 = std::clamp<int64_t>(s.left - t - (R - 1), 0, s.taps);
   const int64_t j1 = std::clamp<int64_t>(s.left + s.length - t, j0, s.taps);
+  const int64_t column = c0 + c, pitch = s.batch * s.channels;
+  T* const out = y + (t * s.batch + b) * s.channels + column;
+  const T* const after = j1 < s.taps ? padding.after.data() + j1 * s.channels + column : nullptr;
   U xr[R], sum[R];
+  const U before = load<U>(padding.before.data() + j0 * s.channels + column);
   for (int r = 0; r < R; ++r) {
     xr[r] = load<U>(xb + (t + r + j0) * width + c);
-    sum[r] = U{};
+    sum[r] = before;
   }
-  for (int64_t j = 0; j < s.taps; ++j) {
-    const U wv = load<U>(w + j * s.channels + c0 + c);
-    if (j < j0 || j >= j1) {
-      const U magnitude = vabs(wv);
-      for (int r = 0; r < R; ++r) sum[r] -= magnitude;
-      continue;
-    }
+  for (int64_t j = j0; j < j1; ++j) {
+    const U wv = load<U>(w + j * s.channels + column);
     for (int r = 0; r < R; ++r) sum[r] -= vabs(xr[r] - wv);
     for (int r = 0; r + 1 < R; ++r) xr[r] = xr[r + 1];
     if (j + 1 < j1) xr[R - 1] = load<U>(xb + (t + j + R) * width + c);  // x[t + (R - 1) + (j + 1) - left]
   }
-  for (int r = 0; r < R; ++r) store(y + ((t + r) * s.batch + b) * s.channels + c0 + c, sum[r]);
+  if (after) {
+    const U tail = load<U>(after);
+    for (int r = 0; r < R; ++r) sum[r] -= tail;
+  }
+  for (int r = 0; r < R; ++r) store(out + r * pitch, sum[r]);
 }
 
 template <typename T>
 void forward(const T* x, const T* w, T* y, const Sequence& s, int threads) {
+  const Padding<T> padding(w, s);
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* xb) {
     gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb);  // xb[u] = x[u - left]
-    in_row_blocks<T>(s.length, width, [&](auto block, auto lanes, int64_t t, int64_t c) {
-      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, y, t, b, c0, c, width, s);
+    in_row_blocks<T>(s.length, width, s.taps <= s.length, [&](auto block, auto lanes, int64_t t, int64_t c) {
+      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, padding, y, t, b, c0, c, width, s);
     });
   });
 }
@@ -185,7 +211,9 @@ void input_grad(const T* g, const T* x, const T* w, T* dx, const Sequence& s, in
   const int64_t after = s.taps - 1 - s.left;
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* gb) {
     gather(g, b, c0, width, -after, s.length + s.taps - 1, s, gb);  // gb[u] = g[u - after]
-    in_row_blocks<T>(s.length, width, [&](auto block, auto lanes, int64_t t, int64_t c) {
+    // blocks of 8 rows hold 24 vectors in registers here (16 in the forward): at T = 8 they were slower than 4
+    in_row_blocks<T>(s.length, width, s.length >= 16 && s.taps <= s.length,
+                     [&](auto block, auto lanes, int64_t t, int64_t c) {
       input_grad_rows<decltype(block)::value, typename decltype(lanes)::U>(gb, x, w, dx, t, b, c0, c, width, s);
     });
   });
@@ -213,7 +241,9 @@ void product_taps(const T* gb, const T* xb, T* p, int64_t j0, int64_t c, int64_t
 
 template <typename T>
 void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads) {
-  constexpr int64_t slice = Vec<T>::lanes;
+  // 4 vectors of channels a task (a gathered row then spans 4 cache lines, not one), fewer where the threads need
+  // more tasks
+  const int64_t slice = Vec<T>::lanes * std::clamp<int64_t>(s.channels / (Vec<T>::lanes * threads), 1, 4);
   const int64_t slices = (s.channels + slice - 1) / slice;
 #pragma omp parallel num_threads(threads)
   {
