@@ -83,7 +83,7 @@ def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, 
 def test_add_mixer_forward_keeps_float32_precision_with_softmax_kernels(kernels_built, monkeypatch, offset):
     """With the models' softmax-normalised kernels the kernel's float32 outputs stay within a few roundings of the
     float64 truth, also where x carries a large offset (a faster form, 2 min(x, w) - x - w, passed this too but
-    was not kept: see README, the mixers against fairseq)."""
+    was not kept: see docs/kernels-history.md, the mixers against fairseq)."""
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
     torch.manual_seed(4)
     x, kernel = offset + torch.randn(40, 3, 64), torch.softmax(torch.randn(4, 31), dim=-1)
