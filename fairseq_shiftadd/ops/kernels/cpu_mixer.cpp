@@ -24,7 +24,7 @@
 // place (each row once), head by head with the head's kernel value broadcast (no per-channel expansion per step), on
 // one thread unless the window is large.
 //
-// Measured (one thread, B = 1024 / T, C 512, the kernels of 1276ac1 against these loaded side by side, min of 7
+// Measured (the Zen 4 EPYC VM, one thread, B = 1024 / T, C 512, 1276ac1's kernels and these side by side, min of 7
 // alternating rounds of 300 calls, bit-identical weight products and input gradients): forward at T 8, K 31 0.63 ->
 // 0.48 ms (centred; its sums in another order, within roundings) and 0.61 -> 0.30 (causal, bit-identical), K 15 0.36 ->
 // 0.33 and 0.32 -> 0.22, T 128 K 3 0.20 -> 0.15; input gradient at T 16, K 31 0.81 -> 0.65; weight product 0.26-0.30 ->
