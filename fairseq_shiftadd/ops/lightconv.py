@@ -154,16 +154,21 @@ def lightweight_mix(
     """Mix a whole sequence with an external (already normalised) kernel; zero padding at the borders.
 
     ``y[t, b, c] = sum_j op(x[t + j - pad, b, c], kernel[h(c), j])``, see :func:`mix_windows`. Callers zero
-    padded positions of ``x`` beforehand (as :meth:`LightweightMixer.forward` does). Fast paths: ``MULT`` up to
-    128 positions as :func:`band_mix`, longer by :func:`mix_sequence`; ``ADD`` by a direct kernel on the
-    time-major layout itself (:func:`~.kernels.dispatch.add_mix`: Triton for CUDA tensors, ``cpu_mixer`` on CPU;
-    same formulas and gradients, no padded copy, no unfolded windows).
+    padded positions of ``x`` beforehand (as :meth:`LightweightMixer.forward` does). Fast paths: a direct kernel on
+    the time-major layout itself, same formulas and gradients, no padded copy, no unfolded windows (``ADD``:
+    :func:`~.kernels.dispatch.add_mix`, Triton for CUDA tensors, ``cpu_mixer`` on CPU; ``MULT`` on CPU:
+    :func:`~.kernels.dispatch.product_mix`); elsewhere ``MULT`` up to 128 positions as :func:`band_mix`, longer by
+    :func:`mix_sequence`.
 
     Shape: x ``(T, B, C)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
     left, right = padding_sizes(kernel.size(1), padding)
-    if op is OpKind.MULT and kernels_enabled() and x.size(0) <= _BAND_MAX_LENGTH:
-        return band_mix(x, kernel, left)
+    if op is OpKind.MULT:
+        y = dispatch.product_mix(x, kernel, left)
+        if y is not None:
+            return y
+        if kernels_enabled() and x.size(0) <= _BAND_MAX_LENGTH:
+            return band_mix(x, kernel, left)
     if op is OpKind.ADD:
         scale = functools.partial(scale_weight_grad, eta=eta, grad_norm=GradNorm(grad_norm))
         y = dispatch.add_mix(x, kernel, left, scale)

@@ -1,5 +1,5 @@
-"""Direct depthwise and mixer kernels (fairseq_shiftadd.ops.kernels.cpu_depthwise, cpu_mixer) and the mixers'
-product paths (band matrix, conv1d), against the reference paths."""
+"""Direct depthwise and mixer kernels (fairseq_shiftadd.ops.kernels.cpu_depthwise, cpu_mixer) and the product mixer's
+paths where they do not run (band matrix, conv1d), against the reference paths."""
 import pytest
 import torch
 from torch.testing import assert_close
@@ -7,9 +7,9 @@ from torch.testing import assert_close
 from _kernel_paths import on_both_paths
 from fairseq_shiftadd.ops.adder import AddConv2d, GradNorm
 from fairseq_shiftadd.ops.kinds import OpKind
-from fairseq_shiftadd.ops.kernels import cpu_mixer
+from fairseq_shiftadd.ops.kernels import cpu_mixer, dispatch
 from fairseq_shiftadd.ops.kernels.cpu_depthwise import depthwise_supported
-from fairseq_shiftadd.ops.lightconv import LightweightAdd, Padding, lightweight_mix, mix_window
+from fairseq_shiftadd.ops.lightconv import LightweightAdd, LightweightConv, Padding, lightweight_mix, mix_window
 
 F64 = torch.float64
 
@@ -54,6 +54,7 @@ SEQUENCES = {  # T, B, C, H, K
     "short_blocks_of_8": (12, 2, 40, 4, 7),  # the forward's blocks of 8 rows, then of 4 (the kernel fits the length)
     "padding_taps": (8, 2, 40, 4, 15),  # blocks of 4 rows (a short sequence) whose outer taps meet padding only
     "shorter_than_kernel": (3, 2, 40, 5, 9),  # every output meets both borders
+    "past_band_length": (131, 1, 20, 4, 5),  # longer than the band product's 128 (the GPU's conv1d there)
 }
 
 
@@ -77,6 +78,42 @@ def test_lightweight_mix_fast_paths_match_reference(kernels_built, monkeypatch, 
     for fast, slow in zip(*on_both_paths(monkeypatch, run)):
         assert fast.dtype == dtype
         assert_close(fast, slow, **tolerance)
+
+
+@pytest.mark.parametrize("padding", list(Padding), ids=[p.value for p in Padding])
+@pytest.mark.parametrize("sizes", SEQUENCES.values(), ids=list(SEQUENCES))
+def test_product_mixer_without_the_direct_kernel_matches_reference(kernels_built, monkeypatch, padding, sizes):
+    """Where the direct kernel does not run (CUDA tensors, a CPU without a compiler) the product mixer takes fairseq's
+    band-matrix product up to 128 positions and a depthwise conv1d past them: both on CPU tensors here."""
+    monkeypatch.setattr(dispatch, "product_mix", lambda *args: None)
+    torch.manual_seed(6)
+    length, batch, channels, heads, taps = sizes
+    x, kernel = torch.randn(length, batch, channels, dtype=F64), torch.randn(heads, taps, dtype=F64)
+
+    def run():
+        xi, ki = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+        y = lightweight_mix(xi, ki, OpKind.MULT, padding)
+        y.backward(torch.cos(y))
+        return y, xi.grad, ki.grad
+
+    for fast, slow in zip(*on_both_paths(monkeypatch, run)):
+        assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_product_mixer_runs_on_the_cpu_kernel_at_every_length(kernels_built, monkeypatch, dtype):
+    """On CPU the conv mixer's sums and gradients come from the direct kernel, short sequences (where fairseq and a GPU
+    take the band product) and long (a depthwise conv1d) alike."""
+    monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
+    calls = []
+    monkeypatch.setattr(cpu_mixer, "product_mix",
+                        lambda *args, mix=cpu_mixer.product_mix: calls.append(args[0].size(0)) or mix(*args))
+    kernel = torch.randn(4, 7, dtype=dtype, requires_grad=True)
+    for length in (8, 200):
+        y = lightweight_mix(torch.randn(length, 2, 16, dtype=dtype), kernel, OpKind.MULT, Padding.CENTRED)
+        assert y.dtype == dtype
+        y.sum().backward()
+    assert calls == [8, 200] and kernel.grad.dtype == dtype
 
 
 @pytest.mark.parametrize("offset", [0.0, 50.0], ids=["centred_x", "offset_x"])
@@ -112,17 +149,18 @@ def test_decoding_step_kernel_matches_reference(kernels_built, monkeypatch, op, 
     assert_close(fast, slow, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("mixer", [LightweightAdd, LightweightConv], ids=["add", "conv"])
 @pytest.mark.parametrize("length, taps", [(19, 7), (22, 7), (12, 7), (9, 15)],
                          ids=["blocks_of_8_then_single_rows", "blocks_of_8_4_1", "short_blocks_of_8_then_4",
                               "short_blocks_of_4_padding_taps"])
-def test_causal_add_mixer_steps_reproduce_the_forward_bit_for_bit(kernels_built, monkeypatch, length, taps):
+def test_causal_mixer_steps_reproduce_the_forward_bit_for_bit(kernels_built, monkeypatch, mixer, length, taps):
     """The decoding step's window kernel gives every position the sums the whole-sequence kernel gives it, in the same
     order, whatever the position's place in the forward's blocks of rows (and where a block's taps all meet the
     padding): a quantised model then decodes incrementally exactly as it scores a whole sequence
     (tests/models/test_qat.py)."""
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
     torch.manual_seed(5)
-    layer = LightweightAdd(90, taps, 3, padding=Padding.CAUSAL).eval()
+    layer = mixer(90, taps, 3, padding=Padding.CAUSAL).eval()
     x = torch.randn(length, 2, 90)  # ragged channels
     with torch.no_grad():
         whole, buffer, steps = layer(x), None, []
@@ -132,10 +170,11 @@ def test_causal_add_mixer_steps_reproduce_the_forward_bit_for_bit(kernels_built,
     assert torch.equal(torch.cat(steps), whole)
 
 
-def test_lightweight_add_bfloat16_matches_float32(kernels_built, monkeypatch):
+@pytest.mark.parametrize("mixer", [LightweightAdd, LightweightConv], ids=["add", "conv"])
+def test_lightweight_mixer_bfloat16_matches_float32(kernels_built, monkeypatch, mixer):
     monkeypatch.setenv("FAIRSEQ_SHIFTADD_KERNELS", "")
     torch.manual_seed(2)
-    layer = LightweightAdd(16, 7, 4)
+    layer = mixer(16, 7, 4)
     x = torch.randn(10, 2, 16)
     full = layer(x)
     half = layer.to(torch.bfloat16)(x.to(torch.bfloat16))

@@ -1,10 +1,12 @@
-// The lightweight add mixer on CPU, on the model's time-major layout (AdderNet negative L1 over time): no padded
-// copy, no transposes.
+// The lightweight add and conv mixers on CPU, on the model's time-major layout (AdderNet negative L1 over time, or a
+// product): no padded copy, no transposes.
 //
 // Compiled at first use by cpu_mixer.py (see build.py) and called through ctypes; plain C ABI. x is (T, B, C), the
 // kernel (H, K) is read expanded per channel as w (K, C) (w[j, c] = kernel[c / (C / H), j], built per call), and
 // positions outside [0, T) read zeros (the zero padding: `left` positions before the sequence, the rest after it):
 //   forward:        y[t, b, c]  = -sum_j |x[t + j - left, b, c] - w[j, c]|
+//                   or, for the product mixer,  sum_j x[t + j - left, b, c] * w[j, c]   (its input gradient: this
+//                   forward of g with the kernel reversed and K - 1 - left zeros before, cpu_mixer.py)
 //   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
 //   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
 //   decoding step:  y[b, c]     = -sum_j |window[j, b, c] - w[j, c]|      (window: the last K inputs, (K, B, C))
@@ -34,6 +36,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -143,42 +146,50 @@ void in_row_blocks(int64_t length, int64_t width, bool blocks_of_8, Rows&& rows)
 
 // Rows t .. t + R - 1 of the output on one U of channels (at c in the slice): the rows' inputs slide through
 // registers one tap at a time, so that a tap costs two loads (its input row and its kernel row) for R terms. The taps
-// at which every row of the block reads the zero padding, [0, j0) and [j1, K), are not visited: the rows start from
-// before[j0] and end by subtracting after[j1] (Padding).
-template <int R, typename U, typename T>
-inline void forward_rows(const T* xb, const T* w, const Padding<T>& padding, T* y, int64_t t, int64_t b, int64_t c0,
+// at which every row of the block reads the zero padding, [0, j0) and [j1, K), are not visited: their terms are zeros
+// for the product mixer; the add mixer's rows start from before[j0] and end by subtracting after[j1] (Padding).
+template <int R, bool Product, typename U, typename T>
+inline void forward_rows(const T* xb, const T* w, const Padding<T>* padding, T* y, int64_t t, int64_t b, int64_t c0,
                          int64_t c, int64_t width, const Sequence& s) {
   const int64_t j0 = std::clamp<int64_t>(s.left - t - (R - 1), 0, s.taps);
   const int64_t j1 = std::clamp<int64_t>(s.left + s.length - t, j0, s.taps);
   const int64_t column = c0 + c, pitch = s.batch * s.channels;
   T* const out = y + (t * s.batch + b) * s.channels + column;
-  const T* const after = j1 < s.taps ? padding.after.data() + j1 * s.channels + column : nullptr;
   U xr[R], sum[R];
-  const U before = load<U>(padding.before.data() + j0 * s.channels + column);
+  U before{};
+  if constexpr (!Product) before = load<U>(padding->before.data() + j0 * s.channels + column);
   for (int r = 0; r < R; ++r) {
     xr[r] = load<U>(xb + (t + r + j0) * width + c);
     sum[r] = before;
   }
   for (int64_t j = j0; j < j1; ++j) {
     const U wv = load<U>(w + j * s.channels + column);
-    for (int r = 0; r < R; ++r) sum[r] -= vabs(xr[r] - wv);
+    for (int r = 0; r < R; ++r) {
+      if constexpr (Product) sum[r] += xr[r] * wv;
+      else sum[r] -= vabs(xr[r] - wv);
+    }
     for (int r = 0; r + 1 < R; ++r) xr[r] = xr[r + 1];
     if (j + 1 < j1) xr[R - 1] = load<U>(xb + (t + j + R) * width + c);  // x[t + (R - 1) + (j + 1) - left]
   }
-  if (after) {
-    const U tail = load<U>(after);
-    for (int r = 0; r < R; ++r) sum[r] -= tail;
+  if constexpr (!Product) {
+    if (j1 < s.taps) {
+      const U tail = load<U>(padding->after.data() + j1 * s.channels + column);
+      for (int r = 0; r < R; ++r) sum[r] -= tail;
+    }
   }
   for (int r = 0; r < R; ++r) store(out + r * pitch, sum[r]);
 }
 
-template <typename T>
+template <typename T, bool Product>
 void forward(const T* x, const T* w, T* y, const Sequence& s, int threads) {
-  const Padding<T> padding(w, s);
+  std::optional<Padding<T>> padding;  // the add mixer's terms at the padding (the product's are zeros)
+  if constexpr (!Product) padding.emplace(w, s);
+  const Padding<T>* const terms = padding ? &*padding : nullptr;
   for_each_slice<T>(s, threads, [&](int64_t b, int64_t c0, int64_t width, T* xb) {
     gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb);  // xb[u] = x[u - left]
     in_row_blocks<T>(s.length, width, s.taps <= s.length, [&](auto block, auto lanes, int64_t t, int64_t c) {
-      forward_rows<decltype(block)::value, typename decltype(lanes)::U>(xb, w, padding, y, t, b, c0, c, width, s);
+      forward_rows<decltype(block)::value, Product, typename decltype(lanes)::U>(xb, w, terms, y, t, b, c0, c, width,
+                                                                                 s);
     });
   });
 }
@@ -307,7 +318,11 @@ void window_forward(const T* window, const T* kernel, T* y, const Sequence& s, i
 #define SHIFTADD_MIXER_FUNCTIONS(T)                                                                             \
   void shiftadd_mixer_forward_##T(const T* x, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {                 \
     const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
-    forward<T>(x, per_channel(kernel, s).data(), y, s, threads);                                                \
+    forward<T, false>(x, per_channel(kernel, s).data(), y, s, threads);                                         \
+  }                                                                                                             \
+  void shiftadd_mixer_product_##T(const T* x, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {                 \
+    const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
+    forward<T, true>(x, per_channel(kernel, s).data(), y, s, threads);                                          \
   }                                                                                                             \
   void shiftadd_mixer_input_grad_##T(const T* g, const T* x, const T* kernel, T* dx, SHIFTADD_SEQUENCE_ARGS) { \
     const Sequence s = SHIFTADD_SEQUENCE;                                                                       \

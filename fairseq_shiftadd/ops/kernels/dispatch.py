@@ -10,7 +10,8 @@ The operators' functional cores ask here; ``None`` means "use the reference path
   (:mod:`.triton_depthwise` on a channels-last view, :mod:`.cpu_depthwise` on a padded copy);
 * :func:`add_mix`, :func:`mix_window` — the lightweight add mixers over a sequence and a decoding step's window
   (:mod:`.triton_depthwise` on the time-major layout seen as ``(B, C, T, 1)``, :mod:`.cpu_mixer`; the product
-  mixer's window on :mod:`.cpu_mixer` too);
+  mixer's window on :mod:`.cpu_mixer` too), and :func:`product_mix`, the product mixer over a sequence on CPU
+  (:mod:`.cpu_mixer`; a GPU runs fairseq's band-matrix product, one batched GEMM);
 * :func:`clamped_ps_weight_`, :func:`ps_exponent_grad` — the DeepShift-PS weight with its in-place clamping, and
   its exponent gradient (:mod:`.cpu_shift`);
 * :func:`pow2_codes`, :func:`pow2_linear` — a shift layer's linear at inference on a few rows, from one byte per
@@ -29,8 +30,8 @@ from ..validate import Conv2dGeometry
 from . import cpu_adder, cpu_depthwise, cpu_mixer, cpu_shift, triton_adder, triton_depthwise
 from .build import GradScale
 
-__all__ = ["prepare_neg_l1", "neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "mix_window", "clamped_ps_weight_",
-           "ps_exponent_grad", "round_pow2", "pow2_codes", "pow2_linear"]
+__all__ = ["prepare_neg_l1", "neg_l1", "input_grad", "depthwise_add_conv", "add_mix", "product_mix", "mix_window",
+           "clamped_ps_weight_", "ps_exponent_grad", "round_pow2", "pow2_codes", "pow2_linear"]
 
 
 def prepare_neg_l1(weight: Tensor, centred: bool) -> Optional[cpu_adder.PreparedWeight]:
@@ -96,6 +97,16 @@ def add_mix(x: Tensor, kernel: Tensor, left: int, scale: GradScale) -> Optional[
         return y.squeeze(-1).permute(2, 0, 1)
     if cpu_mixer.mixer_supported(x, kernel):
         return cpu_mixer.add_mix(x, kernel, left, scale)
+    return None
+
+
+def product_mix(x: Tensor, kernel: Tensor, left: int) -> Optional[Tensor]:
+    """:func:`.cpu_mixer.product_mix` (same contract) where it takes the tensors, else None.
+
+    Shape: x (T, B, C), kernel (H, K) -> (T, B, C).
+    """
+    if cpu_mixer.mixer_supported(x, kernel):
+        return cpu_mixer.product_mix(x, kernel, left)
     return None
 
 
