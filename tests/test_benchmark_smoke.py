@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,24 @@ def test_operator_benchmark_mixer_sweep_covers_every_length_and_kernel_size(caps
     expected = {(f"| {mixer} vs fairseq (band)", f"T{t} B{256 // t} C16 K{k}") for t in sweep["lengths"]
                 for k in sweep["kernel_sizes"] for mixer in ("LightweightConv", "LightweightAdd")}
     assert {tuple(row) for row in rows} == expected
+
+
+def test_ops_summary_reads_real_runs_and_reports_median_and_range(capsys, monkeypatch, tmp_path):
+    ops, summary = _benchmark("ops"), _benchmark("ops_summary")
+    monkeypatch.setattr(ops, "_pin_allocator", lambda: False)
+    ops.main(["--quick", "--repeat", "1", "--skip-memory", "--only", "AddLinear step"])
+    (tmp_path / "real.txt").write_text(capsys.readouterr().out)
+    real = summary.read_run(tmp_path / "real.txt")
+    assert {name for name, _ in real} == {"AddLinear step"} and len(real) == 2  # the plain table, not its copy
+
+    def run(path, forward, training):
+        path.write_text("torch ...\noperator | shape | fwd ms | fwd vs torch | fwd+bwd ms | fwd+bwd vs torch | peak MiB"
+                        f" | peak vs torch\nAddLinear | 8x4->2 | 1.00 | {forward} | 2.00 | {training} | n/a | n/a\n")
+        return path
+
+    runs = [run(tmp_path / f"run{i}.txt", forward, "n/a") for i, forward in enumerate(["0.90x", "1.30x", "1.00x"])]
+    summary.main([str(path) for path in runs] + ["--reference", str(run(tmp_path / "ref.txt", "7.00x", "6.50x"))])
+    assert capsys.readouterr().out.splitlines()[-1] == "| AddLinear | 8x4->2 | 1.00x (0.90-1.30) | n/a | 7.00x | 6.50x |"
+    (tmp_path / "other.txt").write_text((tmp_path / "run0.txt").read_text().replace("AddLinear", "AddConv2d"))
+    with pytest.raises(SystemExit, match="'AddLinear 8x4->2' is missing from run\\(s\\) \\[2\\]"):
+        summary.main([str(runs[0]), str(tmp_path / "other.txt")])
