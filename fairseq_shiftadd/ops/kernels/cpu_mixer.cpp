@@ -9,6 +9,7 @@
 //                   forward of g with the kernel reversed and K - 1 - left zeros before, cpu_mixer.py)
 //   input gradient: dx[s, b, c] =  sum_j g[s - j + left, b, c] * clamp(w[j, c] - x[s, b, c], -1, 1)
 //   weight product: p[j, c]     =  sum_{t, b} g[t, b, c] * x[t + j - left, b, c]             (the g^T x of dw)
+//                   and, where asked for, gs[c] = sum_{t, b} g[t, b, c] (the add mixer's dw needs it: one pass less)
 //   decoding step:  y[b, c]     = -sum_j |window[j, b, c] - w[j, c]|      (window: the last K inputs, (K, B, C))
 //                   or, for the product mixer,  sum_j window[j, b, c] * w[j, c]
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
@@ -251,21 +252,25 @@ void product_taps(const T* gb, const T* xb, T* p, int64_t j0, int64_t c, int64_t
 }
 
 template <typename T>
-void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads) {
+void weight_product(const T* g, const T* x, T* p, T* gsum, const Sequence& s, int threads) {
   // 4 vectors of channels a task (a gathered row then spans 4 cache lines, not one), fewer where the threads need
   // more tasks
   const int64_t slice = Vec<T>::lanes * std::clamp<int64_t>(s.channels / (Vec<T>::lanes * threads), 1, 4);
   const int64_t slices = (s.channels + slice - 1) / slice;
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<T> xb((s.length + s.taps - 1) * slice), gb(s.length * slice), sums(s.taps * slice);
+    std::vector<T> xb((s.length + s.taps - 1) * slice), gb(s.length * slice), sums(s.taps * slice), column(slice);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < slices; ++i) {
       const int64_t c0 = i * slice, width = std::min(slice, s.channels - c0);
       std::fill(sums.begin(), sums.end(), T(0));  // sums[j, c] = p[j, c0 + c]
+      std::fill(column.begin(), column.end(), T(0));  // column[c] = gs[c0 + c]
       for (int64_t b = 0; b < s.batch; ++b) {
         gather(x, b, c0, width, -s.left, s.length + s.taps - 1, s, xb.data());
         gather(g, b, c0, width, 0, s.length, s, gb.data());
+        if (gsum)
+          for (int64_t t = 0; t < s.length; ++t)
+            for (int64_t c = 0; c < width; ++c) column[c] += gb[t * width + c];
         vector_loop<T, 1>(width, [&](auto vectors, int64_t c) {
           using U = typename Lanes<T, decltype(vectors)::value>::U;
           int64_t j = 0;
@@ -275,6 +280,7 @@ void weight_product(const T* g, const T* x, T* p, const Sequence& s, int threads
         });
       }
       for (int64_t j = 0; j < s.taps; ++j) std::copy_n(sums.data() + j * width, width, p + j * s.channels + c0);
+      if (gsum) std::copy_n(column.data(), width, gsum + c0);
     }
   }
 }
@@ -328,8 +334,8 @@ void window_forward(const T* window, const T* kernel, T* y, const Sequence& s, i
     const Sequence s = SHIFTADD_SEQUENCE;                                                                       \
     input_grad<T>(g, x, per_channel(kernel, s).data(), dx, s, threads);                                         \
   }                                                                                                             \
-  void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, SHIFTADD_SEQUENCE_ARGS) {               \
-    weight_product<T>(g, x, p, SHIFTADD_SEQUENCE, threads);                                                     \
+  void shiftadd_mixer_weight_product_##T(const T* g, const T* x, T* p, T* gsum, SHIFTADD_SEQUENCE_ARGS) {     \
+    weight_product<T>(g, x, p, gsum, SHIFTADD_SEQUENCE, threads);                                               \
   }                                                                                                             \
   void shiftadd_mixer_window_##T(const T* window, const T* kernel, T* y, SHIFTADD_SEQUENCE_ARGS) {             \
     window_forward<T, false>(window, kernel, y, SHIFTADD_SEQUENCE, threads);                                    \

@@ -37,7 +37,7 @@ __all__ = ["mixer_supported", "add_mix", "product_mix", "mix_window"]
 _SOURCE = Path(__file__).with_name("cpu_mixer.cpp")
 _SIGNATURES: dict[str, Signature] = {  # pointers, then T, B, C, K, left, H, then threads
     "mixer_forward": (3, 6, 1), "mixer_product": (3, 6, 1), "mixer_input_grad": (4, 6, 1),
-    "mixer_weight_product": (3, 6, 1),
+    "mixer_weight_product": (4, 6, 1),
     "mixer_window": (3, 6, 1), "mixer_window_product": (3, 6, 1),
 }
 
@@ -64,12 +64,17 @@ def _mixed(name: str, x: Tensor, kernel: Tensor, left: int) -> Tensor:
     return y
 
 
-def _head_product(grad: Tensor, x: Tensor, kernel: Tensor, left: int) -> Tensor:
-    """``P[h, j] = sum_{c in h} p[j, c]``, the kernel's ``g^T x`` (``p``: the weight product). Shape: (H, K)."""
+def _head_product(grad: Tensor, x: Tensor, kernel: Tensor, left: int,
+                  grad_sum: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """``P[h, j] = sum_{c in h} p[j, c]``, the kernel's ``g^T x`` (``p``: the weight product), and with ``grad_sum``
+    ``S[h] = sum_{t, b, c in h} g[t, b, c]``, summed in the same pass over ``g``. Shape: (H, K), (H,) or None."""
     (heads, taps), channels = kernel.shape, x.size(2)
     per_channel = x.new_empty(taps, channels)  # p (K, C)
-    _KERNELS.call("mixer_weight_product", grad, x, per_channel, *_sequence(x, kernel, left))
-    return per_channel.view(taps, heads, channels // heads).sum(dim=2).t()
+    sums = x.new_empty(channels) if grad_sum else None  # sum_{t, b} g[t, b, c]
+    _KERNELS.call("mixer_weight_product", grad, x, per_channel, 0 if sums is None else sums,
+                  *_sequence(x, kernel, left))
+    product = per_channel.view(taps, heads, channels // heads).sum(dim=2).t()
+    return product, None if sums is None else sums.view(heads, -1).sum(dim=1)
 
 
 class _AddMix(torch.autograd.Function):
@@ -90,9 +95,7 @@ class _AddMix(torch.autograd.Function):
             dx = torch.empty_like(x)
             _KERNELS.call("mixer_input_grad", grad, x, kernel, dx, *_sequence(x, kernel, ctx.left))
         if ctx.needs_input_grad[1]:
-            product = _head_product(grad, x, kernel, ctx.left)
-            heads = kernel.size(0)
-            grad_sum = grad.sum(dim=(0, 1)).view(heads, -1).sum(dim=1)
+            product, grad_sum = _head_product(grad, x, kernel, ctx.left, grad_sum=True)
             dw = ctx.scale(product - kernel * grad_sum[:, None], product)
         return dx, dw, None, None
 
@@ -114,7 +117,7 @@ class _ProductMix(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # dx[s] = sum_j g[s - j + left] w[j] = sum_i g[s + i - (K - 1 - left)] w[K - 1 - i]
             dx = _mixed("mixer_product", grad, kernel.flip(1).contiguous(), kernel.size(1) - 1 - ctx.left)
         if ctx.needs_input_grad[1]:
-            dw = _head_product(grad, x, kernel, ctx.left)
+            dw, _ = _head_product(grad, x, kernel, ctx.left)
         return dx, dw, None
 
 
