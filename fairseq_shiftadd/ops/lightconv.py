@@ -469,7 +469,8 @@ class LightweightMixer(nn.Module):
 class LightweightConv(LightweightMixer):
     """Lightweight convolution (multiplicative): ``y[t, b, c] = sum_j w~[h(c), j] * x[t + j - pad, b, c]``.
 
-    True gradients (autograd through a batched matmul). Arguments as :class:`LightweightMixer`.
+    True gradients (the direct kernel's own backward on CPU, autograd through :func:`band_mix` or ``conv1d``
+    elsewhere: :func:`lightweight_mix`). Arguments as :class:`LightweightMixer`.
 
     Shape: ``x (T, B, C)`` -> ``(T, B, C)``; weight ``(H, K)``.
     """
