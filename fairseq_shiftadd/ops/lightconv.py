@@ -136,11 +136,16 @@ def mix_sequence(
 
     Shape: seq ``(B, C, T + K - 1)``, kernel ``(H, K)`` -> ``(T, B, C)``.
     """
-    channels, (heads, kernel_size) = seq.size(1), kernel.shape
+    batch, channels, padded = seq.shape
+    heads, kernel_size = kernel.shape
     if op is OpKind.MULT and kernels_enabled():
         weight = kernel.repeat_interleave(channels // heads, dim=0).unsqueeze(1)
         return F.conv1d(seq, weight, groups=channels).permute(2, 0, 1).contiguous()
-    return mix_windows(seq.unfold(2, kernel_size, 1), kernel, op, eta, grad_norm)
+    if padded < kernel_size:  # an empty sequence (T = 0): no window, which unfold cannot express
+        windows = seq[..., :0, None].expand(batch, channels, 0, kernel_size)
+    else:
+        windows = seq.unfold(2, kernel_size, 1)
+    return mix_windows(windows, kernel, op, eta, grad_norm)
 
 
 def lightweight_mix(

@@ -22,6 +22,8 @@ from fairseq_shiftadd.ops.lightconv import (
 )
 from fairseq_shiftadd.ops.quant import QuantConfig
 
+from _kernel_paths import on_both_paths
+
 MIXERS = {"conv": LightweightConv, "add": LightweightAdd, "shiftadd": LightweightShiftAdd}
 EXACT = dict(rtol=1e-12, atol=1e-12)
 
@@ -358,6 +360,27 @@ def test_bad_inputs(name):
         m.step(torch.randn(1, 2, 6, dtype=torch.float64), torch.zeros(2, 6, 2, dtype=torch.float64))  # (B, C, n)
     with pytest.raises(ValueError, match="input_shape"):
         m.op_counts((4, 2, 5))
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+@pytest.mark.parametrize("padding", ["centred", "causal"])
+@pytest.mark.parametrize("length,batch", [(0, 2), (5, 0), (0, 0)], ids=["no-positions", "no-sentences", "neither"])
+def test_empty_input_gives_empty_output_and_zero_kernel_gradient(monkeypatch, name, padding, length, batch):
+    """An empty sequence or batch trains as any other on the fast and the reference paths alike: an empty output,
+    an empty input gradient, a zero (not NaN) kernel gradient (the reference once failed in ``unfold`` at T = 0)."""
+    m = make(name, kernel_size=5, padding=padding).train()
+
+    def run():
+        m.zero_grad()
+        x = torch.randn(length, batch, 6, dtype=torch.float64, requires_grad=True)
+        y = m(x)
+        y.backward(torch.ones_like(y))
+        return y.detach(), x.grad, m.weight.grad.clone()
+
+    fast, reference = on_both_paths(monkeypatch, run)
+    for (y, x_grad, kernel_grad) in (fast, reference):
+        assert y.shape == x_grad.shape == (length, batch, 6)
+        assert kernel_grad.shape == m.weight.shape and not kernel_grad.any()
 
 
 def test_padding_enum_accepts_strings_and_members():
