@@ -443,13 +443,14 @@ class _Patches(torch.autograd.Function):
         (pad_h, pad_w), (kh, kw), (dh, dw), (sh, sw) = (geometry.padding, geometry.kernel_size, geometry.dilation,
                                                         geometry.stride)
         batch, height, width, channels = ctx.padded_shape
-        taps = grad.view(geometry.groups, batch, out_h, out_w, kh, kw, -1).permute(1, 2, 3, 4, 5, 0, 6)
+        groups, group_channels = geometry.groups, channels // geometry.groups  # sizes explicit: N may be 0
+        taps = grad.view(groups, batch, out_h, out_w, kh, kw, group_channels).permute(1, 2, 3, 4, 5, 0, 6)
         padded = grad.new_zeros(batch, height, width, channels)
         for u in range(kh):
             rows = slice(u * dh, u * dh + (out_h - 1) * sh + 1, sh)
             for v in range(kw):
                 cols = slice(v * dw, v * dw + (out_w - 1) * sw + 1, sw)
-                padded[:, rows, cols].view(batch, out_h, out_w, geometry.groups, -1).add_(taps[:, :, :, u, v])
+                padded[:, rows, cols].view(batch, out_h, out_w, groups, group_channels).add_(taps[:, :, :, u, v])
         return padded[:, pad_h:height - pad_h, pad_w:width - pad_w].permute(0, 3, 1, 2), None
 
 
@@ -484,8 +485,10 @@ def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: O
 
 
 def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Tensor:
-    """``(G, N * Ho * Wo, C_out / G) -> (N, C_out, Ho, Wo)``."""
-    return y.view(groups, batch, out_h * out_w, -1).permute(1, 0, 3, 2).reshape(batch, -1, out_h, out_w)
+    """``(G, N * Ho * Wo, C_out / G) -> (N, C_out, Ho, Wo)`` (sizes explicit: ``-1`` is ambiguous for ``N = 0``)."""
+    per_group = y.size(-1)
+    return y.view(groups, batch, out_h * out_w, per_group).permute(1, 0, 3, 2).reshape(batch, groups * per_group,
+                                                                                        out_h, out_w)
 
 
 class _AdderLayer(nn.Module):

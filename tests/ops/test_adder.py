@@ -17,6 +17,8 @@ from fairseq_shiftadd.ops.op_counts import OpCounts
 from fairseq_shiftadd.ops.kinds import OpKind
 from fairseq_shiftadd.ops.quant import QuantConfig, SharedScaleFakeQuant
 
+from _kernel_paths import on_both_paths
+
 REPO = Path(__file__).resolve().parents[2]
 F64 = torch.float64
 # add_matmul has two exact tile kernels, for few (< 8) and for many weight rows M: test both
@@ -338,15 +340,6 @@ def test_add_linear_forward_leading_dims(bias):
     assert layer(torch.randn(6)).shape == (4,)
 
 
-def test_add_linear_empty_batch():
-    layer = AddLinear(4, 9)
-    x = torch.randn(0, 3, 4, requires_grad=True)
-    y = layer(x)
-    assert y.shape == (0, 3, 9)
-    y.sum().backward()
-    assert x.grad.shape == x.shape and torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
-
-
 @pytest.mark.parametrize("rows", ROWS.values(), ids=list(ROWS))
 @pytest.mark.parametrize("eta", [None, 0.2])
 def test_add_linear_backward_formulas(eta, rows):
@@ -558,6 +551,35 @@ def test_shared_scale_fake_quant_disabled_is_identity():
 
 
 # --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer_class,torch_class,arguments,shape", [
+    (AddLinear, torch.nn.Linear, dict(in_features=6, out_features=4), (0, 6)),
+    (AddLinear, torch.nn.Linear, dict(in_features=6, out_features=4), (0, 3, 6)),
+    *((AddConv2d, torch.nn.Conv2d, geometry, (0, geometry["in_channels"], 6, 5))
+      for geometry in CONV_GEOMETRIES.values()),
+], ids=["linear", "linear-3d", *CONV_GEOMETRIES])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_empty_batch_gives_empty_output_on_both_paths(monkeypatch, layer_class, torch_class, arguments, shape, train):
+    """No rows in, no rows out, of the shape torch's own layer gives, with an empty input gradient and a zero weight
+    gradient, on the fast and the reference paths (the conv once failed on an ambiguous ``view(..., -1)``)."""
+    torch.manual_seed(0)
+    layer = layer_class(**arguments).double().train(train)
+    expected = torch_class(**arguments)(torch.zeros(shape)).shape
+
+    def run():
+        layer.zero_grad()
+        x = torch.randn(*shape, dtype=F64, requires_grad=train)
+        y = layer(x)
+        if not train:
+            return y.detach(), None, None
+        y.backward(torch.ones_like(y))
+        return y.detach(), x.grad, layer.weight.grad.clone()
+
+    for y, x_grad, weight_grad in on_both_paths(monkeypatch, run):
+        assert y.shape == expected
+        if train:
+            assert x_grad.shape == shape and not weight_grad.any()
 
 
 def test_bad_arguments_name_themselves():
