@@ -1,11 +1,11 @@
 """Step size of an add candidate on a weight it shares with a mult candidate, as fairseq trains it.
 
-The ``tiny`` supernet with ``--sharing shared`` runs the largest subnet once with add FFNs and once with
-mult FFNs on the same random batch (eval mode: no dropout); the summed cross-entropy is back-propagated and the gradients divided by
-the token count (fairseq's trainer). Printed: the norm of the shared FFN weights' gradient (encoder layer 0,
-``fc1`` and ``fc2``) under the add candidate divided by that under the mult candidate, for two batch sizes.
-Under AdderNet's adaptive scaling (fixed norm per backward) this ratio falls with the token count; under the
-models' rule (:data:`~fairseq_shiftadd.models.sharing.ADD_GRAD_NORM`, a mult layer's norm) it does not.
+The ``tiny`` supernet with ``--sharing shared`` runs the largest subnet once with add FFNs and once with mult FFNs on
+the same random batch (eval mode: no dropout); the summed cross-entropy is back-propagated and the gradients divided by
+the token count (fairseq's trainer). Printed: the norm of the shared FFN weights' gradient (encoder layer 0, ``fc1`` and
+``fc2``) under the add candidate divided by that under the mult candidate, for two batch sizes. Under AdderNet's
+adaptive scaling (fixed norm per backward) this ratio falls with the token count; under the models' rule
+(:data:`~fairseq_shiftadd.models.sharing.ADD_GRAD_NORM`, a mult layer's norm) it does not.
 
     python benchmarks/add_step_size.py [--tokens-per-sentence 64] [--sentences 16 64]
 """

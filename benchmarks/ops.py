@@ -8,21 +8,19 @@ gradient of the output's shape (as a loss upstream does; ``y.sum()`` would hand 
 growth of the peak resident set during one forward+backward, measured in a fresh process per operator (Linux
 ``/proc``; ``n/a`` elsewhere); with ``--device cuda``, the growth of the CUDA allocator's peak, in the timing process.
 
-The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference``
-forces the reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared.
-fairseq's own ``LightweightConv1dTBC`` (band-matrix and unfold paths) is measured against the same depthwise
-``Conv1d`` baseline as the mixers. The ``step`` rows time incremental decoding instead: a causal mixer fed one
-position at a time through ``T`` steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMixer.step`,
-at a beam's batch), against fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its
-``incremental_state``; no gradients (``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C``
-shift linear before its adder conv (DeepShift-PS; DeepShift-Q, the translation models' default, in a row of its own),
-so its rows are also measured against fairseq's conv after an ``nn.Linear`` of the same width (``vs Linear +
-fairseq``); the other two mixers are also timed against fairseq's band path
-directly (``vs fairseq (band)``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval
-forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its weight
-prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
-call's own overhead counts most).
-On a shared machine prefer ``--best`` (minimum of the repetitions).
+The operators run their fast paths (``fairseq_shiftadd/ops/kernels``) wherever those apply; ``--reference`` forces the
+reference PyTorch paths (``FAIRSEQ_SHIFTADD_KERNELS=reference``), so the two can be compared. fairseq's own
+``LightweightConv1dTBC`` (band-matrix and unfold paths) is measured against the same depthwise ``Conv1d`` baseline as
+the mixers. The ``step`` rows time incremental decoding instead: a causal mixer fed one position at a time through ``T``
+steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMixer.step`, at a beam's batch), against
+fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its ``incremental_state``; no gradients
+(``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C`` shift linear before its adder conv
+(DeepShift-PS; DeepShift-Q, the translation models' default, in a row of its own), so its rows are also measured against
+fairseq's conv after an ``nn.Linear`` of the same width (``vs Linear + fairseq``); the other two mixers are also timed
+against fairseq's band path directly (``vs fairseq (band)``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows
+time one eval forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its
+weight prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
+call's own overhead counts most). On a shared machine prefer ``--best`` (minimum of the repetitions).
 
 The timing process pins glibc's ``mmap`` threshold (``mallopt``, 64 MiB): left dynamic, the same loop of
 few-hundred-KiB allocations (a decoding step's window, a layer's output) ran at two speeds from one run to the

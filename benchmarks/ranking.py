@@ -112,7 +112,8 @@ def _check_settings(out: Path, settings: Dict[str, Any]) -> None:
     path = out / "settings.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        changed = [f"--{k.replace('_', '-')} {old.get(k)!r} -> {settings[k]!r}" for k in SETTINGS if old.get(k) != settings[k]]
+        changed = [f"--{k.replace('_', '-')} {old.get(k)!r} -> {settings[k]!r}"
+                   for k in SETTINGS if old.get(k) != settings[k]]
         if changed:
             raise SystemExit(f"{out} holds a run with other settings ({'; '.join(changed)}): use another --out")
     else:
@@ -128,9 +129,9 @@ def _budget_flags(args: argparse.Namespace) -> List[str]:
 def _train(args: argparse.Namespace, sub_file: Path, save_dir: Path, env: Dict[str, str]) -> None:
     save_dir.mkdir(parents=True, exist_ok=True)
     seed = training_seed(args.seed, args.train_seed)
-    command = ["fairseq-train", args.data, *args_file_flags(args.recipe), "--subnet", str(sub_file), *_budget_flags(args),
-               "--save-dir", str(save_dir), "--seed", str(seed), "--num-workers", "0", "--log-format", "simple",
-               "--no-progress-bar", *args.train_flags]
+    command = ["fairseq-train", args.data, *args_file_flags(args.recipe), "--subnet", str(sub_file),
+               *_budget_flags(args), "--save-dir", str(save_dir), "--seed", str(seed), "--num-workers", "0",
+               "--log-format", "simple", "--no-progress-bar", *args.train_flags]
     with open(save_dir / "train.log", "a") as log:
         subprocess.run(command, check=True, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     (save_dir / "done").touch()

@@ -59,7 +59,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print("| ranked by | subnets | tau vs retrained loss | tau vs retrained BLEU |")
     print("|---|---:|---:|---:|")
     for row in table:
-        label = "supernet (inherited loss)" if row["updates"] == 0 else f"validation loss after {row['updates']} updates"
+        label = ("supernet (inherited loss)" if row["updates"] == 0
+                 else f"validation loss after {row['updates']} updates")
         print(f"| {label} | {row['n']} | {row['tau_loss']:+.2f} | {row['tau_bleu']:+.2f} |")
 
 

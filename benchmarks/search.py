@@ -76,7 +76,8 @@ def seeding(space_name: str, population: int, uniform_draws: int = 20_000) -> No
     config = EvolutionConfig(population=population, parents=1, mutations=population - 1, crossovers=0, generations=1)
     print(f"space {space_name}, population {population}, {uniform_draws} uniform draws for the quantiles, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| quantile | energy bound (mJ) | draws | acceptance | repaired | seconds | pure rejection (expected draws) |")
+    print("| quantile | energy bound (mJ) | draws | acceptance | repaired | seconds | "
+          "pure rejection (expected draws) |")
     print("|---|---|---|---|---|---|---|")
     for quantile in (0.5, 0.05, 0.005, 0.0005):
         bound = energies[int(quantile * uniform_draws)]
@@ -120,12 +121,13 @@ def main() -> None:
 
     timed = _Timed(fitness)
     start = time.perf_counter()
-    result = EvolutionarySearch(TranslationDomain(fitness.space), config, timed, metrics, constraints, progress=False).run()
+    result = EvolutionarySearch(TranslationDomain(fitness.space), config, timed, metrics, constraints,
+                                progress=False).run()
     total = time.perf_counter() - start
 
     start = time.perf_counter()
-    engine = EvolutionarySearch(TranslationDomain(fitness.space), config, lambda subs: [0.0] * len(subs), metrics, constraints,
-                                progress=False).run()
+    engine = EvolutionarySearch(TranslationDomain(fitness.space), config, lambda subs: [0.0] * len(subs), metrics,
+                                constraints, progress=False).run()
     engine_s = time.perf_counter() - start
 
     print(f"load average {os.getloadavg()[0]:.1f}; {fitness.sentences} validation sentences per candidate; "

@@ -173,9 +173,9 @@ def decode_latency(args: argparse.Namespace, space: SearchSpace, task: SimpleNam
             space, largest(space, block=BlockType.ATTENTION, ffn_op=op), args.vocab)
     protocol = TimingProtocol(device="cpu", src_len=30, tgt_len=30, beam=args.beam)
     latencies = dict(zip(models, time_models(list(models.values()), protocol, args.steps)))
-    print(f"space {space.name}; both models: Transformer {sub.encoder_embed_dim}d, {len(sub.encoder)}+{len(sub.decoder)} "
-          f"layers, vocabulary {args.vocab}; 30 + 30 tokens, beam {args.beam}; median of {args.steps} round-robin "
-          f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    print(f"space {space.name}; both models: Transformer {sub.encoder_embed_dim}d, "
+          f"{len(sub.encoder)}+{len(sub.decoder)} layers, vocabulary {args.vocab}; 30 + 30 tokens, beam {args.beam}; "
+          f"median of {args.steps} round-robin rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{'reference paths' if not kernels_enabled() else 'fast paths where available'}; load average "
           f"{os.getloadavg()[0]:.2f}")
     print("| model | parameters | latency (ms) | vs transformer |")

@@ -211,9 +211,11 @@ def markdown(rows: Sequence[Dict[str, Any]], panel: Sequence[Dict[str, Any]]) ->
     counts = sorted({len(row["replicates"]) for row in panel})
     retrainings = "one retraining each" if counts == [1] else \
         f"the mean of {'-'.join(map(str, counts))} retrainings each (different training seeds)"
-    lines += ["", f"{len(panel)} subnets, {retrainings}; Kendall tau-b, +1: the supernet orders them as retraining does."]
+    lines += ["",
+              f"{len(panel)} subnets, {retrainings}; Kendall tau-b, +1: the supernet orders them as retraining does."]
     lines += [f"Retraining {pair['first']} against retraining {pair['second']} of each subnet ({pair['n']} subnets): "
-              f"tau {pair['tau_loss']:+.2f} (loss), {pair['tau_bleu']:+.2f} (BLEU)." for pair in replicate_agreement(panel)]
+              f"tau {pair['tau_loss']:+.2f} (loss), {pair['tau_bleu']:+.2f} (BLEU)."
+              for pair in replicate_agreement(panel)]
     return "\n".join(lines) + "\n"
 
 

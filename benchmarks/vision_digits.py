@@ -12,13 +12,13 @@ Per seed, with the console commands' own code (:mod:`fairseq_shiftadd.vision.cli
    attention and conv, stays conv) and the hand-designed hybrid pattern (conv blocks, attention at the lowest
    resolution, as BoTNet, whose layout the original's BossNAS-style space generalises).
 
-Test accuracy is measured once per model, on the checkpoint with the best validation accuracy. The search's
-proxy is measured too: each model's validation accuracy with inherited supernet weights (BatchNorm recalibrated
-as in the search), and the Kendall tau between it and the retrained validation accuracy (per seed and pooled).
-Prints and writes (``OUT/results.json``, ``OUT/results.md``) the mean and spread (sample standard deviation)
-over seeds of test accuracy, inherited accuracy and energy per image, and the wall time of each seed. A killed run resumes where it stopped.
-Seeds run as separate processes (``--seeds 2 --out B``) are tabulated together with ``--combine A/results.json
-B/results.json``.
+Test accuracy is measured once per model, on the checkpoint with the best validation accuracy. The search's proxy is
+measured too: each model's validation accuracy with inherited supernet weights (BatchNorm recalibrated as in the
+search), and the Kendall tau between it and the retrained validation accuracy (per seed and pooled). Prints and writes
+(``OUT/results.json``, ``OUT/results.md``) the mean and spread (sample standard deviation) over seeds of test accuracy,
+inherited accuracy and energy per image, and the wall time of each seed. A killed run resumes where it stopped. Seeds
+run as separate processes (``--seeds 2 --out B``) are tabulated together with
+``--combine A/results.json B/results.json``.
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def fixed_models(searched: VisionSubnet) -> Dict[str, VisionSubnet]:
     last = len(SPACE.stages) - 1
     return {"all-conv": uniform(VisionBlock.CONV), "all-shift": uniform(VisionBlock.SHIFT),
             "all-add": uniform(VisionBlock.ADD),
-            "hand-designed hybrid": pattern(lambda i, allowed: VisionBlock.ATTENTION if i == last else VisionBlock.CONV)}
+            "hand-designed hybrid": pattern(
+                lambda i, allowed: VisionBlock.ATTENTION if i == last else VisionBlock.CONV)}
 
 
 def inherited_scores(supernet_path: Path, models: Dict[str, VisionSubnet]) -> Dict[str, Dict[str, float]]:

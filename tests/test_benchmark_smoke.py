@@ -62,7 +62,8 @@ def test_ops_summary_reads_real_runs_and_reports_median_and_range(capsys, monkey
 
     runs = [run(tmp_path / f"run{i}.txt", forward, "n/a") for i, forward in enumerate(["0.90x", "1.30x", "1.00x"])]
     summary.main([str(path) for path in runs] + ["--reference", str(run(tmp_path / "ref.txt", "7.00x", "6.50x"))])
-    assert capsys.readouterr().out.splitlines()[-1] == "| AddLinear | 8x4->2 | 1.00x (0.90-1.30) | n/a | 7.00x | 6.50x |"
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "| AddLinear | 8x4->2 | 1.00x (0.90-1.30) | n/a | 7.00x | 6.50x |"
     (tmp_path / "other.txt").write_text((tmp_path / "run0.txt").read_text().replace("AddLinear", "AddConv2d"))
     with pytest.raises(SystemExit, match="'AddLinear 8x4->2' is missing from run\\(s\\) \\[2\\]"):
         summary.main([str(runs[0]), str(tmp_path / "other.txt")])

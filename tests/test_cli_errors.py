@@ -18,7 +18,8 @@ def _failing(err: Exception):
     (InputError("--subnet 'x': no such file"), "tool: error: --subnet 'x': no such file"),
     (ValueError("decoder[2].ffn_dim=5000 not in allowed values\n(3072, 2048)"),
      "tool: error: decoder[2].ffn_dim=5000 not in allowed values (3072, 2048)"),
-    (FileNotFoundError(2, "No such file or directory", "/x/lat.csv"), "tool: error: /x/lat.csv: No such file or directory"),
+    (FileNotFoundError(2, "No such file or directory", "/x/lat.csv"),
+     "tool: error: /x/lat.csv: No such file or directory"),
 ])
 def test_input_errors_are_one_line_with_exit_2(err, line, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -166,7 +166,8 @@ def test_unknown_supernet_recipe_is_refused_in_one_line():
     for function in ("supernet_recipe_flags", "supernet_recipe_subnets_per_update"):
         result = _supernet_recipes(f"{function} shared")
         assert result.returncode == 2 and not result.stdout
-        assert result.stderr.splitlines() == [f"unknown supernet recipe 'shared' (one of: {' '.join(SUPERNET_RECIPES)})"]
+        expected = f"unknown supernet recipe 'shared' (one of: {' '.join(SUPERNET_RECIPES)})"
+        assert result.stderr.splitlines() == [expected]
 
 
 @pytest.mark.parametrize("recipe, error", [
@@ -191,12 +192,15 @@ def test_demo_refuses_an_unknown_or_changed_supernet_recipe_before_any_stage(tmp
 
 def test_cpu_recipes_share_the_training_recipe():
     """The retrained hybrid and the baseline differ only in the model: same optimiser, schedule, batch, dropout."""
-    model_flags = {"--arch", "--space", "--user-dir", "--weight-dropout", "--block-details"}  # weight dropout: kernels only
+    model_flags = {"--arch", "--space", "--user-dir",
+                   "--weight-dropout", "--block-details"}  # weight dropout: kernels only
 
     def recipe(name):
         flags = _args_flags(name)
-        pairs = {flags[i]: flags[i + 1] for i in range(len(flags) - 1) if flags[i].startswith("--") and not flags[i + 1].startswith("--")}
-        return {k: v for k, v in pairs.items() if k not in model_flags and "embed" not in k and "layers" not in k and "heads" not in k}
+        pairs = {flags[i]: flags[i + 1] for i in range(len(flags) - 1)
+                 if flags[i].startswith("--") and not flags[i + 1].startswith("--")}
+        return {k: v for k, v in pairs.items()
+                if k not in model_flags and "embed" not in k and "layers" not in k and "heads" not in k}
 
     assert recipe("subnet.args") == recipe("baseline.args")
 
@@ -269,7 +273,8 @@ def test_format_table_has_a_row_per_model_and_every_column():
     lines = table.splitlines()
     assert lines[0].count("|") == len(reports.COLUMNS) + 1
     assert "energy, streaming" in lines[0] and "energy, original" in lines[0]
-    assert lines[2].startswith("| hybrid | 23.10 | 24.10 | 32 | 18.20 | 1.82 | 60 % | 40 % |") and "| 720 | 450 |" in lines[2]
+    assert (lines[2].startswith("| hybrid | 23.10 | 24.10 | 32 | 18.20 | 1.82 | 60 % | 40 % |")
+            and "| 720 | 450 |" in lines[2])
     assert lines[3].startswith("| baseline | 22.50")
     assert "1.95M" in lines[2] and "sig" in table
     assert "streaming: streaming accounting" in table and "beam 5" in table
@@ -384,9 +389,9 @@ def test_report_end_to_end_on_tiny_models(tmp_path, multi30k_en_de):
         check(tiny, sub)
         sub.save(tmp_path / f"{name}.yaml")
         last = train_updates(
-            [data, "--user-dir", str(REPO / "fairseq_shiftadd"), "--task", "translation", "--arch", "shiftadd_transformer",
-             "--space", "demo", "--subnet", str(tmp_path / f"{name}.yaml"), "--optimizer", "adam", "--lr", "1e-3",
-             "--max-tokens", "1024", "--cpu"],
+            [data, "--user-dir", str(REPO / "fairseq_shiftadd"), "--task", "translation",
+             "--arch", "shiftadd_transformer", "--space", "demo", "--subnet", str(tmp_path / f"{name}.yaml"),
+             "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--cpu"],
             3, tmp_path / name,
         )[-1]
         for saved in ("checkpoint_best.pt", "checkpoint_last.pt"):

@@ -32,7 +32,8 @@ def test_the_add_hybrid_holds_every_multiplication_free_operator_and_the_counter
 
 @pytest.mark.parametrize("args, message", [
     ([], "usage: bash scripts/gpu_check.sh OUT DATA_BIN"),
-    (["OUT", "DATA", "tests", "bogus"], "unknown stage 'bogus' (stages: tests adder ops ops_large fp16 fp16_mult recipe ranking)"),
+    (["OUT", "DATA", "tests", "bogus"],
+     "unknown stage 'bogus' (stages: tests adder ops ops_large fp16 fp16_mult recipe ranking)"),
     (["OUT", "/nonexistent", "fp16"], "no fairseq data-bin (dict.en.txt) at /nonexistent"),
 ], ids=["no_arguments", "unknown_stage", "missing_data"])
 def test_bad_arguments_get_one_line_and_run_nothing(tmp_path, args, message):

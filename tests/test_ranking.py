@@ -93,7 +93,8 @@ def test_ranking_toy_run_and_resume(multi30k_en_de: Path, tmp_path: Path):
 
 
 def test_ranking_trains_with_the_train_seed(tmp_path: Path, monkeypatch):
-    """``--train-seed`` reseeds the retrainings only (the subnet draw keeps ``--seed``); by default they use ``--seed``."""
+    """``--train-seed`` reseeds the retrainings only (the subnet draw keeps ``--seed``); by default they use
+    ``--seed``."""
     commands = []
     monkeypatch.setattr(ranking.subprocess, "run", lambda command, **kwargs: commands.append(command))
     for train_seed, expected in ((None, "1"), (3, "3")):
@@ -216,7 +217,8 @@ def test_recipes_more_subnets_join_the_panel_and_only_new_ones_are_evaluated(tmp
     assert float(row["tau_loss"]) == pytest.approx(1.0)  # 5.0 < 5.5 < 6.0 < 6.5 against 8.0 < 8.1 < 8.2 < 8.3
     assert "4 subnets" in (out / "recipes.md").read_text()
     assert len(json.loads((out / "inherited" / "good-250.json").read_text())["losses"]) == 4
-    with pytest.raises(ValueError, match=r"repeats subnet 0 of .* different recorded training seed \(settings.json: 1, 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"repeats subnet 0 of .* different recorded training seed \(settings.json: 1, 1\)"):
         recipes.read_panel([tmp_path / "first", tmp_path / "first"])
     (out / "inherited" / "good-250.json").write_text(json.dumps({"losses": [8.0, 8.2], "subnets_per_update": 1}))
     with pytest.raises(ValueError, match="not a cache of this version"):  # the list format of earlier versions
@@ -241,7 +243,8 @@ def test_recipes_average_the_retrainings_of_each_training_seed(tmp_path: Path):
     text = recipes.markdown([], panel)
     assert "4 subnets, the mean of 3 retrainings each" in text
     assert "Retraining 1 against retraining 2 of each subnet (4 subnets): tau +0.67 (loss), +0.67 (BLEU)." in text
-    recipes.plot_recipes(tmp_path / "recipes.png", [{"recipe": "r", "subnet_steps": 3, "tau_loss": 0.5}], 0.6, agreement)
+    recipes.plot_recipes(tmp_path / "recipes.png", [{"recipe": "r", "subnet_steps": 3, "tau_loss": 0.5}], 0.6,
+                         agreement)
     assert (tmp_path / "recipes.png").stat().st_size > 0
     assert "one retraining each" in recipes.markdown([], recipes.read_panel([tmp_path / "seed1"]))
     assert recipes.replicate_agreement(recipes.read_panel([tmp_path / "seed1"])) == []

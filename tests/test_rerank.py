@@ -142,7 +142,8 @@ def test_train_command_keeps_the_stage_budget_last(tmp_path: Path) -> None:
 
 def test_args_file_flags(tmp_path: Path) -> None:
     recipe = tmp_path / "r.args"
-    recipe.write_text("# a comment\n--arch shiftadd_transformer\n\n--adam-betas '(0.9, 0.98)'\n  # indented\n--lr 1e-3\n")
+    recipe.write_text("# a comment\n--arch shiftadd_transformer\n\n--adam-betas '(0.9, 0.98)'\n  # indented\n"
+                      "--lr 1e-3\n")
     assert rr.args_file_flags(recipe) == ["--arch", "shiftadd_transformer", "--adam-betas", "(0.9, 0.98)", "--lr",
                                           "1e-3"]
     with pytest.raises(InputError, match="no such file"):

@@ -6,11 +6,11 @@
     cm.metrics(sub)   # {"energy_mj", "analytical_latency_ms", "params", "mults", "adds", "shifts"}
     cm.report(sub)    # per layer / part breakdown, fixed energy; .table(), .to_dict()
 
-Modules: :mod:`.workload` (what one inference is, and the two accountings), :mod:`.parts` (what each part computes and moves),
-:mod:`.profile` (YAML hardware profiles), :mod:`.energy`, :mod:`.analytical` (latency on the profile's PE
-array), :mod:`.model` (:class:`CostModel`, caching, fixed energy), :mod:`.anchors` (the paper's Transformer
-energies as subnets), :mod:`.cli` (``fairseq-shiftadd-cost``). All of it is arithmetic; measured latency and
-the latency predictor are the package :mod:`fairseq_shiftadd.latency`.
+Modules: :mod:`.workload` (what one inference is, and the two accountings), :mod:`.parts` (what each part computes and
+moves), :mod:`.profile` (YAML hardware profiles), :mod:`.energy`, :mod:`.analytical` (latency on the profile's PE
+array), :mod:`.model` (:class:`CostModel`, caching, fixed energy), :mod:`.anchors` (the paper's Transformer energies as
+subnets), :mod:`.cli` (``fairseq-shiftadd-cost``). All of it is arithmetic; measured latency and the latency predictor
+are the package :mod:`fairseq_shiftadd.latency`.
 """
 from .parts import LEVELS, Part
 from .model import METRICS, CostModel, CostReport, PartCost

@@ -12,7 +12,6 @@
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from fairseq import metrics
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,

@@ -152,7 +152,8 @@ def collect_latency_dataset(
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     progress: bool = True,
 ) -> List[LatencyRecord]:
-    """Measure the first ``n`` distinct subnets sampled from ``random.Random(seed)`` into ``out_csv`` under ``protocol``.
+    """Measure the first ``n`` distinct subnets sampled from ``random.Random(seed)`` into ``out_csv`` under
+    ``protocol``.
 
     One row (:data:`CSV_FIELDS`) is appended and flushed per subnet, so a killed run resumes: subnets
     already in the file are skipped. Returns every record of the file afterwards.

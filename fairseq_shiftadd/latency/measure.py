@@ -165,7 +165,8 @@ def time_models(models: Sequence["ShiftAddTransformer"], protocol: TimingProtoco
 def measure_latency(
     space: SearchSpace, sub: SubnetConfig, protocol: TimingProtocol, vocab_size: int = DEFAULT_VOCAB_SIZE
 ) -> LatencyMeasurement:
-    """Latency of ``sub`` (standalone, random weights, ``vocab_size`` entries) under ``protocol``: see :func:`time_model`.
+    """Latency of ``sub`` (standalone, random weights, ``vocab_size`` entries) under ``protocol``: see
+    :func:`time_model`.
 
     Raises:
         ValueError: ``sub`` is not in ``space``, ``vocab_size`` is too small, or the clock cannot time this run.

@@ -75,7 +75,8 @@ class TimingProtocol:
 
     @classmethod
     def for_workload(cls, workload: Workload, device: Union[str, torch.device] = "cpu") -> "TimingProtocol":
-        """The protocol that times ``workload``'s sentence (its lengths and beam) on ``device``, other settings default."""
+        """The protocol that times ``workload``'s sentence (its lengths and beam) on ``device``, other settings
+        default."""
         return cls(device=str(device), src_len=workload.src_len, tgt_len=workload.tgt_len, beam=workload.beam)
 
     @property
@@ -112,7 +113,8 @@ class TimingProtocol:
         return f"cpu:{model} ({torch.get_num_threads()} threads)"
 
     def recorded(self) -> Dict[str, object]:
-        """The settings as a dataset row records them: every field, the device described (:meth:`device_description`)."""
+        """The settings as a dataset row records them: every field, the device described
+        (:meth:`device_description`)."""
         return {**asdict(self), "device": self.device_description()}
 
 

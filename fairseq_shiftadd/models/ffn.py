@@ -32,12 +32,11 @@ __all__ = ["ElasticFFN"]
 class ElasticFFN(nn.Module):
     """Position-wise FFN ``fc2(dropout(relu(fc1(x))))`` computed by ``mult``, ``shift`` or ``add``.
 
-    ``fc1 = W1[:f, :d]``, ``fc2 = W2[:d, :f]`` (``f`` = the sampled FFN width, ``d`` = the input width); for
-    ``add`` each linear is followed by a LayerNorm over its outputs (``fc1_add_norm`` of width ``f``,
-    ``fc2_add_norm`` of width ``d``): ``fc(x) = LN(-||x - W||_1 + b)``; without them the add FFN diverged
-    (non-finite gradients within the first updates on Multi30k). The add linears compute ``-||x - a W_m||_1 + b_m`` centred
-    over ``m`` (equal after the LayerNorm) with ``a = add_weight_scale`` (see :meth:`WeightSlot.linear`). Users are
-    named by op.
+    ``fc1 = W1[:f, :d]``, ``fc2 = W2[:d, :f]`` (``f`` = the sampled FFN width, ``d`` = the input width); for ``add``
+    each linear is followed by a LayerNorm over its outputs (``fc1_add_norm`` of width ``f``, ``fc2_add_norm`` of width
+    ``d``): ``fc(x) = LN(-||x - W||_1 + b)``; without them the add FFN diverged (non-finite gradients within the first
+    updates on Multi30k). The add linears compute ``-||x - a W_m||_1 + b_m`` centred over ``m`` (equal after the
+    LayerNorm) with ``a = add_weight_scale`` (see :meth:`WeightSlot.linear`). Users are named by op.
 
     Args:
         ops: the candidate FFN ops.

@@ -77,7 +77,9 @@ class TokenMixer(nn.Module):
         }
         light_users = {b.value: (b, b.branch_width(max_dim)) for b in self.blocks if b.lightweight_part}
         kernel_rows = max((space.kernel_heads(b, max_heads) for b in self.blocks if b.lightweight_part), default=0)
-        self.attention = ElasticAttention(attention_users, sharing, attention_dropout, quant) if attention_users else None
+        self.attention = (
+            ElasticAttention(attention_users, sharing, attention_dropout, quant) if attention_users else None
+        )
         if light_users and kernel_size is None:
             raise ValueError("kernel_size is required for lightweight blocks")
         padding = Padding.CAUSAL if causal else Padding.CENTRED
@@ -120,5 +122,6 @@ class TokenMixer(nn.Module):
         if block.has_attention:
             states["attention"] = self.attention.export(block.value, width, width)
         if block.lightweight_part:
-            states["lightweight"] = self.lightweight.export(block.value, width, self.space.kernel_heads(block, num_heads))
+            kernel_heads = self.space.kernel_heads(block, num_heads)
+            states["lightweight"] = self.lightweight.export(block.value, width, kernel_heads)
         return merge_states(states)

@@ -1,9 +1,9 @@
 """Weight slots: how the candidates of a ShiftAddNAS translation supernet layer (arXiv 2205.08119) share weights.
 
-A slot is allocated at its largest shape and front-sliced (``W[:out, :in]``, HAT); its candidates read ``W`` by
-the rule of :class:`~fairseq_shiftadd.ops.hetero.SharedWeight` (:func:`~fairseq_shiftadd.ops.hetero.weight_for_op`),
-so ``shift`` reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``. Each candidate reads a slot under a *user* name (the block type
-or FFN op it belongs to):
+A slot is allocated at its largest shape and front-sliced (``W[:out, :in]``, HAT); its candidates read ``W`` by the rule
+of :class:`~fairseq_shiftadd.ops.hetero.SharedWeight` (:func:`~fairseq_shiftadd.ops.hetero.weight_for_op`), so ``shift``
+reads ``q(W)`` (signed powers of two) and, in heterogeneous mode, ``add`` reads ``T_add(W)``. Each candidate reads a
+slot under a *user* name (the block type or FFN op it belongs to):
 
 ============================= ======================================= ============================================
 slot (per layer)              ``sharing = none``: one tensor per      ``shared`` / ``heterogeneous``: one tensor for
@@ -162,7 +162,8 @@ class WeightSlot(DerivedTensorOwner):
                 self.bias[key] = nn.Parameter(torch.zeros(shape[0]))
         remapped = {user.op for user in self.users.values() if user.op is not OpKind.MULT}
         heterogeneous = self.sharing is SharingMode.HETEROGENEOUS
-        self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind if heterogeneous and op in remapped})
+        self.remap = nn.ModuleDict({op.value: PiecewiseLinearRemap() for op in OpKind
+                                    if heterogeneous and op in remapped})
         self.operand_quant = operand_quantisers({name: user.op for name, user in self.users.items()}, quant)
         self._derived = {(self.key_of[name], user.op): DerivedTensorCache() for name, user in self.users.items()}
         self._companions = {(self.key_of[name], user.op): CompanionCache() for name, user in self.users.items()
@@ -272,7 +273,8 @@ class WeightSlot(DerivedTensorOwner):
         weight, bias = self.read(user)
         weight = weight[tuple(slice(0, n) for n in shape)]
         if self.key_of[user] in self.ps_weight:
-            state = prefixed(f"ps_weight.{user}", PSWeight.state_of(weight, self.ps_weight[self.key_of[user]].weight_bits))
+            state = prefixed(f"ps_weight.{user}",
+                             PSWeight.state_of(weight, self.ps_weight[self.key_of[user]].weight_bits))
         else:
             state = {f"weight.{user}": weight}
         if bias is not None:

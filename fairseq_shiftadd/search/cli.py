@@ -244,7 +244,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     state_path = out_dir / "state.json"
     if state_path.is_file() and not args.restart:  # the engine checks the space too, once it is loaded
         constraints, config = _settings(args)
-        refuse_other_settings(state_path, read_fingerprint(state_path), search_fingerprint(config, constraints, settings),
+        refuse_other_settings(state_path, read_fingerprint(state_path),
+                              search_fingerprint(config, constraints, settings),
                               "rerun with the same settings, use another --save-dir, or add --restart to start over")
     if int(os.environ.get("RANK", "0")) == 0:
         _prepare_output_dir(out_dir, args.restart)

@@ -332,9 +332,9 @@ class EvolutionarySearch:
         if repaired:  # no longer than a repair walk has taken on average
             budget = min(budget, math.ceil(walked / repaired))
         drawn = 0
-        for budget in (budget, self.config.max_draws):
+        for draws in (budget, self.config.max_draws):
             closest: Optional[Candidate] = None
-            for _ in range(budget):
+            for _ in range(draws):
                 record = self._candidate(draw(), generation)
                 counts[0] += 1
                 if record.feasible:
@@ -342,7 +342,7 @@ class EvolutionarySearch:
                     return record.subnet
                 if closest is None or self._violation(record) < self._violation(closest):
                     closest = record
-            drawn += budget
+            drawn += draws
             assert closest is not None
             closest = self._repair(closest, rng, generation)
             if closest.feasible:

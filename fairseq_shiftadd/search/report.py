@@ -113,7 +113,8 @@ def plot_search(path: Path, result: SearchResult, fitness_name: str, x_metric: s
     for g, population in enumerate(result.populations):
         members = [result.candidates[i] for i in dict.fromkeys(population)]
         ax.scatter([c.metrics[x_metric] for c in members], [c.fitness for c in members], s=14, alpha=0.7,
-                   color=cmap(g / max(generations - 1, 1)), label=f"generation {g}" if g in (0, generations - 1) else None)
+                   color=cmap(g / max(generations - 1, 1)),
+                   label=f"generation {g}" if g in (0, generations - 1) else None)
     best = sorted(result.best, key=lambda c: c.metrics[x_metric])
     ax.plot([c.metrics[x_metric] for c in best], [c.fitness for c in best], "r*-" if len(best) > 1 else "r*",
             markersize=12, label="Pareto front" if len(best) > 1 else "best")

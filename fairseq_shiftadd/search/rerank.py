@@ -246,7 +246,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--updates", type=int, default=136, help="updates of each short training")
     parser.add_argument("--recipe", type=Path, required=True, help="the retraining recipe's .args file")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--jobs", type=int, default=1, help="trainings run at a time (one thread each: OMP_NUM_THREADS)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings run at a time (one thread each: OMP_NUM_THREADS)")
     parser.add_argument("--save-dir", type=Path, required=True)
     parser.add_argument("--train-flags", default="", help="extra fairseq-train flags, one string")
     add_debug_flag(parser)

@@ -1,15 +1,14 @@
 """Translation with a weight-sharing supernet (ShiftAddNAS, arXiv 2205.08119; HAT, arXiv 2005.14187).
 
-Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every
-``--update-freq`` micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the
-largest, the smallest and a sampled subnet on every batch, and the operator sandwich (``--sandwich-operators``)
-adds the largest net with every layer's operators drawn at random (:func:`~fairseq_shiftadd.space.sample_operators`).
-The optimizer skips every parameter that the
-update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments,
-weight decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list of
-representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the
-validation ``loss`` (checkpoint selection). With ``--subnet`` a supernet trains (fine-tunes) one fixed
-subnet. A model without ``set_subnet`` (a standalone subnet) trains as in plain translation.
+Training draws one subnet per optimizer update from ``(seed, update_num)``, so every rank and every ``--update-freq``
+micro-batch trains the same subnet; the sandwich rule (``--sandwich``) trains the largest, the smallest and a sampled
+subnet on every batch, and the operator sandwich (``--sandwich-operators``) adds the largest net with every layer's
+operators drawn at random (:func:`~fairseq_shiftadd.space.sample_operators`). The optimizer skips every parameter that
+the update's subnets did not touch (:class:`~fairseq_shiftadd.inactive.InactiveParameterGuard`: weights, moments, weight
+decay), also where fairseq fills missing gradients with zeros (``legacy_ddp``, ``--fp16``). Validation runs a fixed list
+of representative subnets and logs each one's loss as ``loss_<name>``; the first one's loss is the validation ``loss``
+(checkpoint selection). With ``--subnet`` a supernet trains (fine-tunes) one fixed subnet. A model without
+``set_subnet`` (a standalone subnet) trains as in plain translation.
 
 ``--subnet`` belongs to the model (:class:`~fairseq_shiftadd.models.supernet.SupernetConfig`, and the
 standalone subnet's config): fairseq gives a flag to every config with a field of that name, so the task has

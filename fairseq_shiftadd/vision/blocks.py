@@ -49,7 +49,8 @@ __all__ = [
 Layer = Callable[[Tensor], Tensor]
 
 
-def residual_bottleneck(x: Tensor, layers: Sequence[Layer], norms: Sequence[Layer], shortcut: Optional[Layer]) -> Tensor:
+def residual_bottleneck(x: Tensor, layers: Sequence[Layer], norms: Sequence[Layer],
+                        shortcut: Optional[Layer]) -> Tensor:
     """``relu(norm_k(L_k(... relu(norm_1(L_1(x))))) + shortcut(x))``: ReLU after every norm but the last.
 
     Shape: x (N, C_in, H, W) -> (N, C_out, H', W'); ``shortcut`` None is the identity.

@@ -121,7 +121,8 @@ def _entry(main: Callable[[argparse.Namespace], None], make_parser: Callable[[],
 
 # -- train the supernet ------------------------------------------------------------------------------------------
 def train_parser() -> argparse.ArgumentParser:
-    parser = _training_parser("fairseq-shiftadd-vision-train", "Train a vision supernet (one sampled subnet per update).")
+    parser = _training_parser("fairseq-shiftadd-vision-train",
+                              "Train a vision supernet (one sampled subnet per update).")
     group = parser.add_argument_group("supernet")
     group.add_argument("--sharing", choices=("none", "shared", "heterogeneous"), default="heterogeneous",
                        help="weight sharing between the conv / shift / add candidates of a layer")

@@ -120,8 +120,9 @@ def subnet_parts(space: VisionSpace, sub: VisionSubnet, wl: Workload) -> List[Pa
     for i, (config, stage) in enumerate(zip(sub.stages, space.stages)):
         for j, block in enumerate(config.blocks):
             stride = stage.stride if j == 0 else 1
-            parts += _block_parts(f"stages.{i}.{j}", block.block, in_channels, mid_channels(config.width, block.expansion),
-                                  config.width, size, stride, space.heads, wl)
+            parts += _block_parts(f"stages.{i}.{j}", block.block, in_channels,
+                                  mid_channels(config.width, block.expansion), config.width, size, stride,
+                                  space.heads, wl)
             size //= stride
             in_channels = config.width
     parts.append(conv_part("classifier", OpKind.MULT, in_channels, space.num_classes, 1, 1, 1, wl, bias=True))

@@ -103,7 +103,8 @@ def test_mult_linear_follows_dot_product_rule_and_hand_count():
 def test_depthwise_mixer_is_not_costed_as_dense():
     wl = Workload(src_len=10)
     d, K = 64, 7
-    parts = token_mixer_parts(B.LIGHTWEIGHT_CONV, encoder_stream(wl), False, d, 4, wl, qkv_dim=None, kernel_heads=4, kernel_size=K)
+    parts = token_mixer_parts(B.LIGHTWEIGHT_CONV, encoder_stream(wl), False, d, 4, wl, qkv_dim=None, kernel_heads=4,
+                              kernel_size=K)
     mixer = next(p for p in parts if p.name == "mixer.lightweight.mixer")
     assert mixer.ops.count(OpKind.MULT) == 10 * d * K
     assert mixer.params == 4 * K

@@ -83,7 +83,8 @@ def test_supernet_equals_standalone_with_the_compact_details(builders, task, sha
         assert_close(standalone(*batch)[0], supernet(*batch)[0], **TOL)
 
 
-@pytest.mark.parametrize("block", [b for b in BlockType if b.has_attention and b.lightweight_part], ids=lambda b: b.value)
+@pytest.mark.parametrize("block", [b for b in BlockType if b.has_attention and b.lightweight_part],
+                         ids=lambda b: b.value)
 def test_incremental_equals_full_with_the_compact_details(builders, task, block):
     space = _compact(builders.tiny)
     sub = dataclasses.replace(
@@ -103,7 +104,8 @@ def test_incremental_equals_full_with_the_compact_details(builders, task, block)
 
 
 def test_details_the_widths_do_not_allow_are_refused(task):
-    with pytest.raises(ValueError, match=r"lightweight_kernel_heads=3 does not divide the 128 channels of .lightweight_conv."):
+    with pytest.raises(ValueError,
+                       match=r"lightweight_kernel_heads=3 does not divide the 128 channels of .lightweight_conv."):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", lightweight_kernel_heads=3), task)
     with pytest.raises(ValueError, match=r"two_branch_qkv_dim=6\) not divisible by encoder_heads value 4"):
         ShiftAddSupernet.build_model(SupernetConfig(space="tiny", two_branch_qkv_dim=6), task)

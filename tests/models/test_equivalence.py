@@ -49,7 +49,8 @@ def test_heterogeneous_export_uses_remapped_weights(builders, task):
     space = builders.tiny
     supernet = builders.supernet(task, space, "heterogeneous", seed=4)
     sub = smallest(space)
-    sub = dataclasses.replace(sub, encoder=tuple(dataclasses.replace(layer, ffn_op=OpKind.ADD) for layer in sub.encoder))
+    sub = dataclasses.replace(sub, encoder=tuple(dataclasses.replace(layer, ffn_op=OpKind.ADD)
+                                                 for layer in sub.encoder))
     supernet.set_subnet(sub)
     state = builders.standalone(task, space, sub, supernet).state_dict()
     slot = supernet.encoder.layers[0].ffn.fc1

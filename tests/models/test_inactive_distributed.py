@@ -32,7 +32,8 @@ def _exe(name: str) -> str:
 
 
 def _corpus(root: Path) -> Path:
-    """A random 40-word parallel corpus (400 train, 8 valid pairs: more than one epoch of updates), binarised with one joined dictionary."""
+    """A random 40-word parallel corpus (400 train, 8 valid pairs: more than one epoch of updates), binarised with one
+    joined dictionary."""
     rng = random.Random(0)
     raw = root / "raw"
     raw.mkdir()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -36,7 +35,8 @@ def test_gradients_finite_and_only_for_active_candidates(builders, task, sharing
         ffn_keys = {n.split(".")[-1] for n in grads if n.startswith(fc1)}
         assert ffn_keys == ({layer.ffn_op.value} if sharing == "none" else {"shared"})
         if sharing == "none":  # candidates of other block types get no gradient
-            mixer_weights = [n for n in grads if n.startswith("encoder.layers.0.mixer.") and n.split(".")[-2] == "weight"]
+            mixer_weights = [n for n in grads
+                             if n.startswith("encoder.layers.0.mixer.") and n.split(".")[-2] == "weight"]
             users = {n.split(".")[-1] for n in mixer_weights}
             assert users == {layer.block.value}
         if len(sub.decoder) < len(model.decoder.layers):  # skipped layers get no gradient

@@ -53,7 +53,8 @@ def test_slice_linear_without_bias_and_conv_kernel():
 
 @pytest.mark.parametrize(
     "out_dim, in_dim, name",
-    [(7, 3, "out_dim"), (0, 3, "out_dim"), (2, 6, "in_dim"), (2, -1, "in_dim"), (True, 2, "out_dim"), (2, 2.0, "in_dim")],
+    [(7, 3, "out_dim"), (0, 3, "out_dim"), (2, 6, "in_dim"), (2, -1, "in_dim"), (True, 2, "out_dim"),
+     (2, 2.0, "in_dim")],
 )
 def test_slice_linear_rejects_bad_widths(out_dim, in_dim, name):
     with pytest.raises(ValueError, match=name):

@@ -62,7 +62,8 @@ def test_remap_is_exactly_identity_at_init(shape, dtype):
     w = torch.randn(shape, dtype=dtype)
     assert torch.equal(remap(w), w)
     outside = torch.tensor([-5.0, 0.1, 7.0], dtype=dtype)
-    assert torch.equal(remap(outside, bounds=(torch.tensor(-1.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))), outside)
+    bounds = (torch.tensor(-1.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))
+    assert torch.equal(remap(outside, bounds=bounds), outside)
 
 
 def test_remap_matches_sum_over_bins_formula():

@@ -101,7 +101,7 @@ def test_data_bin_loads_in_fairseq(en_de) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(out / "sentencepiece" / "spm.model"))
     assert sp.get_piece_size() == 150
     for split in pipeline.SPLITS:
-        for side, lang in enumerate(("en", "de")):
+        for lang in ("en", "de"):
             dataset = data_utils.load_indexed_dataset(str(data_bin / f"{split}.en-de.{lang}"), dictionary)
             assert len(dataset) == len(expected[split])
     train_de = data_utils.load_indexed_dataset(str(data_bin / "train.en-de.de"), dictionary)

@@ -74,7 +74,8 @@ def test_image_folder_reader(tmp_path):
 
 def test_image_folder_wrong_layout_errors(tmp_path):
     _write_folder(tmp_path, splits=("train",))
-    with pytest.raises(ValueError, match=r"not in the ImageFolder layout: missing split directories \['valid', 'test'\]"):
+    with pytest.raises(ValueError,
+                       match=r"not in the ImageFolder layout: missing split directories \['valid', 'test'\]"):
         load_folder(tmp_path, 8)
     (tmp_path / "valid" / "bird").mkdir(parents=True)
     (tmp_path / "test").mkdir()

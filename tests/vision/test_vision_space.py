@@ -77,7 +77,8 @@ def test_check_names_the_field_outside_the_space():
 
 
 def test_image_size_the_space_cannot_take():
-    with pytest.raises(ValueError, match=r"^image_size=30 cannot be taken by space 'cifar': it must be a multiple of 8"):
+    with pytest.raises(ValueError,
+                       match=r"^image_size=30 cannot be taken by space 'cifar': it must be a multiple of 8"):
         get_space("cifar", image_size=30)
     assert get_space("cifar", image_size=64).resolutions() == (64, 32, 16, 8)
     assert get_space("imagenet").resolutions() == (56, 28, 14, 7)

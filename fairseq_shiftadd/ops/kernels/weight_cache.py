@@ -95,11 +95,12 @@ class DerivedTensorCache:
 class CompanionCache:
     """A value derived from one tensor, kept while that same tensor object, unchanged, is passed again.
 
-    For tensors that a :class:`DerivedTensorCache` keeps (the same object for as long as its parameters do not
-    change) and for parameters: the identity and state of the tensor (version counter, storage, dtype, device,
-    shape) key the value, and the reference held to it keeps its address from being reused (writes through
-    ``.data`` into the same storage bypass all of that: owners clear it, as :class:`DerivedTensorOwner` s). Like :meth:`DerivedTensorCache.read`, only while no autograd graph would be
-    recorded through the tensor (and caching is enabled); None otherwise.
+    For tensors that a :class:`DerivedTensorCache` keeps (the same object for as long as its parameters do not change)
+    and for parameters: the identity and state of the tensor (version counter, storage, dtype, device, shape) key the
+    value, and the reference held to it keeps its address from being reused (writes through ``.data`` into the same
+    storage bypass all of that: owners clear it, as :class:`DerivedTensorOwner` s). Like
+    :meth:`DerivedTensorCache.read`, only while no autograd graph would be recorded through the tensor (and caching is
+    enabled); None otherwise.
     """
 
     def __init__(self) -> None:
