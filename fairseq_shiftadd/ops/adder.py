@@ -487,8 +487,8 @@ def _fast_add_conv2d(x: Tensor, weight: Tensor, geometry: Conv2dGeometry, eta: O
 def _to_image(y: Tensor, groups: int, batch: int, out_h: int, out_w: int) -> Tensor:
     """``(G, N * Ho * Wo, C_out / G) -> (N, C_out, Ho, Wo)`` (sizes explicit: ``-1`` is ambiguous for ``N = 0``)."""
     per_group = y.size(-1)
-    return y.view(groups, batch, out_h * out_w, per_group).permute(1, 0, 3, 2).reshape(batch, groups * per_group,
-                                                                                        out_h, out_w)
+    channels_first = y.view(groups, batch, out_h * out_w, per_group).permute(1, 0, 3, 2)  # (N, G, C_out / G, L)
+    return channels_first.reshape(batch, groups * per_group, out_h, out_w)
 
 
 class _AdderLayer(nn.Module):
