@@ -16,11 +16,13 @@ steps from an empty state (:meth:`~fairseq_shiftadd.ops.lightconv.LightweightMix
 fairseq's ``LightweightConv1dTBC`` stepped through the same stream with its ``incremental_state``; no gradients
 (``fwd+bwd`` and memory: ``n/a``). The shift-add mixer holds a ``C x C`` shift linear before its adder conv
 (DeepShift-PS; DeepShift-Q, the translation models' default, in a row of its own), so its rows are also measured against
-fairseq's conv after an ``nn.Linear`` of the same width (``vs Linear + fairseq``); the other two mixers are also timed
-against fairseq's band path directly (``vs fairseq (band)``). The ``ShiftLinear ... step`` and ``AddLinear step`` rows
-time one eval forward at a beam's batch (a decoding step's rows: a shift linear reads its packed codes, an add layer its
-weight prepared once) against ``nn.Linear``, the add layer also at ``d -> d`` (where the weight stays in cache and the
-call's own overhead counts most). On a shared machine prefer ``--best`` (minimum of the repetitions).
+fairseq's conv after an ``nn.Linear`` of the same width (``vs Linear + fairseq``), and its two parts apart: the shift
+linear on the mixer's input against that ``nn.Linear`` (``C->C, the shift-add mixer's``), the add mixer against
+fairseq's band path; the conv and add mixers are timed against fairseq's band path directly (``vs fairseq (band)``).
+The ``ShiftLinear ... step`` and ``AddLinear step`` rows time one eval forward at a beam's batch (a decoding step's
+rows: a shift linear reads its packed codes, an add layer its weight prepared once) against ``nn.Linear``, the add
+layer also at ``d -> d`` (where the weight stays in cache and the call's own overhead counts most). On a shared machine
+prefer ``--best`` (minimum of the repetitions).
 
 The timing process pins glibc's ``mmap`` threshold (``mallopt``, 64 MiB): left dynamic, the same loop of
 few-hundred-KiB allocations (a decoding step's window, a layer's output) ran at two speeds from one run to the
@@ -241,6 +243,9 @@ def cases(size: str) -> List[Case]:
                lambda mode=mode: LightweightShiftAdd(d, k, heads, shift_mode=mode),
                lambda: _FairseqLightweight(d, k, heads, linear=True), seq_in)
           for mode, suffix in (("ps", ""), ("q", " (q)"))),
+        *(Case(f"ShiftLinear ({mode}) C->C, the shift-add mixer's", f"T{t} B{b} C{d}",
+               lambda mode=mode: ShiftLinear(d, d, mode=mode), lambda: nn.Linear(d, d), seq_in)
+          for mode in ("ps", "q")),
         *(Case(f"{mixer.__name__} step", f"T{t} B{beam} C{d} K{k}",
                lambda mixer=mixer: _Stream(mixer(d, k, heads, padding="causal")), fairseq_step, beam_in, train=False)
           for mixer in (LightweightConv, LightweightAdd, LightweightShiftAdd)),
