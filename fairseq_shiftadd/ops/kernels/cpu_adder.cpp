@@ -28,15 +28,17 @@
 
 namespace {
 
+using shiftadd::by_registers;
 using shiftadd::vabs;
 using shiftadd::Vec;
 using shiftadd::vmax;
 using shiftadd::vmin;
 
-constexpr int NR = 6;        // rows of x per micro-kernel
-constexpr int MR_VECS = 2;   // vectors of weight rows per micro-kernel (forward)
-constexpr int KR_VECS = 2;   // vectors of columns per micro-kernel (input gradient)
-constexpr int NR_GRAD = 4;   // rows of x per input-gradient micro-kernel (lo, hi, acc: 24 registers)
+// Register tiles, sized by the vector registers there are (32 with AVX-512, 16 with AVX2: simd.h):
+constexpr int NR = by_registers(6, 3);       // rows of x per forward micro-kernel (sums and partial sums: 24 / 12)
+constexpr int MR_VECS = 2;                   // vectors of weight rows per micro-kernel (forward)
+constexpr int KR_VECS = 2;                   // vectors of columns per micro-kernel (input gradient)
+constexpr int NR_GRAD = by_registers(4, 2);  // rows of x per input-gradient micro-kernel (lo, hi, acc: 24 / 12)
 constexpr int KC = 512;      // K block of the forward (a weight panel of KC x MR stays in L2)
 constexpr int NC = 96;       // rows of x per forward task
 constexpr int KS = 32;       // terms per partial sum of the forward
@@ -161,17 +163,15 @@ inline void forward_micro(const Rows& x, const T* panel, int64_t k_len, T* out, 
   }
 }
 
-template <typename T, int MODE, typename Rows>
+// forward_micro on `rows` rows (1 <= rows <= ROWS): the micro-kernel of that many rows.
+template <typename T, int MODE, int ROWS = NR, typename Rows>
 inline void forward_rows(int rows, const Rows& x, const T* panel, int64_t k_len, T* out, int64_t ldo, int64_t cols,
                          const T* row_sum, const T* x_sum, bool first, bool last) {
-  switch (rows) {
-    case 6: forward_micro<T, MODE, 6>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
-    case 5: forward_micro<T, MODE, 5>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
-    case 4: forward_micro<T, MODE, 4>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
-    case 3: forward_micro<T, MODE, 3>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
-    case 2: forward_micro<T, MODE, 2>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
-    default: forward_micro<T, MODE, 1>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last); break;
+  if constexpr (ROWS > 1) {
+    if (rows < ROWS)
+      return forward_rows<T, MODE, ROWS - 1>(rows, x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last);
   }
+  forward_micro<T, MODE, ROWS>(x, panel, k_len, out, ldo, cols, row_sum, x_sum, first, last);
 }
 
 // x: a row source (DenseSource, PatchSource); packed: (G, P, K, MR) with P = ceil(M / MR); row_sums: (G, M);
@@ -239,15 +239,14 @@ inline void input_grad_micro(const T* grad, int64_t ldg, const T* gsum, const T*
     }
 }
 
-template <typename T>
+// input_grad_micro on `rows` rows (1 <= rows <= ROWS).
+template <typename T, int ROWS = NR_GRAD>
 inline void input_grad_rows(int rows, const T* grad, int64_t ldg, const T* gsum, const T* x, const T* w,
                             const T* wmin, const T* wmax, int64_t m_len, int64_t ld, T* dx) {
-  switch (rows) {
-    case 4: input_grad_micro<T, 4>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
-    case 3: input_grad_micro<T, 3>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
-    case 2: input_grad_micro<T, 2>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
-    default: input_grad_micro<T, 1>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx); break;
+  if constexpr (ROWS > 1) {
+    if (rows < ROWS) return input_grad_rows<T, ROWS - 1>(rows, grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx);
   }
+  input_grad_micro<T, ROWS>(grad, ldg, gsum, x, w, wmin, wmax, m_len, ld, dx);
 }
 
 // grad: (G, N, M); gsum: (G, N); x: (G, N, Kp); w: (G, M, Kp); wmin, wmax: (G, Kp); dx: (G, N, Kp); Kp a

@@ -45,6 +45,7 @@
 
 namespace {
 
+using shiftadd::fmadd;
 using shiftadd::Lanes;
 using shiftadd::load;
 using shiftadd::vabs;
@@ -166,7 +167,7 @@ inline void forward_rows(const T* xb, const T* w, const Padding<T>* padding, T* 
   for (int64_t j = j0; j < j1; ++j) {
     const U wv = load<U>(w + j * s.channels + column);
     for (int r = 0; r < R; ++r) {
-      if constexpr (Product) sum[r] += xr[r] * wv;
+      if constexpr (Product) sum[r] = fmadd(xr[r], wv, sum[r]);
       else sum[r] -= vabs(xr[r] - wv);
     }
     for (int r = 0; r + 1 < R; ++r) xr[r] = xr[r + 1];
@@ -304,7 +305,7 @@ void window_forward(const T* window, const T* kernel, T* y, const Sequence& s, i
           const U wj = row[j] - U{};
           for (int n = 0; n < B::N; ++n) {
             if constexpr (Product) {
-              sum[n] += load<U>(xj + n * B::W) * wj;
+              sum[n] = fmadd(load<U>(xj + n * B::W), wj, sum[n]);
             } else {
               sum[n] += vabs(load<U>(xj + n * B::W) - wj) * minus_one;
             }

@@ -35,11 +35,16 @@
 
 namespace {
 
+using shiftadd::by_registers;
 using shiftadd::Lanes;
 using shiftadd::load;
 using shiftadd::store;
 using shiftadd::Vec;
 using shiftadd::vector_loop;
+
+// Vectors of sums per row of the packed linear's micro-kernel: its 6 rows x SUM_VECS sums and SUM_VECS weights
+// within the vector registers (32 with AVX-512: 4 vectors; 16 with AVX2: 2).
+constexpr int SUM_VECS = by_registers(4, 2);
 
 // 2**p for an integer-valued p whose power is a normal number of T (NaN stays NaN).
 template <typename T>
@@ -106,9 +111,17 @@ inline typename Lanes<T, NV>::U decode(const int8_t* c) {
   if constexpr (NV == 0) {
     v = *c;
   } else {
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
     if constexpr (sizeof(T) == 4) v = (IV)_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
     else v = (IV)_mm512_cvtepi8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c)));
+#elif defined(__AVX2__)
+    if constexpr (sizeof(T) == 4) {
+      v = (IV)_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c)));
+    } else {
+      int32_t four;
+      std::memcpy(&four, c, sizeof four);
+      v = (IV)_mm256_cvtepi8_epi64(_mm_cvtsi32_si128(four));
+    }
 #else
     for (int l = 0; l < Vec<T>::lanes; ++l) v[l] = c[l];
 #endif
@@ -127,11 +140,12 @@ inline typename Lanes<T, NV>::U decode(const int8_t* c) {
 }
 
 // Rows [0, NR) of y = b + x w on the panel [m0, m0 + width) of output columns, whose codes are codes[k * ldc + j]
-// for column m0 + j: 4 vectors of sums per row while k runs (then single vectors, then scalars, for a ragged end).
+// for column m0 + j: SUM_VECS vectors of sums per row while k runs (then single vectors, then scalars, for a ragged
+// end).
 template <typename T, int NR>
 void linear_rows(const T* x, int64_t ldx, const int8_t* codes, int64_t ldc, const T* bias, T* y, int64_t ldy,
                  int64_t K, int64_t m0, int64_t width) {
-  vector_loop<T, 4>(width, [&](auto vectors, int64_t i) {
+  vector_loop<T, SUM_VECS>(width, [&](auto vectors, int64_t i) {
     constexpr int NV = decltype(vectors)::value;
     using U = typename Lanes<T, NV>::U;
     constexpr int N = Lanes<T, NV>::N, W = Lanes<T, NV>::W;
@@ -170,7 +184,7 @@ void linear_block(int64_t rows, const T* x, int64_t ldx, const int8_t* codes, in
 template <typename T>
 void pow2_linear(const T* x, const int8_t* codes, const T* bias, T* y, int64_t N, int64_t K, int64_t M, int64_t ldx,
                  int64_t panel, int64_t panel_stride, int threads) {
-  constexpr int R = 6;  // 6 rows x 4 vectors of sums + 4 of weights: within the 32 vector registers
+  constexpr int R = 6;
   const int64_t panels = (M + panel - 1) / panel, blocks = (N + R - 1) / R;
 #pragma omp parallel for schedule(static) num_threads(threads) if (N * K * M >= (int64_t(1) << 21))
   for (int64_t p = 0; p < panels; ++p) {
