@@ -15,10 +15,10 @@
 // Vectorised along c. Each task first copies the rows it reads, one batch entry's slice of channels over time
 // with the zero borders, into a small buffer of its own: in (T, B, C) consecutive times are B * C apart, a stride
 // at which the taps of one output all fall into the same cache sets. The forward and the input gradient take one
-// batch entry and 4 vectors of channels per task and compute 8 rows at a time (4 where the kernel is wider than the
+// batch entry and 256 bytes of channels per task and compute 8 rows at a time (4 where the kernel is wider than the
 // sequence is long, and in the input gradient of sequences shorter than 16), one vector of channels wide: the rows'
 // inputs slide through registers tap by tap, so a tap costs two loads for 8 terms (1.2-1.5x faster than one row at a
-// time, measured). The weight product takes 4 vectors of channels per task (fewer where the threads need more
+// time, measured). The weight product takes 256 bytes of channels per task (fewer where the threads need more
 // tasks), 8 taps' sums in registers while time runs and their inputs sliding through registers likewise.
 // What meets only the zero padding is not visited: the input gradient's and the weight product's taps whose
 // gradients, rows of time whose inputs, are all padding, and the forward's taps at which a block's rows all read
@@ -54,6 +54,11 @@ using shiftadd::Vec;
 using shiftadd::vector_loop;
 using shiftadd::vmax;
 using shiftadd::vmin;
+
+// A task's channels: 256 bytes of a row (4 cache lines), whatever the vector width: 4 vectors with AVX-512, 8 with
+// AVX2 (with 4, 128 bytes, a training step took 1.1-2.0x as long against fairseq's band path at every shape of the
+// mixer sweep on a Zen 3, the forward up to 1.7x: three alternating runs of each).
+constexpr int64_t SLICE_BYTES = 256;
 
 struct Sequence {
   int64_t length, batch, channels, taps, left, heads;
@@ -113,11 +118,11 @@ void gather(const T* base, int64_t b, int64_t c0, int64_t width, int64_t first, 
   }
 }
 
-// Runs task(b, c0, width, buf) for every batch entry b and slice [c0, c0 + width) of at most 4 vectors of channels,
+// Runs task(b, c0, width, buf) for every batch entry b and slice [c0, c0 + width) of at most SLICE_BYTES of channels,
 // in parallel, buf holding T + K - 1 rows of the slice for the task to gather into.
 template <typename T, typename Task>
 void for_each_slice(const Sequence& s, int threads, Task&& task) {
-  constexpr int64_t slice = 4 * Vec<T>::lanes;
+  constexpr int64_t slice = SLICE_BYTES / sizeof(T);
   const int64_t slices = (s.channels + slice - 1) / slice;
 #pragma omp parallel num_threads(threads)
   {
@@ -254,9 +259,10 @@ void product_taps(const T* gb, const T* xb, T* p, int64_t j0, int64_t c, int64_t
 
 template <typename T>
 void weight_product(const T* g, const T* x, T* p, T* gsum, const Sequence& s, int threads) {
-  // 4 vectors of channels a task (a gathered row then spans 4 cache lines, not one), fewer where the threads need
+  // SLICE_BYTES of channels a task (a gathered row then spans 4 cache lines, not one), fewer where the threads need
   // more tasks
-  const int64_t slice = Vec<T>::lanes * std::clamp<int64_t>(s.channels / (Vec<T>::lanes * threads), 1, 4);
+  constexpr int64_t most = SLICE_BYTES / sizeof(T) / Vec<T>::lanes;
+  const int64_t slice = Vec<T>::lanes * std::clamp<int64_t>(s.channels / (Vec<T>::lanes * threads), 1, most);
   const int64_t slices = (s.channels + slice - 1) / slice;
 #pragma omp parallel num_threads(threads)
   {
