@@ -3,7 +3,8 @@
 A shared library is built with ``g++ -O3 -march=native -fopenmp -ffp-contract=fast`` (``a += b * c`` as one
 fused multiply-add; no torch headers, so a build takes a few seconds) into ``$FAIRSEQ_SHIFTADD_KERNEL_CACHE``
 (default ``~/.cache/fairseq_shiftadd/kernels``), named by a hash of the source, the headers beside it, the flags
-and the CPU's feature flags: it compiles once per machine and source version.
+and the CPU's feature flags: it compiles once per machine and source version. ``$FAIRSEQ_SHIFTADD_KERNEL_ARCH``
+names another instruction set for ``-march`` (:data:`ARCH_VARIABLE`).
 Builds write to a temporary file of their own and rename it into place (:func:`~fairseq_shiftadd.atomic.atomic_path`,
 ``partial="unique"``), so concurrent processes never load half a file.
 A failed build (no compiler, a compile error) warns once, in one line, and returns None: callers then use
@@ -27,8 +28,8 @@ from torch import Tensor
 
 from ...atomic import atomic_path
 
-__all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "GradScale", "enabled", "KernelLibrary", "load_library",
-           "kernel_cache_dir"]
+__all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "GradScale", "ARCH_VARIABLE", "enabled", "kernel_arch",
+           "flags", "KernelLibrary", "load_library", "kernel_cache_dir"]
 
 KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 """The dtypes every kernel is compiled for, and the suffix of their C functions (``shiftadd_{name}_{suffix}``)."""
@@ -44,8 +45,27 @@ GradScale = Callable[[Tensor, Tensor], Tensor]
 (:func:`~fairseq_shiftadd.ops.adder.scale_weight_grad`, passed in so that the kernels do not import the operators)."""
 
 COMPILER = os.environ.get("CXX", "g++")
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast", "-std=c++17",
-         "-shared", "-fPIC")
+ARCH_VARIABLE = "FAIRSEQ_SHIFTADD_KERNEL_ARCH"
+"""Names the instruction set the kernels are built for (``-march=``; unset: ``native``, this machine's): a portable
+one such as ``x86-64-v3`` (AVX2 and FMA) lets machines of different CPUs share a kernel cache (the library is then
+named without this CPU's flags). A set with features this CPU lacks is declined in a one-line warning, the reference
+path runs; an unknown name fails its build likewise."""
+
+_FEATURE_MACROS = {"__SSE4_2__": "sse4_2", "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__F16C__": "f16c",
+                   "__BMI2__": "bmi2", "__AVX512F__": "avx512f", "__AVX512CD__": "avx512cd",
+                   "__AVX512BW__": "avx512bw", "__AVX512DQ__": "avx512dq", "__AVX512VL__": "avx512vl"}
+"""The compiler's instruction-set macros that a named ``-march`` may define, and the ``/proc/cpuinfo`` flag of each."""
+
+
+def kernel_arch() -> str:
+    """The ``-march`` the kernels are built for: ``$FAIRSEQ_SHIFTADD_KERNEL_ARCH``, or ``native``."""
+    return os.environ.get(ARCH_VARIABLE, "").strip() or "native"
+
+
+def flags() -> Tuple[str, ...]:
+    """The compiler's flags for :func:`kernel_arch` (vectors up to 512 bits where the instruction set has them)."""
+    return ("-O3", f"-march={kernel_arch()}", "-mprefer-vector-width=512", "-fopenmp", "-ffp-contract=fast",
+            "-std=c++17", "-shared", "-fPIC")
 
 
 def enabled() -> bool:
@@ -60,12 +80,25 @@ def kernel_cache_dir() -> Path:
 
 
 def _cpu_signature() -> str:
-    """The CPU's feature flags (``-march=native`` depends on them), or the empty string off Linux."""
+    """The CPU's feature flags (``-march=native`` depends on them), or the empty string off Linux x86."""
     try:
         with open("/proc/cpuinfo") as f:
             return next((line for line in f if line.startswith("flags")), "")
     except OSError:
         return ""
+
+
+def _features_this_cpu_lacks(arch: str) -> list[str]:
+    """The features (``/proc/cpuinfo`` names) that code built for ``-march=arch`` may use and this CPU lacks: none
+    for ``native``, nor where the CPU's flags are unknown. Raises ``CalledProcessError`` for a name the compiler
+    does not know."""
+    cpu = set(_cpu_signature().partition(":")[2].split())
+    if arch == "native" or not cpu:
+        return []
+    macros = subprocess.run([COMPILER, f"-march={arch}", "-dM", "-E", "-x", "c++", os.devnull], check=True,
+                            capture_output=True, text=True).stdout
+    defined = {line.split()[1] for line in macros.splitlines() if line.startswith("#define ")}
+    return sorted(flag for macro, flag in _FEATURE_MACROS.items() if macro in defined and flag not in cpu)
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,9 +108,14 @@ def load_library(source: Path) -> Optional[ctypes.CDLL]:
     The cache key covers the source and every header beside it (``*.h``, which the sources include).
     """
     texts = [source.read_bytes(), *(header.read_bytes() for header in sorted(source.parent.glob("*.h")))]
-    key = hashlib.sha256(b"\0".join([*texts, " ".join((COMPILER,) + FLAGS).encode(), _cpu_signature().encode()]))
+    arch = kernel_arch()
+    machine = _cpu_signature() if arch == "native" else ""  # a named set builds the same library on any machine
+    key = hashlib.sha256(b"\0".join([*texts, " ".join((COMPILER,) + flags()).encode(), machine.encode()]))
     target = kernel_cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     try:
+        missing = _features_this_cpu_lacks(arch)
+        if missing:
+            raise OSError(f"{ARCH_VARIABLE}={arch} uses {', '.join(missing)}, which this CPU lacks")
         if not target.exists():
             _build(source, target)
         return ctypes.CDLL(str(target))
@@ -139,9 +177,9 @@ class KernelLibrary:
 
 
 def _build(source: Path, target: Path) -> None:
-    """``COMPILER FLAGS source -o target``, atomically (temporary file, then rename)."""
+    """``COMPILER flags() source -o target``, atomically (temporary file, then rename)."""
     if shutil.which(COMPILER) is None:
         raise OSError(f"compiler {COMPILER!r} not found (set CXX)")
     with atomic_path(target, partial="unique") as temporary:
-        subprocess.run([COMPILER, *FLAGS, str(source), "-o", str(temporary)], check=True, capture_output=True,
+        subprocess.run([COMPILER, *flags(), str(source), "-o", str(temporary)], check=True, capture_output=True,
                        text=True)
