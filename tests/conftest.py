@@ -1,6 +1,7 @@
 """Shared fixtures: the real Multi30k data prepared, and a tiny supernet trained on it, once per test session."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -43,13 +44,31 @@ def multi30k_dir() -> Path:
     return MULTI30K
 
 
+def _once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path]) -> Path:
+    """``make(folder)``'s result, made once per test run. Under pytest-xdist the first worker to ask makes it in a
+    folder of the run's temporary root, which all its workers share, while the others wait for it (a file lock) and
+    then reuse it: they would otherwise each make the same thing, on the cores the first one needs. Without xdist, in
+    the session's temporary folder. What is made this way is only read by the tests."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent  # this run's: the workers' own folders are in it
+    folder, made = root / name, root / f"{name}.made"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when make raises
+        if not made.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed halfway left
+            folder.mkdir()
+            made.write_text(str(make(folder)))
+        return Path(made.read_text())
+
+
 @pytest.fixture(scope="session")
 def multi30k_en_de(multi30k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small prepared Multi30k En-De: 1000-piece sentencepiece vocabulary, first 10k training pairs."""
     from fairseq_shiftadd.prep import multi30k
 
-    out = tmp_path_factory.mktemp("multi30k_en_de")
-    return multi30k.prepare(multi30k_dir, out, "en-de", vocab_size=1000, max_train=10_000)
+    return _once_per_run(tmp_path_factory, "multi30k_en_de", lambda out: multi30k.prepare(
+        multi30k_dir, out, "en-de", vocab_size=1000, max_train=10_000))
 
 
 def _run_cli(*cmd: str, timeout: int = 1200) -> str:
@@ -73,8 +92,11 @@ def trained_supernet(multi30k_en_de: Path, tmp_path_factory: pytest.TempPathFact
     """The save directory of the tiny supernet trained once per session by ``fairseq-train`` (the default suite's
     real end-to-end training run): 180 updates of sampled subnets, heterogeneous sharing, validated (largest and
     smallest subnet) every 60 updates. It holds ``checkpoint_best.pt``, ``checkpoint_last.pt`` and ``valid.json``
-    (the logged validation records, in order)."""
-    save_dir = tmp_path_factory.mktemp("supernet")
+    (the logged validation records, in order). Trained once per run (:func:`_once_per_run`)."""
+    return _once_per_run(tmp_path_factory, "supernet", lambda save_dir: _train_supernet(multi30k_en_de, save_dir))
+
+
+def _train_supernet(multi30k_en_de: Path, save_dir: Path) -> Path:
     log = _run_cli(
         "fairseq-train", str(multi30k_en_de), "--user-dir", "fairseq_shiftadd",
         "--task", "shiftadd_translation", "--arch", "shiftadd_supernet_tiny", "--sharing", "heterogeneous",
