@@ -19,7 +19,7 @@
 //
 // A code byte holds a float32's sign bit and its exponent field E (w = +-2**(E - 127), E in [1, 127]), 0 for a
 // zero weight: read sign-extended as int32 and shifted left by 23 it is the float's bits once bit 30 is cleared
-// (three instructions per 16 weights). The codes are stored in panels of output columns, each panel k-major and
+// (three instructions per vector of weights). The codes are stored in panels of output columns, each panel k-major and
 // contiguous, so that a task streams through one panel's bytes in order (read k-major across the whole (K, M)
 // matrix instead, each k of a panel fell on another 4 KiB page at M = 4096, and the kernel drew 3.5 GB/s). For each
 // k it decodes the panel's weights once and adds them, times x[n, k] broadcast, into the sums of up to 6 rows of x

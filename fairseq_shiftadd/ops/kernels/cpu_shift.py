@@ -95,7 +95,8 @@ PACKED_MIN_WEIGHTS = 1 << 18
 alone; from ``512 x 512`` on the codes win inside a decoding step (``benchmarks/ops.py``, the shift-add step)."""
 
 _SIGN_AND_EXPONENT = ~(1 << 30)  # the float32 bits of a decoded code: bit 30 cleared (see cpu_shift.cpp)
-_PANEL = 64  # output columns per panel of codes: 4 vectors of float32 sums, the kernel's register block
+_PANEL = 64  # output columns per panel of codes: the kernel's register block of float32 sums (4 vectors of 16 with
+# AVX-512), or a multiple of it (2 vectors of 8 with AVX2)
 
 
 def pow2_codes(weight: Tensor) -> Optional[Tensor]:
