@@ -25,10 +25,6 @@ X86 = platform.machine() in ("x86_64", "AMD64")
 VECTOR_BYTES = {"x86-64": 16, "x86-64-v3": 32}  # what simd.h gives each
 
 
-def _cpu_has(*features: str) -> bool:
-    return set(features) <= set(build._cpu_signature().partition(":")[2].split())
-
-
 @pytest.fixture
 def own_cache(monkeypatch, tmp_path):
     """An empty kernel cache, and libraries loaded afresh before and after."""
@@ -81,7 +77,7 @@ def test_unknown_instruction_set_fails_its_build_in_one_line(own_cache, monkeypa
 @pytest.mark.parametrize("arch", [pytest.param("x86-64-v3"), pytest.param("x86-64", marks=pytest.mark.slow)])
 def test_kernel_tests_pass_built_for(arch, tmp_path):
     """The kernel test files, again, in a subprocess whose kernels are built for ``arch`` (its own cache)."""
-    if not X86 or not _cpu_has("avx2", "fma") and arch == "x86-64-v3":
+    if not X86 or not {"avx2", "fma"} <= build.cpu_features() and arch == "x86-64-v3":
         pytest.skip(f"this CPU cannot run {arch}")
     if shutil.which(build.COMPILER) is None:
         pytest.skip("no compiler here")

@@ -29,7 +29,7 @@ from torch import Tensor
 from ...atomic import atomic_path
 
 __all__ = ["KERNEL_DTYPES", "HALF_DTYPES", "Signature", "GradScale", "ARCH_VARIABLE", "enabled", "kernel_arch",
-           "flags", "KernelLibrary", "load_library", "kernel_cache_dir"]
+           "flags", "cpu_features", "KernelLibrary", "load_library", "kernel_cache_dir"]
 
 KERNEL_DTYPES = {torch.float32: "float", torch.float64: "double"}
 """The dtypes every kernel is compiled for, and the suffix of their C functions (``shiftadd_{name}_{suffix}``)."""
@@ -88,11 +88,16 @@ def _cpu_signature() -> str:
         return ""
 
 
+def cpu_features() -> set[str]:
+    """This CPU's feature flags as ``/proc/cpuinfo`` names them (``avx2``, ``fma``, ...); empty where unknown."""
+    return set(_cpu_signature().partition(":")[2].split())
+
+
 def _features_this_cpu_lacks(arch: str) -> list[str]:
     """The features (``/proc/cpuinfo`` names) that code built for ``-march=arch`` may use and this CPU lacks: none
     for ``native``, nor where the CPU's flags are unknown. Raises ``CalledProcessError`` for a name the compiler
     does not know."""
-    cpu = set(_cpu_signature().partition(":")[2].split())
+    cpu = cpu_features()
     if arch == "native" or not cpu:
         return []
     macros = subprocess.run([COMPILER, f"-march={arch}", "-dM", "-E", "-x", "c++", os.devnull], check=True,
